@@ -1,0 +1,108 @@
+"""The protocol every CRM connector implements, and the small value types it exchanges.
+
+The pipeline only talks to a `CrmConnector`; it never sees a CRM's property names. Records cross
+this boundary in the canonical shape of `leadflow.schema` (plain dicts keyed by its column names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+
+
+class CrmError(Exception):
+    """A CRM call failed in a way retries cannot fix; the message says what to do."""
+
+
+class CrmAuthError(CrmError):
+    """401/403: the token is missing, expired or lacks a scope."""
+
+
+class CrmRequestError(CrmError):
+    """400 and other permanent client errors: the request itself is wrong."""
+
+
+class CrmUnavailableError(CrmError):
+    """Retries were exhausted on 429/5xx/timeouts; the run may be retried later."""
+
+
+class CrmBudgetExhausted(CrmError):
+    """The CRM's daily API allocation is (nearly) spent: stop cleanly, resume next run."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where the incremental pull stopped: every record modified before `modified_ms` is in the
+    warehouse. Stored in the warehouse in the same transaction as the records it covers."""
+
+    modified_ms: int
+    last_id: str | None = None
+
+
+@dataclass
+class RecordIssue:
+    """Something wrong with one incoming record (unparseable date, oversized text, unknown
+    stage). The record is still landed with the bad value cleared; the issue is reported."""
+
+    record_id: str
+    field: str
+    problem: str
+    value: str | None = None  # truncated to 200 characters by the connector
+
+
+@dataclass
+class LeadPage:
+    """One page of an incremental pull: canonical leads, their companies, and the watermark that
+    becomes safe to store once this page (and every page before it) is committed."""
+
+    leads: list[dict[str, Any]]
+    companies: list[dict[str, Any]]
+    watermark: Watermark | None
+    issues: list[RecordIssue] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordUpdate:
+    """Desired values for one record, keyed by canonical field name (schema.PUSHED_FIELDS)."""
+
+    record_id: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """The CRM's answer for one record of a batch write.
+
+    status: "confirmed" (written), "retryable" (transient: locked, rate limited, conflict),
+    "rejected" (permanent: validation), "unknown" (the call timed out; read back to decide).
+    """
+
+    record_id: str
+    status: str
+    error: str | None = None
+    category: str | None = None
+
+
+@runtime_checkable
+class CrmConnector(Protocol):
+    name: str  # "hubspot", "salesforce": the `crm` column value
+    max_batch_size: int  # records per write call (HubSpot 100, Salesforce 200)
+
+    def pull(self, since: Watermark | None) -> Iterator[LeadPage]:
+        """Yield pages of leads modified at or after `since` (all live leads when None),
+        in cursor order, so that each page's watermark is safe to store after committing it."""
+        ...
+
+    def ensure_schema(self) -> None:
+        """Create the fields leadflow owns if missing; raise CrmError if one has a wrong type."""
+        ...
+
+    def push(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
+        """Write one batch (len <= max_batch_size); one result per update, in order."""
+        ...
+
+    def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Current values of the pushed fields (canonical names, plus record_id)."""
+        ...
+
+    def close(self) -> None: ...

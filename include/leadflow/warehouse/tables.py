@@ -1,0 +1,121 @@
+"""Warehouse tables (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+Columns follow `leadflow.schema`; timestamps of CRM data are epoch milliseconds (BIGINT) so that
+values round-trip exactly on both databases and compare cheaply; run bookkeeping uses them too.
+Other packages (enrich, quality, push) register their own tables on the same `metadata`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from leadflow.schema import COMPANY_COLUMNS, CRM_OWNED_VALUE_COLUMNS, LEAD_COLUMNS, SCORE_COLUMNS
+
+metadata = MetaData()
+
+def _columns(spec: dict[str, str], keys: set[str]) -> list[Column]:
+    kinds = {"str": Text, "float": Float, "ts": BigInteger, "bool": Boolean}
+    cols = []
+    for name, kind in spec.items():
+        if name in keys:
+            cols.append(Column(name, String(64), primary_key=True))
+        else:
+            cols.append(Column(name, kinds[kind], nullable=True))
+    return cols
+
+
+leads = Table(
+    "leads",
+    metadata,
+    *_columns(LEAD_COLUMNS, {"crm", "record_id"}),
+    *_columns(CRM_OWNED_VALUE_COLUMNS, set()),
+    Column("pulled_at", BigInteger, nullable=False),
+    Column("pull_run_id", String(250), nullable=False),
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    *_columns(COMPANY_COLUMNS, {"crm", "company_id"}),
+    Column("pulled_at", BigInteger, nullable=False),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("crm", String(64), primary_key=True),
+    Column("stream", String(64), primary_key=True),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("last_id", String(64), nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("crm", String(64), primary_key=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("status", String(32), nullable=False),  # running | success | failed | warning
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("summary", Text, nullable=False, default="{}"),  # JSON: counts and durations
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    *_columns(SCORE_COLUMNS, {"crm", "record_id"}),
+    Column("run_id", String(250), nullable=False),
+    Column("scored_at", BigInteger, nullable=False),
+)
+
+# Problems found in incoming records (bad dates, oversized text, unknown stages): the record is
+# landed with the bad value cleared and the problem is kept here, per run.
+lead_issues = Table(
+    "lead_issues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("crm", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("problem", Text, nullable=False),
+    Column("value", Text, nullable=True),
+    Column("seen_at", BigInteger, nullable=False),
+    Index("ix_lead_issues_run", "crm", "run_id"),
+)
+
+# Every value leadflow meant to write: before/after, outcome, attempts. The audit log.
+push_log = Table(
+    "push_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(250), nullable=False),
+    Column("crm", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("model_version", String(64), nullable=True),
+    # pending | confirmed | retryable | rejected | failed | skipped
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_push_log_record", "crm", "record_id"),
+    Index("ix_push_log_run", "crm", "run_id"),
+    Index("ix_push_log_status", "crm", "status"),
+)
