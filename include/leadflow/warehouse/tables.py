@@ -109,7 +109,8 @@ push_log = Table(
     Column("before", Text, nullable=True),
     Column("after", Text, nullable=True),
     Column("model_version", String(64), nullable=True),
-    # pending | confirmed | retryable | rejected | failed | skipped
+    # pending (about to be sent) | confirmed | rejected (retried next run) | failed (gave up) |
+    # unknown (no answer; the next run re-diffs) | superseded (left pending by a killed attempt)
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True),

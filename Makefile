@@ -1,0 +1,55 @@
+# leadflow — the two commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
+export LEADFLOW_VAR_DIR := $(CURDIR)/var
+CONTACTS ?= 5000
+
+.PHONY: help setup airflow-db run test bench airflow lock clean
+help:
+	@echo "make run     set up, start the CRM sandbox, run the leadflow_hubspot DAG, print the summary"
+	@echo "make test    set up, run the whole test suite (SQLite and a throw-away PostgreSQL)"
+	@echo "make airflow Airflow UI (airflow standalone) plus the sandbox"
+	@echo "make bench   benchmarks with same-run baselines"
+
+setup:
+	@scripts/bootstrap.sh
+
+$(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	@echo "preparing Airflow metadata database in $(AIRFLOW_HOME)"
+	@airflow db migrate >$(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -30 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	@touch $@
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@scripts/bootstrap.sh
+
+airflow-db: setup $(AIRFLOW_HOME)/.migrated
+
+run: setup airflow-db
+	@python -m leadflow.devrun --contacts $(CONTACTS) -- airflow dags test leadflow_hubspot
+	@leadflow report
+
+test: setup
+	@scripts/ensure_postgres.sh
+	@python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: setup
+	@python bench/run_all.py
+
+airflow: setup airflow-db
+	@python -m leadflow.devrun --contacts $(CONTACTS) --standalone -- airflow standalone
+
+lock:
+	@$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+
+clean:
+	rm -rf $(AIRFLOW_HOME) var

@@ -1,0 +1,122 @@
+"""Warehouse connection, schema creation and bulk upserts for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+
+from leadflow.warehouse.tables import metadata
+
+log = logging.getLogger(__name__)
+
+WAREHOUSE_URL_ENV = "LEADFLOW_WAREHOUSE_URL"
+
+# Modules that register further tables on `metadata`; imported before create_all so one call
+# creates the whole warehouse.
+_TABLE_MODULES = (
+    "leadflow.enrich.tables",
+    "leadflow.quality.tables",
+    "leadflow.predict.tables",
+    "leadflow.push.tables",
+)
+
+# SQLite refuses statements with more than 32,766 bound parameters.
+_SQLITE_MAX_PARAMS = 32_000
+_PG_MAX_PARAMS = 60_000
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (include/leadflow/ -> two levels up)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def default_warehouse_url() -> str:
+    folder = Path(os.environ.get("LEADFLOW_VAR_DIR", project_root() / "var"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'warehouse.db'}"
+
+
+def warehouse_url() -> str:
+    return os.environ.get(WAREHOUSE_URL_ENV) or default_warehouse_url()
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    # WAL lets the UI read while a run writes; busy_timeout makes concurrent writers wait
+    # instead of failing with "database is locked".
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """An engine for the warehouse (`LEADFLOW_WAREHOUSE_URL`, default a SQLite file in var/)."""
+    url = url or warehouse_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _tune_sqlite)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create every missing warehouse table (idempotent)."""
+    for module in _TABLE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module.startswith(exc.name):
+                raise
+    metadata.create_all(engine)
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterable[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def upsert(
+    conn: Any,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str] | None = None,
+    update_columns: Sequence[str] | None = None,
+) -> int:
+    """Insert rows, updating the non-key columns of rows whose key already exists.
+
+    Every row must carry the same columns. Chunked to respect the database's parameter limit.
+    Returns the number of rows written.
+    """
+    if not rows:
+        return 0
+    keys = list(keys or [c.name for c in table.primary_key.columns])
+    columns = list(rows[0].keys())
+    updates = [c for c in (update_columns or columns) if c not in keys]
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        insert_fn, limit = sqlite.insert, _SQLITE_MAX_PARAMS
+    elif dialect == "postgresql":
+        insert_fn, limit = postgresql.insert, _PG_MAX_PARAMS
+    else:  # pragma: no cover - guarded by get_engine
+        raise ValueError(f"unsupported warehouse dialect {dialect!r}")
+    per_chunk = max(1, limit // max(1, len(columns)))
+    for chunk in _chunks(rows, per_chunk):
+        stmt = insert_fn(table).values(list(chunk))
+        if updates:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in updates}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        conn.execute(stmt)
+    return len(rows)

@@ -1,0 +1,253 @@
+"""Reads and writes of the core warehouse tables: watermarks, runs, leads, companies, scores."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, and_, func, select, update
+
+from leadflow.crm.base import RecordIssue, Watermark
+from leadflow.schema import (
+    COMPANY_COLUMNS,
+    CRM_OWNED_VALUE_COLUMNS,
+    LEAD_COLUMNS,
+    SCORE_COLUMNS,
+)
+from leadflow.warehouse.db import upsert
+from leadflow.warehouse.tables import companies, lead_issues, leads, runs, scores, watermarks
+
+LEAD_STREAM = "leads"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- watermarks ---------------------------------------------------------------------------------
+def get_watermark(engine: Engine, crm: str, stream: str = LEAD_STREAM) -> Watermark | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(watermarks.c.modified_ms, watermarks.c.last_id).where(
+                watermarks.c.crm == crm, watermarks.c.stream == stream
+            )
+        ).first()
+    return Watermark(modified_ms=row.modified_ms, last_id=row.last_id) if row else None
+
+
+def set_watermark(conn: Any, crm: str, mark: Watermark, stream: str = LEAD_STREAM) -> None:
+    """Store the watermark; call inside the transaction that committed the rows it covers."""
+    upsert(
+        conn,
+        watermarks,
+        [
+            {
+                "crm": crm,
+                "stream": stream,
+                "modified_ms": int(mark.modified_ms),
+                "last_id": mark.last_id,
+                "updated_at": now_ms(),
+            }
+        ],
+    )
+
+
+# --- runs -----------------------------------------------------------------------------------------
+def start_run(engine: Engine, crm: str, run_id: str, dry_run: bool) -> None:
+    """Record the run (idempotent: a retried task keeps the summary gathered so far)."""
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(runs.c.run_id).where(runs.c.crm == crm, runs.c.run_id == run_id)
+        ).first()
+        if exists:
+            conn.execute(
+                update(runs)
+                .where(runs.c.crm == crm, runs.c.run_id == run_id)
+                .values(status="running", dry_run=dry_run)
+            )
+        else:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    crm=crm,
+                    started_at=now_ms(),
+                    status="running",
+                    dry_run=dry_run,
+                    summary="{}",
+                )
+            )
+
+
+def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(runs.c.summary).where(runs.c.crm == crm, runs.c.run_id == run_id)
+        ).first()
+    return json.loads(row.summary) if row else {}
+
+
+def merge_run_summary(engine: Engine, crm: str, run_id: str, part: dict[str, Any]) -> None:
+    """Merge one step's figures into the run's summary (steps own distinct keys)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(runs.c.summary).where(runs.c.crm == crm, runs.c.run_id == run_id)
+        ).first()
+        summary = json.loads(row.summary) if row else {}
+        summary.update(part)
+        conn.execute(
+            update(runs)
+            .where(runs.c.crm == crm, runs.c.run_id == run_id)
+            .values(summary=json.dumps(summary, default=_json_default, sort_keys=True))
+        )
+
+
+def finish_run(engine: Engine, crm: str, run_id: str, status: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(runs)
+            .where(runs.c.crm == crm, runs.c.run_id == run_id)
+            .values(status=status, finished_at=now_ms())
+        )
+
+
+def latest_runs(engine: Engine, crm: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
+    query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+    if crm:
+        query = query.where(runs.c.crm == crm)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    out = []
+    for row in rows:
+        item = dict(row)
+        item["summary"] = json.loads(item["summary"] or "{}")
+        out.append(item)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --- leads and companies ------------------------------------------------------------------------
+_LEAD_FIELDS = list(LEAD_COLUMNS) + list(CRM_OWNED_VALUE_COLUMNS)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def land_page(
+    conn: Any,
+    crm: str,
+    run_id: str,
+    lead_rows: Sequence[dict[str, Any]],
+    company_rows: Sequence[dict[str, Any]],
+    issues: Iterable[RecordIssue],
+) -> int:
+    """Upsert one pulled page of leads and companies, and record their problems."""
+    pulled_at = now_ms()
+    lead_batch = []
+    for row in lead_rows:
+        item = {name: _clean(row.get(name)) for name in _LEAD_FIELDS}
+        item["crm"] = crm
+        item["is_deleted"] = bool(row.get("is_deleted") or False)
+        item["pulled_at"] = pulled_at
+        item["pull_run_id"] = run_id
+        lead_batch.append(item)
+    upsert(conn, leads, lead_batch)
+    company_batch = []
+    for row in company_rows:
+        item = {name: _clean(row.get(name)) for name in COMPANY_COLUMNS}
+        item["crm"] = crm
+        item["pulled_at"] = pulled_at
+        company_batch.append(item)
+    upsert(conn, companies, company_batch)
+    issue_rows = [
+        {
+            "crm": crm,
+            "record_id": issue.record_id,
+            "run_id": run_id,
+            "field": issue.field,
+            "problem": issue.problem,
+            "value": (issue.value or "")[:200] if issue.value is not None else None,
+            "seen_at": pulled_at,
+        }
+        for issue in issues
+    ]
+    if issue_rows:
+        conn.execute(lead_issues.insert(), issue_rows)
+    return len(lead_batch)
+
+
+def mark_unseen_deleted(engine: Engine, crm: str, run_id: str) -> int:
+    """After a full refresh, leads the CRM no longer returned are gone (archived/merged)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(leads)
+            .where(leads.c.crm == crm, leads.c.pull_run_id != run_id, leads.c.is_deleted.is_not(True))
+            .values(is_deleted=True)
+        )
+    return result.rowcount or 0
+
+
+def read_frame(engine: Engine, query: Any) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(query)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def load_leads(engine: Engine, crm: str, include_deleted: bool = False) -> pd.DataFrame:
+    query = select(leads).where(leads.c.crm == crm)
+    if not include_deleted:
+        query = query.where(leads.c.is_deleted.is_not(True))
+    return read_frame(engine, query)
+
+
+def load_companies(engine: Engine, crm: str) -> pd.DataFrame:
+    return read_frame(engine, select(companies).where(companies.c.crm == crm))
+
+
+def count_leads(engine: Engine, crm: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(leads).where(
+                and_(leads.c.crm == crm, leads.c.is_deleted.is_not(True))
+            )
+        ).scalar_one()
+
+
+# --- scores ----------------------------------------------------------------------------------------
+def save_scores(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame) -> int:
+    """Replace the current scores of `crm` with `frame` (one row per scored record)."""
+    scored_at = now_ms()
+    cols = list(SCORE_COLUMNS)
+    out = frame[cols].astype(object).where(frame[cols].notna(), None)
+    rows = out.to_dict("records")
+    for row in rows:
+        row["crm"] = crm
+        row["run_id"] = run_id
+        row["scored_at"] = scored_at
+        for flag in ("bant_budget", "bant_authority", "bant_need", "bant_timeline"):
+            if row[flag] is not None:
+                row[flag] = bool(row[flag])
+    with engine.begin() as conn:
+        conn.execute(scores.delete().where(scores.c.crm == crm))
+        if rows:
+            conn.execute(scores.insert(), rows)
+    return len(rows)
+
+
+def load_scores(engine: Engine, crm: str) -> pd.DataFrame:
+    return read_frame(engine, select(scores).where(scores.c.crm == crm))

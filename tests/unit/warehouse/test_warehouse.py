@@ -1,0 +1,93 @@
+"""Warehouse behaviour on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from leadflow.crm.base import RecordIssue, Watermark
+from leadflow.warehouse import repo
+from leadflow.warehouse.db import upsert
+from leadflow.warehouse.tables import lead_issues, leads, watermarks
+
+
+def _lead(record_id: str, **values) -> dict:
+    base = {"record_id": record_id, "email": f"{record_id}@example.com", "updated_at": 1_700_000_000_000}
+    base.update(values)
+    return base
+
+
+def test_given_same_page_twice_when_landing_then_rows_are_upserted_not_duplicated(warehouse):
+    page = [_lead("1", job_title="CEO"), _lead("2")]
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-1", page, [], [])
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-2", [_lead("1", job_title="CTO")], [], [])
+    frame = repo.load_leads(warehouse, "hubspot")
+    assert sorted(frame["record_id"]) == ["1", "2"]
+    assert frame.set_index("record_id").loc["1", "job_title"] == "CTO"
+
+
+def test_given_watermark_written_in_failed_transaction_then_it_does_not_advance(warehouse):
+    with warehouse.begin() as conn:
+        repo.set_watermark(conn, "hubspot", Watermark(100))
+    try:
+        with warehouse.begin() as conn:
+            repo.land_page(conn, "hubspot", "run-1", [_lead("1")], [], [])
+            repo.set_watermark(conn, "hubspot", Watermark(200))
+            raise RuntimeError("crash between landing and commit")
+    except RuntimeError:
+        pass
+    assert repo.get_watermark(warehouse, "hubspot") == Watermark(100)
+    assert repo.load_leads(warehouse, "hubspot").empty
+
+
+def test_given_input_issues_then_they_are_kept_with_truncated_values(warehouse):
+    issue = RecordIssue("7", "created_at", "unparseable date", "x" * 1000)
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-1", [_lead("7")], [], [issue])
+    with warehouse.connect() as conn:
+        row = conn.execute(select(lead_issues)).mappings().one()
+    assert row["field"] == "created_at" and len(row["value"]) == 200
+
+
+def test_given_full_refresh_then_unseen_leads_are_marked_deleted(warehouse):
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-1", [_lead("1"), _lead("2")], [], [])
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-2", [_lead("1")], [], [])
+    assert repo.mark_unseen_deleted(warehouse, "hubspot", "run-2") == 1
+    assert list(repo.load_leads(warehouse, "hubspot")["record_id"]) == ["1"]
+    assert repo.count_leads(warehouse, "hubspot") == 1
+
+
+def test_given_more_rows_than_one_statement_allows_then_upsert_chunks(warehouse):
+    rows = [{"crm": "hubspot", "stream": f"s{i}", "modified_ms": i, "last_id": None, "updated_at": 0}
+            for i in range(7000)]
+    with warehouse.begin() as conn:
+        upsert(conn, watermarks, rows)
+        upsert(conn, watermarks, rows)
+    with warehouse.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(watermarks)).scalar_one() == 7000
+
+
+def test_run_summary_merges_step_parts_and_reports_latest_run(warehouse):
+    repo.start_run(warehouse, "hubspot", "run-1", dry_run=False)
+    repo.merge_run_summary(warehouse, "hubspot", "run-1", {"pulled": 5})
+    repo.merge_run_summary(warehouse, "hubspot", "run-1", {"scored": 4})
+    repo.finish_run(warehouse, "hubspot", "run-1", "success")
+    [run] = repo.latest_runs(warehouse, "hubspot")
+    assert run["summary"] == {"pulled": 5, "scored": 4} and run["status"] == "success"
+
+
+def test_scores_replace_previous_scores_of_the_crm(warehouse):
+    frame = pd.DataFrame({
+        "crm": "hubspot", "record_id": ["1", "2"], "model_version": "v1", "score": [10.0, 20.0],
+        "fit_score": 1.0, "engagement_score": 2.0, "grade": "A1", "bant_budget": True,
+        "bant_authority": False, "bant_need": True, "bant_timeline": None, "bant_count": 2.0,
+        "disqualification_reason": None, "stage": "lead", "lead_status": "open", "reasons": "+10 x",
+    })
+    repo.save_scores(warehouse, "hubspot", "run-1", frame)
+    repo.save_scores(warehouse, "hubspot", "run-2", frame.iloc[:1])
+    stored = repo.load_scores(warehouse, "hubspot")
+    assert list(stored["record_id"]) == ["1"] and stored["run_id"].iloc[0] == "run-2"
