@@ -52,14 +52,16 @@ def preview(changes: pd.DataFrame) -> dict[str, Any]:
     """What a push would do: counts per field and per stage transition, sample records."""
     per_field = changes.groupby("field").size().to_dict() if len(changes) else {}
     stage = changes[changes["field"] == "lifecycle_stage"]
-    transitions = Counter(f"{b or '(empty)'} -> {a}" for b, a in zip(stage["before"], stage["after"]))
+    transitions = Counter(
+        f"{_text_or(b, '(empty)')} -> {_text_or(a, '(empty)')}" for b, a in zip(stage["before"], stage["after"])
+    )
     samples = []
     for record_id, group in list(changes.groupby("record_id", sort=True))[:PREVIEW_SAMPLES]:
         samples.append(
             {
                 "record_id": record_id,
                 "changes": {
-                    f: {"before": b, "after": a}
+                    f: {"before": _text_or(b, None), "after": _text_or(a, None)}
                     for f, b, a in zip(group["field"], group["before"], group["after"])
                     if f != "reasons"
                 },
@@ -71,6 +73,10 @@ def preview(changes: pd.DataFrame) -> dict[str, Any]:
         "stage_transitions": dict(transitions),
         "samples": samples,
     }
+
+
+def _text_or(value: Any, default: Any) -> Any:
+    return value if isinstance(value, str) and value != "" else default
 
 
 def _previous_attempts(engine: Engine, crm: str) -> dict[tuple[str, str, str | None], int]:

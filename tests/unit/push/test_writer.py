@@ -1,0 +1,119 @@
+"""Batched write-back: audit log entries, transient retries, unknown outcomes, rejected rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+
+from leadflow.crm.base import RecordResult
+from leadflow.push.writer import PushSettings, preview, push_changes
+from leadflow.warehouse import repo
+from leadflow.warehouse.tables import push_log
+
+
+class FakeConnector:
+    name = "hubspot"
+    max_batch_size = 2
+
+    def __init__(self, script=None):
+        self.script = list(script or [])  # per call: {record_id: status}
+        self.calls = []
+        self.crm = {}
+
+    def push(self, updates):
+        self.calls.append([u.record_id for u in updates])
+        plan = self.script.pop(0) if self.script else {}
+        results = []
+        for u in updates:
+            status = plan.get(u.record_id, "confirmed")
+            if status in ("confirmed", "unknown"):
+                self.crm.setdefault(u.record_id, {}).update(u.values)
+            results.append(RecordResult(u.record_id, status, error="bad value" if status == "rejected" else None))
+        return results
+
+    def read(self, ids):
+        return [{"record_id": i, **self.crm.get(i, {})} for i in ids]
+
+
+def _changes(ids, field="score", after="50"):
+    return pd.DataFrame({"record_id": ids, "field": field, "before": None, "after": after})
+
+
+def _log(engine):
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(select(push_log)).mappings().all())
+
+
+def _land(engine, ids):
+    with engine.begin() as conn:
+        repo.land_page(conn, "hubspot", "pull", [{"record_id": i} for i in ids], [], [])
+
+
+def test_given_five_changed_records_then_three_batched_calls_and_all_confirmed(sqlite_warehouse):
+    _land(sqlite_warehouse, list("abcde"))
+    fake = FakeConnector()
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("abcde")), "v1")
+    assert (out.pushed, out.write_calls) == (5, 3)
+    assert set(_log(sqlite_warehouse)["status"]) == {"confirmed"}
+    leads = repo.load_leads(sqlite_warehouse, "hubspot").set_index("record_id")
+    assert leads.loc["a", "crm_score"] == "50"
+
+
+def test_given_transient_error_then_record_is_retried_within_the_run(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b"])
+    sleeps = []
+    fake = FakeConnector([{"b": "retryable"}])
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(["a", "b"]), "v1",
+                       sleep=sleeps.append)
+    assert fake.calls == [["a", "b"], ["b"]] and sleeps == [2.0]
+    assert out.pushed == 2
+
+
+def test_given_timeout_then_outcome_is_read_back_instead_of_rewritten(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a"])
+    fake = FakeConnector([{"a": "unknown"}])
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(["a"]), "v1", sleep=lambda s: None)
+    assert fake.calls == [["a"]]  # the CRM held the value: no second write
+    assert out.pushed == 1
+
+
+def test_given_rejection_then_retried_next_runs_until_failed(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a"])
+    settings = PushSettings(max_attempts=2)
+    for run in ("r1", "r2"):
+        fake = FakeConnector([{"a": "rejected"}])
+        out = push_changes(sqlite_warehouse, fake, "hubspot", run, _changes(["a"]), "v1", settings)
+        assert out.rejected == 1
+    fake = FakeConnector([{"a": "rejected"}])
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r3", _changes(["a"]), "v1", settings)
+    assert out.failed == 1 and fake.calls == []
+    log = _log(sqlite_warehouse)
+    assert list(log.sort_values("id")["status"]) == ["rejected", "rejected", "failed"]
+    assert list(log.sort_values("id")["attempts"]) == [1, 2, 2]
+
+
+def test_given_entries_left_pending_by_a_killed_run_then_next_run_supersedes_them(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a"])
+
+    class Killed(FakeConnector):
+        def push(self, updates):
+            raise KeyboardInterrupt
+
+    try:
+        push_changes(sqlite_warehouse, Killed(), "hubspot", "r1", _changes(["a"]), "v1")
+    except KeyboardInterrupt:
+        pass
+    push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r2", _changes(["a"]), "v1")
+    log = _log(sqlite_warehouse).sort_values("id")
+    assert list(log["status"]) == ["superseded", "confirmed"]
+
+
+def test_preview_counts_fields_and_stage_transitions():
+    changes = pd.DataFrame({
+        "record_id": ["1", "1", "2"], "field": ["score", "lifecycle_stage", "lifecycle_stage"],
+        "before": ["10", "lead", None], "after": ["40", "mql", "lead"],
+    })
+    p = preview(changes)
+    assert p["records"] == 2 and p["per_field"] == {"lifecycle_stage": 2, "score": 1}
+    assert p["stage_transitions"] == {"lead -> mql": 1, "(empty) -> lead": 1}
+    assert p["samples"][0]["changes"]["score"] == {"before": "10", "after": "40"}
