@@ -194,10 +194,13 @@ def push(ctx: RunContext) -> dict[str, Any]:
         if ctx.dry_run:
             summary.update({"pushed": 0, "rejected": 0, "failed": 0, "write_calls": 0, "dry_run": True})
         else:
+            from leadflow.push.lease import push_lease
+
             connector = _connector(ctx)
             try:
-                connector.ensure_schema()
-                outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version)
+                with push_lease(engine, ctx.crm, holder=ctx.run_id):
+                    connector.ensure_schema()
+                    outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version)
             finally:
                 connector.close()
             summary.update(
