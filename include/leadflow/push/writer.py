@@ -18,13 +18,14 @@ import pandas as pd
 from sqlalchemy import Engine, and_, func, select, update
 
 from leadflow.crm.base import CrmConnector, RecordResult, RecordUpdate
-from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS
+from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
 
 log = logging.getLogger(__name__)
 
 PREVIEW_SAMPLES = 20
+CURRENT_STAGE = f"{CRM_VALUE_PREFIX}lifecycle_stage"  # option key understood by connectors
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,11 @@ def push_changes(
     todo: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r["status"] == "pending":
-            todo.setdefault(r["record_id"], {})[r["field"]] = r["after"]
+            values = todo.setdefault(r["record_id"], {})
+            values[r["field"]] = r["after"]
+            if r["field"] == "lifecycle_stage":
+                # The connector needs the current stage to refuse accidental backward moves.
+                values[CURRENT_STAGE] = r["before"]
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
     updates = [RecordUpdate(record_id=rec, values=vals) for rec, vals in todo.items()]
@@ -198,15 +203,15 @@ def _resolve_unknown(
     for upd, res in items:
         now = current.get(upd.record_id, {})
         holds = all(
-            _same(now.get(field), value)
+            same_value(now.get(field), value)
             for field, value in upd.values.items()
-            if field not in ("scored_at",)
+            if field in PUSHED_FIELDS and field != "scored_at"
         )
         (done if holds else retry).append((upd, RecordResult(upd.record_id, "confirmed" if holds else "retryable")))
     return done, retry
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return (a in (None, "")) and (b in (None, ""))
     try:

@@ -117,3 +117,22 @@ def test_preview_counts_fields_and_stage_transitions():
     assert p["records"] == 2 and p["per_field"] == {"lifecycle_stage": 2, "score": 1}
     assert p["stage_transitions"] == {"lead -> mql": 1, "(empty) -> lead": 1}
     assert p["samples"][0]["changes"]["score"] == {"before": "10", "after": "40"}
+
+
+def test_rollback_restores_values_where_crm_still_holds_ours_and_skips_human_changes(sqlite_warehouse):
+    from leadflow.push.rollback import rollback_run
+
+    _land(sqlite_warehouse, ["a", "b"])
+    fake = FakeConnector()
+    changes = pd.DataFrame({"record_id": ["a", "b"], "field": "score", "before": ["10", "20"], "after": "50"})
+    push_changes(sqlite_warehouse, fake, "hubspot", "r1", changes, "v1")
+    fake.crm["b"]["score"] = "99"  # a human edited b afterwards
+
+    dry = rollback_run(sqlite_warehouse, fake, "hubspot", "r1", dry_run=True)
+    assert (dry.restored, dry.skipped_changed) == (1, ["b"])
+    assert fake.crm["a"]["score"] == "50"
+
+    report = rollback_run(sqlite_warehouse, fake, "hubspot", "r1")
+    assert report.restored == 1 and report.skipped_changed == ["b"]
+    assert fake.crm["a"]["score"] == "10" and fake.crm["b"]["score"] == "99"
+    assert repo.load_leads(sqlite_warehouse, "hubspot").set_index("record_id").loc["a", "crm_score"] == "10"
