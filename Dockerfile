@@ -1,0 +1,7 @@
+# Airflow 3 image with leadflow's locked requirements and the leadflow package installed.
+FROM apache/airflow:3.3.2-python3.11
+COPY --chown=airflow:root requirements.txt /opt/leadflow/requirements.txt
+RUN pip install --no-cache-dir -r /opt/leadflow/requirements.txt
+COPY --chown=airflow:root pyproject.toml README.md /opt/leadflow/
+COPY --chown=airflow:root include /opt/leadflow/include
+RUN pip install --no-cache-dir --no-deps -e /opt/leadflow
