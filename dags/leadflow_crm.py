@@ -26,6 +26,9 @@ re-pull every lead. Connection: `leadflow_{crm}`. Warehouse: `LEADFLOW_WAREHOUSE
 
 
 def _ctx(params: dict, crm: str):
+    from airflow.sdk import BaseHook
+
+    from leadflow.connections import Connection
     from leadflow.pipeline import RunContext
 
     context = get_current_context()
@@ -37,6 +40,7 @@ def _ctx(params: dict, crm: str):
         dry_run=bool(params.get("dry_run")),
         full_refresh=bool(params.get("full_refresh")),
         now=dag_run.run_after,
+        connection=Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}")),
     )
 
 

@@ -33,6 +33,8 @@ class RunContext:
     warehouse_url: str | None = None
     model_path: str | None = None
     connection_id: str | None = None
+    # Set by the DAG from Airflow's connection store; the CLI reads AIRFLOW_CONN_* instead.
+    connection: Any = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -65,7 +67,7 @@ def _connector(ctx: RunContext):
     from leadflow.connections import get_connection
     from leadflow.crm.registry import get_connector
 
-    return get_connector(ctx.crm, get_connection(ctx.conn_id))
+    return get_connector(ctx.crm, ctx.connection or get_connection(ctx.conn_id))
 
 
 # --- extract ------------------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""End to end: Airflow itself (`airflow dags test`) runs leadflow_hubspot against the sandbox,
+started the way `make run` starts it; the CRM then holds the scores, and a second run pushes 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from leadflow.devrun import start_sandbox, stop
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CONTACTS = 1500
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-home")
+    var = tmp_path_factory.mktemp("var")
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        LEADFLOW_VAR_DIR=str(var),
+        LEADFLOW_WAREHOUSE_URL=f"sqlite:///{var / 'warehouse.db'}",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, sandbox_env = start_sandbox(var, CONTACTS, ["--seed", "7"])
+    env.update(sandbox_env)
+    try:
+        yield env
+    finally:
+        stop(proc)
+
+
+def _dags_test(env) -> None:
+    result = subprocess.run([str(BIN / "airflow"), "dags", "test", "leadflow_hubspot"], env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "leadflow" in result.stdout + result.stderr
+
+
+def _report(env) -> dict:
+    out = subprocess.run([sys.executable, "-m", "leadflow.cli", "report", "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["hubspot"]
+
+
+def _crm_contacts_with_scores(env) -> int:
+    conn = json.loads(env["AIRFLOW_CONN_LEADFLOW_HUBSPOT"])
+    base = f"{conn['schema']}://{conn['host']}:{conn['port']}"
+    body = {"filterGroups": [{"filters": [{"propertyName": "leadflow_score", "operator": "HAS_PROPERTY"}]}],
+            "limit": 1, "properties": ["leadflow_score"]}
+    resp = requests.post(f"{base}/crm/v3/objects/contacts/search", json=body,
+                         headers={"Authorization": f"Bearer {conn['password']}"}, timeout=30)
+    resp.raise_for_status()
+    return resp.json()["total"]
+
+
+def test_first_run_scores_and_writes_back_then_second_run_pushes_nothing(env):
+    _dags_test(env)
+    first = _report(env)
+    assert first["status"] == "success"
+    assert first["pulled"] == CONTACTS
+    assert first["scored"] > 0 and first["pushed"] > 0 and first["rejected"] == 0
+    assert _crm_contacts_with_scores(env) == first["pushed"]
+
+    _dags_test(env)
+    second = _report(env)
+    assert second["run_id"] != first["run_id"]
+    # the second pull sees the contacts leadflow wrote (their lastmodifieddate moved) ...
+    assert second["pulled"] >= first["pushed"]
+    # ... and finds nothing left to change
+    assert second["changed"] == 0 and second["pushed"] == 0
