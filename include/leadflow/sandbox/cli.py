@@ -1,0 +1,125 @@
+"""`leadflow sandbox serve|seed`: argparse wiring. The lead calls `register(subparsers)` from the
+top-level `leadflow` parser; each command sets `func(args) -> int`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+DEFAULT_DB = Path("leadflow-sandbox.db")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `sandbox` with its `serve` and `seed` subcommands to the top-level parser."""
+    sandbox = subparsers.add_parser("sandbox", help="local HubSpot CRM + enrichment API with a seeded world",
+                                    description="A local HubSpot CRM v3 and company-enrichment API for demos "
+                                                "and tests (loopback only).")
+    commands = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
+
+    serve_p = commands.add_parser("serve", help="serve the sandbox (seeds the db file first if it is empty)")
+    _world_args(serve_p)
+    serve_p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    serve_p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: 0)")
+    serve_p.add_argument("--token", help="HubSpot bearer token (default: random, kept in the db file)")
+    serve_p.add_argument("--enrichment-key", help="enrichment API key (default: random, kept in the db file)")
+    serve_p.add_argument("--rate-limit", default="100/10", help="HubSpot burst limit N/SECONDS or 'off' (default: 100/10)")
+    serve_p.add_argument("--search-rate-limit", default="5/1", help="search limit N/SECONDS or 'off' (default: 5/1)")
+    serve_p.add_argument("--daily-limit", type=int, default=1_000_000, help="requests per token per UTC day")
+    serve_p.add_argument("--enrichment-rate-limit", default="600/60",
+                         help="enrichment API limit N/SECONDS or 'off' (default: 600/60)")
+    serve_p.add_argument("--enrichment-queued-share", type=float, default=0.1,
+                         help="share of known domains answered 202 queued on first lookup (default: 0.1)")
+    serve_p.add_argument("--faults", default="off",
+                         help="fault rates, e.g. 429=0.1,5xx=0.05,partial=0.05,timeout=0.02,invalid=0.01,slow=0.05")
+    serve_p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault RNG (default: 0)")
+    serve_p.add_argument("--lifecycle-backward", choices=("ignore", "reject"), default="ignore",
+                         help="what a backward lifecyclestage write does (default: ignore, as HubSpot)")
+    serve_p.add_argument("--batch-validation", choices=("per-record", "whole-batch"), default="per-record",
+                         help="invalid records fail alone (207) or fail the whole batch (400)")
+    serve_p.add_argument("--timeout-seconds", type=float, default=30.0,
+                         help="how long a 'timeout' fault holds the answer after applying the write (default: 30)")
+    serve_p.add_argument("--slow-seconds", type=float, default=1.5, help="latency added by a 'slow' fault")
+    serve_p.add_argument("--ready-file", type=Path, help="also write the export lines to this file once listening")
+    serve_p.set_defaults(func=cmd_serve)
+
+    seed_p = commands.add_parser("seed", help="create (or re-create) the seeded world in a db file without serving")
+    _world_args(seed_p)
+    seed_p.set_defaults(func=cmd_seed)
+    return sandbox
+
+
+def _world_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite state file (default: {DEFAULT_DB})")
+    parser.add_argument("--contacts", type=int, default=5_000, help="contacts to seed (default: 5000)")
+    parser.add_argument("--seed", type=int, default=42, help="world seed (default: 42)")
+    parser.add_argument("--reseed", action="store_true", help="discard an existing world in --db and seed anew")
+    parser.add_argument("--shared-timestamp-every", type=int, default=0, metavar="N",
+                        help="make each run of N consecutive contacts share one lastmodifieddate")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from leadflow.sandbox.server import prepare_store  # heavy imports only when the command runs
+
+    if args.contacts < 1:
+        print("--contacts must be at least 1", file=sys.stderr)
+        return 2
+    store, report = prepare_store(args.db, contacts=args.contacts, seed=args.seed, reseed=args.reseed,
+                                  shared_timestamp_every=args.shared_timestamp_every)
+    try:
+        if report is None:
+            print(f"{args.db} already holds a world ({store.count('contacts')} contacts); use --reseed to replace it")
+        else:
+            print(f"seeded {report.contacts} contacts and {report.companies} companies into {args.db} "
+                  f"in {report.generate_seconds + report.load_seconds:.1f}s")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from leadflow.sandbox.server import prepare_store, resolve_secret, serve
+    from leadflow.sandbox.settings import SandboxSettings
+
+    if args.contacts < 1:
+        print("--contacts must be at least 1", file=sys.stderr)
+        return 2
+    store, report = prepare_store(args.db, contacts=args.contacts, seed=args.seed, reseed=args.reseed,
+                                  shared_timestamp_every=args.shared_timestamp_every)
+    if report is not None:
+        print(f"# seeded {report.contacts} contacts into {args.db}", file=sys.stderr)
+    try:
+        settings = SandboxSettings(
+            db_path=args.db,
+            token=resolve_secret(store, "token", args.token, "pat-sandbox-"),
+            enrichment_key=resolve_secret(store, "enrichment_key", args.enrichment_key, "ek-sandbox-"),
+            rate_limit=args.rate_limit, search_rate_limit=args.search_rate_limit, daily_limit=args.daily_limit,
+            enrichment_rate_limit=args.enrichment_rate_limit, enrichment_queued_share=args.enrichment_queued_share,
+            faults=args.faults, fault_seed=args.fault_seed, lifecycle_backward=args.lifecycle_backward,
+            batch_validation=args.batch_validation, timeout_seconds=args.timeout_seconds,
+            slow_seconds=args.slow_seconds)
+    except ValidationError as exc:
+        store.close()
+        for err in exc.errors():
+            print(f"invalid --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
+        return 2
+    serve(settings, host=args.host, port=args.port, store=store, ready_file=args.ready_file)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m leadflow.sandbox.cli sandbox serve ...`) until the
+    lead wires `register` into `leadflow`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="leadflow")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

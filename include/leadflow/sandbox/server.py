@@ -1,0 +1,191 @@
+"""Run the sandbox: `serve()` for the CLI (foreground, signals, export lines) and
+`running_sandbox()` for tests (uvicorn in a background thread on a free loopback port)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
+
+import uvicorn
+
+from leadflow.sandbox.app import SandboxContext, create_app
+from leadflow.sandbox.settings import SandboxSettings
+from leadflow.sandbox.store import SandboxStore
+from leadflow.sandbox.world import SeedReport, WorldConfig, seed_store
+
+log = logging.getLogger(__name__)
+
+
+def prepare_store(db_path: Path, *, contacts: int, seed: int, reseed: bool = False,
+                  shared_timestamp_every: int = 0, clock: Callable[[], float] = time.time) -> tuple[SandboxStore,
+                                                                                                   SeedReport | None]:
+    """Open the db file; seed a world unless it already holds one (or `reseed`)."""
+    store = SandboxStore(db_path, clock=clock)
+    if reseed and store.has_world():
+        store.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+        store = SandboxStore(db_path, clock=clock)
+    report = None
+    if not store.has_world():
+        report = seed_store(store, WorldConfig(seed=seed, contacts=contacts,
+                                               shared_timestamp_every=shared_timestamp_every))
+    return store, report
+
+
+def resolve_secret(store: SandboxStore, key: str, given: str | None, prefix: str) -> str:
+    """The given token, else the one this db file used last time, else a new random one (kept in
+    the file so a restarted sandbox keeps working with the same Airflow connection)."""
+    if given:
+        return given
+    stored = store.get_meta(key)
+    if stored:
+        return stored
+    value = prefix + secrets.token_hex(16)
+    store.set_meta(key, value)
+    return value
+
+
+def connection_lines(host: str, port: int, token: str, enrichment_key: str) -> list[str]:
+    """Shell lines defining the Airflow connections to this sandbox (eval-able)."""
+    def conn(password: str) -> str:
+        return json.dumps({"conn_type": "http", "host": host, "port": port, "schema": "http", "password": password},
+                          separators=(",", ":"))
+
+    return [f"export AIRFLOW_CONN_LEADFLOW_HUBSPOT='{conn(token)}'",
+            f"export AIRFLOW_CONN_LEADFLOW_ENRICHMENT='{conn(enrichment_key)}'"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(app: Any) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2,
+                            access_log=False)
+    return uvicorn.Server(config)
+
+
+def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, store: SandboxStore,
+          ready_file: Path | None = None, out: TextIO = sys.stdout) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn installs the handlers and shuts down gracefully).
+
+    Once listening, prints the two `export AIRFLOW_CONN_...` lines (and writes them to
+    `ready_file`, atomically, if given).
+    """
+    app = create_app(settings, store=store)
+    sock = bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    server = _server(app)
+    lines = connection_lines(host, bound_port, settings.token, settings.enrichment_key)
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.02)
+        if not server.started:
+            return
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+        if ready_file is not None:
+            tmp = Path(str(ready_file) + ".tmp")
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.replace(ready_file)
+        log.info("sandbox listening on http://%s:%d (%d contacts)", host, bound_port, store.count("contacts"))
+
+    threading.Thread(target=announce, name="sandbox-announce", daemon=True).start()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the handler
+    # that was installed before it; ours just notes it, so a requested stop exits with status 0.
+    received: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+        store.close()
+    if received:
+        log.info("sandbox stopped on %s", signal.Signals(received[0]).name)
+
+
+@dataclass
+class SandboxHandle:
+    """A running sandbox (see `running_sandbox`)."""
+
+    base_url: str
+    host: str
+    port: int
+    token: str
+    enrichment_key: str
+    db_path: Path
+    store: SandboxStore
+    context: SandboxContext
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    def connection_lines(self) -> list[str]:
+        return connection_lines(self.host, self.port, self.token, self.enrichment_key)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_sandbox(*, contacts: int = 500, seed: int = 1, db_path: Path | str | None = None,
+                    shared_timestamp_every: int = 0, clock: Callable[[], float] = time.time,
+                    sleep: Any = None, **settings: Any) -> Iterator[SandboxHandle]:
+    """Start a seeded sandbox on a free loopback port in a background thread; stop it on exit.
+
+    `settings` are `SandboxSettings` fields (rate_limit="off", faults="5xx=1", token=...). Without
+    `db_path` the world lives in a temporary directory removed afterwards.
+    """
+    with contextlib.ExitStack() as stack:
+        if db_path is None:
+            db_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadflow-sandbox-"))) / "crm.db"
+        db_path = Path(db_path)
+        store, _ = prepare_store(db_path, contacts=contacts, seed=seed, shared_timestamp_every=shared_timestamp_every,
+                                 clock=clock)
+        settings.setdefault("token", resolve_secret(store, "token", None, "pat-sandbox-"))
+        settings.setdefault("enrichment_key", resolve_secret(store, "enrichment_key", None, "ek-sandbox-"))
+        config = SandboxSettings(db_path=db_path, **settings)
+        extra = {"sleep": sleep} if sleep is not None else {}
+        app = create_app(config, store=store, clock=clock, **extra)
+        sock = bind_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        server = _server(app)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sandbox-server", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the sandbox server did not start")
+            time.sleep(0.01)
+        handle = SandboxHandle(base_url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port, token=config.token,
+                               enrichment_key=config.enrichment_key, db_path=db_path, store=store,
+                               context=app.state.sandbox, _server=server, _thread=thread)
+        try:
+            yield handle
+        finally:
+            handle.stop()
+            sock.close()
+            store.close()
