@@ -1,0 +1,425 @@
+"""`HubSpotConnector`: the `CrmConnector` for HubSpot CRM v3 (contacts and companies).
+
+HTTP behaviour (auth, buckets, retries, error mapping) comes from `HubSpotSession`; record
+translation from `hubspot_mapping`; write rules from `hubspot_push`; incremental paging from
+`hubspot_window`. This module wires them to HubSpot's endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import requests
+
+from leadflow.connections import Connection
+from leadflow.crm.base import (
+    CrmError,
+    CrmRequestError,
+    LeadPage,
+    RecordIssue,
+    RecordResult,
+    RecordUpdate,
+    Watermark,
+)
+from leadflow.crm.http import Stats, WriteOutcomeUnknown
+from leadflow.crm.hubspot_mapping import (
+    company_to_row,
+    contact_to_lead,
+    format_owned_value,
+    owned_values_from_properties,
+    parse_epoch_ms,
+)
+from leadflow.crm.hubspot_push import PlannedUpdate, assert_writable, plan_update, results_from_batch
+from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession, HubSpotSettings
+from leadflow.crm.hubspot_window import iter_pages
+from leadflow.crm.mapping import HubSpotMapping, load_mapping
+from leadflow.crm.ratelimit import Clock, Sleeper
+from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS
+
+log = logging.getLogger(__name__)
+
+CONTACTS = "/crm/v3/objects/contacts"
+COMPANIES = "/crm/v3/objects/companies"
+PROPERTIES = "/crm/v3/properties/{object_type}"
+ID_PROPERTY = "hs_object_id"
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def search_body(filters: list[dict[str, Any]], sort_property: str, limit: int, properties: Sequence[str]) -> dict[str, Any]:
+    """The body of `POST /crm/v3/objects/contacts/search`."""
+    return {
+        "filterGroups": [{"filters": filters}] if filters else [],
+        "sorts": [{"propertyName": sort_property, "direction": "ASCENDING"}],
+        "properties": list(properties),
+        "limit": limit,
+    }
+
+
+def body_length(body: Mapping[str, Any]) -> int:
+    return len(json.dumps(body, separators=(",", ":")))
+
+
+def split_search_properties(
+    properties: Sequence[str], essential: Sequence[str], cursor_property: str, limit: int, body_limit: int
+) -> tuple[list[str], list[str]]:
+    """(properties requested in the search, properties fetched afterwards by batch read).
+
+    Everything goes in the search when the largest search body (a tie query: two filters)
+    fits under `body_limit`; otherwise the search asks only for `essential` properties.
+    """
+    worst_filters = [
+        {"propertyName": cursor_property, "operator": "EQ", "value": "9" * 13},
+        {"propertyName": ID_PROPERTY, "operator": "GT", "value": "9" * 20},
+    ]
+    everything = list(dict.fromkeys([*essential, *properties]))
+    if body_length(search_body(worst_filters, ID_PROPERTY, limit, everything)) <= body_limit:
+        return everything, []
+    first = list(dict.fromkeys(essential))
+    if body_length(search_body(worst_filters, ID_PROPERTY, limit, first)) > body_limit:
+        raise CrmError(f"the essential search properties alone exceed HubSpot's {body_limit}-character body limit")
+    return first, [p for p in everything if p not in first]
+
+
+class HubSpotConnector:
+    """HubSpot implementation of `leadflow.crm.base.CrmConnector`."""
+
+    name = "hubspot"
+    max_batch_size = 100
+
+    def __init__(
+        self,
+        session: HubSpotSession,
+        mapping: HubSpotMapping,
+        settings: HubSpotSettings | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.mapping = mapping
+        self.settings = settings or HubSpotSettings()
+        self.max_batch_size = min(self.max_batch_size, self.settings.batch_size)
+        self._wall_clock = wall_clock
+        self._portal_props: dict[str, dict[str, dict[str, Any]]] = {}
+        self._options: dict[str, list[str]] = {}
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: Connection,
+        *,
+        mapping: HubSpotMapping | None = None,
+        clock: Clock = time.monotonic,
+        sleeper: Sleeper = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        http: requests.Session | None = None,
+        rate_share: float = 1.0,
+    ) -> "HubSpotConnector":
+        """Build from an Airflow-style connection (settings from its `extra`).
+
+        `rate_share`: fraction of the portal's rate limits this connector may use; pass
+        1/N when N workers push to the same portal at once.
+        """
+        settings = HubSpotSettings.from_connection(connection)
+        if mapping is None:
+            mapping = load_mapping(settings.mapping_path)
+        session = HubSpotSession.from_connection(
+            connection, settings, clock=clock, sleeper=sleeper, rng=rng, session=http, rate_share=rate_share
+        )
+        return cls(session, mapping, settings, wall_clock=wall_clock)
+
+    @property
+    def stats(self) -> Stats:
+        """Counters: requests, retries, rate_limited, server_errors, timeouts, throttled_s,
+        backoff_s, records_pulled, companies_pulled, pages, issues, records_pushed, ..."""
+        return self.session.stats
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "HubSpotConnector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- properties API ----------------------------------------------------------------------------
+    def portal_properties(self, object_type: str = "contacts", *, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        """name -> property definition of every property of `object_type` (read once, cached)."""
+        if refresh or object_type not in self._portal_props:
+            body = self.session.request_json("GET", PROPERTIES.format(object_type=object_type), params={"archived": "false"})
+            results = (body or {}).get("results") or []
+            self._portal_props[object_type] = {p["name"]: p for p in results if isinstance(p, dict) and "name" in p}
+        return self._portal_props[object_type]
+
+    def _existing(self, object_type: str, wanted: Sequence[str]) -> list[str]:
+        existing = self.portal_properties(object_type)
+        present = [p for p in dict.fromkeys(wanted) if p in existing]
+        missing = [p for p in dict.fromkeys(wanted) if p not in existing]
+        if missing:
+            log.info("HubSpot %s: %d mapped properties absent from the portal, not requested: %s",
+                     object_type, len(missing), ", ".join(missing))
+        return present
+
+    # --- pull ------------------------------------------------------------------------------------------
+    def pull(self, since: Watermark | None) -> Iterator[LeadPage]:
+        """Yield pages of contacts modified at/after `since` (everything when None)."""
+        mapping, settings = self.mapping, self.settings
+        cursor = mapping.cursor_property
+        wanted = [*mapping.contact_properties.values(), *mapping.owned_property_names.values()]
+        properties = self._existing("contacts", wanted)
+        essential = [ID_PROPERTY, cursor, mapping.contact_properties.get("company_id", "associatedcompanyid")]
+        search_props, later_props = split_search_properties(
+            properties, essential, cursor, settings.page_size, settings.search_body_limit
+        )
+        if later_props:
+            log.info("search body would exceed %d chars: %d properties fetched by batch read",
+                     settings.search_body_limit, len(later_props))
+        company_props = self._existing("companies", list(mapping.company_properties.values()))
+        started_ms = int(self._wall_clock() * 1000)
+        fetched_companies: set[str] = set()
+        missing_companies: set[str] = set()
+
+        def search(filters: list[dict[str, Any]], sort_property: str, limit: int) -> list[Mapping[str, Any]]:
+            body = search_body(filters, sort_property, limit, search_props)
+            answer = self.session.request_json(
+                "POST", f"{CONTACTS}/search", json=body, bucket=SEARCH_BUCKET, idempotent=True
+            )
+            return list((answer or {}).get("results") or [])
+
+        def cursor_of(record: Mapping[str, Any]) -> int | None:
+            raw = (record.get("properties") or {}).get(cursor) or record.get("updatedAt")
+            try:
+                return parse_epoch_ms(raw)
+            except ValueError:
+                return None
+
+        pages = iter_pages(
+            search, since, cursor_of=cursor_of, cursor_property=cursor, id_property=ID_PROPERTY,
+            limit=settings.page_size, max_watermark_ms=started_ms - settings.index_lag_ms,
+        )
+        for window in pages:
+            records = list(window.records)
+            if later_props and records:
+                records = self._merge_properties(records, later_props)
+            leads: list[dict[str, Any]] = []
+            issues: list[RecordIssue] = []
+            for record in records:
+                lead, record_issues = contact_to_lead(record, mapping)
+                issues.extend(record_issues)
+                if lead["record_id"] is not None:
+                    leads.append(lead)
+            company_ids = [
+                cid for cid in dict.fromkeys(str(l["company_id"]) for l in leads if l.get("company_id"))
+                if cid not in fetched_companies
+            ]
+            companies, missing = self._fetch_companies(company_ids, company_props, issues)
+            fetched_companies.update(company_ids)
+            missing_companies.update(missing)
+            for lead in leads:
+                if lead.get("company_id") in missing_companies:
+                    issues.append(RecordIssue(lead["record_id"], "company_id", "associated company not found",
+                                              str(lead["company_id"])))
+            self.stats.add("pages")
+            self.stats.add("records_pulled", len(leads))
+            self.stats.add("companies_pulled", len(companies))
+            self.stats.add("issues", len(issues))
+            log.info("HubSpot pull page: %d leads, %d companies, %d issues, watermark %s",
+                     len(leads), len(companies), len(issues), window.watermark.modified_ms)
+            yield LeadPage(leads=leads, companies=companies, watermark=window.watermark, issues=issues)
+
+    def _batch_read(self, path: str, ids: Sequence[str], properties: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(results, errors) of batch reads of `ids`, 100 per call."""
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for chunk in chunks(list(ids), 100):
+            body = {"inputs": [{"id": i} for i in chunk], "properties": list(properties)}
+            answer = self.session.request_json("POST", f"{path}/batch/read", json=body, idempotent=True) or {}
+            results.extend(answer.get("results") or [])
+            errors.extend(answer.get("errors") or [])
+        return results, errors
+
+    def _merge_properties(self, records: list[Mapping[str, Any]], properties: Sequence[str]) -> list[dict[str, Any]]:
+        found, _ = self._batch_read(CONTACTS, [str(r["id"]) for r in records], properties)
+        extra = {str(r.get("id")): r.get("properties") or {} for r in found}
+        merged = []
+        for record in records:
+            props = dict(record.get("properties") or {})
+            props.update(extra.get(str(record["id"]), {}))
+            merged.append({**record, "properties": props})
+        return merged
+
+    def _fetch_companies(
+        self, ids: Sequence[str], properties: Sequence[str], issues: list[RecordIssue]
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """(canonical companies found, ids not found) for `ids`, by batch read."""
+        if not ids:
+            return [], set()
+        found, _ = self._batch_read(COMPANIES, ids, properties)
+        rows = []
+        for record in found:
+            row, row_issues = company_to_row(record, self.mapping)
+            issues.extend(row_issues)
+            if row["company_id"] is not None:
+                rows.append(row)
+        missing = set(ids) - {r["company_id"] for r in rows}
+        if missing:
+            log.info("HubSpot company batch read: %d of %d companies not found", len(missing), len(ids))
+        return rows, missing
+
+    # --- schema -----------------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create the `leadflow` group and owned properties if missing; check their types; load
+        the lifecycle-stage and lead-status options."""
+        group = self.mapping.property_group
+        groups = self.session.request_json("GET", f"{PROPERTIES.format(object_type='contacts')}/groups") or {}
+        if group.name not in {g.get("name") for g in groups.get("results") or []}:
+            self._create("groups", {"name": group.name, "label": group.label})
+            log.info("created HubSpot property group %s", group.name)
+        existing = self.portal_properties("contacts", refresh=True)
+        created = 0
+        for spec in self.mapping.owned_properties.values():
+            current = existing.get(spec.name)
+            if current is None:
+                if not self._create("", spec.create_body(group.name)):
+                    current = self.portal_properties("contacts", refresh=True).get(spec.name)
+                else:
+                    created += 1
+            if current is not None and current.get("type") != spec.type:
+                raise CrmError(
+                    f"HubSpot property {spec.name!r} exists with type {current.get('type')!r}, "
+                    f"but leadflow needs type {spec.type!r}: rename it in the mapping or fix it in HubSpot"
+                )
+        if created:
+            self.portal_properties("contacts", refresh=True)
+            log.info("created %d HubSpot properties", created)
+        self._options.clear()
+        self._check_options(self.stage_options(), self.mapping.lifecycle_stages, "lifecyclestage")
+        self._check_options(self.lead_status_options(), self.mapping.lead_statuses, "hs_lead_status")
+
+    def _create(self, kind: str, body: dict[str, Any]) -> bool:
+        """POST a group/property; False when it already exists (409: another worker won)."""
+        path = PROPERTIES.format(object_type="contacts") + (f"/{kind}" if kind else "")
+        try:
+            self.session.request("POST", path, json=body, bucket=GENERAL_BUCKET)
+        except CrmRequestError as exc:
+            if getattr(exc, "status", None) == 409:
+                return False
+            raise
+        return True
+
+    def _check_options(self, options: list[str], table: Mapping[str, str], prop: str) -> None:
+        unknown = sorted(set(table) - set(options))
+        if options and unknown:
+            log.warning("mapping lists %s values the portal does not offer: %s", prop, ", ".join(unknown))
+
+    def _property_options(self, prop: str) -> list[str]:
+        if prop not in self._options:
+            body = self.session.request_json("GET", f"{PROPERTIES.format(object_type='contacts')}/{prop}") or {}
+            options = sorted(
+                (o for o in body.get("options") or [] if isinstance(o, dict) and not o.get("hidden")),
+                key=lambda o: o.get("displayOrder", 0),
+            )
+            self._options[prop] = [str(o.get("value")) for o in options]
+        return self._options[prop]
+
+    def stage_options(self) -> list[str]:
+        """The portal's lifecycle-stage internal values, in funnel (display) order."""
+        return self._property_options(self.mapping.stage_property)
+
+    def lead_status_options(self) -> list[str]:
+        """The portal's lead-status internal values, in display order."""
+        return self._property_options(self.mapping.lead_status_property)
+
+    # --- push ---------------------------------------------------------------------------------------------
+    def push(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
+        """Write one batch; one result per update, in order. See `hubspot_push` for the rules."""
+        if len(updates) > self.max_batch_size:
+            raise ValueError(f"push takes at most {self.max_batch_size} updates, got {len(updates)}")
+        ids = [u.record_id for u in updates]
+        if len(set(ids)) != len(ids):
+            raise ValueError("push got the same record id twice in one batch")
+        plans = [plan_update(u, self.mapping) for u in updates]
+        results: dict[str, RecordResult] = {p.record_id: p.rejection for p in plans if p.rejection}
+
+        to_clear = [p for p in plans if p.rejection is None and p.clear_stage_first]
+        if to_clear:
+            stage = self.mapping.stage_property
+            cleared = self._write([{"id": p.record_id, "properties": {stage: ""}} for p in to_clear])
+            for rid, result in cleared.items():
+                if result.status != "confirmed":
+                    results[rid] = result
+        sendable: list[PlannedUpdate] = [p for p in plans if p.record_id not in results]
+        for plan in sendable:
+            if not plan.properties:
+                results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
+        inputs = [{"id": p.record_id, "properties": p.properties} for p in sendable if p.properties]
+        if inputs:
+            results.update(self._write(inputs))
+        ordered = [results[rid] for rid in ids]
+        for status in ("confirmed", "retryable", "rejected", "unknown"):
+            count = sum(1 for r in ordered if r.status == status)
+            if count:
+                self.stats.add(f"push_{status}", count)
+        return ordered
+
+    def _write(self, inputs: list[dict[str, Any]]) -> dict[str, RecordResult]:
+        """One batch/update; a whole-call 400 is bisected so one bad record fails alone."""
+        assert_writable(inputs, self.mapping.writable_properties)
+        ids = [str(i["id"]) for i in inputs]
+        try:
+            response = self.session.request("POST", f"{CONTACTS}/batch/update", json={"inputs": inputs})
+        except WriteOutcomeUnknown as exc:
+            return {rid: RecordResult(rid, "unknown", str(exc), "TIMEOUT") for rid in ids}
+        except CrmRequestError as exc:
+            if getattr(exc, "status", None) != 400:
+                raise
+            if len(inputs) == 1:
+                category = getattr(exc, "category", None) or "VALIDATION_ERROR"
+                return {ids[0]: RecordResult(ids[0], "rejected", str(exc)[:500], category)}
+            self.stats.add("push_bisections")
+            half = len(inputs) // 2
+            return {**self._write(inputs[:half]), **self._write(inputs[half:])}
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        return results_from_batch(ids, response.status_code, body)
+
+    # --- read -----------------------------------------------------------------------------------------------
+    def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Current values of the pushed fields for the records that exist, in request order.
+
+        Owned fields come rendered as `format_owned_value` writes them (the same strings as the
+        `crm_<field>` columns of a pull); stage and lead status as canonical values.
+        """
+        mapping = self.mapping
+        props = [*mapping.owned_property_names.values(), mapping.stage_property, mapping.lead_status_property]
+        found, _ = self._batch_read(CONTACTS, list(dict.fromkeys(str(r) for r in record_ids)), props)
+        by_id = {str(r.get("id")): r for r in found}
+        rows = []
+        for rid in record_ids:
+            record = by_id.get(str(rid))
+            if record is None:
+                continue
+            lead, _ = contact_to_lead(record, mapping)
+            current = owned_values_from_properties(record.get("properties") or {}, mapping)
+            row: dict[str, Any] = {"record_id": str(rid)}
+            for field in OWNED_FIELDS:
+                row[field] = current[f"{CRM_VALUE_PREFIX}{field}"]
+            row["lifecycle_stage"] = lead["lifecycle_stage"]
+            row["lead_status"] = lead["lead_status"]
+            rows.append(row)
+        return rows
+
+    def format_value(self, field: str, value: Any) -> str:
+        """How `value` of owned `field` is written to HubSpot; compare with pulled `crm_<field>`."""
+        return format_owned_value(self.mapping.owned_properties[field].type, value)

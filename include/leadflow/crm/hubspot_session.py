@@ -1,0 +1,201 @@
+"""HubSpot's declarations for the shared REST session, and its settings from the connection.
+
+Everything generic (retries, buckets, the error table) lives in `leadflow.crm.http`; this module
+only says how HubSpot words its errors and its 429s, and which limits apply.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from typing import Any
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leadflow.connections import Connection, env_var_name
+from leadflow.crm.base import CrmBudgetExhausted, CrmError
+from leadflow.crm.http import ErrorInfo, RestSession, RetryConfig, Stats, make_error
+from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
+
+GENERAL_BUCKET = "general"
+SEARCH_BUCKET = "search"
+# Keys Airflow's HTTP connection type may put in `extra`; they do not configure leadflow.
+AIRFLOW_HTTP_EXTRA_KEYS = frozenset(
+    {"auth_type", "auth_kwargs", "headers", "verify", "proxies", "cert", "stream", "trust_env", "allow_redirects"}
+)
+_SCOPE = re.compile(r"\b(?:crm|oauth|content|automation)\.[a-z0-9_.-]+\b")
+
+
+class HubSpotSettings(BaseModel):
+    """Tunables read from the connection's `extra` (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit_per_10s: int = Field(100, ge=1, description="the portal's burst limit per rolling 10 s")
+    search_rate_per_s: float = Field(5, gt=0, description="search requests per rolling second")
+    rate_headroom: float = Field(0.04, ge=0, lt=0.5, description="fraction kept under each ceiling")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    daily_reserve: int = Field(0, ge=0, description="stop when the daily allowance left is this low")
+    page_size: int = Field(200, ge=1, le=200)
+    batch_size: int = Field(100, ge=1, le=100)
+    search_body_limit: int = Field(3000, ge=500, le=3000)
+    index_lag_ms: int = Field(60_000, ge=0, description="watermarks stay this far behind the pull start")
+    mapping_path: str | None = None
+
+    @classmethod
+    def from_connection(cls, connection: Connection) -> "HubSpotSettings":
+        """Validate the connection's extra; unknown keys are errors (a typo must not silently
+        fall back to a default), except those Airflow's HTTP connection form writes itself."""
+        extra = {k: v for k, v in connection.extra.items() if k not in AIRFLOW_HTTP_EXTRA_KEYS}
+        try:
+            return cls.model_validate(extra)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"extra.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise CrmError(
+                f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) is invalid: {problems}"
+            ) from None
+
+
+class HubSpotSession(RestSession):
+    """REST session speaking HubSpot's error and rate-limit dialect."""
+
+    crm_name = "HubSpot"
+    # Conservative: a search is also counted against the burst limit.
+    also_charge = {SEARCH_BUCKET: (GENERAL_BUCKET,)}
+
+    def __init__(self, *args: Any, daily_reserve: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daily_reserve = daily_reserve
+        self.daily_remaining: int | None = None
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: Connection,
+        settings: HubSpotSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleeper: Sleeper = time.sleep,
+        rng: random.Random | None = None,
+        session: requests.Session | None = None,
+        stats: Stats | None = None,
+        rate_share: float = 1.0,
+    ) -> "HubSpotSession":
+        """`rate_share` (0-1]: the fraction of the portal's limits this process may use, when
+        several workers (e.g. mapped push tasks) call the same portal at once."""
+        if not 0 < rate_share <= 1:
+            raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
+        settings = settings or HubSpotSettings.from_connection(connection)
+        keep = (1 - settings.rate_headroom) * rate_share
+        # Capacity 1 (no burst) and a rate a little under the ceiling: no rolling window, of
+        # 1 s or of 10 s, ever sees more than the limit.
+        buckets = {
+            GENERAL_BUCKET: TokenBucket(
+                settings.rate_limit_per_10s / 10.0 * keep, 1.0,
+                clock=clock, sleeper=sleeper, name="hubspot-general",
+            ),
+            SEARCH_BUCKET: TokenBucket(
+                settings.search_rate_per_s * keep, 1.0,
+                clock=clock, sleeper=sleeper, name="hubspot-search",
+            ),
+        }
+        return cls(
+            connection.base_url,
+            connection.token,
+            conn_id=connection.conn_id,
+            buckets=buckets,
+            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
+            retry=RetryConfig(settings.max_retries, settings.backoff_base_s, settings.backoff_max_s),
+            sleeper=sleeper,
+            rng=rng,
+            session=session,
+            stats=stats,
+            daily_reserve=settings.daily_reserve,
+        )
+
+    # --- declarations ------------------------------------------------------------------------------
+    def parse_error(self, response: requests.Response) -> ErrorInfo:
+        try:
+            body = response.json()
+        except ValueError:
+            return ErrorInfo(message=(response.text or "")[:200])
+        if not isinstance(body, dict):
+            return ErrorInfo()
+        scopes: list[str] = []
+        for err in body.get("errors") or []:
+            context = err.get("context") if isinstance(err, dict) else None
+            if isinstance(context, dict):
+                for key in ("requiredGranularScopes", "requiredScopes", "scopes"):
+                    value = context.get(key)
+                    if isinstance(value, list):
+                        scopes.extend(str(s) for s in value)
+        message = str(body.get("message") or "")
+        if not scopes and response.status_code == 403:
+            scopes = _SCOPE.findall(message)
+        return ErrorInfo(
+            message=message[:500],
+            category=body.get("category") or body.get("errorType"),
+            correlation_id=body.get("correlationId"),
+            policy_name=body.get("policyName"),
+            scopes=tuple(dict.fromkeys(scopes)),
+        )
+
+    def rate_limit_wait(self, response: requests.Response, info: ErrorInfo) -> float:
+        policy = (info.policy_name or "").upper()
+        if not policy:
+            text = info.message.lower()
+            policy = "DAILY" if "daily" in text else "SECONDLY" if "secondly" in text and "ten" not in text else ""
+        if policy == "DAILY":
+            raise make_error(
+                CrmBudgetExhausted,
+                "HubSpot's daily API limit is spent (429 DAILY): stopping now; the next run resumes "
+                "from the stored watermark",
+                status=429,
+                info=info,
+            )
+        if policy == "SECONDLY":
+            return 1.0
+        # TEN_SECONDLY_ROLLING (or unknown): a rolling window frees up gradually.
+        return 2.0
+
+    def auth_error_message(self, status: int, info: ErrorInfo) -> str:
+        where = f"connection {self.conn_id}" if self.conn_id else "the HubSpot connection"
+        env = f" (environment variable {env_var_name(self.conn_id)})" if self.conn_id else ""
+        if status == 401:
+            return (
+                f"HubSpot rejected the token (401): check the password of {where}{env}; it must be "
+                "a current private-app access token"
+            )
+        scope = (
+            f" lacks the scope(s) {', '.join(info.scopes)}"
+            if info.scopes
+            else " lacks a required scope"
+        )
+        return (
+            f"HubSpot refused the call (403): the private app behind {where}{scope}; grant "
+            f"it in HubSpot (Settings > Integrations > Private apps). {info.message}"
+        ).strip()
+
+    def before_request(self, bucket: str) -> None:
+        remaining = self.daily_remaining
+        if remaining is not None and remaining <= self.daily_reserve:
+            raise CrmBudgetExhausted(
+                f"HubSpot's daily API allowance is down to {remaining} (reserve {self.daily_reserve}): "
+                "stopping now; the next run resumes from the stored watermark"
+            )
+
+    def observe(self, response: requests.Response) -> None:
+        value = response.headers.get("X-HubSpot-RateLimit-Daily-Remaining")
+        if value is not None:
+            try:
+                self.daily_remaining = int(value)
+            except ValueError:
+                pass

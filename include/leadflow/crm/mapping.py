@@ -1,0 +1,214 @@
+"""The HubSpot property mapping (include/config/crm/hubspot.yaml): pydantic model and loader.
+
+The YAML says which HubSpot property feeds each canonical column of `leadflow.schema`, which
+properties leadflow owns (and creates), and how HubSpot's internal lifecycle-stage and
+lead-status values translate to canonical ones. Loading validates all of it and reports every
+problem with the path of the bad key (`owned_properties.score.type: ...`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS, OWNED_FIELDS, STAGE_ORDER, LeadStatus
+
+DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "hubspot.yaml"
+
+# HubSpot internal names: lowercase letters, digits, underscores, starting with a letter.
+_PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+PROPERTY_TYPES = ("bool", "date", "datetime", "enumeration", "number", "phone_number", "string")
+# Columns the connector cannot work without.
+REQUIRED_CONTACT_COLUMNS = ("updated_at", "lifecycle_stage", "lead_status", "email")
+CANONICAL_STAGES = frozenset(STAGE_ORDER) | {"other"}
+
+
+class MappingConfigError(ValueError):
+    """The mapping file is missing or invalid; the message names the file and the bad keys."""
+
+
+def _check_property_name(value: str) -> str:
+    if not _PROPERTY_NAME.match(value):
+        raise ValueError(f"{value!r} is not a HubSpot internal property name (lowercase, a-z0-9_)")
+    return value
+
+
+class PropertyGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    label: str
+
+    _name = field_validator("name")(_check_property_name)
+
+
+class OwnedProperty(BaseModel):
+    """A contact property leadflow creates and writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str
+    type: Literal["bool", "date", "datetime", "enumeration", "number", "phone_number", "string"]
+    field_type: str = Field(alias="fieldType")
+    label: str
+    description: str = ""
+
+    _name = field_validator("name")(_check_property_name)
+
+    def create_body(self, group_name: str) -> dict[str, Any]:
+        """The body of `POST /crm/v3/properties/contacts` for this property."""
+        body: dict[str, Any] = {
+            "name": self.name,
+            "label": self.label,
+            "type": self.type,
+            "fieldType": self.field_type,
+            "groupName": group_name,
+        }
+        if self.description:
+            body["description"] = self.description
+        return body
+
+
+class HubSpotMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crm: Literal["hubspot"]
+    contact_properties: dict[str, str]
+    company_properties: dict[str, str]
+    property_group: PropertyGroup
+    owned_properties: dict[str, OwnedProperty]
+    lifecycle_stages: dict[str, str]
+    lead_statuses: dict[str, str]
+
+    @field_validator("contact_properties")
+    @classmethod
+    def _contact_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_columns(value, LEAD_COLUMNS, "lead", REQUIRED_CONTACT_COLUMNS)
+
+    @field_validator("company_properties")
+    @classmethod
+    def _company_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_columns(value, COMPANY_COLUMNS, "company", ())
+
+    @field_validator("owned_properties")
+    @classmethod
+    def _owned_fields(cls, value: dict[str, OwnedProperty]) -> dict[str, OwnedProperty]:
+        unknown = sorted(set(value) - set(OWNED_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown owned field(s) {unknown}; allowed: {list(OWNED_FIELDS)}")
+        missing = [f for f in OWNED_FIELDS if f not in value]
+        if missing:
+            raise ValueError(f"missing owned field(s) {missing}: every owned field needs a property")
+        names = [p.name for p in value.values()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"property name(s) {dupes} used by more than one owned field")
+        return value
+
+    @field_validator("lifecycle_stages")
+    @classmethod
+    def _stages(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in CANONICAL_STAGES}
+        if bad:
+            raise ValueError(f"unknown canonical stage(s) {bad}; allowed: {sorted(CANONICAL_STAGES)}")
+        return value
+
+    @field_validator("lead_statuses")
+    @classmethod
+    def _statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = {s.value for s in LeadStatus}
+        bad = {k: v for k, v in value.items() if v not in allowed}
+        if bad:
+            raise ValueError(f"unknown canonical lead status(es) {bad}; allowed: {sorted(allowed)}")
+        return value
+
+    @model_validator(mode="after")
+    def _no_clash(self) -> "HubSpotMapping":
+        # A property leadflow owns must not also be read as an input column: the model would
+        # feed on its own output.
+        owned = {p.name for p in self.owned_properties.values()}
+        clash = sorted(owned & set(self.contact_properties.values()))
+        if clash:
+            raise ValueError(f"owned propert(ies) {clash} are also mapped in contact_properties")
+        return self
+
+    # --- derived views --------------------------------------------------------------------------
+    @property
+    def owned_property_names(self) -> dict[str, str]:
+        """canonical owned field -> HubSpot property name."""
+        return {f: p.name for f, p in self.owned_properties.items()}
+
+    @property
+    def stage_property(self) -> str:
+        return self.contact_properties["lifecycle_stage"]
+
+    @property
+    def lead_status_property(self) -> str:
+        return self.contact_properties["lead_status"]
+
+    @property
+    def cursor_property(self) -> str:
+        return self.contact_properties["updated_at"]
+
+    @property
+    def writable_properties(self) -> frozenset[str]:
+        """The only contact properties leadflow may ever send in a write."""
+        return frozenset(self.owned_property_names.values()) | {self.stage_property, self.lead_status_property}
+
+    def stage_to_crm(self, canonical: str) -> str | None:
+        """canonical stage -> HubSpot internal value (first match in file order), or None."""
+        for internal, canon in self.lifecycle_stages.items():
+            if canon == canonical:
+                return internal
+        return None
+
+    def status_to_crm(self, canonical: str) -> str | None:
+        for internal, canon in self.lead_statuses.items():
+            if canon == canonical:
+                return internal
+        return None
+
+
+def _check_columns(
+    value: dict[str, str], columns: dict[str, str], what: str, required: tuple[str, ...]
+) -> dict[str, str]:
+    unknown = sorted(set(value) - set(columns))
+    if unknown:
+        raise ValueError(f"unknown {what} column(s) {unknown} (see leadflow.schema)")
+    missing = [c for c in required if c not in value]
+    if missing:
+        raise ValueError(f"missing required column(s) {missing}")
+    for column, prop in value.items():
+        if not isinstance(prop, str) or not _PROPERTY_NAME.match(prop):
+            raise ValueError(f"{column}: {prop!r} is not a HubSpot internal property name")
+    return value
+
+
+def parse_mapping(data: Any, *, source: str = "mapping") -> HubSpotMapping:
+    """Validate an already-loaded mapping document."""
+    if not isinstance(data, dict):
+        raise MappingConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return HubSpotMapping.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            problems.append(f"{loc}: {err['msg']}")
+        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems)) from None
+
+
+def load_mapping(path: str | Path | None = None) -> HubSpotMapping:
+    """Load and validate the HubSpot mapping YAML (default: include/config/crm/hubspot.yaml)."""
+    file = Path(path) if path is not None else DEFAULT_MAPPING_PATH
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingConfigError(f"cannot read HubSpot mapping {file}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingConfigError(f"{file} is not valid YAML: {exc}") from None
+    return parse_mapping(data, source=str(file))

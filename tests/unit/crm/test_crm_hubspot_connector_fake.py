@@ -1,0 +1,332 @@
+"""HubSpotConnector against an in-memory fake of HubSpot's endpoints (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from crm_fakes import FakeClock, Reply, make_http
+
+from leadflow.connections import Connection
+from leadflow.crm.base import CrmConnector, CrmError, CrmUnavailableError, RecordUpdate, Watermark
+from leadflow.crm.hubspot import HubSpotConnector, split_search_properties
+from leadflow.crm.hubspot_push import ForbiddenPropertyError
+from leadflow.crm.mapping import HubSpotMapping
+from leadflow.crm.registry import available_crms, get_connector, register_connector
+
+T0 = 1_700_000_000_000
+STAGES = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist", "other"]
+
+
+class FakeHubSpot:
+    """Just enough of HubSpot CRM v3 for the connector's calls."""
+
+    def __init__(self, contacts: int = 5, owned_exists: bool = False) -> None:
+        base = ["email", "firstname", "lastname", "lastmodifieddate", "createdate", "hs_object_id",
+                "associatedcompanyid", "lifecyclestage", "hs_lead_status", "jobtitle", "hs_analytics_num_page_views"]
+        self.props: dict[str, dict[str, Any]] = {n: {"name": n, "type": "string"} for n in base}
+        self.props["lastmodifieddate"]["type"] = "datetime"
+        self.groups = {"contactinformation"}
+        self.contacts: dict[str, dict[str, Any]] = {}
+        for i in range(1, contacts + 1):
+            self.contacts[str(i)] = {
+                "email": f"p{i}@example.com", "firstname": f"P{i}", "lastmodifieddate": str(T0 + i),
+                "hs_object_id": str(i), "associatedcompanyid": str(100 + i % 2), "lifecyclestage": "lead",
+                "hs_analytics_num_page_views": str(i),
+            }
+        self.companies = {"100": {"name": "Even Co", "domain": "even.example", "web_technologies": "A;B"},
+                          "101": {"name": "Odd Co", "domain": "odd.example"}}
+        self.update_errors: dict[str, tuple[str, str]] = {}  # id -> (category, message)
+        self.bad_ids: set[str] = set()  # ids that make the whole batch a 400
+        self.update_failure: "Reply | BaseException | None" = None
+        self.calls: list[tuple[str, str, Any]] = []
+        if owned_exists:
+            self.add_property("leadflow_score", "number")
+
+    def add_property(self, name: str, type_: str) -> None:
+        self.props[name] = {"name": name, "type": type_}
+
+    def __call__(self, request: requests.PreparedRequest) -> "Reply | BaseException":
+        path = urlsplit(request.url).path
+        body = json.loads(request.body) if request.body else None
+        self.calls.append((request.method, path, body))
+        route = (request.method, path)
+        if route == ("GET", "/crm/v3/properties/contacts"):
+            return Reply(200, {"results": list(self.props.values())})
+        if route == ("GET", "/crm/v3/properties/companies"):
+            names = ["name", "domain", "web_technologies", "numberofemployees", "hs_lastmodifieddate"]
+            return Reply(200, {"results": [{"name": n, "type": "string"} for n in names]})
+        if route == ("GET", "/crm/v3/properties/contacts/groups"):
+            return Reply(200, {"results": [{"name": g} for g in self.groups]})
+        if route == ("POST", "/crm/v3/properties/contacts/groups"):
+            self.groups.add(body["name"])
+            return Reply(201, body)
+        if route == ("POST", "/crm/v3/properties/contacts"):
+            self.add_property(body["name"], body["type"])
+            return Reply(201, body)
+        if route == ("GET", "/crm/v3/properties/contacts/lifecyclestage"):
+            return Reply(200, {"name": "lifecyclestage", "options": [
+                {"value": v, "label": v, "displayOrder": i, "hidden": False} for i, v in enumerate(STAGES)]})
+        if route == ("GET", "/crm/v3/properties/contacts/hs_lead_status"):
+            return Reply(200, {"name": "hs_lead_status", "options": [{"value": "NEW", "displayOrder": 0}]})
+        if route == ("POST", "/crm/v3/objects/contacts/search"):
+            if len(request.body) > 3000:
+                return Reply(400, {"status": "error", "category": "VALIDATION_ERROR", "message": "body too long"})
+            return Reply(200, self._search(body))
+        if route == ("POST", "/crm/v3/objects/contacts/batch/read"):
+            return Reply(200, self._read(self.contacts, body))
+        if route == ("POST", "/crm/v3/objects/companies/batch/read"):
+            return Reply(200, self._read(self.companies, body))
+        if route == ("POST", "/crm/v3/objects/contacts/batch/update"):
+            return self._update(body)
+        return Reply(404, {"status": "error", "message": f"no route {route}"})
+
+    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        def keep(props: dict[str, Any]) -> bool:
+            for group in body["filterGroups"]:
+                for f in group["filters"]:
+                    value, target = int(props[f["propertyName"]]), int(f["value"])
+                    if not {"GTE": value >= target, "GT": value > target, "EQ": value == target}[f["operator"]]:
+                        return False
+            return True
+
+        sort = body["sorts"][0]["propertyName"]
+        hits = sorted((p for p in self.contacts.values() if keep(p)), key=lambda p: int(p[sort]))[: body["limit"]]
+        return {"total": len(hits), "results": [
+            {"id": p["hs_object_id"], "properties": {k: p.get(k) for k in body["properties"]}} for p in hits]}
+
+    @staticmethod
+    def _read(store: dict[str, dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
+        results, errors = [], []
+        for item in body["inputs"]:
+            props = store.get(item["id"])
+            if props is None:
+                errors.append({"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": [item["id"]]}})
+            else:
+                results.append({"id": item["id"], "properties": {k: props.get(k) for k in body["properties"]}})
+        return {"status": "COMPLETE", "results": results, "errors": errors}
+
+    def _update(self, body: dict[str, Any]) -> "Reply | BaseException":
+        if self.update_failure is not None:
+            return self.update_failure
+        ids = [i["id"] for i in body["inputs"]]
+        if self.bad_ids & set(ids):
+            return Reply(400, {"status": "error", "category": "VALIDATION_ERROR", "message": "Property values were not valid"})
+        results, errors = [], []
+        for item in body["inputs"]:
+            if item["id"] in self.update_errors:
+                category, message = self.update_errors[item["id"]]
+                errors.append({"status": "error", "category": category, "message": message, "context": {"ids": [item["id"]]}})
+                continue
+            record = self.contacts[item["id"]]
+            for name, value in item["properties"].items():
+                if name == "lifecyclestage" and value and record.get("lifecyclestage") and \
+                        STAGES.index(value) < STAGES.index(record["lifecyclestage"]):
+                    continue  # HubSpot ignores backward moves
+                record[name] = value
+            results.append({"id": item["id"]})
+        return Reply(207 if errors else 200, {"status": "COMPLETE", "results": results, "errors": errors})
+
+    def paths(self, method: str | None = None) -> list[str]:
+        return [p for m, p, _ in self.calls if method is None or m == method]
+
+
+@pytest.fixture
+def hubspot() -> FakeHubSpot:
+    return FakeHubSpot()
+
+
+def _connector(fake: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping, **extra: Any) -> HubSpotConnector:
+    http, _ = make_http(fake)
+    conn = Connection("leadflow_hubspot", host="127.0.0.1", port=8765, password="tok", extra={"index_lag_ms": 0, **extra})
+    return HubSpotConnector.from_connection(
+        conn, mapping=mapping, clock=clock, sleeper=clock.sleep, rng=random.Random(0), http=http,
+        wall_clock=lambda: (T0 + 10_000) / 1000,
+    )
+
+
+def test_connector_satisfies_the_protocol(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping)
+    assert isinstance(connector, CrmConnector)
+    assert (connector.name, connector.max_batch_size) == ("hubspot", 100)
+
+
+def test_full_pull_yields_leads_companies_and_a_watermark(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping)
+    pages = list(connector.pull(None))
+    leads = [l for p in pages for l in p.leads]
+    assert sorted(l["record_id"] for l in leads) == ["1", "2", "3", "4", "5"]
+    assert leads[0]["page_views"] == 1.0 and leads[0]["lifecycle_stage"] == "lead"
+    companies = {c["company_id"]: c for p in pages for c in p.companies}
+    assert companies["100"]["technologies"] == "A;B" and companies["101"]["name"] == "Odd Co"
+    assert pages[-1].watermark == Watermark(modified_ms=T0 + 5)
+    # Only properties that exist in the portal are asked for; custom ones that do not are left out.
+    search_props = next(b for m, p, b in hubspot.calls if p.endswith("/search"))["properties"]
+    assert "jobtitle" in search_props and "budget_range" not in search_props and "leadflow_score" not in search_props
+    assert connector.stats.records_pulled == 5 and connector.stats.companies_pulled == 2
+
+
+def test_companies_are_fetched_once_per_pull(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping, page_size=2)
+    pages = list(connector.pull(None))
+    assert len(pages) >= 3
+    company_reads = [b for m, p, b in hubspot.calls if p == "/crm/v3/objects/companies/batch/read"]
+    requested = [i["id"] for b in company_reads for i in b["inputs"]]
+    assert sorted(requested) == ["100", "101"]
+
+
+def test_incremental_pull_filters_on_the_watermark(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping)
+    leads = [l for p in connector.pull(Watermark(modified_ms=T0 + 4)) for l in p.leads]
+    assert sorted(l["record_id"] for l in leads) == ["4", "5"]
+
+
+def test_given_owned_property_in_portal_then_current_value_is_pulled(clock: FakeClock, mapping: HubSpotMapping) -> None:
+    fake = FakeHubSpot(owned_exists=True)
+    fake.contacts["1"]["leadflow_score"] = "55.0"
+    leads = [l for p in _connector(fake, clock, mapping).pull(None) for l in p.leads]
+    assert next(l for l in leads if l["record_id"] == "1")["crm_score"] == "55"
+
+
+def test_given_search_body_over_the_limit_then_properties_are_fetched_by_batch_read(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    for name in mapping.contact_properties.values():
+        hubspot.add_property(name, hubspot.props.get(name, {}).get("type", "string"))
+    connector = _connector(hubspot, clock, mapping, search_body_limit=500)
+    leads = [l for p in connector.pull(None) for l in p.leads]
+    assert len(leads) == 5 and all(l["first_name"] for l in leads)
+    searches = [b for m, p, b in hubspot.calls if p.endswith("/search")]
+    assert all(len(json.dumps(b, separators=(",", ":"))) <= 500 for b in searches)
+    assert "/crm/v3/objects/contacts/batch/read" in hubspot.paths()
+
+
+def test_split_search_properties_keeps_everything_when_it_fits() -> None:
+    assert split_search_properties(["a", "b"], ["id"], "ts", 200, 3000) == (["id", "a", "b"], [])
+    first, later = split_search_properties([f"prop_{i:03d}_long_name" for i in range(200)], ["hs_object_id"], "ts", 200, 3000)
+    assert first == ["hs_object_id"] and len(later) == 200
+
+
+def test_ensure_schema_creates_group_and_missing_properties(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping)
+    connector.ensure_schema()
+    assert "leadflow" in hubspot.groups
+    for spec in mapping.owned_properties.values():
+        assert hubspot.props[spec.name]["type"] == spec.type
+    assert connector.stage_options() == STAGES
+    assert connector.lead_status_options() == ["NEW"]
+    created = [b["name"] for m, p, b in hubspot.calls if (m, p) == ("POST", "/crm/v3/properties/contacts")]
+    assert len(created) == len(mapping.owned_properties)
+    # Idempotent: a second call creates nothing.
+    hubspot.calls.clear()
+    connector.ensure_schema()
+    assert ("POST", "/crm/v3/properties/contacts") not in [(m, p) for m, p, _ in hubspot.calls]
+
+
+def test_given_owned_property_with_wrong_type_then_error_names_it(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.add_property("leadflow_score", "string")
+    with pytest.raises(CrmError, match=r"'leadflow_score' exists with type 'string', but leadflow needs type 'number'"):
+        _connector(hubspot, clock, mapping).ensure_schema()
+
+
+def test_push_maps_207_to_one_result_per_update_in_order(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.update_errors = {"2": ("VALIDATION_ERROR", "bad value"), "3": ("LOCKED", "locked")}
+    results = _connector(hubspot, clock, mapping).push([RecordUpdate(str(i), {"score": i}) for i in (3, 1, 2)])
+    assert [(r.record_id, r.status, r.category) for r in results] == [
+        ("3", "retryable", "LOCKED"), ("1", "confirmed", None), ("2", "rejected", "VALIDATION_ERROR")]
+    assert hubspot.contacts["1"]["leadflow_score"] == "1"
+
+
+def test_push_backward_stage_with_allow_backward_clears_then_sets(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.contacts["1"]["lifecyclestage"] = "salesqualifiedlead"
+    [result] = _connector(hubspot, clock, mapping).push(
+        [RecordUpdate("1", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql", "allow_backward": True})]
+    )
+    assert result.status == "confirmed"
+    updates = [b["inputs"] for m, p, b in hubspot.calls if p.endswith("/batch/update")]
+    assert updates == [[{"id": "1", "properties": {"lifecyclestage": ""}}],
+                       [{"id": "1", "properties": {"lifecyclestage": "lead"}}]]
+    assert hubspot.contacts["1"]["lifecyclestage"] == "lead"
+
+
+def test_push_backward_stage_without_permission_is_never_sent(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    results = _connector(hubspot, clock, mapping).push(
+        [RecordUpdate("1", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql"}), RecordUpdate("2", {"score": 9})]
+    )
+    assert [r.status for r in results] == ["rejected", "confirmed"]
+    sent = [i for m, p, b in hubspot.calls if p.endswith("/batch/update") for i in b["inputs"]]
+    assert sent == [{"id": "2", "properties": {"leadflow_score": "9"}}]
+
+
+def test_push_refuses_foreign_fields_and_sends_nothing(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    with pytest.raises(ForbiddenPropertyError):
+        _connector(hubspot, clock, mapping).push([RecordUpdate("1", {"score": 1}), RecordUpdate("2", {"email": "x@y.z"})])
+    assert hubspot.paths("POST") == []
+
+
+def test_push_write_timeout_marks_every_record_unknown(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.update_failure = requests.ReadTimeout("timed out")
+    connector = _connector(hubspot, clock, mapping)
+    results = connector.push([RecordUpdate("1", {"score": 1}), RecordUpdate("2", {"score": 2})])
+    assert [r.status for r in results] == ["unknown", "unknown"]
+    assert len(hubspot.paths("POST")) == 1  # not retried
+
+
+def test_push_whole_call_5xx_exhausted_raises_unavailable(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.update_failure = Reply(503, {"message": "down"})
+    with pytest.raises(CrmUnavailableError):
+        _connector(hubspot, clock, mapping, max_retries=2).push([RecordUpdate("1", {"score": 1})])
+    assert len(hubspot.paths("POST")) == 3
+
+
+def test_push_whole_batch_400_is_bisected_so_only_the_bad_record_is_rejected(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.bad_ids = {"3"}
+    connector = _connector(hubspot, clock, mapping)
+    results = connector.push([RecordUpdate(str(i), {"score": i}) for i in range(1, 6)])
+    assert [r.status for r in results] == ["confirmed", "confirmed", "rejected", "confirmed", "confirmed"]
+    assert "Property values were not valid" in results[2].error
+    assert connector.stats.push_bisections >= 1
+
+
+def test_push_rejects_oversized_batches_and_duplicate_ids(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping)
+    with pytest.raises(ValueError, match="at most 100"):
+        connector.push([RecordUpdate(str(i), {"score": 1}) for i in range(101)])
+    with pytest.raises(ValueError, match="twice"):
+        connector.push([RecordUpdate("1", {"score": 1}), RecordUpdate("1", {"score": 2})])
+
+
+def test_read_returns_canonical_pushed_values_for_existing_records(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping)
+    connector.push([RecordUpdate("2", {"score": 42.5, "lifecycle_stage": "mql", "lead_status": "open"})])
+    rows = connector.read(["2", "999"])
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["record_id"], row["score"], row["lifecycle_stage"], row["lead_status"]) == ("2", "42.5", "mql", "open")
+    assert row["score"] == connector.format_value("score", 42.5)
+
+
+def test_registry_returns_hubspot_connector_and_names_unknown_crms(connection: Connection) -> None:
+    assert isinstance(get_connector("HubSpot", connection), HubSpotConnector)
+    assert "hubspot" in available_crms()
+    with pytest.raises(ValueError, match="unknown CRM 'pipedrive'"):
+        get_connector("pipedrive", connection)
+
+
+def test_registry_reports_an_unimportable_connector_clearly(connection: Connection) -> None:
+    register_connector("broken_crm_for_test", "leadflow.crm.does_not_exist:Factory")
+    with pytest.raises(ValueError, match="broken_crm_for_test connector is not available"):
+        get_connector("broken_crm_for_test", connection)
+
+
+def test_given_missing_company_then_leads_referencing_it_get_an_issue(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    del hubspot.companies["101"]
+    pages = list(_connector(hubspot, clock, mapping, page_size=2).pull(None))
+    issues = [i for p in pages for i in p.issues if i.field == "company_id"]
+    odd_leads = sorted(l["record_id"] for p in pages for l in p.leads if l["company_id"] == "101")
+    assert sorted(i.record_id for i in issues) == odd_leads == ["1", "3", "5"]
+    assert all(i.problem == "associated company not found" and i.value == "101" for i in issues)
+    company_reads = [i["id"] for m, p, b in hubspot.calls if p.endswith("companies/batch/read") for i in b["inputs"]]
+    assert company_reads.count("101") == 1  # a missing company is not asked for again
