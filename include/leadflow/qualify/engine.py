@@ -1,0 +1,554 @@
+"""The vectorised qualification engine: one pass of numpy over all leads.
+
+`evaluate` computes everything as arrays (points per reason slot, sub-scores, BANT, disqualifier,
+stage, status); `to_frame` turns an `Evaluation` into the `schema.SCORE_COLUMNS` frame, rendering
+reason text only when asked. `score_leads` does both. The row-by-row reference that the tests
+compare against lives in tests/unit/qualify/reference.py.
+
+Scoring, in integers so that reasons add up exactly:
+1. each rule gives points: flat, or per unit of a counter (limited to ±max_points); with decay
+   the points are multiplied by 0.5 ** (age_days / half_life) (factor rounded to 1e-9) and
+   dropped after the expiry window; then rounded half up to an integer;
+2. each group's sum is limited to [min, max]; the difference is a "cap" reason;
+3. fit_score / engagement_score = points scaled so that `full_points` = 100 (0-100, half up);
+4. combined = fit + engagement + signals + BANT points + disqualifier points, clamped to 0-100
+   (the difference is a "clamp" reason), then optionally blended with the predictive score
+   (the difference is a "blend" reason).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from leadflow.qualify.columns import NAT_NS, LeadColumns, TextColumn
+from leadflow.qualify.conditions import NS_PER_DAY, ConditionEvaluator
+from leadflow.qualify.config import BANT_CRITERIA, QualificationModel, RuleGroup, ScoreRule
+from leadflow.qualify.fields import FIELD_KINDS
+from leadflow.qualify.reasons import Slot, render
+from leadflow.qualify.stages import (
+    KEEP,
+    NONE,
+    STATUS_KEEP,
+    STATUS_VALUES,
+    current_stage_ranks,
+    final_stage_ranks,
+    status_codes,
+)
+from leadflow.qualify.text import compile_pattern
+from leadflow.schema import MODEL_STAGES, SCORE_COLUMNS, STAGE_RANK
+
+logger = logging.getLogger(__name__)
+
+FIT_LETTERS = ("A", "B", "C", "D")
+ENGAGEMENT_DIGITS = ("1", "2", "3", "4")
+GRADE_NAMES = np.array([f + e for f in FIT_LETTERS for e in ENGAGEMENT_DIGITS], dtype=object)
+DECAY_QUANTUM = 1e9  # decay factors are rounded to 1e-9 so platform pow() differences vanish
+
+
+@dataclass(frozen=True)
+class _GroupPlan:
+    group: RuleGroup
+    rule_slots: tuple[int, ...]
+    cap_slot: int | None
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """Slot table and plan derived once per model (cached on the model instance)."""
+
+    slots: tuple[Slot, ...]
+    fit: tuple[_GroupPlan, ...]
+    engagement: tuple[_GroupPlan, ...]
+    signals: tuple[_GroupPlan, ...]
+    bant_slots: tuple[int, ...]
+    disqualifier_slots: tuple[int, ...]
+    clamp_slot: int
+    blend_slot: int
+    shown_fields: tuple[str, ...]
+
+
+def compile_model(model: QualificationModel) -> CompiledModel:
+    """Build (or fetch the cached) slot table of `model`."""
+    if model._compiled is not None:
+        return model._compiled
+    slots: list[Slot] = []
+
+    def plan(groups: list[RuleGroup]) -> tuple[_GroupPlan, ...]:
+        plans = []
+        for group in groups:
+            rule_slots = []
+            for rule in group.rules:
+                rule_slots.append(len(slots))
+                slots.append(Slot(rule.id, rule.label, "rule", rule.show))
+            cap_slot = None
+            if group.max is not None or group.min is not None:
+                cap_slot = len(slots)
+                slots.append(Slot(f"cap_{group.id}", f"cap {group.label}", "cap"))
+            plans.append(_GroupPlan(group, tuple(rule_slots), cap_slot))
+        return tuple(plans)
+
+    fit = plan(model.fit.groups)
+    engagement = plan(model.engagement.groups)
+    signals = plan(model.signals.groups)
+    bant_slots = []
+    for name in BANT_CRITERIA:
+        bant_slots.append(len(slots))
+        slots.append(Slot(f"bant_{name}", getattr(model.bant.criteria, name).label, "bant"))
+    disq_slots = []
+    for disq in model.disqualifiers:
+        disq_slots.append(len(slots))
+        slots.append(Slot(disq.code, disq.label, "disqualifier"))
+    clamp_slot = len(slots)
+    slots.append(Slot("clamp", "clamp to 0-100", "clamp"))
+    blend_slot = len(slots)
+    slots.append(Slot("blend", f"predictive blend ({model.predictive.weight:.0%})", "blend"))
+    shown = tuple(sorted({s.show for s in slots if s.show is not None}))
+    compiled = CompiledModel(
+        tuple(slots), fit, engagement, signals, tuple(bant_slots), tuple(disq_slots),
+        clamp_slot, blend_slot, shown,
+    )
+    model._compiled = compiled
+    return compiled
+
+
+@dataclass
+class Evaluation:
+    """All per-lead results as arrays (index-aligned with the input frame)."""
+
+    model: QualificationModel
+    compiled: CompiledModel
+    index: pd.Index
+    crm: pd.Series  # as given
+    record_id: pd.Series
+    points: np.ndarray  # (slots x leads) int16; column sums == score
+    score: np.ndarray  # int16, combined 0-100
+    rule_score: np.ndarray  # int16, before the predictive blend
+    fit_score: np.ndarray
+    engagement_score: np.ndarray
+    grade_code: np.ndarray  # index into GRADE_NAMES
+    bant: dict[str, np.ndarray]  # criterion -> bool
+    bant_count: np.ndarray
+    bant_weight: np.ndarray
+    bant_advanced: np.ndarray
+    disqualifier: np.ndarray  # index into model.disqualifiers, -1 none
+    nurture: np.ndarray
+    proposed_rank: np.ndarray  # proposed model stage rank
+    stage_rank: np.ndarray  # final stage rank, KEEP / NONE codes
+    status_code: np.ndarray  # index into STATUS_VALUES, STATUS_KEEP
+    persona: TextColumn
+    current_stage: TextColumn  # as given
+    current_status: TextColumn
+    shown: dict[str, TextColumn]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def render_reasons(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Reasons text for all leads, or for the positional `rows` only."""
+        return render(self.points, self.compiled.slots, self.shown, rows)
+
+
+def _now_ns(now: datetime) -> int:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    return int(pd.Timestamp(now).tz_convert("UTC").value)
+
+
+def _round_half_up(values: np.ndarray) -> np.ndarray:
+    return np.floor(values + 0.5)
+
+
+class _DecayCache:
+    """Decay factors per (timestamp field, half-life, expiry), shared by rules with equal decay."""
+
+    def __init__(self, ev: ConditionEvaluator, cols: LeadColumns) -> None:
+        self.ev = ev
+        self.cols = cols
+        self._ages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._factors: dict[tuple[str, float | None, int | None], np.ndarray] = {}
+
+    def age_ns(self, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """(age in ns clipped at 0 — 0 where unknown, known mask) of a timestamp field."""
+        if field not in self._ages:
+            ts = self.cols.timestamp_ns(field)
+            known = ts != NAT_NS
+            age = np.maximum(self.ev.now_ns - ts, 0)
+            age[~known] = 0  # unknown age: no decay
+            self._ages[field] = (age, known)
+        return self._ages[field]
+
+    def factor(self, rule: ScoreRule) -> np.ndarray:
+        decay = rule.decay
+        assert decay is not None
+        field = decay.timestamp or rule.field
+        assert field is not None
+        key = (field, decay.half_life_days, decay.expire_after_days)
+        if key not in self._factors:
+            age, known = self.age_ns(field)
+            if decay.half_life_days is not None:
+                exponent = age.astype(np.float64) / float(NS_PER_DAY) / decay.half_life_days
+                factor = np.floor(np.exp2(-exponent) * DECAY_QUANTUM + 0.5) / DECAY_QUANTUM
+            else:
+                factor = np.ones(self.ev.n)
+            if decay.expire_after_days is not None:
+                factor[known & (age > decay.expire_after_days * NS_PER_DAY)] = 0.0
+            self._factors[key] = factor
+        return self._factors[key]
+
+
+def _rule_points(
+    ev: ConditionEvaluator, cols: LeadColumns, decays: _DecayCache, rule: ScoreRule
+) -> np.ndarray:
+    """Integer points of one rule for every lead (int16)."""
+    mask = ev.mask(rule)
+    if rule.per_unit:
+        count = np.nan_to_num(cols.number(rule.field), nan=0.0)  # type: ignore[arg-type]
+        limit = float(rule.max_points)  # type: ignore[arg-type]
+        value = np.clip(np.maximum(count, 0.0) * rule.points, -limit, limit)
+        value *= mask
+    elif rule.decay is None:
+        return mask.astype(np.int16) * np.int16(rule.points)
+    else:
+        value = mask * float(rule.points)
+    if rule.decay is not None:
+        value *= decays.factor(rule)
+    return _round_half_up(value).astype(np.int16)
+
+
+def _score_groups(
+    plans: tuple[_GroupPlan, ...],
+    ev: ConditionEvaluator,
+    cols: LeadColumns,
+    decays: _DecayCache,
+    points: np.ndarray,
+) -> np.ndarray:
+    """Fill the rule and cap slots of `plans`; return the capped total per lead (int32)."""
+    total = np.zeros(ev.n, dtype=np.int32)
+    for plan in plans:
+        group_sum = np.zeros(ev.n, dtype=np.int32)
+        for rule, slot in zip(plan.group.rules, plan.rule_slots):
+            pts = _rule_points(ev, cols, decays, rule)
+            points[slot] = pts
+            group_sum += pts
+        if plan.cap_slot is not None:
+            lo = plan.group.min if plan.group.min is not None else np.iinfo(np.int32).min
+            hi = plan.group.max if plan.group.max is not None else np.iinfo(np.int32).max
+            capped = np.clip(group_sum, lo, hi)
+            points[plan.cap_slot] = (capped - group_sum).astype(np.int16)
+            group_sum = capped
+        total += group_sum
+    return total
+
+
+def _sub_score(points: np.ndarray, full_points: int) -> np.ndarray:
+    """0-100 scaled points, rounded half up with integer arithmetic."""
+    return np.clip((200 * points.astype(np.int64) + full_points) // (2 * full_points), 0, 100)
+
+
+def _persona_column(model: QualificationModel, cols: LeadColumns) -> TextColumn:
+    """Persona index per lead from its job title (first matching persona; -1 none)."""
+    titles = cols.text("job_title")
+    compiled = [[compile_pattern(p) for p in persona.titles] for persona in model.personas]
+    per_unique = np.full(len(titles.uniques), -1, dtype=np.int32)
+    for i, title in enumerate(titles.uniques):
+        if not title.strip():
+            continue
+        for p, patterns in enumerate(compiled):
+            if any(rx.search(title) for rx in patterns):
+                per_unique[i] = p
+                break
+    codes = titles.lookup(per_unique, -1)
+    return TextColumn(codes, [p.id for p in model.personas])
+
+
+def _grade_codes(model: QualificationModel, fit: np.ndarray, eng: np.ndarray) -> np.ndarray:
+    # Thresholds are validated as ordered (A >= B >= C), so counting the ones reached works.
+    g = model.grades
+    letter = 3 - (fit >= g.fit.A).view(np.int8) - (fit >= g.fit.B).view(np.int8) - (fit >= g.fit.C).view(np.int8)
+    e = g.engagement
+    digit = 3 - (eng >= e.one).view(np.int8) - (eng >= e.two).view(np.int8) - (eng >= e.three).view(np.int8)
+    return (letter * 4 + digit).astype(np.int8)
+
+
+def _id_column(name: str, leads: pd.DataFrame) -> pd.Series:
+    # Passed through as given (no per-row conversion of a million ids).
+    if name in leads.columns:
+        return leads[name]
+    return pd.Series(np.full(len(leads), None, dtype=object), index=leads.index, name=name)
+
+
+def evaluate(
+    leads: pd.DataFrame,
+    model: QualificationModel,
+    now: datetime,
+    predictive: pd.Series | None = None,
+) -> Evaluation:
+    """Score every lead of `leads` with `model` at time `now` (timezone-aware)."""
+    compiled = compile_model(model)
+    n = len(leads)
+    cols = LeadColumns(leads)
+    ev = ConditionEvaluator(cols, _now_ns(now))
+
+    persona = _persona_column(model, cols)
+    cols.set_text("persona", persona)
+    cols.set_text("seniority", TextColumn(persona.codes, [p.seniority for p in model.personas]))
+    cols.set_text("authority", TextColumn(persona.codes, [p.authority for p in model.personas]))
+
+    points = np.zeros((len(compiled.slots), n), dtype=np.int16)
+    decays = _DecayCache(ev, cols)
+    fit_pts = _score_groups(compiled.fit, ev, cols, decays, points)
+    eng_pts = _score_groups(compiled.engagement, ev, cols, decays, points)
+    raw = fit_pts + eng_pts + _score_groups(compiled.signals, ev, cols, decays, points)
+
+    # BANT: flags, count, weighted sum (summed in criterion order, like the reference).
+    bant: dict[str, np.ndarray] = {}
+    bant_weight = np.zeros(n)
+    for name, slot in zip(BANT_CRITERIA, compiled.bant_slots):
+        criterion = getattr(model.bant.criteria, name)
+        met = ev.mask(criterion)
+        bant[name] = met
+        bant_weight = bant_weight + met * float(getattr(model.bant.weights, name))
+        if criterion.points:
+            points[slot] = met.astype(np.int16) * np.int16(criterion.points)
+            raw += points[slot]
+    bant_count = sum(m.astype(np.int8) for m in bant.values()).astype(np.int8)
+    advanced = bant_weight >= model.bant.advance_threshold
+
+    # Disqualifiers: every match costs its points; the first match names the reason.
+    disq = np.full(n, -1, dtype=np.int16)
+    for i, (rule, slot) in enumerate(zip(model.disqualifiers, compiled.disqualifier_slots)):
+        hit = ev.mask(rule)
+        disq[hit & (disq < 0)] = i
+        if rule.points:
+            points[slot] = hit.astype(np.int16) * np.int16(rule.points)
+            raw += points[slot]
+    disqualified = disq >= 0
+
+    rule_score = np.clip(raw, 0, 100)
+    points[compiled.clamp_slot] = (rule_score - raw).astype(np.int16)
+    score = _blend(model, rule_score, predictive, leads.index)
+    points[compiled.blend_slot] = (score - rule_score).astype(np.int16)
+
+    fit_score = _sub_score(fit_pts, model.fit.full_points).astype(np.int16)
+    eng_score = _sub_score(eng_pts, model.engagement.full_points).astype(np.int16)
+    nurture = (
+        model.nurture.enabled
+        & ~disqualified
+        & (fit_score >= model.nurture.min_fit_score)
+        & ~bant["timeline"]
+    )
+
+    proposed = _proposed_ranks(model, ev, score, advanced)
+    proposed = np.where(nurture, np.minimum(proposed, STAGE_RANK[model.nurture.max_stage]), proposed)
+    stage_col = cols.text("lifecycle_stage")
+    current = current_stage_ranks(stage_col)
+    final = final_stage_ranks(current, proposed, disqualified)
+    status = status_codes(
+        final, cols.text("lead_status"), disqualified, nurture,
+        STAGE_RANK[model.lead_status.open_from_stage],
+    )
+
+    result = Evaluation(
+        model=model,
+        compiled=compiled,
+        index=leads.index,
+        crm=_id_column("crm", leads),
+        record_id=_id_column("record_id", leads),
+        points=points,
+        score=score.astype(np.int16),
+        rule_score=rule_score.astype(np.int16),
+        fit_score=fit_score,
+        engagement_score=eng_score,
+        grade_code=_grade_codes(model, fit_score, eng_score),
+        bant=bant,
+        bant_count=bant_count,
+        bant_weight=bant_weight,
+        bant_advanced=advanced,
+        disqualifier=disq,
+        nurture=nurture,
+        proposed_rank=proposed.astype(np.int8),
+        stage_rank=final,
+        status_code=status,
+        persona=persona,
+        current_stage=stage_col,
+        current_status=cols.text("lead_status"),
+        shown={f: cols.text(f) for f in compiled.shown_fields},
+    )
+    logger.info(
+        "scored %d leads with model %s: %d disqualified, %d nurture",
+        n, model.version, int(disqualified.sum()), int(nurture.sum()),
+    )
+    return result
+
+
+def _blend(
+    model: QualificationModel,
+    rule_score: np.ndarray,
+    predictive: pd.Series | None,
+    index: pd.Index,
+) -> np.ndarray:
+    """Combined score after the predictive blend (rows without a predictive score: unchanged)."""
+    if predictive is None:
+        return rule_score
+    if not model.predictive.enabled:
+        logger.info("predictive scores given but predictive.enabled is false: not blended")
+        return rule_score
+    pred = pd.to_numeric(predictive.reindex(index), errors="coerce").to_numpy(dtype=np.float64)
+    pred = np.clip(pred, 0.0, 100.0)  # NaN stays NaN
+    w = model.predictive.weight
+    blended = _round_half_up((1.0 - w) * rule_score + w * pred)
+    return np.where(np.isnan(pred), rule_score, blended).astype(np.int32)
+
+
+def _proposed_ranks(
+    model: QualificationModel, ev: ConditionEvaluator, score: np.ndarray, advanced: np.ndarray
+) -> np.ndarray:
+    """Highest model stage each lead reaches (subscriber at least)."""
+    proposed = np.zeros(ev.n, dtype=np.int8)
+    for name in ("lead", "mql", "sql"):  # increasing ranks: a later stage overrides
+        rule = getattr(model.stages, name)
+        reached = np.zeros(ev.n, dtype=bool)
+        if rule.min_score is not None:
+            reached |= score >= rule.min_score
+        if rule.or_when is not None:
+            reached |= ev.mask(rule.or_when)
+        if rule.requires is not None:
+            reached &= ev.mask(rule.requires)
+        if rule.requires_bant:
+            reached &= advanced
+        proposed[reached] = STAGE_RANK[name]
+    return proposed
+
+
+_STAGE_NAMES = np.array(MODEL_STAGES, dtype=object)
+_STATUS_NAMES = np.array(STATUS_VALUES, dtype=object)
+
+
+def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
+    """The `schema.SCORE_COLUMNS` frame (+ extra columns) of an evaluation.
+
+    Text columns are object dtype (str or None), except crm and record_id which keep the
+    input's dtype. With ``render=False`` the `reasons` column is
+    None; render later with `Evaluation.render_reasons` for the rows that are written.
+    Extra columns: persona, authority, bant_weight, bant_advanced, rule_score, proposed_stage.
+    """
+    ev = evaluation
+    model = ev.model
+    n = len(ev)
+
+    stage = _codes_to_objects(ev.stage_rank, ev.current_stage, MODEL_STAGES, KEEP, NONE)
+    status = _codes_to_objects(ev.status_code, ev.current_status, STATUS_VALUES, STATUS_KEEP, None)
+    codes = np.array([d.code for d in model.disqualifiers] + [None], dtype=object)
+    disq = codes[ev.disqualifier]  # -1 -> last element (None)
+    persona_ids = np.array([p.id for p in model.personas] + [None], dtype=object)
+    authorities = np.array([p.authority for p in model.personas] + [None], dtype=object)
+
+    data = {
+        "crm": ev.crm,
+        "record_id": ev.record_id,
+        "model_version": np.repeat(np.array([model.version], dtype=object), n),
+        "score": ev.score.astype(np.float64),
+        "fit_score": ev.fit_score.astype(np.float64),
+        "engagement_score": ev.engagement_score.astype(np.float64),
+        "grade": GRADE_NAMES[ev.grade_code],
+        "bant_budget": ev.bant["budget"],
+        "bant_authority": ev.bant["authority"],
+        "bant_need": ev.bant["need"],
+        "bant_timeline": ev.bant["timeline"],
+        "bant_count": ev.bant_count.astype(np.float64),
+        "disqualification_reason": disq,
+        "stage": stage,
+        "lead_status": status,
+        "reasons": ev.render_reasons() if render else np.full(n, None, dtype=object),
+        "persona": persona_ids[ev.persona.codes],
+        "authority": authorities[ev.persona.codes],
+        "bant_weight": ev.bant_weight,
+        "bant_advanced": ev.bant_advanced,
+        "rule_score": ev.rule_score.astype(np.float64),
+        "proposed_stage": _STAGE_NAMES[ev.proposed_rank],
+    }
+    frame = pd.DataFrame(
+        {
+            k: v if isinstance(v, pd.Series) else pd.Series(v, index=ev.index, dtype=_dtype(k, v), copy=False)
+            for k, v in data.items()
+        },
+        copy=False,
+    )
+    assert list(frame.columns[: len(SCORE_COLUMNS)]) == list(SCORE_COLUMNS)
+    return frame
+
+
+def _codes_to_objects(
+    codes: np.ndarray, current: TextColumn, names: tuple[str, ...], keep: int, empty: int | None
+) -> np.ndarray:
+    """Object array from decision codes: >= 0 picks `names`, `keep` keeps the record's own value,
+    `empty` gives None; one take from a small vocabulary instead of object-array `where`s."""
+    vocab = np.array([*names, *current.uniques, None], dtype=object)
+    idx = codes.astype(np.int32)
+    kept = len(names) + current.codes  # current code -1 (missing) -> the trailing None
+    kept = np.where(current.codes < 0, len(vocab) - 1, kept)
+    idx = np.where(codes == keep, kept, idx)
+    if empty is not None:
+        idx = np.where(codes == empty, len(vocab) - 1, idx)
+    return vocab[idx]
+
+
+def _dtype(name: str, values: np.ndarray) -> object:
+    kind = SCORE_COLUMNS.get(name)
+    if kind == "str" or values.dtype == object:
+        return object  # explicit: no inference to the pyarrow-backed str dtype
+    if kind == "bool":
+        return bool
+    return values.dtype
+
+
+def score_leads(
+    leads: pd.DataFrame,
+    model: QualificationModel,
+    now: datetime,
+    predictive: pd.Series | None = None,
+    *,
+    render: bool = True,
+) -> pd.DataFrame:
+    """Score `leads` (columns of `schema.LEAD_COLUMNS` + enrichment) with `model` at `now`.
+
+    Returns the `schema.SCORE_COLUMNS` columns (plus a few extras, see `to_frame`), indexed
+    like `leads`. `predictive` is an optional 0-100 score per lead (index-aligned) blended with
+    `model.predictive.weight` when `model.predictive.enabled`.
+    """
+    return to_frame(evaluate(leads, model, now, predictive), render=render)
+
+
+def describe_fields(model: QualificationModel) -> set[str]:
+    """Lead fields the model reads (for callers that want to load only those columns)."""
+    fields: set[str] = {"crm", "record_id", "job_title", "lifecycle_stage", "lead_status"}
+
+    def walk(cond: object) -> None:
+        field = getattr(cond, "field", None)
+        if field is not None and field in FIELD_KINDS:
+            fields.add(field)
+        for child in (getattr(cond, "all", None) or []) + (getattr(cond, "any", None) or []):
+            walk(child)
+        decay = getattr(cond, "decay", None)
+        if decay is not None and decay.timestamp:
+            fields.add(decay.timestamp)
+
+    for section in (model.fit, model.engagement, model.signals):
+        for group in section.groups:
+            for rule in group.rules:
+                walk(rule)
+    for name in BANT_CRITERIA:
+        walk(getattr(model.bant.criteria, name))
+    for disq in model.disqualifiers:
+        walk(disq)
+    for name in ("lead", "mql", "sql"):
+        rule = getattr(model.stages, name)
+        for cond in (rule.or_when, rule.requires):
+            if cond is not None:
+                walk(cond)
+    return fields - {"persona", "seniority", "authority"}

@@ -1,0 +1,97 @@
+"""Lifecycle stage and lead status decisions, vectorised over stage ranks.
+
+Rules (the CRM must never see a stage move backwards by accident):
+- a record in a sales-owned stage (opportunity, customer, ...) or an unknown stage keeps its
+  stage and its lead status untouched;
+- a disqualified record keeps its stage (even when empty) and gets status "unqualified";
+- a record with no stage gets the proposed stage; otherwise the later of current and proposed;
+- qualified records: "nurture" when nurtured, a sales-working status (in progress, connected, ...)
+  is kept, else "open" from `lead_status.open_from_stage` on and "new" below it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leadflow.qualify.columns import TextColumn
+from leadflow.qualify.text import normalize
+from leadflow.schema import MODEL_STAGES, SALES_OWNED_STAGES, STAGE_RANK, LeadStatus
+
+# Statuses that mean a salesperson is working the record: leadflow leaves them alone.
+SALES_WORKING_STATUSES: frozenset[str] = frozenset(
+    {
+        LeadStatus.IN_PROGRESS.value,
+        LeadStatus.ATTEMPTED_TO_CONTACT.value,
+        LeadStatus.CONNECTED.value,
+        LeadStatus.OPEN_DEAL.value,
+    }
+)
+
+# Rank codes for the current stage of a record.
+KEEP = -2  # sales-owned or unknown stage: never changed
+NONE = -1  # no stage yet
+
+
+def current_stage_ranks(stage: TextColumn) -> np.ndarray:
+    """Per row: the rank of a model stage (0..3), `NONE` when empty, `KEEP` when not ours."""
+    per_unique = np.empty(len(stage.uniques), dtype=np.int8)
+    for i, value in enumerate(stage.uniques):
+        key = normalize(value)
+        if not key:
+            per_unique[i] = NONE
+        elif key in MODEL_STAGES:
+            per_unique[i] = STAGE_RANK[key]
+        else:
+            # Sales-owned stages and values we do not recognise are both left as they are.
+            per_unique[i] = KEEP
+    return stage.lookup(per_unique, NONE)
+
+
+def is_sales_owned(value: str) -> bool:
+    """True for stages leadflow never changes (kept for callers that check single values)."""
+    return normalize(value) in SALES_OWNED_STAGES
+
+
+def final_stage_ranks(
+    current: np.ndarray, proposed: np.ndarray, disqualified: np.ndarray
+) -> np.ndarray:
+    """The stage rank to write: `KEEP` keeps the record's own value, `NONE` stays empty."""
+    out = np.maximum(current, proposed).astype(np.int8)  # never backwards
+    out = np.where(current == NONE, proposed, out)
+    # Disqualified: keep what the record has (rank, or empty); sales-owned/unknown: keep.
+    out = np.where(disqualified, current, out)
+    out = np.where(current == KEEP, KEEP, out)
+    return out.astype(np.int8)
+
+
+# Lead status codes, in the order of STATUS_VALUES.
+STATUS_VALUES: tuple[str, ...] = (
+    LeadStatus.NEW.value,
+    LeadStatus.OPEN.value,
+    LeadStatus.NURTURE.value,
+    LeadStatus.UNQUALIFIED.value,
+)
+STATUS_KEEP = -1  # keep the record's own status
+
+
+def status_codes(
+    final_rank: np.ndarray,
+    current_status: TextColumn,
+    disqualified: np.ndarray,
+    nurture: np.ndarray,
+    open_rank: int,
+) -> np.ndarray:
+    """Per row: an index into `STATUS_VALUES`, or `STATUS_KEEP` to keep the current status."""
+    working_unique = np.fromiter(
+        (normalize(v) in SALES_WORKING_STATUSES for v in current_status.uniques),
+        dtype=bool,
+        count=len(current_status.uniques),
+    )
+    working = current_status.lookup(working_unique, False)
+    # A kept sales-owned stage has rank KEEP (< 0); compare only our own ranks.
+    out = np.where(final_rank >= open_rank, 1, 0).astype(np.int8)
+    out = np.where(working, STATUS_KEEP, out)
+    out = np.where(nurture, 2, out)
+    out = np.where(disqualified, 3, out)
+    out = np.where(final_rank == KEEP, STATUS_KEEP, out)
+    return out.astype(np.int8)
