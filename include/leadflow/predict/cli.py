@@ -1,0 +1,278 @@
+"""`leadflow model train`, `leadflow model score`, `leadflow model show` and `leadflow backtest`.
+
+`register(subparsers)` adds the commands to the top-level `leadflow` parser; each command sets
+`func`, which returns the process exit code. Library errors (bad mapping, missing columns,
+too little data, wrong model file) are printed as one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    # Everything as text: the mapping decides what is a number, and ids keep leading zeros.
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from leadflow.predict.train import TrainConfig
+
+    return TrainConfig(
+        candidates=tuple(c.strip() for c in args.candidates.split(",") if c.strip()),
+        folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+    )
+
+
+def _engine(url: str | None) -> Any:
+    from leadflow.warehouse.db import ensure_schema, get_engine
+
+    engine = get_engine(url)
+    ensure_schema(engine)
+    return engine
+
+
+def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn expected user errors into a one-line message and exit code 2."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from leadflow.predict.mapping import MappingError
+        from leadflow.predict.store import ModelFileError
+
+        try:
+            return func(args)
+        except (MappingError, ModelFileError, ValueError, FileNotFoundError) as exc:
+            print(f"leadflow: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+# --- model train ---------------------------------------------------------------------------------
+def _cmd_train(args: argparse.Namespace) -> int:
+    from leadflow.predict.mapping import load_mapping
+    from leadflow.predict.store import champion_challenger, save_model_file
+    from leadflow.predict.train import train_from_frame
+    from leadflow.predict.warehouse import train_from_warehouse
+
+    cfg = _train_config(args)
+    if args.csv is None:
+        if not args.crm:
+            raise ValueError("model train: give --csv F --mapping M, or --crm CRM to train from the warehouse")
+        mapping = load_mapping(args.mapping) if args.mapping else None
+        summary = train_from_warehouse(_engine(args.db), args.crm, mapping=mapping, config=cfg)
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    if not args.mapping or not args.out:
+        raise ValueError("model train --csv needs --mapping M and --out MODEL")
+    mapping = load_mapping(args.mapping)
+    frame = _read_csv(args.csv)
+    model = train_from_frame(frame, mapping, args.label, config=cfg, crm=args.crm or "csv")
+    save_model_file(model, args.out)
+    summary = model.summary()
+    if args.register:
+        summary["promoted"] = champion_challenger(_engine(args.db), model)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+# --- model score ----------------------------------------------------------------------------------
+def _cmd_score(args: argparse.Namespace) -> int:
+    from leadflow.predict.mapping import MappingError, load_mapping
+    from leadflow.predict.score import score_table
+    from leadflow.predict.store import load_model_file
+
+    model = load_model_file(args.model)
+    if args.mapping:
+        mapping = load_mapping(args.mapping)
+        if mapping.feature_names != model.mapping.feature_names:
+            raise MappingError(
+                f"mapping {mapping.name!r} does not describe the features model {model.version} "
+                f"was trained on (mapping {model.mapping.name!r}); score with that mapping"
+            )
+        model.mapping = model.mapping.model_copy(update={"id_column": mapping.id_column})
+    frame = _read_csv(args.csv)
+    scores = score_table(model, frame, top_factors=args.top)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out, index=False)
+    print(json.dumps({"model": model.version, "rows": len(scores), "out": str(out),
+                      "mean_score": round(float(scores["score"].mean()), 2) if len(scores) else None}))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from leadflow.predict.store import load_model_file
+
+    print(json.dumps(load_model_file(args.model).summary(), indent=2, sort_keys=True))
+    return 0
+
+
+# --- backtest -------------------------------------------------------------------------------------
+def _rules_model(path: str | None) -> Any:
+    from leadflow.qualify import load_model
+
+    return load_model(path)
+
+
+def _thresholds(args: argparse.Namespace, rules: Any | None) -> Any:
+    from leadflow.predict.backtest import Thresholds
+
+    defaults = Thresholds()
+    values = {}
+    for name in ("lead", "mql", "sql"):
+        flag = getattr(args, f"{name}_threshold")
+        from_rules = getattr(rules.stages, name).min_score if rules is not None else None
+        values[name] = flag if flag is not None else (from_rules if from_rules is not None
+                                                      else getattr(defaults, name))
+    return Thresholds(**values)
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from leadflow.predict import backtest as bt
+    from leadflow.predict.mapping import load_mapping
+    from leadflow.predict.store import load_champion, load_model_file
+    from leadflow.predict.train import label_vector
+
+    wanted = [s.strip() for s in args.scorers.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - {"rules", "predictive", "blend"})
+    if unknown or not wanted:
+        raise ValueError(f"--scorers: unknown {unknown}; choose from rules, predictive, blend")
+    if args.csv:
+        if not args.mapping:
+            raise ValueError("backtest --csv needs --mapping M")
+        mapping = load_mapping(args.mapping)
+        if args.label:
+            mapping = mapping.with_label(args.label)
+        frame = _read_csv(args.csv)
+        labels = label_vector(frame, mapping)
+        model = load_model_file(args.model) if args.model else None
+    elif args.crm:
+        from leadflow.predict.warehouse import OUTCOME_COLUMN, read_labelled_leads
+
+        engine = _engine(args.db)
+        mapping = load_mapping(args.mapping or "warehouse_leads")
+        frame = read_labelled_leads(engine, args.crm)
+        labels = frame[OUTCOME_COLUMN].map({"won": 1.0, "lost": 0.0}).astype("float64")
+        model = load_model_file(args.model) if args.model else load_champion(engine, args.crm)
+    else:
+        raise ValueError("backtest: give --csv F --mapping M, or --crm CRM for the warehouse")
+
+    needs_rules = bool({"rules", "blend"} & set(wanted))
+    rules = _rules_model(args.rules_model) if needs_rules else None
+    now = datetime.now(timezone.utc)
+    scorers: dict[str, bt.Scorer] = {}
+    predictive_name = "predictive" if model is None else f"predictive ({model.version})"
+    predictive = (bt.cross_validated_scorer(mapping, config=_train_config(args)) if model is None
+                  else bt.model_scorer(model))
+    if rules is not None:
+        rules_scorer = bt.rules_scorer(rules, now)
+    if "rules" in wanted:
+        scorers["rules"] = rules_scorer
+    if "predictive" in wanted:
+        scorers[predictive_name] = predictive
+    if "blend" in wanted:
+        weight = args.blend_weight if args.blend_weight is not None else rules.predictive.weight
+        scorers[f"blend ({weight:.0%} predictive)"] = bt.blend_scorer(rules_scorer, predictive, weight)
+    if model is not None and args.csv:
+        log.warning("scoring with a fixed model: optimistic if it was trained on these rows")
+    results = bt.run_backtest(frame, labels, scorers, _thresholds(args, rules))
+    md, png = bt.write_report(results, args.out_dir, title=args.title)
+    print(json.dumps({"report": str(md), "chart": str(png),
+                      "results": [r.summary() for r in results]}, indent=2))
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------------
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--candidates", default="logistic,boosting,blend",
+                   help="learners to cross-validate (comma-separated; logistic is the baseline) "
+                        "[%(default)s]")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds [%(default)s]")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="cross-validation repeats with different shuffles [%(default)s]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first shuffle [%(default)s]")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `model {train,score,show}` and `backtest` to the `leadflow` command line."""
+    model = subparsers.add_parser(
+        "model", help="train and apply the predictive lead score",
+        description="Train the predictive score on won/lost history and score CSV exports.")
+    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+
+    train = model_sub.add_parser(
+        "train", help="train a model from a labelled CSV or the warehouse",
+        description="Cross-validate logistic regression, gradient boosting and their blend; "
+                    "keep the best by ROC AUC, calibrate it and write the model file. With --crm "
+                    "and no --csv, train from the warehouse's closed leads and promote the model "
+                    "if its AUC is not worse than the champion's.")
+    train.add_argument("--csv", help="labelled CSV export to train on")
+    train.add_argument("--mapping", help="mapping YAML (or a shipped name such as x_education)")
+    train.add_argument("--label", help="label column (overrides the mapping's)")
+    train.add_argument("--out", help="model file to write (joblib; load only files you trust)")
+    train.add_argument("--crm", help="CRM whose warehouse history to train on, or the scope "
+                                     "recorded for a CSV model [csv]")
+    train.add_argument("--register", action="store_true",
+                       help="also record the CSV model in the warehouse (champion/challenger)")
+    train.add_argument("--db", help="warehouse URL (default: $LEADFLOW_WAREHOUSE_URL)")
+    _add_train_options(train)
+    train.set_defaults(func=_guard(_cmd_train))
+
+    score = model_sub.add_parser(
+        "score", help="score a CSV with a trained model",
+        description="Write SCORES.csv with the mapping's id column, probability (0-1), score "
+                    "(0-100) and the top reasons. Unknown categories and missing numbers are scored.")
+    score.add_argument("--model", required=True, help="model file from `leadflow model train`")
+    score.add_argument("--csv", required=True, help="CSV export to score")
+    score.add_argument("--mapping", help="mapping YAML; must match the model's features "
+                                         "(default: the model's own mapping)")
+    score.add_argument("--out", required=True, help="SCORES.csv to write")
+    score.add_argument("--top", type=int, default=3, help="reasons per lead [%(default)s]")
+    score.set_defaults(func=_guard(_cmd_score))
+
+    show = model_sub.add_parser("show", help="print a model file's version, features and metrics",
+                                description="Print a model file's summary as JSON.")
+    show.add_argument("--model", required=True, help="model file")
+    show.set_defaults(func=_guard(_cmd_show))
+
+    backtest = subparsers.add_parser(
+        "backtest", help="evaluate rules, predictive or blended scores on labelled history",
+        description="ROC AUC, average precision, conversion by score decile, precision/recall "
+                    "at the MQL threshold and leads per stage; writes backtest.md and lift.png. "
+                    "Without --model the predictive score is cross-validated (each lead scored "
+                    "by a model that never saw it).")
+    backtest.add_argument("--csv", help="labelled CSV")
+    backtest.add_argument("--mapping", help="mapping YAML for --csv (warehouse default: warehouse_leads)")
+    backtest.add_argument("--label", help="label column (overrides the mapping's)")
+    backtest.add_argument("--crm", help="backtest the warehouse's closed leads of this CRM")
+    backtest.add_argument("--db", help="warehouse URL (default: $LEADFLOW_WAREHOUSE_URL)")
+    backtest.add_argument("--model", help="predictive model file (warehouse default: the champion)")
+    backtest.add_argument("--rules-model", help="qualification model YAML (default: shipped)")
+    backtest.add_argument("--scorers", default="predictive",
+                          help="comma-separated: rules, predictive, blend [%(default)s]")
+    backtest.add_argument("--blend-weight", type=float,
+                          help="predictive weight of the blend (default: the rules model's)")
+    for name in ("lead", "mql", "sql"):
+        backtest.add_argument(f"--{name}-threshold", type=float,
+                              help=f"minimum score for {name.upper() if name != 'lead' else name} "
+                                   "(default: the rules model's, else 20/60/80)")
+    backtest.add_argument("--out-dir", default="backtest", help="report folder [%(default)s]")
+    backtest.add_argument("--title", default="Lead score backtest", help="report title")
+    _add_train_options(backtest)
+    backtest.set_defaults(func=_guard(_cmd_backtest))
