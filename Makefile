@@ -27,6 +27,8 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "preparing Airflow metadata database in $(AIRFLOW_HOME)"
 	@airflow db migrate >$(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -30 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	@airflow pools set leadflow_hubspot 4 "HubSpot API calls (100 requests / 10 s shared by the slots)" >/dev/null
+	@airflow pools set leadflow_salesforce 4 "Salesforce API calls" >/dev/null
 	@touch $@
 
 $(VENV)/.installed: requirements.txt pyproject.toml

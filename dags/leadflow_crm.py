@@ -1,13 +1,19 @@
-"""leadflow DAGs: one per CRM. This file only wires tasks; the work is in `leadflow.pipeline`."""
+"""leadflow DAGs: one per configured CRM, from one factory. This file only wires tasks; the work
+is in `leadflow.pipeline` (no I/O and no heavy imports at parse time)."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-CRMS = ("hubspot",)
+# CRMs with a DAG; `LEADFLOW_CRMS=hubspot,salesforce` overrides.
+CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot").split(",") if c.strip())
+SCHEDULE = os.environ.get("LEADFLOW_SCHEDULE", "0 2 * * *")
+TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
+MAX_SHARDS = 64
 
 DOC_MD = """
 ### leadflow_{crm}
@@ -15,40 +21,48 @@ DOC_MD = """
 Keeps the leads of the **{crm}** CRM qualified. Each run:
 
 1. **extract** – pulls the contacts changed since the last run (the watermark) into the warehouse;
-2. **qualify** – scores every open lead with the versioned qualification model (fit, engagement,
-   BANT, disqualifiers, lifecycle stage), each score with its reasons;
-3. **push** – writes back only the values that changed, in batches, with an audit log;
-4. **report** – closes the run and returns its counts (`leadflow report --json` prints them).
+2. **enrich** – resolves each lead's company and firmographics (cache, reference file, API);
+3. **validate** – Great Expectations row checks (failing leads go to quarantine) and the batch
+   gate; a failed gate stops the run before anything is written to the CRM;
+4. **qualify** – scores every open lead (fit, engagement, BANT, disqualifiers, stage, reasons),
+   one mapped task per shard;
+5. **validate_scores** – scores in range, stages allowed, reasons present, no big drift;
+6. **plan_push** – the diff against the CRM, the dry-run preview, and the guard that stops a run
+   which would rewrite too many records (re-trigger with **force** to push anyway);
+7. **push** – writes only what changed, in batches, with an audit log (one mapped task per shard);
+8. **report** – closes the run; `leadflow report --json` and the Leadflow page show it.
 
-Trigger by hand with **dry_run** to preview the push without writing, or **full_refresh** to
-re-pull every lead. Connection: `leadflow_{crm}`. Warehouse: `LEADFLOW_WAREHOUSE_URL`.
+Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
+**only_record_ids**, **since** (re-pull from a date), **shards**, **force**.
+Connection: `leadflow_{crm}`. Warehouse: `LEADFLOW_WAREHOUSE_URL`. Pool: `leadflow_{crm}`.
 """
 
 
-def _ctx(params: dict, crm: str):
+def _context(crm: str, shard: int | None = None, shards: int = 1):
     from airflow.sdk import BaseHook
 
     from leadflow.connections import Connection
-    from leadflow.pipeline import RunContext
+    from leadflow.dag_support import run_context
 
     context = get_current_context()
-    dag_run = context["dag_run"]
-    # Manual and asset-triggered runs have no logical date in Airflow 3: run_after always exists.
-    return RunContext(
+    return run_context(
         crm=crm,
-        run_id=dag_run.run_id,
-        dry_run=bool(params.get("dry_run")),
-        full_refresh=bool(params.get("full_refresh")),
-        now=dag_run.run_after,
+        dag_run=context["dag_run"],
+        params=context["params"],
         connection=Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}")),
+        shard=shard,
+        shards=shards,
     )
 
 
 def build_dag(crm: str):
+    scores_asset = Asset(f"leadflow_{crm}_scores", uri=f"leadflow://{crm}/scores")
+    pool = f"leadflow_{crm}"
+
     @dag(
         dag_id=f"leadflow_{crm}",
-        schedule="0 2 * * *",
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        schedule=SCHEDULE,
+        start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
         catchup=False,
         max_active_runs=1,
         tags=["leadflow", crm],
@@ -60,51 +74,100 @@ def build_dag(crm: str):
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(minutes=10),
         },
+        on_failure_callback=_alert("failure"),
         params={
-            "dry_run": Param(
-                False,
-                type="boolean",
-                title="Dry run",
-                description="Compute scores and the diff, write a preview to the run report, "
-                "and write nothing to the CRM.",
-            ),
-            "full_refresh": Param(
-                False,
-                type="boolean",
-                title="Full refresh",
-                description="Ignore the watermark and pull every lead again (marks leads the "
-                "CRM no longer returns as deleted).",
-            ),
+            "dry_run": Param(False, type="boolean", title="Dry run",
+                             description="Compute scores and the diff, write a preview to the run "
+                             "report, and write nothing to the CRM."),
+            "full_refresh": Param(False, type="boolean", title="Full refresh",
+                                  description="Ignore the watermark and pull every lead again (leads the "
+                                  "CRM no longer returns are marked deleted)."),
+            "push": Param(True, type="boolean", title="Push to the CRM",
+                          description="Off: pull, validate and score, but write nothing back."),
+            "only_record_ids": Param([], type="array", items={"type": "string"}, title="Only these records",
+                                     description="Score and push only these CRM record ids (empty: all)."),
+            "since": Param(None, type=["null", "string"], format="date", title="Pull since",
+                           description="Re-pull leads changed since this date (YYYY-MM-DD) instead of "
+                           "the stored watermark; the watermark never moves backwards."),
+            "shards": Param(1, type="integer", minimum=1, maximum=MAX_SHARDS, title="Shards",
+                            description="Split qualify and push into this many parallel mapped tasks "
+                            "(a stable hash of the record id)."),
+            "force": Param(False, type="boolean", title="Force the push",
+                           description="Push even if the run would change more records than the "
+                           "configured share (the guard against a bad model)."),
         },
     )
     def leadflow_crm():
         @task
-        def extract(params: dict | None = None) -> dict:
+        def extract() -> dict:
             from leadflow.pipeline import extract as step
 
-            return step(_ctx(params or {}, crm))
+            return step(_context(crm))
 
         @task
-        def qualify(params: dict | None = None) -> dict:
+        def enrich() -> dict:
+            from leadflow.pipeline import enrich as step
+
+            return step(_context(crm))
+
+        @task(on_failure_callback=_alert("data quality gate"))
+        def validate() -> dict:
+            from leadflow.pipeline import validate as step
+
+            return step(_context(crm))
+
+        @task
+        def shard_list() -> list[int]:
+            return list(range(int(get_current_context()["params"].get("shards") or 1)))
+
+        @task
+        def qualify(shard: int) -> dict:
             from leadflow.pipeline import qualify as step
 
-            return step(_ctx(params or {}, crm))
+            shards = int(get_current_context()["params"].get("shards") or 1)
+            return step(_context(crm, shard, shards))
 
-        @task
-        def push(params: dict | None = None) -> dict:
+        @task(on_failure_callback=_alert("data quality gate"))
+        def validate_scores() -> dict:
+            from leadflow.pipeline import validate_scores as step
+
+            return step(_context(crm))
+
+        @task(on_failure_callback=_alert("change guard"))
+        def plan_push() -> dict:
+            from leadflow.pipeline import plan_push as step
+
+            return step(_context(crm))
+
+        @task(pool=pool, max_active_tis_per_dag=8)
+        def push(shard: int) -> dict:
             from leadflow.pipeline import push as step
 
-            return step(_ctx(params or {}, crm))
+            shards = int(get_current_context()["params"].get("shards") or 1)
+            return step(_context(crm, shard, shards))
 
-        @task
-        def report(params: dict | None = None) -> dict:
+        @task(outlets=[scores_asset])
+        def report() -> dict:
             from leadflow.pipeline import report as step
 
-            return step(_ctx(params or {}, crm))
+            return step(_context(crm))
 
-        extract() >> qualify() >> push() >> report()
+        shards = shard_list()
+        scored = qualify.expand(shard=shards)
+        pushed = push.expand(shard=shards)
+        extract() >> enrich() >> validate() >> shards
+        scored >> validate_scores() >> plan_push() >> pushed >> report()
 
     return leadflow_crm()
+
+
+def _alert(kind: str):
+    def callback(context):
+        from leadflow.alerts import notify_failure
+
+        notify_failure(context, kind)
+
+    return callback
 
 
 for _crm in CRMS:

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import sys
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,11 @@ CRMS = ("hubspot", "salesforce")
 
 # Packages that add their own subcommands through a `register(subparsers)` function.
 _COMMAND_MODULES = ("leadflow.sandbox.cli", "leadflow.predict.cli", "leadflow.push.cli")
+
+
+def _utc_datetime(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -30,6 +36,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         full_refresh=args.full_refresh,
         model_path=args.model,
+        push_enabled=not args.no_push,
+        force=args.force,
+        only_record_ids=args.only or None,
+        since=args.since,
     )
     summary = run_all(ctx)
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
@@ -50,7 +60,7 @@ def report_payload(crm: str | None) -> dict[str, Any]:
         if not runs:
             continue
         run = runs[0]
-        summary = run_summary(engine, name, run["run_id"], run["summary"])
+        summary = run_summary(name, run["run_id"], run["summary"])
         summary.update({"status": run["status"], "started_at": run["started_at"],
                         "finished_at": run["finished_at"], "dry_run": bool(run["dry_run"])})
         out[name] = summary
@@ -87,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-refresh", action="store_true", help="ignore the watermark, pull every lead")
     run.add_argument("--run-id", help="run id to record (default: cli__<UTC time>)")
     run.add_argument("--model", help="qualification model YAML (default: the shipped model)")
+    run.add_argument("--no-push", action="store_true", help="score, but write nothing to the CRM")
+    run.add_argument("--force", action="store_true",
+                     help="push even if it changes more records than the configured share")
+    run.add_argument("--only", action="append", metavar="RECORD_ID",
+                     help="only score and push this record (repeatable)")
+    run.add_argument("--since", type=_utc_datetime, metavar="ISO_DATE",
+                     help="pull leads changed since this date instead of the stored watermark")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print the last run's summary per CRM",

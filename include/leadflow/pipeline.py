@@ -1,7 +1,9 @@
 """One function per DAG step. Each takes a `RunContext`, works through the warehouse, and returns
 a small JSON-able summary (counts and durations) that the DAG passes on as XCom.
 
-Nothing here needs a running Airflow: the CLI (`leadflow run`) calls the same functions in order.
+Order: extract -> enrich -> validate -> qualify (per shard) -> validate_scores -> plan_push ->
+push (per shard) -> report. Nothing here needs a running Airflow: the CLI (`leadflow run`) calls
+the same functions in the same order.
 """
 
 from __future__ import annotations
@@ -11,16 +13,24 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from leadflow.crm.base import CrmBudgetExhausted, Watermark
 from leadflow.schema import LEAD_COLUMNS, SALES_OWNED_STAGES
+from leadflow.settings import PipelineSettings, load_pipeline_settings
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import ensure_schema, get_engine
 
 log = logging.getLogger(__name__)
+
+
+class ChangeGuardError(RuntimeError):
+    """The push would change more records than the configured share: a likely bad model."""
 
 
 @dataclass
@@ -35,6 +45,14 @@ class RunContext:
     connection_id: str | None = None
     # Set by the DAG from Airflow's connection store; the CLI reads AIRFLOW_CONN_* instead.
     connection: Any = field(default=None, repr=False)
+    push_enabled: bool = True
+    force: bool = False  # push even when the change guard trips
+    only_record_ids: Sequence[str] | None = None
+    since: datetime | None = None  # pull from here instead of the stored watermark
+    shard: int | None = None
+    shards: int = 1
+    rate_share: float = 1.0  # this task's share of the CRM's rate limit (parallel shards)
+    settings: PipelineSettings = field(default_factory=load_pipeline_settings)
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -67,31 +85,51 @@ def _connector(ctx: RunContext):
     from leadflow.connections import get_connection
     from leadflow.crm.registry import get_connector
 
-    return get_connector(ctx.crm, ctx.connection or get_connection(ctx.conn_id))
+    options = {"rate_share": ctx.rate_share} if ctx.rate_share != 1.0 else {}
+    return get_connector(ctx.crm, ctx.connection or get_connection(ctx.conn_id), **options)
+
+
+def _record(ctx: RunContext, step: str, summary: dict[str, Any], shard: int | None = None) -> dict[str, Any]:
+    repo.record_step(ctx.engine, ctx.crm, ctx.run_id, step, summary, shard=shard)
+    return {k: v for k, v in summary.items() if k != "preview"}  # XCom gets counts only
 
 
 # --- extract ------------------------------------------------------------------------------------
 def extract(ctx: RunContext) -> dict[str, Any]:
-    """Pull leads changed since the watermark (all leads on full refresh) into the warehouse."""
+    """Pull leads changed since the watermark (all leads on full refresh) into the warehouse.
+
+    Each page is committed with its watermark. If the CRM's API budget runs out, the pages
+    landed so far stay, the watermark stays where they end, and the next run resumes there.
+    """
     engine = ctx.engine
     repo.start_run(engine, ctx.crm, ctx.run_id, ctx.dry_run)
     summary: dict[str, Any] = {}
-    since = None if ctx.full_refresh else repo.get_watermark(engine, ctx.crm)
+    if ctx.full_refresh:
+        since = None
+    elif ctx.since is not None:
+        since = Watermark(modified_ms=int(ctx.since.timestamp() * 1000))
+    else:
+        since = repo.get_watermark(engine, ctx.crm)
     pulled = companies = issues = pages = 0
     connector = _connector(ctx)
     try:
         with _timed(summary, "extract"):
-            for page in connector.pull(since):
-                with engine.begin() as conn:
-                    pulled += repo.land_page(
-                        conn, ctx.crm, ctx.run_id, page.leads, page.companies, page.issues
-                    )
-                    if page.watermark is not None:
-                        repo.set_watermark(conn, ctx.crm, page.watermark)
-                companies += len(page.companies)
-                issues += len(page.issues)
-                pages += 1
-        deleted = repo.mark_unseen_deleted(engine, ctx.crm, ctx.run_id) if ctx.full_refresh else 0
+            try:
+                for page in connector.pull(since):
+                    with engine.begin() as conn:
+                        pulled += repo.land_page(
+                            conn, ctx.crm, ctx.run_id, page.leads, page.companies, page.issues
+                        )
+                        if page.watermark is not None:
+                            repo.set_watermark(conn, ctx.crm, page.watermark)
+                    companies += len(page.companies)
+                    issues += len(page.issues)
+                    pages += 1
+            except CrmBudgetExhausted as exc:
+                summary["warning"] = f"API budget exhausted after {pulled} leads; resumes next run ({exc})"
+                log.warning("extract %s: %s", ctx.crm, summary["warning"])
+        complete = "warning" not in summary
+        deleted = repo.mark_unseen_deleted(engine, ctx.crm, ctx.run_id) if ctx.full_refresh and complete else 0
     finally:
         stats = dict(getattr(connector, "stats", {}) or {})
         connector.close()
@@ -108,157 +146,361 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     )
     log.info("extract %s: %d leads, %d companies, %d input issues in %d pages",
              ctx.crm, pulled, companies, issues, pages)
-    repo.merge_run_summary(engine, ctx.crm, ctx.run_id, summary)
-    return _small(summary)
+    return _record(ctx, "extract", summary)
+
+
+# --- the lead population --------------------------------------------------------------------------
+def _partition(leads: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Live leads leadflow may work on, and the number of live ones it leaves alone
+    (sales-owned stages: opportunity, customer, ...)."""
+    live = leads[~leads["is_deleted"].fillna(False).astype(bool)]
+    owned = live["lifecycle_stage"].isin(SALES_OWNED_STAGES)
+    return live.loc[~owned].reset_index(drop=True), int(owned.sum())
+
+
+# --- enrich -------------------------------------------------------------------------------------
+def enrich(ctx: RunContext) -> dict[str, Any]:
+    """Resolve every open lead's company and firmographics (cache -> reference file -> API)."""
+    from leadflow.enrich import build_chain, enrich_leads, store_enrichment
+
+    engine = ctx.engine
+    summary: dict[str, Any] = {}
+    with _timed(summary, "enrich"):
+        leads, _ = _partition(repo.load_leads(engine, ctx.crm))
+        chain = build_chain(engine, ctx.settings.enrichment)
+        try:
+            result = enrich_leads(leads, repo.load_companies(engine, ctx.crm), chain,
+                                  ctx.settings.enrichment, now=ctx.now)
+        finally:
+            close = getattr(chain, "close", None)
+            if close:
+                close()
+        store_enrichment(engine, ctx.crm, ctx.run_id, result.frame)
+    summary.update(result.summary())
+    summary["enrichment_lookups"] = dict(result.lookups)
+    log.info("enrich %s: %d of %d leads matched to a company", ctx.crm, summary["enriched"], len(leads))
+    return _record(ctx, "enrich", summary)
+
+
+def _with_enrichment(engine: Engine, crm: str, leads: pd.DataFrame) -> pd.DataFrame:
+    """Leads with resolved firmographics from the enrich step (lead values where it did not run)."""
+    from leadflow.enrich import load_enrichment
+
+    enriched = load_enrichment(engine, crm)
+    frame = leads.copy()
+    if enriched.empty:
+        return frame
+    enriched = enriched.drop_duplicates("record_id").set_index("record_id")
+    idx = frame["record_id"]
+    for col in ("industry", "employees", "annual_revenue", "country"):
+        if col in enriched:
+            frame[col] = idx.map(enriched[col]).where(idx.isin(enriched.index), frame[col])
+    for col in ("technologies", "email_domain", "company_domain", "is_free_email", "is_disposable_email"):
+        if col in enriched:
+            frame[col] = idx.map(enriched[col])
+    return frame
+
+
+# --- validate -----------------------------------------------------------------------------------
+def _quality_settings():
+    from leadflow.quality import load_settings_file
+
+    return load_settings_file()
+
+
+def _data_docs_folder() -> Path:
+    from leadflow.warehouse.db import var_dir
+
+    return var_dir() / "data_docs"
+
+
+def validate(ctx: RunContext) -> dict[str, Any]:
+    """Row checks (failing leads are quarantined) and the batch gate, before anything is scored."""
+    from leadflow.quality import (
+        RowCheckOptions, check_batch, failed_count, raise_if_failed, render_data_docs,
+        store_results, update_quarantine, validate_rows,
+    )
+
+    engine = ctx.engine
+    summary: dict[str, Any] = {}
+    settings = _quality_settings()
+    with _timed(summary, "validate"):
+        leads, skipped_owned = _partition(repo.load_leads(engine, ctx.crm))
+        frame = _with_enrichment(engine, ctx.crm, leads)
+        rows = validate_rows(frame, RowCheckOptions.from_settings(settings, ctx.crm), ctx.now)
+        update_quarantine(engine, ctx.crm, ctx.run_id, rows.failures, rows.passed_ids, ctx.now)
+        batch = check_batch(frame, rows, settings, ctx.now)
+        store_results(engine, ctx.crm, ctx.run_id, [*rows.results, *batch], now=ctx.now)
+        docs = render_data_docs(_data_docs_folder(), ctx.run_id, ctx.crm,
+                                {"rows": (rows.results, rows.gx_result), "batch": (batch.results, batch.gx_result)},
+                                now=ctx.now)
+    quarantined = int(len(leads) - int(np.asarray(rows.passed_mask).sum()))
+    summary.update(
+        {
+            "total": int(len(leads) + skipped_owned),
+            "validated": int(len(leads)),
+            "quarantined": quarantined,
+            "skipped_owned": skipped_owned,
+            "dq_failed_checks": failed_count(batch),
+            "data_docs": str(docs),
+        }
+    )
+    log.info("validate %s: %d leads, %d quarantined, %d batch checks failed",
+             ctx.crm, len(leads), quarantined, summary["dq_failed_checks"])
+    out = _record(ctx, "validate", summary)
+    raise_if_failed(batch)  # after recording: the run report shows what failed
+    return out
 
 
 # --- qualify ------------------------------------------------------------------------------------
 _TS_COLUMNS = [c for c, kind in LEAD_COLUMNS.items() if kind == "ts"]
+_NUMERIC = ("employees", "annual_revenue", "page_views", "visits", "pricing_page_views",
+            "email_clicks", "content_downloads", "form_submissions")
 
 
 def build_qualify_frame(leads: pd.DataFrame, companies: pd.DataFrame) -> pd.DataFrame:
-    """Leads with their company's firmographics filled in where the lead has none, timestamps as
-    UTC datetimes, and e-mail domain flags: the engine's input."""
+    """The engine's input: leads with their company's firmographics filled in where neither the
+    lead nor enrichment has them, timestamps as UTC datetimes, and e-mail domain flags."""
     frame = leads.copy()
     if not companies.empty:
-        comp = companies.set_index("company_id")
+        comp = companies.drop_duplicates("company_id").set_index("company_id")
         idx = frame["company_id"]
-        for lead_col, comp_col in (
-            ("industry", "industry"),
-            ("employees", "employees"),
-            ("annual_revenue", "annual_revenue"),
-            ("country", "country"),
-        ):
-            fill = idx.map(comp[comp_col]) if comp_col in comp else None
-            if fill is not None:
-                frame[lead_col] = frame[lead_col].where(frame[lead_col].notna(), fill)
-        frame["technologies"] = idx.map(comp["technologies"]) if "technologies" in comp else None
-        frame["company_domain"] = idx.map(comp["domain"]) if "domain" in comp else None
-    for col in ("employees", "annual_revenue", "page_views", "visits", "pricing_page_views",
-                "email_clicks", "content_downloads", "form_submissions"):
+        for col in ("industry", "employees", "annual_revenue", "country"):
+            frame[col] = frame[col].where(frame[col].notna(), idx.map(comp[col]))
+        for lead_col, comp_col in (("technologies", "technologies"), ("company_domain", "domain")):
+            fill = idx.map(comp[comp_col])
+            frame[lead_col] = frame[lead_col].where(frame[lead_col].notna(), fill) if lead_col in frame else fill
+    for col in _NUMERIC:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     for col in _TS_COLUMNS:
         frame[col] = pd.to_datetime(pd.to_numeric(frame[col], errors="coerce"), unit="ms", utc=True)
-    frame["do_not_contact"] = frame["do_not_contact"].fillna(False).astype(bool)
-    if "email_domain" not in frame.columns:
+    frame["do_not_contact"] = frame["do_not_contact"].astype("boolean").fillna(False).astype(bool)
+    if "email_domain" not in frame.columns or "is_free_email" not in frame.columns:
         from leadflow.enrich.domains import email_domain_flags
 
-        frame = frame.join(email_domain_flags(frame["email"]))
+        frame = frame.drop(columns=[c for c in ("email_domain", "is_free_email", "is_disposable_email")
+                                    if c in frame.columns]).join(email_domain_flags(frame["email"]))
+    for col in ("is_free_email", "is_disposable_email"):
+        frame[col] = frame[col].astype("boolean").fillna(False).astype(bool)
     return frame
 
 
+def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> pd.Series | None:
+    """The champion predictive model's 0-100 score, when the qualification model uses one."""
+    predictive = getattr(model, "predictive", None)
+    if not predictive or not getattr(predictive, "enabled", False) or frame.empty:
+        return None
+    from leadflow.predict.score import score_frame
+    from leadflow.predict.store import load_champion
+    from leadflow.predict.warehouse import prepare_leads
+
+    champion = load_champion(engine, crm)
+    if champion is None:
+        log.info("qualify %s: predictive score enabled but no trained model yet", crm)
+        return None
+    return score_frame(champion, prepare_leads(frame, champion.mapping))["score"].astype(float)
+
+
+def _score_counts(scores: pd.Series) -> list[int]:
+    """How many leads hold each integer score 0..100: the exact distribution in 101 numbers."""
+    values = np.clip(np.rint(pd.to_numeric(scores, errors="coerce").dropna().to_numpy()), 0, 100).astype(int)
+    return [int(c) for c in np.bincount(values, minlength=101)]
+
+
 def qualify(ctx: RunContext) -> dict[str, Any]:
-    """Score every open lead with the configured model; store the scores."""
+    """Score every open, unquarantined lead (of this shard) with the configured model."""
     from leadflow.qualify import load_model, score_leads
+    from leadflow.quality import quarantined_ids
 
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "qualify"):
         model = load_model(ctx.model_path)
-        leads = repo.load_leads(engine, ctx.crm, include_deleted=True)
-        total = int(len(leads))
-        owned = leads["lifecycle_stage"].isin(SALES_OWNED_STAGES) | leads["is_deleted"].fillna(False).astype(bool)
-        open_leads = leads.loc[~owned].reset_index(drop=True)
-        frame = build_qualify_frame(open_leads, repo.load_companies(engine, ctx.crm))
-        scores = score_leads(frame, model, ctx.score_as_of)
-        repo.save_scores(engine, ctx.crm, ctx.run_id, scores)
+        previous = repo.load_scores(engine, ctx.crm, ctx.shard, ctx.shards)
+        leads, _ = _partition(repo.load_leads(engine, ctx.crm, shard=ctx.shard, shards=ctx.shards))
+        held = quarantined_ids(engine, ctx.crm)
+        leads = leads[~leads["record_id"].isin(held)]
+        if ctx.only_record_ids:
+            leads = leads[leads["record_id"].isin(set(ctx.only_record_ids))]
+        frame = build_qualify_frame(_with_enrichment(engine, ctx.crm, leads.reset_index(drop=True)),
+                                    repo.load_companies(engine, ctx.crm))
+        scores = score_leads(frame, model, ctx.score_as_of, predictive=_predictive(engine, ctx.crm, model, frame))
+        repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
+                         replace=not ctx.only_record_ids)
     summary.update(
         {
-            "total": total,
             "scored": int(len(scores)),
-            "skipped_owned": int(owned.sum()),
             "model_version": model.version,
             "proposed_stages": {str(k): int(v) for k, v in scores["stage"].value_counts().items()},
             "disqualified": int(scores["disqualification_reason"].notna().sum()),
+            # Shards add up; validate_scores compares the two distributions (drift).
+            "score_counts": _score_counts(scores["score"]),
+            "previous_score_counts": _score_counts(previous["score"]) if len(previous) else [],
         }
     )
-    log.info("qualify %s: %d scored, %d left alone (sales-owned or deleted), model %s",
-             ctx.crm, summary["scored"], summary["skipped_owned"], model.version)
-    repo.merge_run_summary(engine, ctx.crm, ctx.run_id, summary)
-    return _small(summary)
+    log.info("qualify %s shard %s: %d scored with model %s", ctx.crm, ctx.shard, summary["scored"], model.version)
+    return _record(ctx, "qualify", summary, shard=ctx.shard)
+
+
+def _expand_counts(counts: Sequence[int]) -> pd.DataFrame | None:
+    if not counts or sum(counts) == 0:
+        return None
+    return pd.DataFrame({"score": np.repeat(np.arange(len(counts), dtype=float), counts)})
+
+
+def validate_scores(ctx: RunContext) -> dict[str, Any]:
+    """Check the new scores (ranges, stages, reasons, drift against the previous scores) before
+    anything is pushed."""
+    from leadflow.quality import check_scores, failed_count, raise_if_failed, store_results
+
+    engine = ctx.engine
+    summary: dict[str, Any] = {}
+    with _timed(summary, "validate_scores"):
+        scores = repo.load_scores(engine, ctx.crm)
+        previous = _expand_counts(repo.get_run_summary(engine, ctx.crm, ctx.run_id).get("previous_score_counts", []))
+        results = check_scores(scores, previous, _quality_settings())
+        store_results(engine, ctx.crm, ctx.run_id, list(results), now=ctx.now)
+    summary["dq_failed_score_checks"] = failed_count(results)
+    out = _record(ctx, "validate_scores", summary)
+    raise_if_failed(results)
+    return out
 
 
 # --- push ---------------------------------------------------------------------------------------
-def push(ctx: RunContext) -> dict[str, Any]:
-    """Send the changed values to the CRM (or, on a dry run, only describe them)."""
+def _changes(ctx: RunContext, shard: int | None, shards: int) -> tuple[pd.DataFrame, str | None]:
     from leadflow.push.diff import compute_changes
-    from leadflow.push.writer import preview, push_changes
+
+    scores = repo.load_scores(ctx.engine, ctx.crm, shard, shards)
+    current = repo.load_leads(ctx.engine, ctx.crm, shard=shard, shards=shards)
+    if ctx.only_record_ids:
+        scores = scores[scores["record_id"].isin(set(ctx.only_record_ids))]
+    changes = compute_changes(scores, current, ctx.settings.diff())
+    model_version = str(scores["model_version"].iloc[0]) if len(scores) else None
+    return changes, model_version
+
+
+def plan_push(ctx: RunContext) -> dict[str, Any]:
+    """Compute the whole diff once: the dry-run preview, and the guard against a bad model that
+    would rewrite too many records (a CRM's first push is exempt; `force` overrides)."""
+    from leadflow.push.writer import preview
+
+    engine = ctx.engine
+    summary: dict[str, Any] = {}
+    with _timed(summary, "plan_push"):
+        changes, _ = _changes(ctx, None, 1)
+        changed = int(changes["record_id"].nunique()) if len(changes) else 0
+        scored = max(1, len(repo.load_scores(engine, ctx.crm)))
+        share = changed / scored
+        summary.update({"changed": changed, "change_share": round(share, 4), "preview": preview(changes)})
+    limit = ctx.settings.push.max_change_share
+    first_push = not repo.has_confirmed_push(engine, ctx.crm)
+    guard_tripped = share > limit and not first_push and not ctx.force and not ctx.dry_run and ctx.push_enabled
+    summary["change_guard"] = "tripped" if guard_tripped else ("first push" if first_push else "ok")
+    out = _record(ctx, "plan_push", summary)
+    if guard_tripped:
+        raise ChangeGuardError(
+            f"the push would change {changed} of {scored} scored records ({share:.0%}), more than the "
+            f"configured {limit:.0%}: nothing was written. Check the model and the data, then "
+            "re-trigger the run with the Param force=true to push anyway."
+        )
+    return out
+
+
+def push(ctx: RunContext) -> dict[str, Any]:
+    """Send this shard's changed values to the CRM (nothing on a dry run or with push off)."""
+    from leadflow.push.lease import try_acquire
+    from leadflow.push.writer import push_changes
 
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "push"):
-        scores = repo.load_scores(engine, ctx.crm)
-        current = repo.load_leads(engine, ctx.crm)
-        changes = compute_changes(scores, current)
-        summary["changed"] = int(changes["record_id"].nunique()) if len(changes) else 0
-        summary["preview"] = preview(changes)
-        model_version = str(scores["model_version"].iloc[0]) if len(scores) else None
-        if ctx.dry_run:
-            summary.update({"pushed": 0, "rejected": 0, "failed": 0, "write_calls": 0, "dry_run": True})
+        changes, model_version = _changes(ctx, ctx.shard, ctx.shards)
+        summary["changed_in_shard"] = int(changes["record_id"].nunique()) if len(changes) else 0
+        if ctx.dry_run or not ctx.push_enabled:
+            summary.update({"pushed": 0, "rejected": 0, "failed": 0, "unknown": 0, "write_calls": 0,
+                            "dry_run": ctx.dry_run, "push_enabled": ctx.push_enabled})
         else:
-            from leadflow.push.lease import push_lease
+            from leadflow.push.lease import LeaseBusy, current_holder
 
+            # The lease belongs to the run: its shards share it; report() releases it.
+            if not try_acquire(engine, ctx.crm, ctx.run_id, ctx.settings.push.lease_ttl_s):
+                raise LeaseBusy(f"another push to {ctx.crm} is running ({current_holder(engine, ctx.crm)}); "
+                                "this one stops before writing and can be retried")
             connector = _connector(ctx)
             try:
-                with push_lease(engine, ctx.crm, holder=ctx.run_id):
-                    connector.ensure_schema()
-                    outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version)
+                connector.ensure_schema()
+                outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version,
+                                       ctx.settings.push.writer())
             finally:
                 connector.close()
-            summary.update(
-                {
-                    "pushed": outcome.pushed,
-                    "rejected": outcome.rejected,
-                    "failed": outcome.failed,
-                    "unknown": outcome.unknown,
-                    "write_calls": outcome.write_calls,
-                    "dry_run": False,
-                }
-            )
-    log.info("push %s: %d records changed, %d pushed, %d rejected (dry run: %s)",
-             ctx.crm, summary["changed"], summary["pushed"], summary["rejected"], ctx.dry_run)
-    repo.merge_run_summary(engine, ctx.crm, ctx.run_id, summary)
-    return _small(summary)
+            summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,
+                            "unknown": outcome.unknown, "write_calls": outcome.write_calls, "dry_run": False,
+                            "push_enabled": True})
+    log.info("push %s shard %s: %d records changed, %d pushed, %d rejected (dry run: %s)", ctx.crm,
+             ctx.shard, summary["changed_in_shard"], summary["pushed"], summary["rejected"], ctx.dry_run)
+    return _record(ctx, "push", summary, shard=ctx.shard)
 
 
 # --- report -------------------------------------------------------------------------------------
 REPORT_KEYS = ("pulled", "scored", "changed", "pushed", "rejected")
 
 
-def report(ctx: RunContext, status: str = "success") -> dict[str, Any]:
-    """Close the run and return its summary."""
+def report(ctx: RunContext, status: str | None = None) -> dict[str, Any]:
+    """Close the run: release its push lease, store the merged summary, return it."""
+    from leadflow.push.lease import release
+
+    release(ctx.engine, ctx.crm, ctx.run_id)
+    summary = repo.refresh_run_summary(ctx.engine, ctx.crm, ctx.run_id)
+    if status is None:
+        status = "warning" if summary.get("warning") else "success"
     repo.finish_run(ctx.engine, ctx.crm, ctx.run_id, status)
-    summary = repo.get_run_summary(ctx.engine, ctx.crm, ctx.run_id)
-    return run_summary(ctx.engine, ctx.crm, ctx.run_id, summary)
-
-
-def run_summary(engine: Engine, crm: str, run_id: str, summary: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"crm": crm, "run_id": run_id}
-    for key in REPORT_KEYS:
-        out[key] = int(summary.get(key, 0) or 0)
-    for key, value in summary.items():
-        if key not in out and key != "preview":
-            out[key] = value
-    if "preview" in summary:
-        out["preview"] = summary["preview"]
+    out = run_summary(ctx.crm, ctx.run_id, summary)
+    out["status"] = status
+    _write_report(ctx, out)
     return out
 
 
-def run_all(ctx: RunContext) -> dict[str, Any]:
-    """The whole pipeline in-process (the CLI's `leadflow run`)."""
+def _write_report(ctx: RunContext, summary: dict[str, Any]) -> None:
     try:
-        extract(ctx)
-        qualify(ctx)
-        push(ctx)
+        from leadflow.report import write_run_report
+    except ImportError:
+        return
+    from leadflow.warehouse.db import var_dir
+
+    path = write_run_report(ctx.engine, ctx.crm, ctx.run_id, var_dir() / "reports")
+    log.info("run report written to %s", path)
+
+
+def run_summary(crm: str, run_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"crm": crm, "run_id": run_id}
+    for key in REPORT_KEYS:
+        out[key] = int(summary.get(key, 0) or 0)
+    out.update({k: v for k, v in summary.items() if k not in out})
+    return out
+
+
+STEPS = ("extract", "enrich", "validate", "qualify", "validate_scores", "plan_push", "push")
+
+
+def run_all(ctx: RunContext) -> dict[str, Any]:
+    """The whole pipeline in-process, unsharded (the CLI's `leadflow run`)."""
+    steps = {"extract": extract, "enrich": enrich, "validate": validate, "qualify": qualify,
+             "validate_scores": validate_scores, "plan_push": plan_push, "push": push}
+    try:
+        for name in STEPS:
+            steps[name](ctx)
     except Exception:
+        repo.refresh_run_summary(ctx.engine, ctx.crm, ctx.run_id)
         repo.finish_run(ctx.engine, ctx.crm, ctx.run_id, "failed")
         raise
     return report(ctx)
 
 
-def _small(summary: dict[str, Any]) -> dict[str, Any]:
-    """What goes to XCom: the counts, not the preview."""
-    return {k: v for k, v in summary.items() if k != "preview"}
+def train(ctx: RunContext) -> dict[str, Any]:
+    """Retrain the predictive model from the warehouse's won/lost history (champion/challenger)."""
+    from leadflow.predict.warehouse import train_from_warehouse
+
+    return train_from_warehouse(ctx.engine, ctx.crm)
 
 
 def default_run_id(prefix: str = "cli") -> str:

@@ -32,19 +32,26 @@ def test_every_dag_has_tags_doc_retries_and_no_catchup(dagbag):
             assert task.retries >= 2, f"{dag_id}.{task.task_id} retries={task.retries}"
 
 
-def test_crm_dag_wires_extract_qualify_push_report_in_order(dagbag):
+def test_crm_dag_gates_the_push_behind_enrichment_validation_and_scoring(dagbag):
     dag = dagbag.dags["leadflow_hubspot"]
-    order = ["extract", "qualify", "push", "report"]
+    order = ["extract", "enrich", "validate", "shard_list", "qualify", "validate_scores", "plan_push",
+             "push", "report"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
 
 def test_trigger_params_have_titles_and_descriptions(dagbag):
     dag = dagbag.dags["leadflow_hubspot"]
-    for name in ("dry_run", "full_refresh"):
+    for name in ("dry_run", "full_refresh", "push", "only_record_ids", "since", "shards", "force"):
         param = dag.params.get_param(name)
-        assert param.value is False
-        assert param.schema.get("title") and param.description
+        assert param.schema.get("title") and param.description, name
+    assert dag.params["dry_run"] is False and dag.params["shards"] == 1
+
+
+def test_mapped_tasks_and_pool(dagbag):
+    dag = dagbag.dags["leadflow_hubspot"]
+    assert dag.get_task("push").pool == "leadflow_hubspot"
+    assert type(dag.get_task("qualify")).__name__.endswith("MappedOperator")
 
 
 def test_dag_module_parses_fast_and_imports_no_heavy_library():

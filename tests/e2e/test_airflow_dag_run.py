@@ -37,6 +37,8 @@ def env(tmp_path_factory):
     )
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run([str(BIN / "airflow"), "pools", "set", "leadflow_hubspot", "4", "HubSpot API"], env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proc, sandbox_env = start_sandbox(var, CONTACTS, ["--seed", "7"])
     env.update(sandbox_env)
     try:

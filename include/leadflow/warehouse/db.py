@@ -26,20 +26,20 @@ _TABLE_MODULES = (
     "leadflow.push.tables",
 )
 
-# SQLite refuses statements with more than 32,766 bound parameters.
-_SQLITE_MAX_PARAMS = 32_000
-_PG_MAX_PARAMS = 60_000
-
-
 def project_root() -> Path:
     """The checkout this package runs from (include/leadflow/ -> two levels up)."""
     return Path(__file__).resolve().parents[3]
 
 
-def default_warehouse_url() -> str:
+def var_dir() -> Path:
+    """Local state (SQLite warehouse, Data Docs, run reports): `LEADFLOW_VAR_DIR` or var/."""
     folder = Path(os.environ.get("LEADFLOW_VAR_DIR", project_root() / "var"))
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'warehouse.db'}"
+    return folder
+
+
+def default_warehouse_url() -> str:
+    return f"sqlite:///{var_dir() / 'warehouse.db'}"
 
 
 def warehouse_url() -> str:
@@ -94,7 +94,8 @@ def upsert(
 ) -> int:
     """Insert rows, updating the non-key columns of rows whose key already exists.
 
-    Every row must carry the same columns. Chunked to respect the database's parameter limit.
+    Every row must carry the same columns. One statement is compiled and executed for all rows
+    (the driver batches them), which is much cheaper than compiling a VALUES list per chunk.
     Returns the number of rows written.
     """
     if not rows:
@@ -104,19 +105,15 @@ def upsert(
     updates = [c for c in (update_columns or columns) if c not in keys]
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        insert_fn, limit = sqlite.insert, _SQLITE_MAX_PARAMS
+        stmt = sqlite.insert(table)
     elif dialect == "postgresql":
-        insert_fn, limit = postgresql.insert, _PG_MAX_PARAMS
+        stmt = postgresql.insert(table)
     else:  # pragma: no cover - guarded by get_engine
         raise ValueError(f"unsupported warehouse dialect {dialect!r}")
-    per_chunk = max(1, limit // max(1, len(columns)))
-    for chunk in _chunks(rows, per_chunk):
-        stmt = insert_fn(table).values(list(chunk))
-        if updates:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys, set_={c: stmt.excluded[c] for c in updates}
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(stmt)
+    if updates:
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in updates})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    for chunk in _chunks(rows, 50_000):
+        conn.execute(stmt, list(chunk))
     return len(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -19,9 +20,30 @@ from leadflow.schema import (
     SCORE_COLUMNS,
 )
 from leadflow.warehouse.db import upsert
-from leadflow.warehouse.tables import companies, lead_issues, leads, runs, scores, watermarks
+from leadflow.warehouse.tables import (
+    companies,
+    lead_issues,
+    leads,
+    push_log,
+    run_steps,
+    runs,
+    scores,
+    watermarks,
+)
 
 LEAD_STREAM = "leads"
+
+
+def shard_key(record_id: str) -> int:
+    """Stable across processes and machines (unlike hash()): crc32 of the id."""
+    return zlib.crc32(str(record_id).encode("utf-8"))
+
+
+def shard_filter(table: Any, shard: int | None, shards: int) -> Any:
+    """SQL condition selecting one shard's rows (True when unsharded)."""
+    if shard is None or shards <= 1:
+        return True
+    return (table.c.shard_key % shards) == shard
 
 
 def now_ms() -> int:
@@ -40,7 +62,17 @@ def get_watermark(engine: Engine, crm: str, stream: str = LEAD_STREAM) -> Waterm
 
 
 def set_watermark(conn: Any, crm: str, mark: Watermark, stream: str = LEAD_STREAM) -> None:
-    """Store the watermark; call inside the transaction that committed the rows it covers."""
+    """Store the watermark; call inside the transaction that committed the rows it covers.
+
+    It only moves forward: a pull started from an earlier point (`since`) re-lands rows but does
+    not make the next run pull them again."""
+    row = conn.execute(
+        select(watermarks.c.modified_ms, watermarks.c.last_id).where(
+            watermarks.c.crm == crm, watermarks.c.stream == stream
+        )
+    ).first()
+    if row is not None and (row.modified_ms, row.last_id or "") > (int(mark.modified_ms), mark.last_id or ""):
+        return
     upsert(
         conn,
         watermarks,
@@ -82,27 +114,73 @@ def start_run(engine: Engine, crm: str, run_id: str, dry_run: bool) -> None:
             )
 
 
-def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(runs.c.summary).where(runs.c.crm == crm, runs.c.run_id == run_id)
-        ).first()
-    return json.loads(row.summary) if row else {}
-
-
-def merge_run_summary(engine: Engine, crm: str, run_id: str, part: dict[str, Any]) -> None:
-    """Merge one step's figures into the run's summary (steps own distinct keys)."""
+def record_step(
+    engine: Engine, crm: str, run_id: str, step: str, summary: dict[str, Any], shard: int | None = None
+) -> None:
+    """Store one step's (or one shard's) figures; re-running the step replaces them."""
     with engine.begin() as conn:
-        row = conn.execute(
-            select(runs.c.summary).where(runs.c.crm == crm, runs.c.run_id == run_id)
-        ).first()
-        summary = json.loads(row.summary) if row else {}
-        summary.update(part)
+        upsert(
+            conn,
+            run_steps,
+            [
+                {
+                    "crm": crm,
+                    "run_id": run_id,
+                    "step": step,
+                    "shard": -1 if shard is None else int(shard),
+                    "summary": json.dumps(summary, default=_json_default, sort_keys=True),
+                    "updated_at": now_ms(),
+                }
+            ],
+        )
+    refresh_run_summary(engine, crm, run_id)
+
+
+def _combine(a: Any, b: Any) -> Any:
+    """Shards of one step add up: numbers are summed, dicts merged key by key."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = _combine(out[key], value) if key in out else value
+        return out
+    return b
+
+
+def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
+    """The run's figures: every step's summary, shards combined, flattened into one dict."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(run_steps.c.step, run_steps.c.shard, run_steps.c.summary)
+            .where(run_steps.c.crm == crm, run_steps.c.run_id == run_id)
+            .order_by(run_steps.c.updated_at, run_steps.c.step, run_steps.c.shard)
+        ).all()
+    per_step: dict[str, dict[str, Any]] = {}
+    for step, _shard, text in rows:
+        per_step[step] = _combine(per_step.get(step, {}), json.loads(text))
+    merged: dict[str, Any] = {}
+    for step_summary in per_step.values():
+        merged.update(step_summary)
+    if "durations_s" in merged:
+        merged["durations_s"] = {}
+        for step_summary in per_step.values():
+            merged["durations_s"].update(step_summary.get("durations_s", {}))
+    return merged
+
+
+def refresh_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
+    """Copy the merged figures onto the run row (what the UI and `leadflow report` read)."""
+    summary = get_run_summary(engine, crm, run_id)
+    with engine.begin() as conn:
         conn.execute(
             update(runs)
             .where(runs.c.crm == crm, runs.c.run_id == run_id)
             .values(summary=json.dumps(summary, default=_json_default, sort_keys=True))
         )
+    return summary
 
 
 def finish_run(engine: Engine, crm: str, run_id: str, status: str) -> None:
@@ -165,6 +243,7 @@ def land_page(
         item["is_deleted"] = bool(row.get("is_deleted") or False)
         item["pulled_at"] = pulled_at
         item["pull_run_id"] = run_id
+        item["shard_key"] = shard_key(item["record_id"])
         lead_batch.append(item)
     upsert(conn, leads, lead_batch)
     company_batch = []
@@ -208,8 +287,10 @@ def read_frame(engine: Engine, query: Any) -> pd.DataFrame:
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
-def load_leads(engine: Engine, crm: str, include_deleted: bool = False) -> pd.DataFrame:
-    query = select(leads).where(leads.c.crm == crm)
+def load_leads(
+    engine: Engine, crm: str, include_deleted: bool = False, shard: int | None = None, shards: int = 1
+) -> pd.DataFrame:
+    query = select(leads).where(leads.c.crm == crm, shard_filter(leads, shard, shards))
     if not include_deleted:
         query = query.where(leads.c.is_deleted.is_not(True))
     return read_frame(engine, query)
@@ -229,8 +310,17 @@ def count_leads(engine: Engine, crm: str) -> int:
 
 
 # --- scores ----------------------------------------------------------------------------------------
-def save_scores(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame) -> int:
-    """Replace the current scores of `crm` with `frame` (one row per scored record)."""
+def save_scores(
+    engine: Engine,
+    crm: str,
+    run_id: str,
+    frame: pd.DataFrame,
+    shard: int | None = None,
+    shards: int = 1,
+    replace: bool = True,
+) -> int:
+    """Store `frame`'s scores. With `replace`, the scores of the CRM (or of the shard) that are
+    not in `frame` are removed: a record no longer scored has no current score."""
     scored_at = now_ms()
     cols = list(SCORE_COLUMNS)
     out = frame[cols].astype(object).where(frame[cols].notna(), None)
@@ -239,15 +329,27 @@ def save_scores(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame) -> i
         row["crm"] = crm
         row["run_id"] = run_id
         row["scored_at"] = scored_at
+        row["shard_key"] = shard_key(row["record_id"])
         for flag in ("bant_budget", "bant_authority", "bant_need", "bant_timeline"):
             if row[flag] is not None:
                 row[flag] = bool(row[flag])
     with engine.begin() as conn:
-        conn.execute(scores.delete().where(scores.c.crm == crm))
-        if rows:
-            conn.execute(scores.insert(), rows)
+        if replace:
+            conn.execute(scores.delete().where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
+            if rows:
+                conn.execute(scores.insert(), rows)
+        elif rows:
+            upsert(conn, scores, rows)
     return len(rows)
 
 
-def load_scores(engine: Engine, crm: str) -> pd.DataFrame:
-    return read_frame(engine, select(scores).where(scores.c.crm == crm))
+def load_scores(engine: Engine, crm: str, shard: int | None = None, shards: int = 1) -> pd.DataFrame:
+    return read_frame(engine, select(scores).where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
+
+
+def has_confirmed_push(engine: Engine, crm: str) -> bool:
+    """Whether leadflow ever wrote to this CRM (its first push is exempt from the change guard)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(push_log.c.id).where(push_log.c.crm == crm, push_log.c.status == "confirmed").limit(1)
+        ).first() is not None

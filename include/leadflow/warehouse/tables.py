@@ -42,6 +42,8 @@ leads = Table(
     *_columns(CRM_OWNED_VALUE_COLUMNS, set()),
     Column("pulled_at", BigInteger, nullable=False),
     Column("pull_run_id", String(250), nullable=False),
+    # Stable hash of record_id: mapped tasks take the leads with shard_key % shards == shard.
+    Column("shard_key", BigInteger, nullable=False, default=0),
 )
 
 companies = Table(
@@ -73,12 +75,26 @@ runs = Table(
     Column("summary", Text, nullable=False, default="{}"),  # JSON: counts and durations
 )
 
+# Each step (and each shard of a mapped step) records its own figures; the run summary is their
+# merge. Separate rows keep parallel shards from overwriting each other's counts.
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("crm", String(64), primary_key=True),
+    Column("run_id", String(250), primary_key=True),
+    Column("step", String(64), primary_key=True),
+    Column("shard", Integer, primary_key=True),  # -1 for an unsharded step
+    Column("summary", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
 scores = Table(
     "scores",
     metadata,
     *_columns(SCORE_COLUMNS, {"crm", "record_id"}),
     Column("run_id", String(250), nullable=False),
     Column("scored_at", BigInteger, nullable=False),
+    Column("shard_key", BigInteger, nullable=False, default=0),
 )
 
 # Problems found in incoming records (bad dates, oversized text, unknown stages): the record is

@@ -71,13 +71,15 @@ def test_given_more_rows_than_one_statement_allows_then_upsert_chunks(warehouse)
         assert conn.execute(select(func.count()).select_from(watermarks)).scalar_one() == 7000
 
 
-def test_run_summary_merges_step_parts_and_reports_latest_run(warehouse):
+def test_run_summary_merges_steps_and_adds_up_shards(warehouse):
     repo.start_run(warehouse, "hubspot", "run-1", dry_run=False)
-    repo.merge_run_summary(warehouse, "hubspot", "run-1", {"pulled": 5})
-    repo.merge_run_summary(warehouse, "hubspot", "run-1", {"scored": 4})
+    repo.record_step(warehouse, "hubspot", "run-1", "extract", {"pulled": 5})
+    repo.record_step(warehouse, "hubspot", "run-1", "qualify", {"scored": 4, "stages": {"mql": 1}}, shard=0)
+    repo.record_step(warehouse, "hubspot", "run-1", "qualify", {"scored": 3, "stages": {"mql": 2}}, shard=1)
+    repo.record_step(warehouse, "hubspot", "run-1", "qualify", {"scored": 3, "stages": {"mql": 2}}, shard=1)
     repo.finish_run(warehouse, "hubspot", "run-1", "success")
     [run] = repo.latest_runs(warehouse, "hubspot")
-    assert run["summary"] == {"pulled": 5, "scored": 4} and run["status"] == "success"
+    assert run["summary"] == {"pulled": 5, "scored": 7, "stages": {"mql": 3}} and run["status"] == "success"
 
 
 def test_scores_replace_previous_scores_of_the_crm(warehouse):
@@ -91,3 +93,30 @@ def test_scores_replace_previous_scores_of_the_crm(warehouse):
     repo.save_scores(warehouse, "hubspot", "run-2", frame.iloc[:1])
     stored = repo.load_scores(warehouse, "hubspot")
     assert list(stored["record_id"]) == ["1"] and stored["run_id"].iloc[0] == "run-2"
+
+
+def test_shards_partition_the_leads_and_replace_only_their_own_scores(warehouse):
+    ids = [str(i) for i in range(40)]
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-1", [_lead(i) for i in ids], [], [])
+    parts = [set(repo.load_leads(warehouse, "hubspot", shard=s, shards=3)["record_id"]) for s in range(3)]
+    assert set().union(*parts) == set(ids) and sum(map(len, parts)) == len(ids)
+    frame = pd.DataFrame({
+        "crm": "hubspot", "record_id": ids, "model_version": "v1", "score": 1.0, "fit_score": 1.0,
+        "engagement_score": 1.0, "grade": "D4", "bant_budget": False, "bant_authority": False,
+        "bant_need": False, "bant_timeline": False, "bant_count": 0.0, "disqualification_reason": None,
+        "stage": "lead", "lead_status": "new", "reasons": "+1 x",
+    })
+    repo.save_scores(warehouse, "hubspot", "run-1", frame)
+    shard0 = frame[frame["record_id"].isin(parts[0])].assign(score=9.0)
+    repo.save_scores(warehouse, "hubspot", "run-2", shard0, shard=0, shards=3)
+    stored = repo.load_scores(warehouse, "hubspot").set_index("record_id")["score"]
+    assert len(stored) == 40
+    assert all(stored[i] == (9.0 if i in parts[0] else 1.0) for i in ids)
+
+
+def test_watermark_never_moves_backwards(warehouse):
+    with warehouse.begin() as conn:
+        repo.set_watermark(conn, "hubspot", Watermark(500))
+        repo.set_watermark(conn, "hubspot", Watermark(100))
+    assert repo.get_watermark(warehouse, "hubspot") == Watermark(500)

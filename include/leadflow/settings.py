@@ -1,0 +1,66 @@
+"""Pipeline settings from include/config/leadflow.yaml (or `LEADFLOW_CONFIG`), validated when
+loaded, with messages naming the bad key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from leadflow.enrich.settings import EnrichmentSettings
+from leadflow.push.diff import DiffSettings
+from leadflow.push.writer import PushSettings as WriterSettings
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "leadflow.yaml"
+CONFIG_ENV = "LEADFLOW_CONFIG"
+
+
+class SettingsError(ValueError):
+    """The pipeline configuration is invalid; the message names each bad key."""
+
+
+class PushPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_score_delta: float = Field(2.0, ge=0)
+    max_attempts: int = Field(3, ge=1)
+    max_change_share: float = Field(0.5, gt=0, le=1)
+    lease_ttl_s: float = Field(3600.0, gt=0)
+
+    def writer(self) -> WriterSettings:
+        return WriterSettings(max_attempts=self.max_attempts)
+
+
+class PipelineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    push: PushPolicy = Field(default_factory=PushPolicy)
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+
+    @field_validator("enrichment", mode="before")
+    @classmethod
+    def _empty_enrichment(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def diff(self) -> DiffSettings:
+        return DiffSettings(min_score_delta=self.push.min_score_delta)
+
+
+def load_pipeline_settings(path: str | Path | None = None) -> PipelineSettings:
+    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return PipelineSettings.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"{path}: {problems}") from None

@@ -1,0 +1,303 @@
+"""Browser test: headless Chromium logs in to `airflow standalone` and reads the Leadflow page.
+
+1. a CRM sandbox and one in-process pipeline run fill a temporary warehouse;
+2. `airflow standalone` (with plugins/ and dags/ of this checkout) starts on a free port;
+3. Chromium, driven over the W3C WebDriver protocol (chromedriver + requests), signs in through
+   Airflow's login page and opens /leadflow/: the funnel and the runs table show real numbers;
+4. a manual run with dry_run=true is triggered through the REST API (the call the trigger form
+   makes); once it succeeded, the page shows its preview; a screenshot goes to screenshots/.
+
+Chromium comes from the Debian packages `chromium` and `chromium-driver`
+(scripts/ensure_chromium.sh installs them). Every process started here is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from leadflow.devrun import start_sandbox, stop
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SCREENSHOTS = REPO / "screenshots"
+CONTACTS = 300
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ELEMENT = "element-6066-11e4-a52f-4d7e5b7bd0c3"  # W3C WebDriver element reference key
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """Stop a process started with start_new_session=True and every child in its group."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # children (scheduler, api-server, ...) can outlive the parent: kill the group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class WebDriver:
+    """The handful of W3C WebDriver commands this test needs, over plain HTTP."""
+
+    def __init__(self, port: int, user_data_dir: Path):
+        self.base = f"http://127.0.0.1:{port}"
+        caps = {
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": CHROMIUM,
+                        "args": [
+                            "--headless", "--no-sandbox", "--disable-gpu",
+                            "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                            f"--user-data-dir={user_data_dir}", "--window-size=1400,1000",
+                        ],
+                    },
+                }
+            }
+        }
+        resp = requests.post(f"{self.base}/session", json=caps, timeout=120)
+        resp.raise_for_status()
+        self.session = resp.json()["value"]["sessionId"]
+
+    def _cmd(self, method: str, path: str, body: dict | None = None):
+        resp = requests.request(method, f"{self.base}/session/{self.session}{path}",
+                                json=body if body is not None else ({} if method == "POST" else None),
+                                timeout=120)
+        data = resp.json()
+        if resp.status_code >= 400:
+            raise RuntimeError(f"webdriver {method} {path}: {data.get('value', {}).get('message', data)}")
+        return data.get("value")
+
+    def get(self, url: str) -> None:
+        self._cmd("POST", "/url", {"url": url})
+
+    @property
+    def url(self) -> str:
+        return self._cmd("GET", "/url")
+
+    def find(self, css: str) -> str | None:
+        try:
+            return self._cmd("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
+        except RuntimeError:
+            return None
+
+    def type(self, element: str, text: str) -> None:
+        self._cmd("POST", f"/element/{element}/value", {"text": text})
+
+    def click(self, element: str) -> None:
+        self._cmd("POST", f"/element/{element}/click")
+
+    def js(self, script: str, *args):
+        return self._cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def screenshot(self, path: Path) -> None:
+        height = int(self.js("return document.documentElement.scrollHeight") or 1000)
+        self._cmd("POST", "/window/rect", {"width": 1400, "height": min(max(height + 40, 800), 6000)})
+        path.write_bytes(base64.b64decode(self._cmd("GET", "/screenshot")))
+
+    def quit(self) -> None:
+        try:
+            requests.delete(f"{self.base}/session/{self.session}", timeout=30)
+        except requests.RequestException:
+            pass
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    """A sandbox, one finished pipeline run and `airflow standalone`; yields (base URL, env, password)."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("Chromium is missing: run scripts/ensure_chromium.sh (installs chromium, chromium-driver)")
+    home = tmp_path_factory.mktemp("airflow-home")
+    var = tmp_path_factory.mktemp("var")
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__WORKERS="1",
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
+        LEADFLOW_VAR_DIR=str(var),
+        LEADFLOW_WAREHOUSE_URL=f"sqlite:///{var / 'warehouse.db'}",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    sandbox, sandbox_env = start_sandbox(var, CONTACTS, ["--seed", "7"])
+    env.update(sandbox_env)
+    standalone = None
+    log = open(home / "standalone.log", "wb")
+    try:
+        subprocess.run([sys.executable, "-m", "leadflow.cli", "run", "--crm", "hubspot"], env=env,
+                       check=True, capture_output=True, timeout=300)
+        standalone = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=str(home),
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+
+        def ready():
+            if standalone.poll() is not None:
+                raise AssertionError(f"airflow standalone exited; see {home / 'standalone.log'}")
+            return requests.get(f"{base}/leadflow/api/data", timeout=5).status_code == 401
+
+        _wait(ready, 300, "the Airflow API server with the Leadflow plugin")
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        _wait(lambda: passwords.exists() and json.loads(passwords.read_text()).get("admin"), 60,
+              "the generated admin password")
+        yield base, env, json.loads(passwords.read_text())["admin"]
+    finally:
+        if standalone is not None:
+            _stop_group(standalone)
+        stop(sandbox)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    port = _free_port()
+    driver_proc = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = None
+    try:
+        _wait(lambda: requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json()["value"]["ready"],
+              60, "chromedriver", interval=0.2)
+        driver = WebDriver(port, tmp_path_factory.mktemp("chromium-profile"))
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        _stop_group(driver_proc, grace=10)
+
+
+def _login(browser: WebDriver, base: str, password: str) -> None:
+    browser.get(f"{base}/leadflow/")  # not signed in: the page sends the browser to the login
+    _wait(lambda: "/auth/login" in browser.url, 60, "the redirect to the login page", 0.5)
+    user_box = _wait(lambda: browser.find("input[name='username']"), 60, "the login form", 0.5)
+    browser.type(user_box, "admin")
+    browser.type(browser.find("input[name='password']"), password)
+    browser.click(browser.find("button[type='submit']"))
+    _wait(lambda: browser.url.rstrip("/").endswith("/leadflow")
+          and browser.find("#runs-table"), 60, "the Leadflow page after login", 0.5)
+
+
+def _runs_table(browser: WebDriver) -> list[list[str]]:
+    return browser.js(
+        "return Array.from(document.querySelectorAll('#runs-table tr')).map("
+        "r => Array.from(r.cells).map(c => c.innerText.trim()))"
+    )
+
+
+def _api_token(base: str, password: str) -> str:
+    resp = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+    resp.raise_for_status()
+    return resp.json()["access_token"]
+
+
+def _trigger_dry_run(base: str, password: str) -> str:
+    headers = {"Authorization": f"Bearer {_api_token(base, password)}"}
+    dag = f"{base}/api/v2/dags/leadflow_hubspot"
+    _wait(lambda: requests.get(dag, headers=headers, timeout=10).status_code == 200, 240,
+          "the DAG to be parsed", 2)
+    requests.patch(dag, json={"is_paused": False}, headers=headers, timeout=30).raise_for_status()
+    resp = requests.post(f"{dag}/dagRuns", json={"logical_date": None, "conf": {"dry_run": True}},
+                         headers=headers, timeout=30)
+    assert resp.status_code in (200, 201), resp.text
+    run_id = resp.json()["dag_run_id"]
+
+    def finished():
+        state = requests.get(f"{dag}/dagRuns/{run_id}", headers=headers, timeout=10).json()["state"]
+        assert state != "failed", f"the dry run {run_id} failed"
+        return state == "success"
+
+    _wait(finished, 420, f"the dry run {run_id}", 3)
+    return run_id
+
+
+def test_leadflow_page_in_airflow_shows_funnel_runs_and_the_dry_run_preview(airflow, browser):
+    base, env, password = airflow
+    # unauthenticated API calls are refused by the plugin app itself
+    assert requests.get(f"{base}/leadflow/api/data", timeout=10).status_code == 401
+
+    _login(browser, base, password)
+    rows = _runs_table(browser)
+    assert len(rows) == 2  # header + the in-process run
+    header, first = rows
+    pulled = first[header.index("pulled")]
+    assert int(pulled.replace(",", "")) == CONTACTS
+    assert int(first[header.index("scored")].replace(",", "")) > 0
+    bars = browser.js("return document.querySelectorAll('#funnel svg.funnel-chart rect.bar').length")
+    assert bars >= 2
+    funnel_total = browser.js(
+        "return Array.from(document.querySelectorAll('#funnel rect.bar'))"
+        ".reduce((s, r) => s + Number(r.dataset.value.replace(/,/g, '')), 0)")
+    assert funnel_total == int(first[header.index("scored")].replace(",", ""))
+
+    run_id = _trigger_dry_run(base, password)
+    browser.get(f"{base}/leadflow/")
+    _wait(lambda: browser.find("#runs-table"), 30, "the page", 0.5)
+    rows = _runs_table(browser)
+    dry_rows = [r for r in rows[1:] if r[0].startswith(run_id)]
+    assert dry_rows and "dry run" in dry_rows[0][0]
+    preview = browser.js("return document.querySelector('#preview').innerText")
+    assert run_id in preview and "Dry-run preview" in preview and "nothing was written" in preview
+    assert browser.find(".preview-records") is not None
+    SCREENSHOTS.mkdir(exist_ok=True)
+    shot = SCREENSHOTS / "leadflow_page.png"
+    browser.screenshot(shot)
+    assert shot.stat().st_size > 10_000
+
+    # the report link of a run opens its report
+    report = browser.js("return document.querySelector('#runs-table a[href*=\"/report?\"]').href")
+    browser.get(report)
+    _wait(lambda: browser.find("#summary"), 30, "the run report", 0.5)
+    assert "leadflow run report" in browser.js("return document.title")

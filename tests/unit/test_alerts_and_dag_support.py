@@ -1,0 +1,52 @@
+"""Alerts go to the configured channels only; DAG params become a RunContext."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+
+from leadflow.alerts import WEBHOOK_CONN, build_message, send
+from leadflow.dag_support import run_context
+
+
+def test_given_no_alert_connections_then_nothing_is_sent():
+    assert send(build_message("failure", "leadflow_hubspot", "r1", "push", "boom", {}), lambda _: None) == []
+
+
+def test_given_webhook_connection_then_message_with_summary_is_posted():
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.headers["Authorization"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    conn = SimpleNamespace(host="127.0.0.1", port=server.server_port, schema="http", password="tok",
+                           extra_dejson={"path": "/hook"})
+    message = build_message("data quality gate", "leadflow_hubspot", "r1", "validate", "share too high",
+                            {"pulled": 10, "quarantined": 4, "secret": "x"})
+    assert send(message, lambda cid: conn if cid == WEBHOOK_CONN else None) == ["webhook"]
+    thread.join(5)
+    auth, body = received[0]
+    assert auth == "Bearer tok"
+    assert body["summary"] == {"pulled": 10, "quarantined": 4} and "share too high" in body["text"]
+
+
+def test_params_become_run_context_with_rate_share_per_shard():
+    dag_run = SimpleNamespace(run_id="manual__1", run_after=datetime(2026, 11, 24, 3, tzinfo=timezone.utc))
+    params = {"dry_run": True, "push": False, "only_record_ids": ["7", 8], "since": "2026-11-01", "force": True}
+    ctx = run_context("hubspot", dag_run, params, shard=2, shards=4)
+    assert (ctx.dry_run, ctx.push_enabled, ctx.force) == (True, False, True)
+    assert ctx.only_record_ids == ["7", "8"] and ctx.since == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert (ctx.shard, ctx.shards, ctx.rate_share) == (2, 4, 0.25)
+    assert ctx.now == dag_run.run_after
