@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+import pandas as pd
+
 from leadflow.sandbox.properties import (
     COLUMN_PROPERTIES,
     OBJECT_TYPES,
@@ -79,6 +82,11 @@ class WriteEntry:
         return {"seq": self.seq, "atMs": self.at_ms, "objectType": self.object_type, "objectId": self.object_id,
                 "property": self.property, "old": self.old, "new": self.new}
 
+
+# Strings SQLite's JSON writer copies verbatim (no quote, backslash or control character).
+_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z@._+-]+")
 
@@ -370,46 +378,86 @@ class SandboxStore:
     # --- bulk load (seeding) --------------------------------------------------------------------
     def bulk_load(self, object_type: str, columns: dict[str, list[Any]], prop_names: Sequence[str],
                   chunk: int = 100_000) -> int:
-        """Load a seeded world fast: rows go into a staging table with executemany, then SQLite
-        builds each JSON document with json_object() in C. `columns` holds id, created_ms,
-        modified_ms, unique_key, company_id and one list per name in `prop_names`."""
+        """Load a seeded world fast. `columns` holds id, created_ms, modified_ms, unique_key,
+        company_id and one list per name in `prop_names`.
+
+        Each JSON document is assembled column-wise (`_json_documents`: every distinct value of a
+        column is rendered once, exactly as SQLite's json_object() would, null members dropped),
+        then rows go straight into the object table with a 6-parameter executemany; indexes are
+        built once at the end."""
         base = ["id", "created_ms", "modified_ms", "unique_key", "company_id"]
-        names = base + list(prop_names)
         n = len(columns["id"])
-        staging = f"stage_{object_type}"
-        json_args = ", ".join(f"'{p}', p{i}" for i, p in enumerate(prop_names))
         with self._lock:
             # A crash mid-seed only loses the seed (the file is re-seeded), so skip fsyncs.
             self._conn.execute("PRAGMA synchronous=OFF")
-            self._conn.execute(f"DROP TABLE IF EXISTS temp.{staging}")
-            self._conn.execute(
-                f"CREATE TEMP TABLE {staging} ({', '.join(base)}, "
-                + ", ".join(f"p{i}" for i in range(len(prop_names))) + ")")
             with self._transaction():
                 for ddl in _INDEXES:  # building indexes once at the end is several times faster
                     name = ddl.format(t=object_type).split(" ON ")[0].split()[-1]
                     self._conn.execute(f"DROP INDEX IF EXISTS {name}")
-                marks = ",".join("?" * len(names))
-                lists = [columns[c] for c in base] + [columns[p] for p in prop_names]
+                sql = (f"INSERT INTO obj_{object_type} (id, created_ms, modified_ms, archived, unique_key, "
+                       "company_id, props) VALUES (?, ?, ?, 0, ?, ?, ?)")
                 for start in range(0, n, chunk):
-                    part = [col[start:start + chunk] for col in lists]
-                    self._conn.executemany(f"INSERT INTO temp.{staging} VALUES ({marks})", zip(*part))
-                # json_patch('{}', ...) drops the null members (merge-patch semantics), in C.
-                self._conn.execute(
-                    f"INSERT INTO obj_{object_type} (id, created_ms, modified_ms, archived, unique_key, company_id, "
-                    f"props) SELECT id, created_ms, modified_ms, 0, unique_key, company_id, "
-                    f"json_patch('{{}}', json_object({json_args})) FROM temp.{staging}")
-                self._conn.execute(f"DROP TABLE temp.{staging}")
+                    stop = min(n, start + chunk)
+                    docs = self._json_documents([columns[p][start:stop] for p in prop_names], prop_names)
+                    self._conn.executemany(sql, zip(*[columns[c][start:stop] for c in base], docs))
                 for ddl in _INDEXES:
                     self._conn.execute(ddl.format(t=object_type))
             self._conn.execute(f"ANALYZE obj_{object_type}")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         return n
 
+    def _json_documents(self, columns: Sequence[list[Any]], names: Sequence[str]) -> list[str]:
+        """One compact JSON object per row: `json_patch('{}', json_object(name, value, ...))`
+        byte for byte (members in `names` order, None members omitted), built column-wise."""
+        if not columns:
+            return []
+        n = len(columns[0])
+        parts = [self._json_members(values, name) for values, name in zip(columns, names)]
+        # Every member carries a leading comma; the first one's is dropped.
+        return ["{" + "".join(row)[1:] + "}" for row in zip(*parts)] if parts else ["{}"] * n
+
+    def _json_members(self, values: list[Any], name: str) -> np.ndarray:
+        """`,"name":<value>` per row ("" where the value is None), every distinct value rendered once."""
+        prefix = "," + self._json_quote([name])[0] + ":"
+        codes, uniques_index = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+        uniques = uniques_index.tolist()
+        kinds = set(map(type, uniques))
+        if kinds - {str, int, bool}:
+            # Floats (1 and 1.0 factorize together but render differently) or anything unusual:
+            # render row by row through SQLite itself.
+            rendered = self._json_quote([None if v is None or v != v else v for v in values])
+            return np.array(["" if r is None else prefix + r for r in rendered], dtype=object)
+        if kinds <= {int, bool}:  # sqlite3 binds bools as integers
+            out = [prefix + str(int(u)) for u in uniques]
+        elif kinds == {str} and _JSON_PLAIN.fullmatch("".join(uniques)):
+            out = [f'{prefix}"{u}"' for u in uniques]
+        else:
+            out = []
+            for u in uniques:
+                if isinstance(u, str):
+                    # Strings needing escapes are quoted by SQLite itself, exactly as json_object() does.
+                    out.append(f'{prefix}"{u}"' if _JSON_PLAIN.fullmatch(u) else prefix + self._json_quote([u])[0])
+                else:
+                    out.append(prefix + str(int(u)))
+        table = np.array(out + [""], dtype=object)  # code -1 (missing) -> the trailing ""
+        return table[codes]
+
+    def _json_quote(self, values: Sequence[Any]) -> list[str | None]:
+        """SQLite's json_quote() of each value (None stays None)."""
+        out: list[str | None] = []
+        step = 500
+        for start in range(0, len(values), step):
+            part = list(values[start:start + step])
+            marks = ",".join("(?)" for _ in part)
+            rows = self._conn.execute(f"SELECT json_quote(column1) FROM (VALUES {marks})", part).fetchall()
+            out.extend(r[0] for r in rows)
+        return [None if v is None else q for v, q in zip(values, out)]
+
     def load_enrichment(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
         with self._lock, self._transaction():
+            encode = _COMPACT_JSON.encode  # json.dumps(rec, separators=(",", ":")) without a new encoder per record
             self._conn.executemany("INSERT OR REPLACE INTO enrichment VALUES (?, ?)",
-                                   ((d, json.dumps(rec, separators=(",", ":"))) for d, rec in records))
+                                   ((d, encode(rec)) for d, rec in records))
 
     def enrichment(self, domain: str) -> dict[str, Any] | None:
         with self._lock:
