@@ -1,9 +1,25 @@
 """A lease in the warehouse so that only one push per CRM writes at a time, whichever worker,
-DAG run or CLI process tries (max_active_runs alone does not cover a CLI run beside a DAG run)."""
+DAG run or CLI process tries (max_active_runs alone does not cover a CLI run beside a DAG run).
+
+The lease belongs to a *run* (`holder` = the run id): every shard of the run, in whatever
+process, may take it again; other runs are refused until it is released or expires.
+
+A run that dies without releasing it (SIGKILL, OOM, a lost worker) must not block the CRM for the
+whole TTL, so the stored holder is tagged with the last process that took or renewed it:
+`<run id> host=<hostname> pid=<pid> beat=<epoch ms>`. Another run on the same host takes the
+lease over at once when that process no longer exists and its last beat is older than
+`DEAD_HOLDER_GRACE_S` (the grace covers a sibling shard of the dead process's run that is still
+pushing and has not renewed yet). The writer renews (re-tags) the lease after every batch;
+holders on other hosts are only ever released by the TTL.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -15,44 +31,119 @@ from leadflow.warehouse.repo import now_ms
 
 log = logging.getLogger(__name__)
 
+DEFAULT_TTL_S = 3600.0
+DEAD_HOLDER_GRACE_S = 10.0
+_TAG = re.compile(r"^(?P<run>.*) host=(?P<host>\S+) pid=(?P<pid>\d+) beat=(?P<beat>\d+)$")
+
 
 class LeaseBusy(RuntimeError):
     """Another push for the same CRM holds the lease."""
 
 
+def tag(holder: str, at_ms: int) -> str:
+    """`holder` tagged with this process (what is stored)."""
+    return f"{holder} host={socket.gethostname()} pid={os.getpid()} beat={at_ms}"
+
+
+def holder_run(stored: str) -> str:
+    """The run id part of a stored holder."""
+    match = _TAG.match(stored)
+    return match["run"] if match else stored
+
+
+def _is(holder: str):
+    """SQL: the stored holder is `holder` (tagged by any process, or untagged)."""
+    return or_(leases.c.holder == holder, leases.c.holder.startswith(f"{holder} host=", autoescape=True))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def holder_is_dead(stored: str, now: int, grace_s: float = DEAD_HOLDER_GRACE_S) -> bool:
+    """True when `stored` names a process of this host that no longer exists and whose last
+    beat is older than the grace period."""
+    match = _TAG.match(stored)
+    if match is None or match["host"] != socket.gethostname():
+        return False  # another host (or an untagged holder): only the TTL can tell
+    pid = int(match["pid"])
+    if pid == os.getpid() or _pid_alive(pid):
+        return False
+    return now - int(match["beat"]) >= grace_s * 1000
+
+
 def try_acquire(engine: Engine, crm: str, holder: str, ttl_s: float, name: str = "push",
                 clock: Callable[[], int] = now_ms) -> bool:
-    """Take the lease if it is free, expired, or already ours; return whether we hold it."""
+    """Take the lease if it is free, expired, already ours, or left by a dead process of this
+    host; return whether we hold it."""
     now = clock()
     expires = now + int(ttl_s * 1000)
+    stored = tag(holder, now)
     with engine.begin() as conn:
         taken = conn.execute(
             update(leases)
-            .where(
-                leases.c.crm == crm,
-                leases.c.name == name,
-                or_(leases.c.holder == holder, leases.c.expires_at < now),
-            )
-            .values(holder=holder, expires_at=expires)
+            .where(leases.c.crm == crm, leases.c.name == name, or_(_is(holder), leases.c.expires_at < now))
+            .values(holder=stored, expires_at=expires)
         ).rowcount
         if taken:
             return True
     try:
         with engine.begin() as conn:
-            conn.execute(insert(leases).values(crm=crm, name=name, holder=holder, expires_at=expires))
+            conn.execute(insert(leases).values(crm=crm, name=name, holder=stored, expires_at=expires))
         return True
     except IntegrityError:
-        return False  # someone else inserted it first and it has not expired
+        pass  # held by another run
+    return _take_over_dead(engine, crm, stored, expires, name, now)
+
+
+def _take_over_dead(engine: Engine, crm: str, stored: str, expires: int, name: str, now: int) -> bool:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(leases.c.holder, leases.c.expires_at).where(leases.c.crm == crm, leases.c.name == name)
+        ).first()
+    if row is None or not holder_is_dead(row.holder, now):
+        return False
+    with engine.begin() as conn:
+        taken = conn.execute(
+            update(leases)
+            .where(leases.c.crm == crm, leases.c.name == name, leases.c.holder == row.holder,
+                   leases.c.expires_at == row.expires_at)  # compare-and-swap: one taker wins
+            .values(holder=stored, expires_at=expires)
+        ).rowcount
+    if taken:
+        log.warning("push lease for %s taken over from run %s: its process is gone", crm, holder_run(row.holder))
+    return bool(taken)
+
+
+def renew(engine: Engine, crm: str, holder: str, ttl_s: float | None = None, name: str = "push",
+          clock: Callable[[], int] = now_ms) -> bool:
+    """Mark the lease as alive in this process (and extend it by `ttl_s` when given); False when
+    `holder` does not hold it."""
+    now = clock()
+    values: dict[str, object] = {"holder": tag(holder, now)}
+    if ttl_s is not None:
+        values["expires_at"] = now + int(ttl_s * 1000)
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(leases).where(leases.c.crm == crm, leases.c.name == name, _is(holder)).values(**values)
+            ).rowcount
+        )
 
 
 def release(engine: Engine, crm: str, holder: str, name: str = "push") -> None:
     with engine.begin() as conn:
-        conn.execute(
-            delete(leases).where(and_(leases.c.crm == crm, leases.c.name == name, leases.c.holder == holder))
-        )
+        conn.execute(delete(leases).where(and_(leases.c.crm == crm, leases.c.name == name, _is(holder))))
 
 
 def current_holder(engine: Engine, crm: str, name: str = "push") -> str | None:
+    """The run holding the lease (with the host/pid tag of its last process), None when free."""
     with engine.connect() as conn:
         row = conn.execute(
             select(leases.c.holder, leases.c.expires_at).where(leases.c.crm == crm, leases.c.name == name)
@@ -60,9 +151,27 @@ def current_holder(engine: Engine, crm: str, name: str = "push") -> str | None:
     return row.holder if row and row.expires_at >= now_ms() else None
 
 
+class _Heartbeat(threading.Thread):
+    def __init__(self, engine: Engine, crm: str, holder: str, ttl_s: float) -> None:
+        super().__init__(name=f"lease-heartbeat-{crm}", daemon=True)
+        self.engine, self.crm, self.holder, self.ttl_s = engine, crm, holder, ttl_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = min(self.ttl_s / 4, DEAD_HOLDER_GRACE_S / 2)
+        while not self.stopped.wait(interval):
+            try:
+                if not renew(self.engine, self.crm, self.holder, self.ttl_s):
+                    log.error("push lease for %s lost by %s (expired and taken over)", self.crm, self.holder)
+                    return
+            except Exception as exc:  # a busy database: try again at the next beat
+                log.warning("push lease for %s: renewal failed (%s)", self.crm, type(exc).__name__)
+
+
 @contextmanager
-def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = 3600.0) -> Iterator[None]:
-    """Hold the CRM's push lease for the duration of the block, or raise LeaseBusy."""
+def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> Iterator[None]:
+    """Hold the CRM's push lease for the duration of the block (renewed by a heartbeat thread),
+    or raise LeaseBusy."""
     if not try_acquire(engine, crm, holder, ttl_s):
         other = current_holder(engine, crm)
         raise LeaseBusy(
@@ -70,7 +179,11 @@ def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = 3600.0) -> 
             "It will push on its next run or a retry."
         )
     log.info("push lease for %s taken by %s", crm, holder)
+    beat = _Heartbeat(engine, crm, holder, ttl_s)
+    beat.start()
     try:
         yield
     finally:
+        beat.stopped.set()
+        beat.join(timeout=5)
         release(engine, crm, holder)

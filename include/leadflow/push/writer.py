@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 
-from leadflow.crm.base import CrmConnector, RecordResult, RecordUpdate
+from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
@@ -25,6 +25,7 @@ from leadflow.warehouse.tables import leads, push_log
 log = logging.getLogger(__name__)
 
 PREVIEW_SAMPLES = 20
+REPORT_IDS = 100  # record ids kept per outcome list
 CURRENT_STAGE = f"{CRM_VALUE_PREFIX}lifecycle_stage"  # option key understood by connectors
 
 
@@ -44,9 +45,12 @@ class PushOutcome:
     failed: int = 0
     unknown: int = 0
     write_calls: int = 0
+    # Record ids for the run report (the first REPORT_IDS of each).
+    rejected_ids: list[str] = field(default_factory=list)
+    failed_ids: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
 
 
 def preview(changes: pd.DataFrame) -> dict[str, Any]:
@@ -131,14 +135,25 @@ def push_changes(
         )
     with engine.begin() as conn:
         # Entries a killed or retried attempt left pending: their outcome is decided by this
-        # attempt's diff (it sees the CRM as it is now), so they are closed, not deleted.
+        # attempt's diff (it sees the CRM as it is now), so they are closed, not deleted. Only
+        # earlier runs' entries and this run's entries for *these* records: a sibling shard of
+        # this run may be pushing other records right now, its pending entries are live.
         conn.execute(
             update(push_log)
-            .where(push_log.c.crm == crm, push_log.c.status == "pending")
+            .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id != run_id)
             .values(status="superseded", updated_at=stamp)
         )
+        conn.execute(
+            update(push_log)
+            .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id == run_id,
+                   push_log.c.record_id == bindparam("b_rec"))
+            .values(status="superseded", updated_at=stamp),
+            [{"b_rec": rec} for rec in dict.fromkeys(r["record_id"] for r in rows)],
+        )
         conn.execute(push_log.insert(), rows)
-    outcome.failed = len({r["record_id"] for r in rows if r["status"] == "failed"})
+    failed_ids = sorted({r["record_id"] for r in rows if r["status"] == "failed"})
+    outcome.failed = len(failed_ids)
+    outcome.failed_ids = failed_ids[:REPORT_IDS]
     todo: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r["status"] == "pending":
@@ -153,6 +168,7 @@ def push_changes(
     size = connector.max_batch_size
     for start in range(0, len(updates), size):
         _push_batch(engine, connector, crm, run_id, updates[start : start + size], settings, sleep, outcome)
+        _beat(engine, crm, run_id)
     log.info(
         "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, %d calls",
         crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
@@ -181,9 +197,10 @@ def _push_batch(
         unknown = by_status.pop("unknown", [])
         if unknown:
             # The call timed out: the CRM may or may not hold the values. Read back, decide.
-            confirmed_now, still = _resolve_unknown(connector, unknown)
+            confirmed_now, still, undecided = _resolve_unknown(connector, unknown)
             by_status.setdefault("confirmed", []).extend(confirmed_now)
             by_status.setdefault("retryable", []).extend(still)
+            _record(engine, crm, run_id, undecided, "unknown", outcome)
         _record(engine, crm, run_id, by_status.get("confirmed", []), "confirmed", outcome)
         _record(engine, crm, run_id, by_status.get("rejected", []), "rejected", outcome)
         pending = [upd for upd, _ in by_status.get("retryable", [])]
@@ -195,10 +212,30 @@ def _push_batch(
     _record(engine, crm, run_id, [(u, RecordResult(u.record_id, "unknown")) for u in pending], "unknown", outcome)
 
 
+def _beat(engine: Engine, crm: str, run_id: str) -> None:
+    """Tell the push lease this process is alive (a killed one loses it fast; see lease.py)."""
+    from leadflow.push.lease import renew
+
+    try:
+        renew(engine, crm, run_id)
+    except Exception as exc:  # the lease is a guard, not a reason to stop a push half-way
+        log.warning("push %s run %s: lease renewal failed (%s)", crm, run_id, type(exc).__name__)
+
+
 def _resolve_unknown(
     connector: CrmConnector, items: list[tuple[RecordUpdate, RecordResult]]
-) -> tuple[list[tuple[RecordUpdate, RecordResult]], list[tuple[RecordUpdate, RecordResult]]]:
-    current = {row["record_id"]: row for row in connector.read([u.record_id for u, _ in items])}
+) -> tuple[list[tuple[RecordUpdate, RecordResult]], list[tuple[RecordUpdate, RecordResult]],
+           list[tuple[RecordUpdate, RecordResult]]]:
+    """(confirmed, retryable, still unknown): read the records back to decide. A record that
+    holds the values was written; one that does not was not (the call never reached it). When
+    the read itself fails the outcome stays unknown: the write is NOT repeated (it may have
+    been applied), the next run pulls the CRM's state and re-diffs."""
+    try:
+        current = {row["record_id"]: row for row in connector.read([u.record_id for u, _ in items])}
+    except CrmError as exc:
+        log.warning("read-back of %d records with an unknown write outcome failed (%s): left for the next run",
+                    len(items), type(exc).__name__)
+        return [], [], items
     done, retry = [], []
     for upd, res in items:
         now = current.get(upd.record_id, {})
@@ -208,7 +245,7 @@ def _resolve_unknown(
             if field in PUSHED_FIELDS and field != "scored_at"
         )
         (done if holds else retry).append((upd, RecordResult(upd.record_id, "confirmed" if holds else "retryable")))
-    return done, retry
+    return done, retry, []
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -228,38 +265,54 @@ def _record(
     status: str,
     outcome: PushOutcome,
 ) -> None:
+    """Resolve the pending log entries of `items` to `status` (one executemany per statement,
+    not one statement per record: a 100,000-record push must not spend minutes here)."""
     if not items:
         return
     stamp = now_ms()
+    increment = 1 if status in ("confirmed", "rejected") else 0
+    log_stmt = (
+        update(push_log)
+        .where(
+            push_log.c.crm == bindparam("b_crm"),
+            push_log.c.run_id == bindparam("b_run"),
+            push_log.c.record_id == bindparam("b_rec"),
+            push_log.c.status == "pending",
+        )
+        .values(
+            status=bindparam("b_status"),
+            attempts=push_log.c.attempts + increment,
+            error=bindparam("b_error"),
+            updated_at=bindparam("b_at"),
+        )
+    )
+    log_params = [
+        {"b_crm": crm, "b_run": run_id, "b_rec": upd.record_id, "b_status": status, "b_error": res.error,
+         "b_at": stamp}
+        for upd, res in items
+    ]
+    lead_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    if status == "confirmed":
+        for upd, _ in items:
+            values = _lead_values(upd.values)
+            if values:
+                params = {"b_crm": crm, "b_rec": upd.record_id, **{f"v_{k}": v for k, v in values.items()}}
+                lead_groups.setdefault(tuple(sorted(values)), []).append(params)
     with engine.begin() as conn:
-        for upd, res in items:
-            conn.execute(
-                update(push_log)
-                .where(
-                    and_(
-                        push_log.c.crm == crm,
-                        push_log.c.run_id == run_id,
-                        push_log.c.record_id == upd.record_id,
-                        push_log.c.status == "pending",
-                    )
-                )
-                .values(
-                    status=status,
-                    attempts=push_log.c.attempts + (1 if status in ("confirmed", "rejected") else 0),
-                    error=res.error,
-                    updated_at=stamp,
-                )
+        conn.execute(log_stmt, log_params)
+        for columns, params in lead_groups.items():
+            lead_stmt = (
+                update(leads)
+                .where(leads.c.crm == bindparam("b_crm"), leads.c.record_id == bindparam("b_rec"))
+                .values({col: bindparam(f"v_{col}") for col in columns})
             )
-            if status == "confirmed":
-                conn.execute(
-                    update(leads)
-                    .where(leads.c.crm == crm, leads.c.record_id == upd.record_id)
-                    .values(**_lead_values(upd.values))
-                )
+            conn.execute(lead_stmt, params)
     if status == "confirmed":
         outcome.pushed += len(items)
     elif status == "rejected":
         outcome.rejected += len(items)
+        room = REPORT_IDS - len(outcome.rejected_ids)
+        outcome.rejected_ids.extend(upd.record_id for upd, _ in items[: max(room, 0)])
         for upd, res in items:
             log.warning("push %s record %s rejected: %s", crm, upd.record_id, res.category or "error")
     else:

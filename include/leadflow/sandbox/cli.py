@@ -14,9 +14,10 @@ DEFAULT_DB = Path("leadflow-sandbox.db")
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `sandbox` with its `serve` and `seed` subcommands to the top-level parser."""
-    sandbox = subparsers.add_parser("sandbox", help="local HubSpot CRM + enrichment API with a seeded world",
-                                    description="A local HubSpot CRM v3 and company-enrichment API for demos "
-                                                "and tests (loopback only).")
+    sandbox = subparsers.add_parser("sandbox", help="local HubSpot + Salesforce CRM and enrichment API with a "
+                                                    "seeded world",
+                                    description="A local HubSpot CRM v3, Salesforce REST (TLS, own port) and "
+                                                "company-enrichment API for demos and tests (loopback only).")
     commands = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
 
     serve_p = commands.add_parser("serve", help="serve the sandbox (seeds the db file first if it is empty)")
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve_p.add_argument("--timeout-seconds", type=float, default=30.0,
                          help="how long a 'timeout' fault holds the answer after applying the write (default: 30)")
     serve_p.add_argument("--slow-seconds", type=float, default=1.5, help="latency added by a 'slow' fault")
+    serve_p.add_argument("--salesforce-port", type=_salesforce_port, default=0, metavar="PORT",
+                         help="serve the same world as a Salesforce org over TLS on this port; 0 picks a free one, "
+                              "'off' or -1 disables (default: 0)")
+    serve_p.add_argument("--salesforce-token", help="Salesforce session id (default: random, kept in the db file)")
+    serve_p.add_argument("--salesforce-daily-limit", type=int, default=100_000,
+                         help="Salesforce API requests per 24 h before 403 REQUEST_LIMIT_EXCEEDED (default: 100000)")
     serve_p.add_argument("--ready-file", type=Path, help="also write the export lines to this file once listening")
     serve_p.set_defaults(func=cmd_serve)
 
@@ -58,6 +65,18 @@ def _world_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reseed", action="store_true", help="discard an existing world in --db and seed anew")
     parser.add_argument("--shared-timestamp-every", type=int, default=0, metavar="N",
                         help="make each run of N consecutive contacts share one lastmodifieddate")
+
+
+def _salesforce_port(text: str) -> int:
+    if text.strip().lower() in ("off", "none", "-1"):
+        return -1
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--salesforce-port must be a port number or 'off', got {text!r}") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"--salesforce-port {port} is out of range")
+    return port
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -107,7 +126,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for err in exc.errors():
             print(f"invalid --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
         return 2
-    serve(settings, host=args.host, port=args.port, store=store, ready_file=args.ready_file)
+    salesforce = None
+    if args.salesforce_port >= 0:
+        from leadflow.sandbox.salesforce_api import SalesforceSettings
+
+        try:
+            salesforce = SalesforceSettings(
+                token=resolve_secret(store, "salesforce_token", args.salesforce_token, "00D5g000000LfLw!sandbox."),
+                client_id=resolve_secret(store, "salesforce_client_id", None, "3MVG9sandbox"),
+                client_secret=resolve_secret(store, "salesforce_client_secret", None, ""),
+                password=resolve_secret(store, "salesforce_password", None, ""),
+                daily_limit=args.salesforce_daily_limit, faults=args.faults, fault_seed=args.fault_seed,
+                timeout_seconds=args.timeout_seconds, slow_seconds=args.slow_seconds)
+        except ValidationError as exc:
+            store.close()
+            for err in exc.errors():
+                print(f"invalid --salesforce-{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
+            return 2
+    serve(settings, host=args.host, port=args.port, store=store, ready_file=args.ready_file,
+          salesforce=salesforce, salesforce_port=args.salesforce_port)
     return 0
 
 

@@ -83,17 +83,28 @@ def _server(app: Any) -> uvicorn.Server:
 
 
 def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, store: SandboxStore,
-          ready_file: Path | None = None, out: TextIO = sys.stdout) -> None:
+          ready_file: Path | None = None, out: TextIO = sys.stdout, salesforce: Any = None,
+          salesforce_port: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers and shuts down gracefully).
 
-    Once listening, prints the two `export AIRFLOW_CONN_...` lines (and writes them to
-    `ready_file`, atomically, if given).
+    Once listening, prints the `export AIRFLOW_CONN_...` lines (and writes them to `ready_file`,
+    atomically, if given). With `salesforce` (`SalesforceSettings`) and a `salesforce_port`
+    (0 = a free one), the Salesforce part is served over TLS beside it (certificate next to the
+    db file) and its `AIRFLOW_CONN_LEADFLOW_SALESFORCE` line is printed too.
     """
     app = create_app(settings, store=store)
+    sf_handle = None
+    if salesforce is not None and salesforce_port is not None and salesforce_port >= 0:
+        from leadflow.sandbox.salesforce_server import export_line, start_salesforce
+
+        sf_handle = start_salesforce(settings.db_path, store, salesforce, host=host, port=salesforce_port,
+                                     cert_dir=Path(str(settings.db_path) + ".tls"))
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     server = _server(app)
     lines = connection_lines(host, bound_port, settings.token, settings.enrichment_key)
+    if sf_handle is not None:
+        lines.append(export_line(sf_handle))
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -121,6 +132,8 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
+        if sf_handle is not None:
+            sf_handle.stop()
         store.close()
     if received:
         log.info("sandbox stopped on %s", signal.Signals(received[0]).name)
@@ -140,11 +153,41 @@ class SandboxHandle:
     context: SandboxContext
     _server: uvicorn.Server
     _thread: threading.Thread
+    salesforce: Any = None  # SalesforceHandle when started with salesforce=True
+
+    @property
+    def sf_base_url(self) -> str:
+        return self._sf().base_url
+
+    @property
+    def sf_token(self) -> str:
+        return self._sf().token
+
+    @property
+    def sf_cert_path(self) -> Path:
+        return self._sf().cert_path
+
+    @property
+    def sf_port(self) -> int:
+        return self._sf().port
+
+    def _sf(self) -> Any:
+        if self.salesforce is None:
+            raise RuntimeError("this sandbox runs without the Salesforce part (pass salesforce=True)")
+        return self.salesforce
 
     def connection_lines(self) -> list[str]:
-        return connection_lines(self.host, self.port, self.token, self.enrichment_key)
+        lines = connection_lines(self.host, self.port, self.token, self.enrichment_key)
+        if self.salesforce is not None:
+            from leadflow.sandbox.salesforce_server import export_line
+
+            lines.append(export_line(self.salesforce))
+        return lines
 
     def stop(self) -> None:
+        if self.salesforce is not None:
+            self.salesforce.stop()
+            self.salesforce = None
         if self._thread.is_alive():
             self._server.should_exit = True
             self._thread.join(timeout=10)
@@ -153,11 +196,14 @@ class SandboxHandle:
 @contextlib.contextmanager
 def running_sandbox(*, contacts: int = 500, seed: int = 1, db_path: Path | str | None = None,
                     shared_timestamp_every: int = 0, clock: Callable[[], float] = time.time,
-                    sleep: Any = None, **settings: Any) -> Iterator[SandboxHandle]:
+                    sleep: Any = None, salesforce: bool | dict[str, Any] = False,
+                    **settings: Any) -> Iterator[SandboxHandle]:
     """Start a seeded sandbox on a free loopback port in a background thread; stop it on exit.
 
     `settings` are `SandboxSettings` fields (rate_limit="off", faults="5xx=1", token=...). Without
-    `db_path` the world lives in a temporary directory removed afterwards.
+    `db_path` the world lives in a temporary directory removed afterwards. `salesforce=True` (or a
+    dict of `SalesforceSettings` fields) also serves the same world as a Salesforce org over TLS:
+    `.sf_base_url`, `.sf_token`, `.sf_cert_path` on the handle.
     """
     with contextlib.ExitStack() as stack:
         if db_path is None:
@@ -183,6 +229,20 @@ def running_sandbox(*, contacts: int = 500, seed: int = 1, db_path: Path | str |
         handle = SandboxHandle(base_url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port, token=config.token,
                                enrichment_key=config.enrichment_key, db_path=db_path, store=store,
                                context=app.state.sandbox, _server=server, _thread=thread)
+        if salesforce:
+            from leadflow.sandbox.salesforce_api import SalesforceSettings
+            from leadflow.sandbox.salesforce_server import start_salesforce
+
+            sf_options = {"faults": config.faults, "fault_seed": config.fault_seed,
+                          **(salesforce if isinstance(salesforce, dict) else {})}
+            try:
+                handle.salesforce = start_salesforce(db_path, store, SalesforceSettings(**sf_options),
+                                                     cert_dir=Path(str(db_path) + ".tls"), clock=clock, sleep=sleep)
+            except BaseException:
+                handle.stop()
+                sock.close()
+                store.close()
+                raise
         try:
             yield handle
         finally:

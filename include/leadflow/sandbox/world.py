@@ -1,7 +1,7 @@
 """The seeded world: companies, contacts, behaviour and a won/lost history, reproducible by seed.
 
 Everything is generated column-wise with numpy (names come from small Faker pools built once),
-so 100,000 contacts take about a second and 1,000,000 well under a minute to generate and load.
+so 100,000 contacts take seconds to generate and load (figures: bench/bench_sandbox_seed.py).
 
 Two views of the companies exist:
 - `company_universe(seed, n)`: the truth (what an enrichment provider knows). Prefix-stable:
