@@ -1,0 +1,253 @@
+"""Batch-level gates: checks on a whole batch whose failure stops the run before the push.
+
+`check_batch` runs after the row checks (quarantine share, duplicate ids, freshness,
+enrichment coverage); `check_scores` after qualification (score ranges, stages, reasons, drift
+against the previous run by population stability index). Both validate through GX where GX has
+the expectation (aggregate expectations on a small derived frame) and return a `CheckRun`;
+`raise_if_failed` turns its failures into a `QualityGateError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadflow.quality import coerce
+from leadflow.quality.gx_runtime import (
+    BATCH_RESULT_FORMAT,
+    ExpectationOutcome,
+    ExpectationSpec,
+    validate_frame,
+)
+from leadflow.quality.psi import fixed_edges, population_stability_index
+from leadflow.quality.results import CheckResult, CheckRun, format_observed
+from leadflow.quality.row_checks import RowValidation
+from leadflow.quality.settings import BatchSettings, QualitySettings, ScoreSettings
+
+log = logging.getLogger(__name__)
+
+
+def _batch_settings(settings: QualitySettings | BatchSettings) -> BatchSettings:
+    return settings.batch if isinstance(settings, QualitySettings) else settings
+
+
+def _score_settings(settings: QualitySettings | ScoreSettings) -> ScoreSettings:
+    return settings.scores if isinstance(settings, QualitySettings) else settings
+
+
+def _iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- batch ----------------------------------------------------------------------------------
+
+
+def check_batch(
+    leads: pd.DataFrame,
+    rows: RowValidation,
+    settings: QualitySettings | BatchSettings,
+    now: datetime,
+    *,
+    check_enrichment: bool = True,
+) -> CheckRun:
+    """Gate a validated batch: share of quarantined rows, duplicate ids, freshness of the newest
+    `updated_at` among passing rows, and (if `check_enrichment`) enrichment coverage.
+
+    `leads` is the frame `rows` was computed from (same row order), optionally joined with
+    enrichment columns. With `check_enrichment` and none of the configured enrichment columns
+    present, the coverage check fails and names the missing columns.
+    """
+    s = _batch_settings(settings)
+    n = rows.row_count
+    if len(leads) != n:
+        raise ValueError(f"leads has {len(leads)} rows but the row validation covered {n}")
+    now_ms = now.timestamp() * 1000
+    min_updated_ms = now_ms - s.max_staleness_hours * 3_600_000
+    results: list[CheckResult] = []
+    specs: list[ExpectationSpec] = []
+    derived: dict[str, Any] = {}
+    shares_apply = n >= max(1, s.min_rows_for_shares)
+
+    if shares_apply:
+        derived["row_quarantined"] = (~rows.passed_mask).astype("float64")
+        specs.append(ExpectationSpec("quarantine_share", None, "ExpectColumnMeanToBeBetween",
+                                     {"column": "row_quarantined", "max_value": s.max_quarantine_share},
+                                     f"<= {s.max_quarantine_share:g}"))
+    else:
+        results.append(CheckResult("batch", "quarantine_share", True,
+                                   f"skipped ({n} rows < {s.min_rows_for_shares})",
+                                   f"<= {s.max_quarantine_share:g}"))
+
+    duplicates = next((r.unexpected_count or 0 for r in rows.results
+                       if r.name == "unique_per_crm:record_id"), 0)
+    results.append(CheckResult("batch", "duplicate_ids", duplicates <= s.max_duplicate_ids,
+                               f"{duplicates} rows", f"<= {s.max_duplicate_ids}", duplicates))
+
+    if n:
+        updated = rows.frame["updated_at"].to_numpy(dtype="float64").copy()
+        updated[~rows.passed_mask] = np.nan  # quarantined rows say nothing about freshness
+        derived["updated_at"] = updated
+        specs.append(ExpectationSpec("freshness", "updated_at", "ExpectColumnMaxToBeBetween",
+                                     {"column": "updated_at", "min_value": min_updated_ms},
+                                     f"newest >= now - {s.max_staleness_hours:g} h"))
+    else:
+        results.append(CheckResult("batch", "freshness:updated_at", True, "skipped (no rows)",
+                                   f"newest >= now - {s.max_staleness_hours:g} h"))
+
+    if check_enrichment:
+        present = [c for c in s.enrichment_columns if c in leads.columns]
+        threshold = f">= {s.min_enrichment_coverage:g} of rows with any of {list(s.enrichment_columns)}"
+        if not present:
+            results.append(CheckResult("batch", "enrichment_coverage", False,
+                                       f"no enrichment columns (missing {list(s.enrichment_columns)})",
+                                       threshold))
+        elif shares_apply:
+            derived["enriched"] = _enriched(leads, present).astype("float64")
+            specs.append(ExpectationSpec("enrichment_coverage", None, "ExpectColumnMeanToBeBetween",
+                                         {"column": "enriched", "min_value": s.min_enrichment_coverage},
+                                         threshold))
+        else:
+            results.append(CheckResult("batch", "enrichment_coverage", True,
+                                       f"skipped ({n} rows < {s.min_rows_for_shares})", threshold))
+
+    gx_result = None
+    if specs:
+        run = validate_frame(pd.DataFrame(derived), specs, suite_name=f"batch-{rows.crm}",
+                             result_format=BATCH_RESULT_FORMAT)
+        gx_result = run.gx_result
+        for outcome in run.outcomes:
+            results.append(_batch_result(outcome, now_ms, n))
+    order = {"quarantine_share": 0, "duplicate_ids": 1, "freshness:updated_at": 2,
+             "enrichment_coverage": 3}
+    results.sort(key=lambda r: order.get(r.name, 99))
+    _log_gate("batch", rows.crm, results)
+    return CheckRun("batch", results, gx_result)
+
+
+def _enriched(leads: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Rows with at least one enrichment column filled (blank text counts as empty)."""
+    filled = np.zeros(len(leads), dtype=bool)
+    for name in columns:
+        column = leads[name].reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            filled |= column.notna().to_numpy(dtype=bool)
+        else:
+            filled |= coerce.text(column).values.notna().to_numpy(dtype=bool)
+    return filled
+
+
+def _batch_result(outcome: ExpectationOutcome, now_ms: float, n: int) -> CheckResult:
+    spec = outcome.spec
+    observed = outcome.observed
+    if spec.check == "freshness":
+        if observed is None or not np.isfinite(observed):
+            text = "no passing row has updated_at"
+        else:
+            text = f"newest {_iso(observed)} ({(now_ms - observed) / 3_600_000:.1f} h old)"
+    elif spec.check == "quarantine_share":
+        share = 0.0 if observed is None else float(observed)
+        text = f"{share:.4g} ({round(share * n)} of {n} rows)"
+    else:
+        text = format_observed(None if observed is None else float(observed))
+    return CheckResult("batch", spec.name, outcome.success, text, spec.threshold)
+
+
+# --- scores ---------------------------------------------------------------------------------
+
+
+def check_scores(
+    scores: pd.DataFrame,
+    previous_scores: pd.DataFrame | None,
+    settings: QualitySettings | ScoreSettings,
+) -> CheckRun:
+    """Gate the qualification output (columns of `leadflow.schema.SCORE_COLUMNS`): scores
+    present and within [min_score, max_score], stages within the allowed set, every score with
+    reasons, and `score` drift against `previous_scores` (PSI over fixed-width bins)."""
+    s = _score_settings(settings)
+    n = len(scores)
+    frame = scores.reset_index(drop=True)
+    derived: dict[str, Any] = {}
+    specs: list[ExpectationSpec] = []
+    results: list[CheckResult] = []
+    bounds = f"[{s.min_score:g}, {s.max_score:g}]"
+
+    for name in s.score_columns:
+        if name not in frame.columns:
+            results.append(CheckResult("scores", f"score_range:{name}", False,
+                                       "column missing", bounds))
+            continue
+        derived[name] = coerce.number(frame[name]).values.to_numpy(dtype="float64")
+        specs.append(ExpectationSpec("score_range", name, "ExpectColumnValuesToBeBetween",
+                                     {"column": name, "min_value": s.min_score,
+                                      "max_value": s.max_score}, bounds))
+    if "score" in derived:
+        specs.append(ExpectationSpec("required", "score", "ExpectColumnValuesToNotBeNull",
+                                     {"column": "score"}, "present"))
+    if "stage" in frame.columns:
+        derived["stage"] = pd.Categorical(coerce.text(frame["stage"]).values)
+        allowed = sorted(set(s.allowed_stages))
+        specs.append(ExpectationSpec("allowed_stage", "stage", "ExpectColumnValuesToBeInSet",
+                                     {"column": "stage", "value_set": allowed},
+                                     "in " + ", ".join(allowed)))
+    else:
+        results.append(CheckResult("scores", "allowed_stage:stage", False, "column missing"))
+    if "reasons" in frame.columns:
+        reasons = coerce.text(frame["reasons"]).values
+        derived["reasons__length"] = reasons.str.len().to_numpy(dtype="float64", na_value=np.nan)
+        specs.append(ExpectationSpec("has_reasons", "reasons", "ExpectColumnValuesToNotBeNull",
+                                     {"column": "reasons__length"}, "non-blank"))
+    else:
+        results.append(CheckResult("scores", "has_reasons:reasons", False, "column missing"))
+
+    gx_result = None
+    if specs and n:
+        run = validate_frame(pd.DataFrame(derived), specs, suite_name="scores",
+                             result_format=BATCH_RESULT_FORMAT)
+        gx_result = run.gx_result
+        results.extend(_row_share_result(o, n) for o in run.outcomes)
+    elif specs:
+        results.extend(CheckResult("scores", spec.name, True, "0 of 0 rows", spec.threshold, 0)
+                       for spec in specs)
+    results.append(score_drift(frame, previous_scores, s))
+    _log_gate("scores", "-", results)
+    return CheckRun("scores", results, gx_result)
+
+
+def _row_share_result(outcome: ExpectationOutcome, n: int) -> CheckResult:
+    count = int(outcome.unexpected_count or 0)
+    examples = ", ".join(format_observed(v) for v in outcome.partial_unexpected[:3])
+    observed = f"{count} of {n} rows" + (f", e.g. {examples}" if count and examples else "")
+    return CheckResult("scores", outcome.spec.name, outcome.success, observed,
+                       outcome.spec.threshold, count)
+
+
+def score_drift(
+    scores: pd.DataFrame, previous_scores: pd.DataFrame | None, settings: ScoreSettings
+) -> CheckResult:
+    """PSI of this run's `score` against the previous run's (skipped when either side has
+    fewer than `min_rows_for_psi` scores)."""
+    threshold = f"<= {settings.max_psi:g}"
+    if previous_scores is None or "score" not in previous_scores.columns:
+        return CheckResult("scores", "score_psi", True, "skipped (no previous run)", threshold)
+    if "score" not in scores.columns:
+        return CheckResult("scores", "score_psi", False, "column missing", threshold)
+    current = coerce.number(scores["score"]).values.to_numpy(dtype="float64")
+    previous = coerce.number(previous_scores["score"]).values.to_numpy(dtype="float64")
+    n_cur, n_prev = int(np.isfinite(current).sum()), int(np.isfinite(previous).sum())
+    if min(n_cur, n_prev) < settings.min_rows_for_psi:
+        return CheckResult("scores", "score_psi", True,
+                           f"skipped ({min(n_cur, n_prev)} scores < {settings.min_rows_for_psi})",
+                           threshold)
+    edges = fixed_edges(settings.min_score, settings.max_score, settings.psi_bins)
+    value = population_stability_index(previous, current, edges=edges)
+    return CheckResult("scores", "score_psi", value <= settings.max_psi, f"{value:.4f}", threshold)
+
+
+def _log_gate(stage: str, crm: str, results: list[CheckResult]) -> None:
+    failed = [r.name for r in results if not r.success]
+    log.info("%s gate (%s): %d checks, %d failed%s", stage, crm, len(results), len(failed),
+             f" ({', '.join(failed)})" if failed else "")
