@@ -12,6 +12,9 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export LEADFLOW_VAR_DIR := $(CURDIR)/var
 CONTACTS ?= 5000
+# Bytecode caches matter here: without them every process re-compiles Airflow and Great
+# Expectations (GX's import goes from ~8 s to ~20 s).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help setup airflow-db run test bench airflow lock clean
 help:
