@@ -10,7 +10,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 # CRMs with a DAG; `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot").split(",") if c.strip())
+CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot,salesforce").split(",") if c.strip())
 SCHEDULE = os.environ.get("LEADFLOW_SCHEDULE", "0 2 * * *")
 TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
 MAX_SHARDS = 64

@@ -1,0 +1,535 @@
+"""`SalesforceConnector`: the `CrmConnector` for Salesforce Leads over the REST API.
+
+HTTP behaviour (retries, error table, stats) comes from the shared `RestSession`; Salesforce adds
+its error dialect (`[{"message","errorCode"}]`), OAuth (a session id from the connection's
+password, or client credentials / password grant from its extra), and the daily API budget read
+from `Sforce-Limit-Info`: once the remaining allocation is at or below `daily_reserve` the session
+raises `CrmBudgetExhausted` *before* sending, so a pull stops after its last complete page and the
+next run resumes from that page's watermark.
+
+Pull: one SOQL query ordered by (SystemModstamp, Id) with the watermark as a keyset condition,
+walked through `nextRecordsUrl` (2,000 per batch); incremental pulls use `queryAll` so deleted
+leads arrive with IsDeleted and are landed as deleted. Push: sObject Collections PATCH, up to 200
+records, `allOrNone=false`, one result per record; a whole-request 400 is bisected so one bad
+record fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leadflow.connections import Connection, env_var_name
+from leadflow.crm.base import (
+    CrmAuthError,
+    CrmBudgetExhausted,
+    CrmError,
+    CrmRequestError,
+    CrmUnavailableError,
+    LeadPage,
+    RecordIssue,
+    RecordResult,
+    RecordUpdate,
+    Watermark,
+)
+from leadflow.crm.http import ErrorInfo, RestSession, RetryConfig, Stats, WriteOutcomeUnknown, make_error
+from leadflow.crm.hubspot_session import AIRFLOW_HTTP_EXTRA_KEYS
+from leadflow.crm.ratelimit import Clock, Sleeper
+from leadflow.crm.salesforce_mapping import COMPATIBLE_TYPES, SalesforceMapping, lead_to_rows, load_mapping
+from leadflow.crm.salesforce_push import assert_writable, plan_update, results_from_collection
+from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
+
+log = logging.getLogger(__name__)
+
+_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class SalesforceSettings(BaseModel):
+    """Tunables read from the connection's `extra` (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_version: str = Field("59.0", pattern=r"^\d{2,3}\.\d$")
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_url: str | None = Field(None, description="OAuth token endpoint (default: <instance>/services/oauth2/token)")
+    daily_reserve: int = Field(500, ge=0, description="stop when the daily API allocation left is this low")
+    query_batch_size: int = Field(2000, ge=200, le=2000)
+    batch_size: int = Field(200, ge=1, le=200)
+    modstamp_lag_ms: int = Field(60_000, ge=0, description="watermarks stay this far behind the pull start")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    mapping_path: str | None = None
+
+    @classmethod
+    def from_connection(cls, connection: Connection) -> "SalesforceSettings":
+        extra = {k: v for k, v in connection.extra.items() if k not in AIRFLOW_HTTP_EXTRA_KEYS}
+        try:
+            return cls.model_validate(extra)
+        except ValidationError as exc:
+            problems = "; ".join(f"extra.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+            raise CrmError(f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) is invalid: "
+                           f"{problems}") from None
+
+
+class _VerifyingSession(requests.Session):
+    """A requests session whose `verify` (a CA file such as the sandbox's certificate) is not
+    overridden by REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, as plain requests does for session-level
+    settings."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
+
+
+def make_http_session(verify: Any = None) -> requests.Session:
+    """A session for Salesforce; `verify` may be a CA bundle path, True or False."""
+    session = _VerifyingSession()
+    if isinstance(verify, str) and verify.lower() in ("true", "false"):
+        verify = verify.lower() == "true"
+    if verify is not None:
+        session.verify = verify
+    return session
+
+
+class SalesforceSession(RestSession):
+    """REST session speaking Salesforce's error, auth and API-budget dialect."""
+
+    crm_name = "Salesforce"
+
+    def __init__(self, *args: Any, daily_reserve: int = 0, oauth: Mapping[str, str] | None = None,
+                 token_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daily_reserve = daily_reserve
+        self.api_used: int | None = None
+        self.api_limit: int | None = None
+        self._oauth = dict(oauth or {})
+        self._token_url = token_url or f"{self.base_url}/services/oauth2/token"
+
+    @property
+    def api_remaining(self) -> int | None:
+        if self.api_used is None or self.api_limit is None:
+            return None
+        return self.api_limit - self.api_used
+
+    # --- declarations -----------------------------------------------------------------------------
+    def parse_error(self, response: requests.Response) -> ErrorInfo:
+        try:
+            body = response.json()
+        except ValueError:
+            return ErrorInfo(message=(response.text or "")[:200])
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            first = body[0]
+            return ErrorInfo(message=str(first.get("message") or "")[:500], category=first.get("errorCode"))
+        if isinstance(body, dict) and "error" in body:
+            return ErrorInfo(message=str(body.get("error_description") or "")[:500], category=str(body["error"]))
+        return ErrorInfo()
+
+    def auth_error_message(self, status: int, info: ErrorInfo) -> str:
+        where = f"connection {self.conn_id} (environment variable {env_var_name(self.conn_id)})" if self.conn_id \
+            else "the Salesforce connection"
+        if status == 401:
+            return (f"Salesforce rejected the session ({info.category or 401}): check the password (session id) or "
+                    f"the OAuth client of {where}")
+        return f"Salesforce refused the call (403 {info.category or ''}): the user behind {where} lacks a permission. " \
+               f"{info.message}".strip()
+
+    def before_request(self, bucket: str) -> None:
+        remaining = self.api_remaining
+        if remaining is not None and remaining <= self.daily_reserve:
+            self.stats.add("budget_stops")
+            raise CrmBudgetExhausted(
+                f"Salesforce daily API allocation is down to {remaining} of {self.api_limit} (reserve "
+                f"{self.daily_reserve}): stopping now; the next run resumes from the stored watermark")
+
+    def observe(self, response: requests.Response) -> None:
+        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info") or "")
+        if match:
+            self.api_used, self.api_limit = int(match.group(1)), int(match.group(2))
+
+    # --- auth and the 403 REQUEST_LIMIT_EXCEEDED dialect -----------------------------------------------
+    def authenticate(self) -> None:
+        """Get a session id with the OAuth client of the connection (client credentials, or the
+        password grant when a username is configured)."""
+        if not self._oauth:
+            raise CrmAuthError(self.auth_error_message(401, ErrorInfo(category="INVALID_SESSION_ID")))
+        form = {"client_id": self._oauth["client_id"], "client_secret": self._oauth.get("client_secret", "")}
+        if self._oauth.get("username"):
+            form.update(grant_type="password", username=self._oauth["username"], password=self._oauth.get("password", ""))
+        else:
+            form["grant_type"] = "client_credentials"
+        self.stats.add("requests")
+        self.stats.add("oauth_requests")
+        try:
+            response = self._session.post(self._token_url, data=form, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise CrmError(f"Salesforce OAuth token request failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            info = self.parse_error(response)
+            raise make_error(CrmAuthError, f"Salesforce OAuth refused the client of connection {self.conn_id or '?'} "
+                             f"({info.category or response.status_code}): {info.message}", status=response.status_code,
+                             info=info)
+        body = response.json()
+        self._token = body["access_token"]
+        instance = body.get("instance_url")
+        if instance:
+            self.base_url = str(instance).rstrip("/")
+        log.info("Salesforce OAuth: new session for connection %s", self.conn_id or "?")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self._token is None and self._oauth:
+            self.authenticate()
+        refreshed = False
+        concurrent_retries = 0
+        while True:
+            try:
+                return super().request(method, path, **kwargs)
+            except CrmAuthError as exc:
+                status = getattr(exc, "status", None)
+                category = getattr(exc, "category", None)
+                if status == 401 and self._oauth and not refreshed:
+                    refreshed = True
+                    self.authenticate()
+                    continue
+                if status == 403 and category == "REQUEST_LIMIT_EXCEEDED":
+                    if "TotalRequests" in str(exc) or "total" in str(exc).lower():
+                        raise make_error(CrmBudgetExhausted, "Salesforce daily API allocation is spent "
+                                         "(403 REQUEST_LIMIT_EXCEEDED): stopping now; the next run resumes from "
+                                         "the stored watermark", status=403) from None
+                    # Concurrent-request limit: transient, back off like a 429.
+                    if concurrent_retries >= self.retry.max_retries:
+                        raise make_error(CrmUnavailableError,
+                                         "Salesforce concurrent request limit still exceeded after "
+                                         f"{concurrent_retries + 1} attempts; try the run again later", status=403) from None
+                    delay = max(self.backoff(concurrent_retries), 1.0)
+                    concurrent_retries += 1
+                    self.stats.add("rate_limited")
+                    self.stats.add("retries")
+                    self.stats.add("backoff_s", delay)
+                    log.warning("Salesforce %s %s -> 403 concurrent limit; retry %d/%d in %.2f s", method,
+                                path.split("?")[0], concurrent_retries, self.retry.max_retries, delay)
+                    self._sleeper(delay)
+                    continue
+                raise
+
+
+def soql_datetime(ms: int) -> str:
+    """Epoch ms -> an unquoted SOQL datetime literal in UTC. Whole seconds (what Salesforce's own
+    SystemModstamp values are) are written without a fraction; milliseconds only when present."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    if ms % 1000 == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def soql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def watermark_condition(since: Watermark | None, cursor_field: str) -> str:
+    """The keyset condition of an incremental pull: after (modstamp, last Id), or at/after modstamp."""
+    if since is None:
+        return ""
+    at = soql_datetime(since.modified_ms)
+    if since.last_id:
+        return (f"({cursor_field} > {at} OR ({cursor_field} = {at} AND Id > {soql_string(since.last_id)}))")
+    return f"{cursor_field} >= {at}"
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class SalesforceConnector:
+    """Salesforce implementation of `leadflow.crm.base.CrmConnector`."""
+
+    name = "salesforce"
+    max_batch_size = 200
+
+    def __init__(self, session: SalesforceSession, mapping: SalesforceMapping,
+                 settings: SalesforceSettings | None = None, *, wall_clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.mapping = mapping
+        self.settings = settings or SalesforceSettings()
+        self.max_batch_size = min(self.max_batch_size, self.settings.batch_size)
+        self._wall_clock = wall_clock
+        self._describe: dict[str, dict[str, Any]] | None = None
+        self._schema_checked = False
+        self.budget_exhausted = False
+        self._lengths: dict[str, int] = {}
+        self.session._session.headers["Sforce-Query-Options"] = f"batchSize={self.settings.query_batch_size}"
+
+    @classmethod
+    def from_connection(cls, connection: Connection, *, mapping: SalesforceMapping | None = None,
+                        clock: Clock = time.monotonic, sleeper: Sleeper = time.sleep,
+                        wall_clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                        http: requests.Session | None = None, rate_share: float = 1.0) -> "SalesforceConnector":
+        """Build from an Airflow-style connection: host/port/schema give the instance URL; the
+        password is a session id, or `extra.client_id`/`client_secret` (+ login and password for
+        the password grant) get one by OAuth; `extra.verify` is a CA file (the sandbox's cert)."""
+        settings = SalesforceSettings.from_connection(connection)
+        if mapping is None:
+            mapping = load_mapping(settings.mapping_path)
+        oauth: dict[str, str] = {}
+        if settings.client_id:
+            oauth = {"client_id": settings.client_id, "client_secret": settings.client_secret or ""}
+            if connection.login:
+                oauth.update(username=connection.login, password=connection.password or "")
+        token = None if oauth and connection.login else connection.password
+        if not token and not oauth:
+            raise CrmError(f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) has neither a "
+                           "session id (password) nor an OAuth client (extra.client_id/client_secret)")
+        session = SalesforceSession(
+            connection.base_url, token, conn_id=connection.conn_id, buckets={},
+            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
+            retry=RetryConfig(settings.max_retries, settings.backoff_base_s, settings.backoff_max_s),
+            sleeper=sleeper, rng=rng, session=http or make_http_session(connection.extra.get("verify")),
+            daily_reserve=settings.daily_reserve, oauth=oauth, token_url=settings.token_url,
+        )
+        return cls(session, mapping, settings, wall_clock=wall_clock)
+
+    @property
+    def stats(self) -> Stats:
+        return self.session.stats
+
+    @property
+    def api_path(self) -> str:
+        return f"/services/data/v{self.settings.api_version}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "SalesforceConnector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- describe ----------------------------------------------------------------------------------
+    def describe(self, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        """lower-cased field name -> field description of the Lead object (read once, cached)."""
+        if refresh or self._describe is None:
+            body = self.session.request_json("GET", f"{self.api_path}/sobjects/{self.mapping.sobject}/describe") or {}
+            self._describe = {str(f["name"]).lower(): f for f in body.get("fields") or [] if isinstance(f, dict)}
+        return self._describe
+
+    def _present(self, names: Sequence[str]) -> list[str]:
+        fields = self.describe()
+        missing = [n for n in names if n.lower() not in fields]
+        if missing:
+            log.info("Salesforce Lead: %d mapped fields absent from the org, not requested: %s", len(missing),
+                     ", ".join(missing))
+        return [n for n in names if n.lower() in fields]
+
+    # --- pull --------------------------------------------------------------------------------------
+    def pull(self, since: Watermark | None) -> Iterator[LeadPage]:
+        """Yield pages of leads modified at/after `since` (every live lead when None), in
+        (SystemModstamp, Id) order; each page's watermark is its last record."""
+        mapping = self.mapping
+        cursor = mapping.cursor_field
+        fields = self._present(mapping.select_fields())
+        for required in ("Id", cursor):
+            if required.lower() not in {f.lower() for f in fields}:
+                raise CrmError(f"the org's Lead object has no field {required!r}: cannot pull incrementally")
+        where = watermark_condition(since, cursor)
+        soql = f"SELECT {', '.join(fields)} FROM {mapping.sobject}"
+        if where:
+            soql += f" WHERE {where}"
+        soql += f" ORDER BY {cursor} ASC, Id ASC"
+        kind = "queryAll" if since is not None else "query"
+        max_ms = int(self._wall_clock() * 1000) - self.settings.modstamp_lag_ms
+        floor = since.modified_ms if since else None
+        log.info("Salesforce pull: %s from %s", kind, "the start" if since is None else since.modified_ms)
+        answer = self.session.request_json("GET", f"{self.api_path}/{kind}", params={"q": soql})
+        while True:
+            body = answer or {}
+            records = [r for r in body.get("records") or [] if isinstance(r, dict)]
+            page = self._page(records, cursor, max_ms, floor, since)
+            if page is not None:
+                yield page
+            if body.get("done", True) or not body.get("nextRecordsUrl"):
+                return
+            next_url = str(body["nextRecordsUrl"])
+            try:
+                answer = self.session.request_json("GET", next_url)
+            except CrmBudgetExhausted:
+                self.budget_exhausted = True
+                raise
+
+    def _page(self, records: list[dict[str, Any]], cursor: str, max_ms: int, floor: int | None,
+              since: Watermark | None) -> LeadPage | None:
+        if not records:
+            return None
+        leads: list[dict[str, Any]] = []
+        companies: list[dict[str, Any]] = []
+        issues: list[RecordIssue] = []
+        for record in records:
+            lead, company, record_issues = lead_to_rows(record, self.mapping)
+            issues.extend(record_issues)
+            if lead["record_id"] is None:
+                continue
+            leads.append(lead)
+            if company is not None:
+                companies.append(company)
+        last = records[-1]
+        last_ms = None
+        for lead in reversed(leads):
+            if lead.get("updated_at") is not None:
+                last_ms = int(lead["updated_at"])
+                last_id = lead["record_id"]
+                break
+        if last_ms is None:
+            raise CrmError(f"Salesforce records carry no {cursor}: cannot page incrementally")
+        watermark = Watermark(modified_ms=last_ms, last_id=str(last_id))
+        if last_ms > max_ms:
+            watermark = Watermark(modified_ms=max_ms)
+        if floor is not None and watermark.modified_ms < floor:
+            watermark = since
+        deleted = sum(1 for l in leads if l["is_deleted"])
+        self.stats.add("pages")
+        self.stats.add("records_pulled", len(leads))
+        self.stats.add("companies_pulled", len(companies))
+        self.stats.add("deleted_pulled", deleted)
+        self.stats.add("issues", len(issues))
+        log.info("Salesforce pull page: %d leads (%d deleted), %d issues, watermark %s; last id %s",
+                 len(leads), deleted, len(issues), watermark.modified_ms if watermark else None, last.get("Id"))
+        return LeadPage(leads=leads, companies=companies, watermark=watermark, issues=issues)
+
+    # --- schema ---------------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Check, against `describe`, that every owned field exists with a compatible type and that
+        the Status / stage / Rating values leadflow writes are offered by the org. Salesforce fields
+        cannot be created through REST: a missing field is an error naming it."""
+        mapping = self.mapping
+        fields = self.describe(refresh=True)
+        problems: list[str] = []
+        for field, spec in mapping.owned_fields.items():
+            found = fields.get(spec.name.lower())
+            if found is None:
+                problems.append(f"missing field {spec.name} (for {field}; create it as {spec.type} in Setup)")
+            elif str(found.get("type")) not in COMPATIBLE_TYPES[spec.type]:
+                problems.append(f"field {spec.name} is {found.get('type')}, leadflow needs {spec.type}")
+            elif found.get("updateable") is False:
+                problems.append(f"field {spec.name} is not updateable for this user")
+        written = [
+            (mapping.stage_field, [mapping.stage_to_crm(s) for s in MODEL_STAGES]),
+            (mapping.status_field, [mapping.status_to_crm(s) for s in ("new", "open", "nurture", "unqualified")]),
+        ]
+        if mapping.rating_field:
+            written.append((mapping.rating_field, list(mapping.rating_by_stage.values())))
+        for name, values in written:
+            found = fields.get(name.lower())
+            if found is None:
+                problems.append(f"missing field {name}")
+                continue
+            offered = {str(p.get("value")) for p in found.get("picklistValues") or [] if p.get("active", True)}
+            wanted = sorted({v for v in values if v})
+            if found.get("type") == "picklist" and offered:
+                absent = [v for v in wanted if v not in offered]
+                if absent:
+                    problems.append(f"picklist {name} does not offer {absent}")
+        if problems:
+            raise CrmError("the Salesforce org is not ready for leadflow: " + "; ".join(problems))
+        self._lengths = {n: int(f.get("length") or 0) for n, f in fields.items() if f.get("length")}
+        self._schema_checked = True
+        log.info("Salesforce schema checked: %d owned fields present", len(mapping.owned_fields))
+
+    # --- push -------------------------------------------------------------------------------------------
+    def push(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
+        """Write one batch (<= 200) via sObject Collections; one result per update, in order."""
+        if len(updates) > self.max_batch_size:
+            raise ValueError(f"push takes at most {self.max_batch_size} updates, got {len(updates)}")
+        ids = [u.record_id for u in updates]
+        if len(set(ids)) != len(ids):
+            raise ValueError("push got the same record id twice in one batch")
+        if not self._schema_checked:
+            self.ensure_schema()  # validated against describe before any write
+        plans = [plan_update(u, self.mapping, self._lengths) for u in updates]
+        results: dict[str, RecordResult] = {p.record_id: p.rejection for p in plans if p.rejection}
+        records = []
+        for plan in plans:
+            if plan.record_id in results:
+                continue
+            if not plan.fields:
+                results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
+                continue
+            records.append({"attributes": {"type": self.mapping.sobject}, "id": plan.record_id, **plan.fields})
+        if records:
+            results.update(self._write(records))
+        ordered = [results[rid] for rid in ids]
+        for status in ("confirmed", "retryable", "rejected", "unknown"):
+            count = sum(1 for r in ordered if r.status == status)
+            if count:
+                self.stats.add(f"push_{status}", count)
+        return ordered
+
+    def _write(self, records: list[dict[str, Any]]) -> dict[str, RecordResult]:
+        assert_writable(records, self.mapping.writable_fields)
+        ids = [str(r["id"]) for r in records]
+        try:
+            response = self.session.request("PATCH", f"{self.api_path}/composite/sobjects",
+                                            json={"allOrNone": False, "records": records})
+        except WriteOutcomeUnknown as exc:
+            return {rid: RecordResult(rid, "unknown", str(exc), "TIMEOUT") for rid in ids}
+        except CrmRequestError as exc:
+            if getattr(exc, "status", None) != 400:
+                raise
+            if len(records) == 1:
+                category = getattr(exc, "category", None) or "INVALID_REQUEST"
+                return {ids[0]: RecordResult(ids[0], "rejected", str(exc)[:500], category)}
+            self.stats.add("push_bisections")
+            half = len(records) // 2
+            return {**self._write(records[:half]), **self._write(records[half:])}
+        try:
+            body = response.json() if response.content else []
+        except ValueError:
+            body = []
+        self.stats.add("records_pushed", len(records))
+        return results_from_collection(ids, body)
+
+    # --- read ----------------------------------------------------------------------------------------------
+    def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Current values of the pushed fields for the live records, in request order."""
+        mapping = self.mapping
+        wanted = list(dict.fromkeys(str(r) for r in record_ids))
+        if not wanted:
+            return []
+        names = self._present(["Id", mapping.converted_field, mapping.stage_field, mapping.status_field,
+                               *mapping.owned_field_names.values()])
+        by_id: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(wanted, 200):
+            soql = (f"SELECT {', '.join(names)} FROM {mapping.sobject} WHERE Id IN "
+                    f"({', '.join(soql_string(i) for i in chunk)})")
+            answer = self.session.request_json("GET", f"{self.api_path}/query", params={"q": soql}) or {}
+            while True:
+                for record in answer.get("records") or []:
+                    by_id[str(record.get("Id"))] = record
+                if answer.get("done", True) or not answer.get("nextRecordsUrl"):
+                    break
+                answer = self.session.request_json("GET", str(answer["nextRecordsUrl"])) or {}
+        rows = []
+        for rid in record_ids:
+            record = by_id.get(str(rid))
+            if record is None:
+                continue
+            lead, _, _ = lead_to_rows(record, mapping)
+            row: dict[str, Any] = {"record_id": str(rid)}
+            for field in OWNED_FIELDS:
+                row[field] = lead[f"{CRM_VALUE_PREFIX}{field}"]
+            row["lifecycle_stage"] = lead["lifecycle_stage"]
+            row["lead_status"] = lead["lead_status"]
+            rows.append(row)
+        return rows

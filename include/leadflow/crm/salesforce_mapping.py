@@ -1,0 +1,410 @@
+"""The Salesforce field mapping (include/config/crm/salesforce.yaml) and pure record translation.
+
+Loading validates the YAML with pydantic and reports every problem with the path of the bad key
+(`owned_fields.score.type: ...`). Translation turns a Lead record of a SOQL answer into a canonical
+lead (plus a canonical company built from the lead's inline company fields), reporting bad values
+as `RecordIssue`s instead of failing; `owned_values` renders the current values of the fields
+leadflow owns exactly as `crm_<field>` columns of HubSpot leads are rendered, so the push diff is
+CRM-agnostic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from leadflow.crm.base import RecordIssue
+from leadflow.crm.hubspot_mapping import (
+    convert,
+    format_number,
+    format_owned_value,
+    normalise_technologies,
+    parse_epoch_ms,
+    parse_number,
+    truncate_text,
+)
+from leadflow.schema import (
+    COMPANY_COLUMNS,
+    CRM_VALUE_PREFIX,
+    LEAD_COLUMNS,
+    MAX_TEXT_LENGTH,
+    OWNED_FIELDS,
+    STAGE_ORDER,
+    LeadStatus,
+)
+
+CRM = "salesforce"
+DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "salesforce.yaml"
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+REQUIRED_LEAD_COLUMNS = ("updated_at", "lifecycle_stage", "lead_status", "email")
+CANONICAL_STAGES = frozenset(STAGE_ORDER) | {"other"}
+ISSUE_VALUE_CHARS = 200
+# leadflow owned-field type -> the describe types that can hold it
+COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
+    "double": frozenset({"double", "currency", "percent", "int"}),
+    "string": frozenset({"string", "textarea"}),
+    "textarea": frozenset({"textarea", "string"}),
+    "datetime": frozenset({"datetime"}),
+}
+# how each owned type is rendered for comparison (the HubSpot rendering of the same kind)
+_RENDER_AS = {"double": "number", "string": "string", "textarea": "string", "datetime": "datetime"}
+
+
+class MappingConfigError(ValueError):
+    """The mapping file is missing or invalid; the message names the file and the bad keys."""
+
+
+def _check_name(value: str) -> str:
+    if not isinstance(value, str) or not _FIELD_NAME.match(value):
+        raise ValueError(f"{value!r} is not a Salesforce field API name (letters, digits, underscores)")
+    return value
+
+
+class OwnedField(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    type: Literal["double", "string", "textarea", "datetime"]
+
+    @field_validator("name")
+    @classmethod
+    def _custom(cls, value: str) -> str:
+        _check_name(value)
+        if not value.endswith("__c"):
+            raise ValueError(f"{value!r}: fields leadflow owns must be custom fields (ending in __c)")
+        return value
+
+
+class SalesforceMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crm: Literal["salesforce"]
+    sobject: Literal["Lead"] = "Lead"
+    lead_fields: dict[str, str]
+    company_fields: dict[str, str] = {}
+    converted_field: str = "IsConverted"
+    converted_stage: str = "customer"
+    owned_fields: dict[str, OwnedField]
+    lifecycle_stages: dict[str, str]
+    rating_field: str | None = None
+    rating_by_stage: dict[str, str] = {}
+    lead_statuses: dict[str, str | None]
+
+    @field_validator("lead_fields")
+    @classmethod
+    def _lead_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_columns(value, LEAD_COLUMNS, "lead", REQUIRED_LEAD_COLUMNS)
+
+    @field_validator("company_fields")
+    @classmethod
+    def _company_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted({"crm", "company_id", "updated_at"} & set(value))
+        if bad:
+            raise ValueError(f"column(s) {bad} are set by the connector, not mapped")
+        return _check_columns(value, COMPANY_COLUMNS, "company", ())
+
+    @field_validator("converted_field", "rating_field")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value)
+
+    @field_validator("converted_stage")
+    @classmethod
+    def _converted_stage(cls, value: str) -> str:
+        if value not in CANONICAL_STAGES:
+            raise ValueError(f"unknown canonical stage {value!r}; allowed: {sorted(CANONICAL_STAGES)}")
+        return value
+
+    @field_validator("owned_fields")
+    @classmethod
+    def _owned(cls, value: dict[str, OwnedField]) -> dict[str, OwnedField]:
+        unknown = sorted(set(value) - set(OWNED_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown owned field(s) {unknown}; allowed: {list(OWNED_FIELDS)}")
+        missing = [f for f in OWNED_FIELDS if f not in value]
+        if missing:
+            raise ValueError(f"missing owned field(s) {missing}: every owned field needs a Salesforce field")
+        names = [f.name.lower() for f in value.values()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"field name(s) {dupes} used by more than one owned field")
+        return value
+
+    @field_validator("lifecycle_stages")
+    @classmethod
+    def _stages(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in CANONICAL_STAGES}
+        if bad:
+            raise ValueError(f"unknown canonical stage(s) {bad}; allowed: {sorted(CANONICAL_STAGES)}")
+        return value
+
+    @field_validator("rating_by_stage")
+    @classmethod
+    def _ratings(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(set(value) - set(CANONICAL_STAGES))
+        if bad:
+            raise ValueError(f"unknown canonical stage(s) {bad}; allowed: {sorted(CANONICAL_STAGES)}")
+        return value
+
+    @field_validator("lead_statuses")
+    @classmethod
+    def _statuses(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        allowed = {s.value for s in LeadStatus}
+        bad = {k: v for k, v in value.items() if v is not None and v not in allowed}
+        if bad:
+            raise ValueError(f"unknown canonical lead status(es) {bad}; allowed: {sorted(allowed)} or null")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SalesforceMapping":
+        owned = {f.name.lower() for f in self.owned_fields.values()}
+        inputs = {v.lower() for v in [*self.lead_fields.values(), *self.company_fields.values()]}
+        clash = sorted(owned & inputs)
+        if clash:
+            raise ValueError(f"owned field(s) {clash} are also mapped as inputs (the model would read its own output)")
+        if self.rating_by_stage and not self.rating_field:
+            raise ValueError("rating_by_stage needs rating_field")
+        return self
+
+    # --- derived views ----------------------------------------------------------------------------
+    @property
+    def stage_field(self) -> str:
+        return self.lead_fields["lifecycle_stage"]
+
+    @property
+    def status_field(self) -> str:
+        return self.lead_fields["lead_status"]
+
+    @property
+    def cursor_field(self) -> str:
+        return self.lead_fields["updated_at"]
+
+    @property
+    def owned_field_names(self) -> dict[str, str]:
+        return {f: spec.name for f, spec in self.owned_fields.items()}
+
+    @property
+    def writable_fields(self) -> frozenset[str]:
+        names = {*self.owned_field_names.values(), self.stage_field, self.status_field}
+        if self.rating_field:
+            names.add(self.rating_field)
+        return frozenset(names)
+
+    def select_fields(self) -> list[str]:
+        """Every field a pull asks for, de-duplicated, Id first."""
+        names = ["Id", "IsDeleted", self.converted_field, self.cursor_field, *self.lead_fields.values(),
+                 *self.company_fields.values(), *self.owned_field_names.values()]
+        out: dict[str, str] = {}
+        for n in names:
+            out.setdefault(n.lower(), n)
+        return list(out.values())
+
+    def stage_to_crm(self, canonical: str) -> str | None:
+        for value, canon in self.lifecycle_stages.items():
+            if canon == canonical:
+                return value
+        return None
+
+    def status_to_crm(self, canonical: str) -> str | None:
+        for value, canon in self.lead_statuses.items():
+            if canon == canonical:
+                return value
+        return None
+
+
+def _check_columns(value: dict[str, str], columns: Mapping[str, str], what: str,
+                   required: tuple[str, ...]) -> dict[str, str]:
+    unknown = sorted(set(value) - set(columns))
+    if unknown:
+        raise ValueError(f"unknown {what} column(s) {unknown} (see leadflow.schema)")
+    missing = [c for c in required if c not in value]
+    if missing:
+        raise ValueError(f"missing required column(s) {missing}")
+    for column, name in value.items():
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise ValueError(f"{column}: {name!r} is not a Salesforce field API name")
+    return value
+
+
+def parse_mapping(data: Any, *, source: str = "mapping") -> SalesforceMapping:
+    if not isinstance(data, dict):
+        raise MappingConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return SalesforceMapping.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
+        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems)) from None
+
+
+def load_mapping(path: str | Path | None = None) -> SalesforceMapping:
+    """Load and validate the Salesforce mapping YAML (default: include/config/crm/salesforce.yaml)."""
+    file = Path(path) if path is not None else DEFAULT_MAPPING_PATH
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingConfigError(f"cannot read Salesforce mapping {file}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingConfigError(f"{file} is not valid YAML: {exc}") from None
+    return parse_mapping(data, source=str(file))
+
+
+# --- incoming ---------------------------------------------------------------------------------------
+def _issue(record_id: str, column: str, problem: str, value: Any) -> RecordIssue:
+    return RecordIssue(record_id, column, problem, None if value is None else str(value)[:ISSUE_VALUE_CHARS])
+
+
+def _get(record: Mapping[str, Any], name: str) -> Any:
+    if name in record:
+        return record[name]
+    lower = name.lower()
+    for key, value in record.items():
+        if key.lower() == lower:
+            return value
+    return None
+
+
+def _convert_into(out: dict[str, Any], rid: str, record: Mapping[str, Any], columns: Mapping[str, str],
+                  kinds: Mapping[str, str], issues: list[RecordIssue]) -> None:
+    for column, name in columns.items():
+        raw = _get(record, name)
+        if raw is None:
+            out[column] = None
+            continue
+        kind = kinds[column]
+        try:
+            value = convert(kind, raw)
+        except (ValueError, TypeError, OverflowError):
+            problem = {"float": "not a number", "ts": "unparseable date", "bool": "not a boolean"}.get(kind, "bad value")
+            issues.append(_issue(rid, column, problem, raw))
+            value = None
+        if isinstance(value, str):
+            value, cut = truncate_text(value)
+            if cut:
+                issues.append(_issue(rid, column, f"text longer than {MAX_TEXT_LENGTH} characters, truncated", raw))
+        out[column] = value
+
+
+def _lookup(table: Mapping[str, Any], value: str) -> tuple[bool, Any]:
+    if value in table:
+        return True, table[value]
+    folded = value.casefold()
+    for key, canonical in table.items():
+        if key.casefold() == folded:
+            return True, canonical
+    return False, None
+
+
+def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple[dict[str, Any], dict[str, Any] | None,
+                                                                              list[RecordIssue]]:
+    """One Lead record -> (canonical lead, canonical company or None, issues). Never raises for bad
+    data; a record without an Id gets record_id None and an issue (the caller drops it)."""
+    raw_id = _get(record, "Id")
+    record_id = str(raw_id).strip() if raw_id not in (None, "") else None
+    rid = record_id or "?"
+    issues: list[RecordIssue] = []
+    if record_id is None:
+        issues.append(_issue(rid, "record_id", "record has no id", None))
+    lead: dict[str, Any] = dict.fromkeys(LEAD_COLUMNS)
+    columns = {c: f for c, f in mapping.lead_fields.items() if c not in ("lifecycle_stage", "lead_status")}
+    _convert_into(lead, rid, record, columns, LEAD_COLUMNS, issues)
+    lead["crm"] = CRM
+    lead["record_id"] = record_id
+
+    raw_stage = _get(record, mapping.stage_field)
+    if raw_stage not in (None, ""):
+        found, canonical = _lookup(mapping.lifecycle_stages, str(raw_stage).strip())
+        if not found:
+            issues.append(_issue(rid, "lifecycle_stage", "unknown value (not in the mapping)", raw_stage))
+        lead["lifecycle_stage"] = canonical
+    if _get(record, mapping.converted_field) is True:
+        lead["lifecycle_stage"] = mapping.converted_stage  # a converted lead is won
+    raw_status = _get(record, mapping.status_field)
+    if raw_status not in (None, ""):
+        found, canonical = _lookup(mapping.lead_statuses, str(raw_status).strip())
+        if not found:
+            issues.append(_issue(rid, "lead_status", "unknown value (not in the mapping)", raw_status))
+        lead["lead_status"] = canonical
+    lead["is_deleted"] = _get(record, "IsDeleted") is True
+    if lead["email"] is None:
+        issues.append(_issue(rid, "email", "missing email", None))
+    if lead.get("do_not_contact") is None and "do_not_contact" in mapping.lead_fields:
+        lead["do_not_contact"] = False
+
+    company: dict[str, Any] | None = None
+    if mapping.company_fields and record_id is not None:
+        row: dict[str, Any] = dict.fromkeys(COMPANY_COLUMNS)
+        _convert_into(row, rid, record, mapping.company_fields, COMPANY_COLUMNS, [])
+        if any(row.get(c) is not None for c in mapping.company_fields):
+            row["crm"] = CRM
+            row["company_id"] = record_id
+            row["updated_at"] = lead["updated_at"]
+            if row.get("domain"):
+                row["domain"] = str(row["domain"]).lower()
+            if row.get("technologies"):
+                row["technologies"] = normalise_technologies(str(row["technologies"]))
+            company = row
+            lead["company_id"] = record_id
+    lead.update(owned_values(record, mapping))
+    return lead, company, issues
+
+
+def owned_values(record: Mapping[str, Any], mapping: SalesforceMapping) -> dict[str, str | None]:
+    """`crm_<field>` -> current value of each owned field, rendered as `format_owned_value` renders
+    the same kind for HubSpot (None when empty; an unparseable value is kept verbatim)."""
+    out: dict[str, str | None] = {}
+    for field, spec in mapping.owned_fields.items():
+        raw = _get(record, spec.name)
+        key = f"{CRM_VALUE_PREFIX}{field}"
+        if raw is None or raw == "":
+            out[key] = None
+            continue
+        try:
+            if spec.type == "double":
+                number = parse_number(raw)
+                rendered = "" if number is None else format_number(number)
+            elif spec.type == "datetime":
+                rendered = format_owned_value("datetime", parse_epoch_ms(raw))
+            else:
+                rendered = str(raw)
+        except (ValueError, TypeError, OverflowError):
+            rendered = str(raw)
+        rendered, _ = truncate_text(rendered)
+        out[key] = rendered or None
+    return out
+
+
+# --- outgoing -------------------------------------------------------------------------------------------
+def format_write_value(owned_type: str, value: Any, max_length: int | None = None) -> Any:
+    """A canonical value as JSON for a Salesforce field: numbers as numbers, datetimes as ISO 8601
+    UTC strings, text cut to the field's length; None/NaN/"" -> None (clears the field)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    if owned_type == "double":
+        number = parse_number(value) if isinstance(value, str) else float(value)
+        if number is None:
+            return None
+        return int(number) if float(number).is_integer() else float(number)
+    if owned_type == "datetime":
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            ms = int(round(moment.timestamp() * 1000))
+        else:
+            ms = parse_epoch_ms(value)
+        if ms is None:
+            return None
+        return format_owned_value("datetime", ms)
+    text = str(value)
+    if max_length:
+        text = text[:max_length]
+    return text
+
+
+def render_kind(owned_type: str) -> str:
+    return _RENDER_AS[owned_type]

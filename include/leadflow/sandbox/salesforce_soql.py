@@ -1,0 +1,309 @@
+"""The part of SOQL the sandbox understands, compiled to SQLite over `sf_lead`.
+
+Supported: `SELECT f1, f2 FROM Lead [WHERE cond] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...]
+[LIMIT n] [OFFSET n]`; conditions are comparisons (= != <> < <= > >= LIKE), `IN (...)`,
+`NOT IN (...)`, AND / OR / NOT and parentheses (AND and OR may not be mixed without parentheses,
+as in Salesforce). Literals: 'strings' (backslash escapes), numbers, true/false, null, datetime
+(`2025-01-01T00:00:00Z`, unquoted, optional fraction and offset) and date (`2025-01-01`).
+
+Anything else raises `SoqlError` with Salesforce's error code (MALFORMED_QUERY, INVALID_FIELD,
+INVALID_TYPE) so the API answers 400 the way Salesforce does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadflow.sandbox.salesforce_schema import COLUMN_FIELDS, SOBJECT, FieldDef, lookup_field, parse_datetime, to_18
+
+
+class SoqlError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<dt>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2}(?![\dT]))
+  | (?P<num>-?\d+(?:\.\d+)?)
+  | (?P<str>'(?:\\.|[^'\\])*')
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),])
+  | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+""", re.VERBOSE)
+_KEYWORDS = {"select", "from", "where", "order", "by", "limit", "offset", "and", "or", "not", "in", "asc", "desc",
+             "nulls", "first", "last", "like", "true", "false", "null"}
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    pos: int
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{text[pos:pos + 20]}' at column {pos + 1}")
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            value = m.group()
+            if kind == "word" and value.lower() in _KEYWORDS:
+                kind = "kw"
+            tokens.append(Token(kind, value, pos))
+        pos = m.end()
+    return tokens
+
+
+@dataclass
+class Query:
+    fields: list[FieldDef]
+    where_sql: str = ""
+    params: list[Any] = field(default_factory=list)
+    order_sql: str = ""
+    limit: int | None = None
+    offset: int = 0
+
+
+def column_sql(fdef: FieldDef) -> str:
+    column = COLUMN_FIELDS.get(fdef.name)
+    if column:
+        return column
+    return f"json_extract(fields, '$.{fdef.name}')"
+
+
+def _unescape(literal: str) -> str:
+    body = literal[1:-1]
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.i = 0
+        self.params: list[Any] = []
+
+    # helpers
+    def peek(self, offset: int = 0) -> Token | None:
+        j = self.i + offset
+        return self.tokens[j] if j < len(self.tokens) else None
+
+    def at_kw(self, *words: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok.kind == "kw" and tok.text.lower() in words
+
+    def take(self) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise SoqlError("MALFORMED_QUERY", "unexpected end of query")
+        self.i += 1
+        return tok
+
+    def expect_kw(self, word: str) -> None:
+        tok = self.take()
+        if tok.kind != "kw" or tok.text.lower() != word:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}' (expected {word.upper()})")
+
+    def expect(self, text: str) -> None:
+        tok = self.take()
+        if tok.text != text:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}' (expected '{text}')")
+
+    def field(self) -> FieldDef:
+        tok = self.take()
+        if tok.kind != "word":
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}'")
+        fdef = lookup_field(tok.text)
+        if fdef is None:
+            if self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+                raise SoqlError("MALFORMED_QUERY", f"the sandbox does not support the function {tok.text}()")
+            raise SoqlError("INVALID_FIELD", f"No such column '{tok.text}' on entity '{SOBJECT}'. If you are "
+                            "attempting to use a custom field, be sure to append the '__c' after the custom "
+                            "field name.")
+        return fdef
+
+    # grammar
+    def query(self) -> Query:
+        self.expect_kw("select")
+        fields = [self.field()]
+        while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+            self.take()
+            fields.append(self.field())
+        self.expect_kw("from")
+        obj = self.take()
+        if obj.kind != "word" or obj.text.lower() != SOBJECT.lower():
+            raise SoqlError("INVALID_TYPE", f"sObject type '{obj.text}' is not supported.")
+        q = Query(fields=list(dict.fromkeys(fields)))
+        if self.at_kw("where"):
+            self.take()
+            q.where_sql = self.condition()
+        if self.at_kw("order"):
+            self.take()
+            self.expect_kw("by")
+            q.order_sql = self.order_by()
+        if self.at_kw("limit"):
+            self.take()
+            q.limit = self.integer("LIMIT")
+        if self.at_kw("offset"):
+            self.take()
+            q.offset = self.integer("OFFSET")
+            if q.offset > 2000:
+                raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL offset allowed is 2000")
+        if self.peek() is not None:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{self.peek().text}'")  # type: ignore[union-attr]
+        q.params = self.params
+        return q
+
+    def integer(self, what: str) -> int:
+        tok = self.take()
+        if tok.kind != "num" or not tok.text.isdigit():
+            raise SoqlError("MALFORMED_QUERY", f"{what} must be a non-negative integer, got '{tok.text}'")
+        return int(tok.text)
+
+    def order_by(self) -> str:
+        parts = []
+        while True:
+            fdef = self.field()
+            if fdef.type == "textarea":
+                raise SoqlError("INVALID_FIELD", f"field '{fdef.name}' can not be sorted in a query call")
+            direction = "ASC"
+            if self.at_kw("asc", "desc"):
+                direction = self.take().text.upper()
+            nulls = "FIRST" if direction == "ASC" else "LAST"
+            if self.at_kw("nulls"):
+                self.take()
+                if not self.at_kw("first", "last"):
+                    raise SoqlError("MALFORMED_QUERY", "NULLS must be followed by FIRST or LAST")
+                nulls = self.take().text.upper()
+            expr = column_sql(fdef)
+            collate = " COLLATE NOCASE" if fdef.type not in ("id", "double", "currency", "int", "boolean",
+                                                               "datetime") else ""
+            parts.append(f"({expr} IS NULL) {'DESC' if nulls == 'FIRST' else 'ASC'}, {expr}{collate} {direction}")
+            if self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+                self.take()
+                continue
+            return ", ".join(parts)
+
+    def condition(self) -> str:
+        first = self.unary()
+        joiner: str | None = None
+        parts = [first]
+        while self.at_kw("and", "or"):
+            word = self.take().text.upper()
+            if joiner is not None and word != joiner:
+                raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{word}' (use parentheses when mixing "
+                                "AND and OR)")
+            joiner = word
+            parts.append(self.unary())
+        if len(parts) == 1:
+            return first
+        return "(" + f" {joiner} ".join(parts) + ")"
+
+    def unary(self) -> str:
+        if self.at_kw("not"):
+            self.take()
+            return f"(NOT {self.unary()})"
+        tok = self.peek()
+        if tok is not None and tok.text == "(":
+            self.take()
+            inner = self.condition()
+            self.expect(")")
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> str:
+        fdef = self.field()
+        expr = column_sql(fdef)
+        if self.at_kw("not"):
+            self.take()
+            self.expect_kw("in")
+            return f"({expr} IS NULL OR {expr} NOT IN ({self.value_list(fdef)}))"
+        if self.at_kw("in"):
+            self.take()
+            return f"{expr} IN ({self.value_list(fdef)})"
+        if self.at_kw("like"):
+            self.take()
+            tok = self.take()
+            if tok.kind != "str":
+                raise SoqlError("MALFORMED_QUERY", "LIKE needs a string literal")
+            self.params.append(_unescape(tok.text))
+            return f"{expr} LIKE ?"
+        op_tok = self.take()
+        if op_tok.kind != "op":
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{op_tok.text}'")
+        op = "!=" if op_tok.text == "<>" else op_tok.text
+        value = self.value(fdef)
+        if value is None:
+            if op == "=":
+                return f"{expr} IS NULL"
+            if op == "!=":
+                return f"{expr} IS NOT NULL"
+            raise SoqlError("MALFORMED_QUERY", f"null can only be compared with = or !=")
+        self.params.append(value)
+        collate = " COLLATE NOCASE" if isinstance(value, str) and fdef.type != "id" else ""
+        if op == "!=":
+            return f"({expr} IS NULL OR {expr} != ?{collate})"
+        return f"{expr} {op} ?{collate}"
+
+    def value_list(self, fdef: FieldDef) -> str:
+        self.expect("(")
+        marks = []
+        while True:
+            value = self.value(fdef)
+            self.params.append(value)
+            marks.append("?")
+            tok = self.take()
+            if tok.text == ")":
+                return ", ".join(marks)
+            if tok.text != ",":
+                raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}'")
+
+    def value(self, fdef: FieldDef) -> Any:
+        tok = self.take()
+        t = fdef.type
+        if tok.kind == "kw" and tok.text.lower() == "null":
+            return None
+        if t == "datetime":
+            if tok.kind == "dt":
+                return parse_datetime(tok.text)
+            if tok.kind == "str":
+                raise SoqlError("INVALID_FIELD", f"value of filter criterion for field '{fdef.name}' must be of "
+                                "type dateTime and should not be enclosed in quotes")
+            raise SoqlError("MALFORMED_QUERY", f"value of filter criterion for field '{fdef.name}' must be of type "
+                            f"dateTime, got '{tok.text}'")
+        if t == "boolean":
+            if tok.kind == "kw" and tok.text.lower() in ("true", "false"):
+                return 1 if tok.text.lower() == "true" else 0
+            raise SoqlError("INVALID_FIELD", f"value of filter criterion for field '{fdef.name}' must be of type "
+                            "boolean and should not be enclosed in quotes")
+        if t in ("double", "currency", "int"):
+            if tok.kind == "num":
+                return float(tok.text)
+            raise SoqlError("INVALID_FIELD", f"value of filter criterion for field '{fdef.name}' must be of type "
+                            f"{t} and should not be enclosed in quotes")
+        if tok.kind != "str":
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}' (string fields take 'quoted' values)")
+        text = _unescape(tok.text)
+        if t == "id":
+            try:
+                return to_18(text)
+            except ValueError:
+                raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {text}") from None
+        return text
+
+
+def parse(text: str) -> Query:
+    """Parse and compile one SOQL statement (raises SoqlError)."""
+    if not text or not text.strip():
+        raise SoqlError("MALFORMED_QUERY", "empty query")
+    return _Parser(text).query()

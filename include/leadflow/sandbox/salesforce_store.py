@@ -1,0 +1,252 @@
+"""SQLite state of the Salesforce part of the sandbox: table `sf_lead` in the same db file as the
+HubSpot objects, seeded from the same world (`generate_world`), so one person exists in both CRMs.
+
+Columns that SOQL filters and sorts on are real, indexed columns (`id`, `modstamp_ms`,
+`created_ms`, `is_deleted`, `is_converted`); every other field lives typed in the `fields` JSON
+document (numbers, booleans, epoch ms). Own connection, guarded by a lock (WAL lets it share the
+file with the HubSpot store).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from leadflow.sandbox.salesforce_schema import COLUMN_FIELDS, LEAD_SOURCES, lead_id
+
+log = logging.getLogger(__name__)
+
+HUBSPOT_STAGE_TO_SF = {
+    "subscriber": "Subscriber", "lead": "Lead", "marketingqualifiedlead": "MQL", "salesqualifiedlead": "SQL",
+    "opportunity": "Opportunity", "customer": "Customer", "evangelist": "Evangelist", "other": "Other",
+}
+HUBSPOT_STATUS_TO_SF = {
+    "NEW": "Open - Not Contacted", "OPEN": "Open", "ATTEMPTED_TO_CONTACT": "Attempted to Contact",
+    "CONNECTED": "Working - Contacted", "IN_PROGRESS": "In Progress", "BAD_TIMING": "Nurturing",
+    "OPEN_DEAL": "Open Deal", "UNQUALIFIED": "Closed - Not Converted",
+}
+RATING_BY_STAGE = {"MQL": "Warm", "SQL": "Hot", "Opportunity": "Hot", "Customer": "Hot", "Lead": "Cold",
+                   "Subscriber": "Cold"}
+# HubSpot contact property -> Lead field, for values copied as they are
+_DIRECT = {
+    "firstname": "FirstName", "lastname": "LastName", "email": "Email", "jobtitle": "Title", "phone": "Phone",
+    "website": "Website", "company": "Company", "message": "Description", "hs_email_optout": "HasOptedOutOfEmail",
+    "budget_range": "Budget_Range__c", "purchase_timeframe": "Purchase_Timeframe__c", "pain_point": "Pain_Point__c",
+    "hs_analytics_num_page_views": "Page_Views__c", "hs_analytics_num_visits": "Visits__c",
+    "pricing_page_views": "Pricing_Page_Views__c", "hs_email_click": "Email_Clicks__c",
+    "content_downloads": "Content_Downloads__c", "num_conversion_events": "Form_Submissions__c",
+    "demo_requested_at": "Demo_Requested_At__c", "trial_started_at": "Trial_Started_At__c",
+    "webinar_attended_at": "Webinar_Attended_At__c", "hs_analytics_last_timestamp": "Last_Activity_At__c",
+}
+
+
+class SalesforceStore:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS sf_lead (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, "
+                "modstamp_ms INTEGER NOT NULL, is_deleted INTEGER NOT NULL DEFAULT 0, "
+                "is_converted INTEGER NOT NULL DEFAULT 0, fields TEXT NOT NULL DEFAULT '{}')")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS ix_sf_lead_modstamp ON sf_lead (modstamp_ms, id)")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS sf_meta (key TEXT PRIMARY KEY, value TEXT)")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS sf_writes (seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, "
+                "record_id TEXT NOT NULL, field TEXT NOT NULL, old_value TEXT, new_value TEXT)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM sf_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO sf_meta VALUES (?, ?)", (key, value))
+
+    def count(self, *, deleted: bool = False) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM sf_lead WHERE is_deleted = ?",
+                                          (int(deleted),)).fetchone()[0])
+
+    def has_world(self) -> bool:
+        return self.get_meta("world") is not None
+
+    # --- reading ----------------------------------------------------------------------------------
+    @staticmethod
+    def _record(row: Sequence[Any]) -> dict[str, Any]:
+        rec = json.loads(row[5])
+        rec.update({"Id": row[0], "CreatedDate": row[1], "SystemModstamp": row[2], "LastModifiedDate": row[2],
+                    "IsDeleted": bool(row[3]), "IsConverted": bool(row[4])})
+        return rec
+
+    _COLS = "id, created_ms, modstamp_ms, is_deleted, is_converted, fields"
+
+    def select_ids(self, where_sql: str, params: Sequence[Any], order_sql: str, limit: int | None,
+                   offset: int = 0) -> list[str]:
+        sql = f"SELECT id FROM sf_lead WHERE {where_sql or '1=1'}"
+        if order_sql:
+            sql += f" ORDER BY {order_sql}"
+        sql += " LIMIT ? OFFSET ?"
+        with self._lock:
+            return [r[0] for r in self._conn.execute(sql, [*params, -1 if limit is None else limit, offset])]
+
+    def get(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(dict.fromkeys(ids))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._conn.execute(f"SELECT {self._COLS} FROM sf_lead WHERE id IN ({marks})", chunk).fetchall()
+            out.update({r[0]: self._record(r) for r in rows})
+        return out
+
+    # --- writing ----------------------------------------------------------------------------------
+    def save(self, records: Sequence[dict[str, Any]], at_ms: int,
+             changes: Sequence[tuple[str, str, Any, Any]] = ()) -> None:
+        """Write full records back (SystemModstamp = at_ms) and log the field `changes`
+        (record id, field, old, new) in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO sf_writes (at_ms, record_id, field, old_value, new_value) VALUES (?, ?, ?, ?, ?)",
+                    [(at_ms, rid, f, None if old is None else json.dumps(old), None if new is None else json.dumps(new))
+                     for rid, f, old, new in changes])
+                self._conn.executemany(
+                    "UPDATE sf_lead SET modstamp_ms = ?, is_deleted = ?, is_converted = ?, fields = ? WHERE id = ?",
+                    [(at_ms, int(r.get("IsDeleted") or False), int(r.get("IsConverted") or False),
+                      json.dumps({k: v for k, v in r.items() if k not in COLUMN_FIELDS}, separators=(",", ":")),
+                      r["Id"]) for r in records])
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def writes(self, since_seq: int = 0) -> list[dict[str, Any]]:
+        """Applied field changes in order: seq, at_ms, record_id, field, old, new (stored values)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT seq, at_ms, record_id, field, old_value, new_value FROM sf_writes "
+                                      "WHERE seq > ? ORDER BY seq", (since_seq,)).fetchall()
+        return [{"seq": r[0], "at_ms": r[1], "record_id": r[2], "field": r[3],
+                 "old": None if r[4] is None else json.loads(r[4]), "new": None if r[5] is None else json.loads(r[5])}
+                for r in rows]
+
+    def set_modstamp(self, ids: Sequence[str], modstamp_ms: int) -> None:
+        with self._lock:
+            self._conn.executemany("UPDATE sf_lead SET modstamp_ms = ? WHERE id = ?", [(modstamp_ms, i) for i in ids])
+
+    def mark_deleted(self, ids: Sequence[str], at_ms: int) -> int:
+        with self._lock:
+            cur = self._conn.executemany("UPDATE sf_lead SET is_deleted = 1, modstamp_ms = ? WHERE id = ? "
+                                         "AND is_deleted = 0", [(at_ms, i) for i in ids])
+            return cur.rowcount
+
+    def insert(self, rows: Iterable[tuple[str, int, int, int, int, str]]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany("INSERT INTO sf_lead VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    # --- seeding ----------------------------------------------------------------------------------
+    def seed_from_world(self, world_meta: dict[str, Any]) -> int:
+        """Load the Leads of the world described by the HubSpot store's `world` meta (same seed,
+        size and anchor: the same people). Returns the number of leads."""
+        from leadflow.sandbox.world import WorldConfig, generate_world
+
+        config = WorldConfig(seed=int(world_meta["seed"]), contacts=int(world_meta["contacts"]),
+                             anchor_ms=int(world_meta["anchor_ms"]),
+                             shared_timestamp_every=int(world_meta.get("shared_timestamp_every", 0)))
+        started = time.perf_counter()
+        world = generate_world(config)
+        rows = list(world_to_lead_rows(world.contacts, world.companies))
+        self.insert(rows)
+        self.set_meta("world", json.dumps(world_meta))
+        log.info("seeded %d Salesforce leads in %.2fs", len(rows), time.perf_counter() - started)
+        return len(rows)
+
+
+def _clean(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def world_to_lead_rows(contacts: pd.DataFrame, companies: pd.DataFrame) -> Iterable[tuple[str, int, int, int, int, str]]:
+    """The world's contacts as Lead rows. A Lead has no company object: the firmographics of the
+    contact's company (as the CRM holds them, blanks included) are copied onto the lead, the way
+    an enrichment tool fills a Salesforce org."""
+    comp = companies.set_index("company_id")
+    comp_cols = {c: comp[c].to_dict() for c in ("industry", "numberofemployees", "annualrevenue", "country",
+                                                "web_technologies", "domain")}
+    records = contacts.to_dict("records")
+    for rec in records:
+        fields: dict[str, Any] = {}
+        for prop, name in _DIRECT.items():
+            value = _clean(rec.get(prop))
+            if value is not None:
+                fields[name] = value
+        cid = _clean(rec.get("company_id"))
+        has_company = cid is not None
+
+        def company(col: str) -> Any:
+            return _clean(comp_cols[col].get(cid)) if has_company else None
+
+        for name, own, col in (("Industry", rec.get("industry"), "industry"), ("Country", rec.get("country"), "country")):
+            value = _clean(own)
+            if value is None:
+                value = company(col)
+            if value is not None:
+                fields[name] = value
+        for name, col in (("NumberOfEmployees", "numberofemployees"), ("AnnualRevenue", "annualrevenue"),
+                          ("Technologies__c", "web_technologies"), ("Company_Domain__c", "domain")):
+            value = company(col)
+            if value is not None:
+                fields[name] = value
+        stage = HUBSPOT_STAGE_TO_SF.get(str(rec.get("lifecyclestage")))
+        converted = stage == "Customer"
+        if stage:
+            fields["Lifecycle_Stage__c"] = stage
+            if stage in RATING_BY_STAGE:
+                fields["Rating"] = RATING_BY_STAGE[stage]
+        status = HUBSPOT_STATUS_TO_SF.get(str(rec.get("hs_lead_status")))
+        if converted:
+            status = "Closed - Converted"
+        if status:
+            fields["Status"] = status
+        number = int(rec["id"])
+        fields["LeadSource"] = LEAD_SOURCES[number % len(LEAD_SOURCES)]
+        yield (lead_id(number), int(rec["created_ms"]), int(rec["modified_ms"]), 0, int(converted),
+               json.dumps(fields, separators=(",", ":")))
