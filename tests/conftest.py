@@ -115,6 +115,12 @@ def warehouse_url(request, tmp_path):
 
 
 @pytest.fixture
+def new_pg_database(pg_server_url):
+    """A factory of fresh, empty PostgreSQL databases on the session's server."""
+    return lambda: _new_pg_database(pg_server_url)
+
+
+@pytest.fixture
 def warehouse(warehouse_url):
     """A warehouse engine with every table created."""
     from leadflow.warehouse.db import ensure_schema, get_engine

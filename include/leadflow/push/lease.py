@@ -98,7 +98,16 @@ def try_acquire(engine: Engine, crm: str, holder: str, ttl_s: float, name: str =
             conn.execute(insert(leases).values(crm=crm, name=name, holder=stored, expires_at=expires))
         return True
     except IntegrityError:
-        pass  # held by another run
+        # Someone inserted first: a sibling shard of this run (then the lease is ours too) or
+        # another run.
+        with engine.begin() as conn:
+            taken = conn.execute(
+                update(leases)
+                .where(leases.c.crm == crm, leases.c.name == name, _is(holder))
+                .values(holder=stored, expires_at=expires)
+            ).rowcount
+        if taken:
+            return True
     return _take_over_dead(engine, crm, stored, expires, name, now)
 
 
