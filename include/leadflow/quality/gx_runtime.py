@@ -240,6 +240,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_number(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "shape", None) == ():
+        return item()
+    return value
+
+
 def compact_result(result: Any) -> Any:
     """A copy of a GX suite result without per-row lists (they can reach megabytes on a million
     rows), suitable for Data Docs."""
@@ -252,7 +259,8 @@ def compact_result(result: Any) -> Any:
                "unexpected_index_query")
     results = []
     for r in result.results:
-        body = {k: v for k, v in (r.result or {}).items() if k not in dropped}
+        # numpy scalars become plain numbers: GX's renderers reject numpy.float64 values.
+        body = {k: _plain_number(v) for k, v in (r.result or {}).items() if k not in dropped}
         results.append(
             ExpectationValidationResult(
                 success=r.success,
