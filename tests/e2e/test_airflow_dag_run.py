@@ -37,8 +37,9 @@ def env(tmp_path_factory):
     )
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    subprocess.run([str(BIN / "airflow"), "pools", "set", "leadflow_hubspot", "4", "HubSpot API"], env=env,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for crm in ("hubspot", "salesforce"):
+        subprocess.run([str(BIN / "airflow"), "pools", "set", f"leadflow_{crm}", "4", f"{crm} API"], env=env,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proc, sandbox_env = start_sandbox(var, CONTACTS, ["--seed", "7"])
     env.update(sandbox_env)
     try:
@@ -47,17 +48,17 @@ def env(tmp_path_factory):
         stop(proc)
 
 
-def _dags_test(env) -> None:
-    result = subprocess.run([str(BIN / "airflow"), "dags", "test", "leadflow_hubspot"], env=env,
+def _dags_test(env, dag_id: str = "leadflow_hubspot") -> None:
+    result = subprocess.run([str(BIN / "airflow"), "dags", "test", dag_id], env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "leadflow" in result.stdout + result.stderr
 
 
-def _report(env) -> dict:
+def _report(env, crm: str = "hubspot") -> dict:
     out = subprocess.run([sys.executable, "-m", "leadflow.cli", "report", "--json"], env=env,
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["hubspot"]
+    return json.loads(out.stdout)[crm]
 
 
 def _crm_contacts_with_scores(env) -> int:
@@ -85,4 +86,35 @@ def test_first_run_scores_and_writes_back_then_second_run_pushes_nothing(env):
     # the second pull sees the contacts leadflow wrote (their lastmodifieddate moved) ...
     assert second["pulled"] >= first["pushed"]
     # ... and finds nothing left to change
+    assert second["changed"] == 0 and second["pushed"] == 0
+
+
+def _salesforce_leads_with_scores(env) -> int:
+    from leadflow.crm.salesforce import make_http_session
+
+    conn = json.loads(env["AIRFLOW_CONN_LEADFLOW_SALESFORCE"])
+    session = make_http_session(conn.get("extra", {}).get("verify"))
+    url = f"https://{conn['host']}:{conn['port']}/services/data/v59.0/query"
+    headers = {"Authorization": f"Bearer {conn['password']}"}
+    resp = session.get(url, params={"q": "SELECT Id, Leadflow_Score__c FROM Lead"}, headers=headers, timeout=30)
+    scored = 0
+    while True:
+        resp.raise_for_status()
+        body = resp.json()
+        scored += sum(1 for r in body["records"] if r.get("Leadflow_Score__c") is not None)
+        if body.get("done", True):
+            return scored
+        resp = session.get(f"https://{conn['host']}:{conn['port']}{body['nextRecordsUrl']}", headers=headers,
+                           timeout=30)
+
+
+def test_salesforce_dag_scores_and_writes_back_then_second_run_writes_nothing(env):
+    _dags_test(env, "leadflow_salesforce")
+    first = _report(env, "salesforce")
+    assert first["status"] == "success"
+    assert first["pulled"] == CONTACTS and first["pushed"] > 0 and first["rejected"] == 0
+    assert _salesforce_leads_with_scores(env) == first["pushed"]
+
+    _dags_test(env, "leadflow_salesforce")
+    second = _report(env, "salesforce")
     assert second["changed"] == 0 and second["pushed"] == 0

@@ -25,6 +25,7 @@ from leadflow.warehouse.tables import leads, push_log
 log = logging.getLogger(__name__)
 
 PREVIEW_SAMPLES = 20
+PASSENGER_FIELDS = ("scored_at", "model_version")  # never a change on their own
 REPORT_IDS = 100  # record ids kept per outcome list
 CURRENT_STAGE = f"{CRM_VALUE_PREFIX}lifecycle_stage"  # option key understood by connectors
 
@@ -111,11 +112,16 @@ def push_changes(
         return outcome
     stamp = now_ms()
     previous = _previous_attempts(engine, crm)
+    frame = changes[["record_id", "field", "before", "after"]]
+    # A record is refused as a whole: its attempts are those of its real changes. `scored_at`
+    # (and `model_version`) travel along with a new value each run and must not reset the count.
+    record_attempts: dict[str, int] = {}
+    for rec, field, _before, after in frame.itertuples(index=False):
+        if field not in PASSENGER_FIELDS:
+            record_attempts[rec] = max(record_attempts.get(rec, 0), previous.get((rec, field, after), 0))
     rows: list[dict[str, Any]] = []
-    for rec, field, before, after in changes[["record_id", "field", "before", "after"]].itertuples(
-        index=False
-    ):
-        attempts = previous.get((rec, field, after), 0)
+    for rec, field, before, after in frame.itertuples(index=False):
+        attempts = record_attempts.get(rec, previous.get((rec, field, after), 0))
         status = "failed" if attempts >= settings.max_attempts else "pending"
         rows.append(
             {

@@ -1,0 +1,244 @@
+"""Push under faults, without HTTP: a read-back that fails, many records resolved at once, the ids
+the run report lists, and a push lease left behind by a killed process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from leadflow.crm.base import CrmUnavailableError, RecordResult
+from leadflow.push.lease import (
+    DEAD_HOLDER_GRACE_S,
+    LeaseBusy,
+    current_holder,
+    holder_is_dead,
+    holder_run,
+    push_lease,
+    release,
+    renew,
+    try_acquire,
+)
+from leadflow.push.tables import leases
+from leadflow.push.writer import PushSettings, push_changes
+from leadflow.warehouse import repo
+from leadflow.warehouse.tables import push_log
+
+
+class ScriptedConnector:
+    """Applies what it is asked to, answers each call from a script of {record_id: status}."""
+
+    name = "hubspot"
+
+    def __init__(self, script=None, max_batch_size=100, read_fails=False):
+        self.script = list(script or [])
+        self.max_batch_size = max_batch_size
+        self.read_fails = read_fails
+        self.calls: list[list[str]] = []
+        self.reads = 0
+        self.crm: dict[str, dict] = {}
+
+    def push(self, updates):
+        self.calls.append([u.record_id for u in updates])
+        plan = self.script.pop(0) if self.script else {}
+        out = []
+        for u in updates:
+            status = plan.get(u.record_id, "confirmed")
+            if status in ("confirmed", "unknown"):
+                self.crm.setdefault(u.record_id, {}).update(u.values)
+            out.append(RecordResult(u.record_id, status, error="Email address is invalid" if status == "rejected"
+                                    else None, category="VALIDATION_ERROR" if status == "rejected" else None))
+        return out
+
+    def read(self, ids):
+        self.reads += 1
+        if self.read_fails:
+            raise CrmUnavailableError("HubSpot POST batch/read: still failing with 502")
+        return [{"record_id": i, **self.crm.get(i, {})} for i in ids]
+
+
+def _land(engine, ids):
+    with engine.begin() as conn:
+        repo.land_page(conn, "hubspot", "pull", [{"record_id": i} for i in ids], [], [])
+
+
+def _log(engine):
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(select(push_log)).mappings().all())
+
+
+def _changes(ids, after="61"):
+    rows = []
+    for i in ids:
+        rows.append({"record_id": i, "field": "score", "before": None, "after": after})
+        rows.append({"record_id": i, "field": "grade", "before": None, "after": "B"})
+        rows.append({"record_id": i, "field": "lifecycle_stage", "before": "lead", "after": "mql"})
+    return pd.DataFrame(rows)
+
+
+def test_given_timeout_and_failing_read_back_then_write_is_not_repeated_and_left_unknown(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b"])
+    fake = ScriptedConnector([{"a": "unknown", "b": "unknown"}], read_fails=True)
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(["a", "b"]), "v1", sleep=lambda s: None)
+    assert fake.calls == [["a", "b"]]  # never re-sent: the first write may have been applied
+    assert out.unknown == 2 and out.pushed == 0
+    assert set(_log(sqlite_warehouse)["status"]) == {"unknown"}
+
+
+def test_given_timeout_where_only_some_records_hold_the_values_then_only_the_others_are_resent(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b"])
+
+    class HalfApplied(ScriptedConnector):
+        def push(self, updates):
+            results = super().push(updates)
+            if len(self.calls) == 1:
+                self.crm.pop("b", None)  # the call timed out after applying only "a"
+            return results
+
+    fake = HalfApplied([{"a": "unknown", "b": "unknown"}])
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(["a", "b"]), "v1", sleep=lambda s: None)
+    assert fake.calls == [["a", "b"], ["b"]]
+    assert out.pushed == 2 and out.unknown == 0
+
+
+def test_given_thousands_of_records_then_every_log_entry_and_lead_row_is_resolved_in_batches(sqlite_warehouse):
+    ids = [f"{n:05d}" for n in range(2_500)]
+    _land(sqlite_warehouse, ids)
+    fake = ScriptedConnector([{ids[7]: "rejected"}])
+    started = time.perf_counter()
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(ids), "v1")
+    elapsed = time.perf_counter() - started
+    assert out.write_calls == 25 and out.pushed == 2_499 and out.rejected == 1
+    assert out.rejected_ids == [ids[7]]
+    log = _log(sqlite_warehouse)
+    assert len(log) == 3 * 2_500
+    assert (log[log["record_id"] != ids[7]]["status"] == "confirmed").all()
+    assert (log[log["record_id"] != ids[7]]["attempts"] == 1).all()
+    rejected = log[log["record_id"] == ids[7]]
+    assert set(rejected["status"]) == {"rejected"} and set(rejected["error"]) == {"Email address is invalid"}
+    leads = repo.load_leads(sqlite_warehouse, "hubspot").set_index("record_id")
+    assert (leads.drop(index=ids[7])["crm_score"] == "61").all()
+    assert (leads.drop(index=ids[7])["lifecycle_stage"] == "mql").all()
+    assert pd.isna(leads.loc[ids[7], "crm_score"])
+    assert elapsed < 20, f"resolving 2,500 records took {elapsed:.1f} s"
+
+
+def test_given_value_rejected_in_every_run_then_failed_ids_are_reported(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b"])
+    settings = PushSettings(max_attempts=2)
+    for run in ("r1", "r2"):
+        fake = ScriptedConnector([{"a": "rejected"}])
+        out = push_changes(sqlite_warehouse, fake, "hubspot", run, _changes(["a"]), "v1", settings)
+        assert out.rejected_ids == ["a"]
+    out = push_changes(sqlite_warehouse, ScriptedConnector(), "hubspot", "r3", _changes(["a"]), "v1", settings)
+    assert out.failed == 1 and out.failed_ids == ["a"] and out.as_dict()["failed_ids"] == ["a"]
+
+
+# --- lease -------------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _stored(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(leases.c.holder)).scalar_one()
+
+
+def test_given_lease_left_by_a_killed_run_on_this_host_then_next_run_takes_it_after_the_grace(sqlite_warehouse):
+    now = 1_000_000_000
+    clock = lambda: now  # noqa: E731
+    killed = f"cli__killed host={socket.gethostname()} pid={_dead_pid()} beat={now}"
+    with sqlite_warehouse.begin() as conn:
+        conn.execute(leases.insert().values(crm="hubspot", name="push", holder=killed, expires_at=now + 3_600_000))
+    # Within the grace a sibling shard of the killed run may still be pushing: refused.
+    assert not try_acquire(sqlite_warehouse, "hubspot", "cli__next", 3600, clock=clock)
+    later = now + int(DEAD_HOLDER_GRACE_S * 1000)
+    assert holder_is_dead(killed, later)
+    assert try_acquire(sqlite_warehouse, "hubspot", "cli__next", 3600, clock=lambda: later)
+    assert holder_run(_stored(sqlite_warehouse)) == "cli__next"
+
+
+def test_given_lease_of_a_live_process_or_another_host_then_other_runs_are_refused(sqlite_warehouse):
+    far_future = 10**13
+    for stored in (f"cli__alive host={socket.gethostname()} pid={os.getpid()} beat=1",
+                   "cli__elsewhere host=some-other-worker pid=1 beat=1"):
+        assert not holder_is_dead(stored, far_future)
+    assert try_acquire(sqlite_warehouse, "hubspot", "cli__alive", 3600)
+    assert not try_acquire(sqlite_warehouse, "hubspot", "cli__next", 3600)
+    with pytest.raises(LeaseBusy, match="cli__alive"):
+        with push_lease(sqlite_warehouse, "hubspot", "cli__next"):
+            pass
+
+
+def test_given_run_scoped_lease_then_every_process_of_the_run_shares_it_and_release_frees_it(sqlite_warehouse):
+    assert try_acquire(sqlite_warehouse, "hubspot", "dag__run_1", 3600)
+    # A shard of the same run in another process: the tag changes, the run keeps the lease.
+    with sqlite_warehouse.begin() as conn:
+        conn.execute(leases.update().values(holder=f"dag__run_1 host=other pid=1 beat=1"))
+    assert try_acquire(sqlite_warehouse, "hubspot", "dag__run_1", 3600)
+    assert not try_acquire(sqlite_warehouse, "hubspot", "dag__run%1", 3600)  # LIKE wildcards are escaped
+    assert renew(sqlite_warehouse, "hubspot", "dag__run_1")
+    release(sqlite_warehouse, "hubspot", "dag__run_1")
+    assert current_holder(sqlite_warehouse, "hubspot") is None
+
+
+def test_given_push_then_writer_renews_the_lease_tag_after_each_batch(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b", "c"])
+    with sqlite_warehouse.begin() as conn:
+        conn.execute(leases.insert().values(crm="hubspot", name="push", expires_at=10**13,
+                                            holder="r1 host=other pid=1 beat=1"))
+    push_changes(sqlite_warehouse, ScriptedConnector(max_batch_size=2), "hubspot", "r1",
+                 _changes(["a", "b", "c"]), "v1")
+    assert _stored(sqlite_warehouse).startswith(f"r1 host={socket.gethostname()} pid={os.getpid()} ")
+
+
+def test_given_sibling_shard_pending_entries_then_a_shard_push_leaves_them_alone(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b"])
+    shard_a = ScriptedConnector()
+
+    class Interleaved(ScriptedConnector):
+        def push(self, updates):
+            # While this shard's call is in flight, shard two of the same run starts its push.
+            push_changes(sqlite_warehouse, shard_a, "hubspot", "r1", _changes(["a"]), "v1")
+            return super().push(updates)
+
+    push_changes(sqlite_warehouse, Interleaved(), "hubspot", "r1", _changes(["b"]), "v1")
+    log = _log(sqlite_warehouse)
+    assert set(log["status"]) == {"confirmed"}, log[["record_id", "status"]].to_dict("records")
+
+
+def test_given_long_push_then_heartbeat_keeps_the_short_lease_alive(sqlite_warehouse):
+    def expires():
+        with sqlite_warehouse.connect() as conn:
+            return conn.execute(select(leases.c.expires_at)).scalar_one()
+
+    with push_lease(sqlite_warehouse, "hubspot", "cli__long", ttl_s=0.4):
+        first = expires()
+        time.sleep(0.5)  # longer than the TTL: only renewals keep it ours
+        assert expires() > first
+        assert holder_run(current_holder(sqlite_warehouse, "hubspot")) == "cli__long"
+        with pytest.raises(LeaseBusy):
+            with push_lease(sqlite_warehouse, "hubspot", "cli__other", ttl_s=0.4):
+                pass
+    assert current_holder(sqlite_warehouse, "hubspot") is None
+
+
+def test_given_rejected_record_whose_scored_at_changes_each_run_then_attempts_still_count_up(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a"])
+    settings = PushSettings(max_attempts=2)
+    for n, run in enumerate(("r1", "r2", "r3")):
+        changes = pd.concat([_changes(["a"]), pd.DataFrame(
+            [{"record_id": "a", "field": "scored_at", "before": None, "after": f"2025-06-0{n + 1}"}])])
+        push_changes(sqlite_warehouse, ScriptedConnector([{"a": "rejected"}]), "hubspot", run, changes, "v1", settings)
+    log = _log(sqlite_warehouse)
+    by_run = log.groupby("run_id")
+    assert {r: sorted(set(g["attempts"])) for r, g in by_run} == {"r1": [1], "r2": [2], "r3": [2]}
+    assert set(log[log["run_id"] == "r3"]["status"]) == {"failed"}
