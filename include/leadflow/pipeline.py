@@ -393,7 +393,8 @@ def plan_push(ctx: RunContext) -> dict[str, Any]:
         share = changed / scored
         summary.update({"changed": changed, "change_share": round(share, 4), "preview": preview(changes)})
     limit = ctx.settings.push.max_change_share
-    first_push = not repo.has_confirmed_push(engine, ctx.crm)
+    # Until one push has finished, everything is new (a killed first push is still "first").
+    first_push = not repo.has_finished_push(engine, ctx.crm)
     guard_tripped = share > limit and not first_push and not ctx.force and not ctx.dry_run and ctx.push_enabled
     summary["change_guard"] = "tripped" if guard_tripped else ("first push" if first_push else "ok")
     out = _record(ctx, "plan_push", summary)
@@ -435,7 +436,10 @@ def push(ctx: RunContext) -> dict[str, Any]:
                 connector.close()
             summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,
                             "unknown": outcome.unknown, "write_calls": outcome.write_calls, "dry_run": False,
-                            "push_enabled": True})
+                            "push_enabled": True,
+                            # ids (first 100 per shard) so the report lists what needs a look
+                            "rejected_records": list(outcome.rejected_ids),
+                            "failed_records": list(outcome.failed_ids)})
     log.info("push %s shard %s: %d records changed, %d pushed, %d rejected (dry run: %s)", ctx.crm,
              ctx.shard, summary["changed_in_shard"], summary["pushed"], summary["rejected"], ctx.dry_run)
     return _record(ctx, "push", summary, shard=ctx.shard)

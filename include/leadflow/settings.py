@@ -28,7 +28,7 @@ class PushPolicy(BaseModel):
     min_score_delta: float = Field(2.0, ge=0)
     max_attempts: int = Field(3, ge=1)
     max_change_share: float = Field(0.5, gt=0, le=1)
-    lease_ttl_s: float = Field(3600.0, gt=0)
+    lease_ttl_s: float = Field(300.0, gt=0)
 
     def writer(self) -> WriterSettings:
         return WriterSettings(max_attempts=self.max_attempts)

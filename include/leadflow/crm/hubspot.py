@@ -308,13 +308,26 @@ class HubSpotConnector:
     def _create(self, kind: str, body: dict[str, Any]) -> bool:
         """POST a group/property; False when it already exists (409: another worker won)."""
         path = PROPERTIES.format(object_type="contacts") + (f"/{kind}" if kind else "")
-        try:
-            self.session.request("POST", path, json=body, bucket=GENERAL_BUCKET)
-        except CrmRequestError as exc:
-            if getattr(exc, "status", None) == 409:
+        for attempt in range(2):
+            try:
+                self.session.request("POST", path, json=body, bucket=GENERAL_BUCKET)
+            except CrmRequestError as exc:
+                if getattr(exc, "status", None) == 409:
+                    return False
+                raise
+            except WriteOutcomeUnknown:
+                # The create may or may not have happened: look, and try once more if it did not.
+                if attempt == 0 and not self._exists(kind, body["name"]):
+                    continue
                 return False
-            raise
-        return True
+            return True
+        return False
+
+    def _exists(self, kind: str, name: str) -> bool:
+        if kind == "groups":
+            groups = self.session.request_json("GET", f"{PROPERTIES.format(object_type='contacts')}/groups") or {}
+            return name in {g.get("name") for g in groups.get("results") or []}
+        return name in self.portal_properties("contacts", refresh=True)
 
     def _check_options(self, options: list[str], table: Mapping[str, str], prop: str) -> None:
         unknown = sorted(set(table) - set(options))

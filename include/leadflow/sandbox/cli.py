@@ -1,4 +1,4 @@
-"""`leadflow sandbox serve|seed`: argparse wiring. The lead calls `register(subparsers)` from the
+"""`leadflow sandbox serve|seed|import`: argparse wiring. The lead calls `register(subparsers)` from the
 top-level `leadflow` parser; each command sets `func(args) -> int`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ DEFAULT_DB = Path("leadflow-sandbox.db")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `sandbox` with its `serve` and `seed` subcommands to the top-level parser."""
+    """Add `sandbox` with its `serve`, `seed` and `import` subcommands to the top-level parser."""
     sandbox = subparsers.add_parser("sandbox", help="local HubSpot + Salesforce CRM and enrichment API with a "
                                                     "seeded world",
                                     description="A local HubSpot CRM v3, Salesforce REST (TLS, own port) and "
@@ -55,6 +55,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     seed_p = commands.add_parser("seed", help="create (or re-create) the seeded world in a db file without serving")
     _world_args(seed_p)
     seed_p.set_defaults(func=cmd_seed)
+
+    import_p = commands.add_parser(
+        "import", help="load a lead export (CSV) into the db file as contacts (re-import updates them)",
+        description="Upsert the rows of a CSV as sandbox contacts, keyed by a synthetic email built from the "
+                    "mapping's id column; missing markers (e.g. 'Select') count as empty. A db file without a "
+                    "world becomes an imported world (serve then does not seed synthetic contacts); run "
+                    "`seed` first to have both.")
+    import_p.add_argument("--csv", type=Path, required=True, help="the CSV file (header row first)")
+    import_p.add_argument("--mapping", required=True,
+                          help="mapping file, or the name of a shipped one (e.g. x_education)")
+    import_p.add_argument("--contacts-config", help="column -> contact property config (default: the shipped "
+                                                    "<mapping name>_contacts.yaml)")
+    import_p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite state file (default: {DEFAULT_DB})")
+    import_p.add_argument("--limit", type=int, help="import only the first N rows")
+    import_p.add_argument("--show-skipped", type=int, default=3, metavar="N",
+                          help="examples printed per skip reason (default: 3)")
+    import_p.set_defaults(func=cmd_import)
     return sandbox
 
 
@@ -96,6 +113,27 @@ def cmd_seed(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from leadflow.predict.mapping import MappingError
+    from leadflow.sandbox.csv_import import ImportConfigError, import_csv_file
+
+    if args.limit is not None and args.limit < 0:
+        print("--limit must not be negative", file=sys.stderr)
+        return 2
+    # One INFO line per 100-row batch from the service would drown the summary.
+    logging.getLogger("leadflow.sandbox.hubspot_service").setLevel(logging.WARNING)
+    try:
+        report = import_csv_file(args.db, args.csv, args.mapping, args.contacts_config, limit=args.limit)
+    except (ImportConfigError, MappingError) as exc:
+        print(f"import failed: {exc}", file=sys.stderr)
+        return 2
+    where = f"{args.db}" + (" (new imported world)" if report.world_created else "")
+    print(f"imported {args.csv} into {where}")
+    print("\n".join(report.lines(examples=max(0, args.show_skipped))))
+    # Rows were skipped but others went in: a partial import is still a success; none at all is not.
+    return 1 if report.rows and not report.imported else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

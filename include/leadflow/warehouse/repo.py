@@ -137,10 +137,12 @@ def record_step(
 
 
 def _combine(a: Any, b: Any) -> Any:
-    """Shards of one step add up: numbers are summed, dicts merged key by key."""
+    """Shards of one step add up: numbers are summed, lists joined, dicts merged key by key."""
     if isinstance(a, bool) or isinstance(b, bool):
         return b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a + b
+    if isinstance(a, list) and isinstance(b, list):
         return a + b
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
@@ -347,9 +349,15 @@ def load_scores(engine: Engine, crm: str, shard: int | None = None, shards: int 
     return read_frame(engine, select(scores).where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
 
 
-def has_confirmed_push(engine: Engine, crm: str) -> bool:
-    """Whether leadflow ever wrote to this CRM (its first push is exempt from the change guard)."""
+def has_finished_push(engine: Engine, crm: str) -> bool:
+    """Whether a run of this CRM ever finished a real push (its first one is exempt from the
+    change guard, and so is a re-run after a first push that was killed)."""
+    query = (
+        select(runs.c.run_id)
+        .join(run_steps, (run_steps.c.crm == runs.c.crm) & (run_steps.c.run_id == runs.c.run_id))
+        .where(runs.c.crm == crm, runs.c.status.in_(("success", "warning")), runs.c.dry_run.is_(False),
+               run_steps.c.step == "push")
+        .limit(1)
+    )
     with engine.connect() as conn:
-        return conn.execute(
-            select(push_log.c.id).where(push_log.c.crm == crm, push_log.c.status == "confirmed").limit(1)
-        ).first() is not None
+        return conn.execute(query).first() is not None

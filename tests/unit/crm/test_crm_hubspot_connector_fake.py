@@ -330,3 +330,32 @@ def test_given_missing_company_then_leads_referencing_it_get_an_issue(hubspot: F
     assert all(i.problem == "associated company not found" and i.value == "101" for i in issues)
     company_reads = [i["id"] for m, p, b in hubspot.calls if p.endswith("companies/batch/read") for i in b["inputs"]]
     assert company_reads.count("101") == 1  # a missing company is not asked for again
+
+
+def test_given_property_create_times_out_then_schema_setup_looks_before_creating_again(
+    hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping
+) -> None:
+    real = hubspot.__call__
+    timed_out = {"applied": 0, "lost": 0}
+
+    def flaky(request: requests.PreparedRequest) -> "Reply | BaseException":
+        path = urlsplit(request.url).path
+        if (request.method, path) == ("POST", "/crm/v3/properties/contacts"):
+            name = json.loads(request.body)["name"]
+            if name == "leadflow_score" and not timed_out["applied"]:
+                timed_out["applied"] += 1
+                real(request)  # applied, but the answer never arrives
+                return requests.ReadTimeout("read timed out")
+            if name == "leadflow_grade" and not timed_out["lost"]:
+                timed_out["lost"] += 1
+                hubspot.calls.append((request.method, path, json.loads(request.body)))
+                return requests.ReadTimeout("read timed out")  # never applied
+        return real(request)
+
+    connector = _connector(flaky, clock, mapping)
+    connector.ensure_schema()
+    for spec in mapping.owned_properties.values():
+        assert hubspot.props[spec.name]["type"] == spec.type
+    posts = [b["name"] for m, p, b in hubspot.calls if (m, p) == ("POST", "/crm/v3/properties/contacts")]
+    assert posts.count("leadflow_score") == 1  # applied despite the timeout: not sent again
+    assert posts.count("leadflow_grade") == 2  # lost: created on the second try

@@ -1,0 +1,23 @@
+"""The Leadflow page in the Airflow UI (mounted by plugins/leadflow_plugin.py).
+
+- `create_app()` (leadflow.ui.app): the FastAPI app; requires an authenticated Airflow user;
+- `leadflow.ui.queries`: read-only warehouse queries behind the page and the run report;
+- `leadflow.ui.charts`: inline SVG charts;
+- `leadflow.ui.paths`: where run reports and Data Docs live.
+
+Importing this package does no I/O and does not import Airflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from leadflow.ui.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'leadflow.ui' has no attribute {name!r}")
