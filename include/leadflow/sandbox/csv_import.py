@@ -200,8 +200,10 @@ class ContactImportConfig(_Strict):
 def _format_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+        msg = err["msg"].removeprefix("Value error, ")
+        key = ".".join(str(p) for p in err["loc"])
+        # Model-level checks already start each message with its key.
+        parts.append(f"{key}: {msg}" if key else msg)
     return "; ".join(parts)
 
 
