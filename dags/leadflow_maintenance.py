@@ -1,0 +1,122 @@
+"""leadflow maintenance DAGs: `leadflow_train` (retrain the predictive model) and
+`leadflow_rollback` (undo one run's CRM writes). This file only wires tasks; the work is in
+`leadflow.maintenance` (no I/O and no heavy imports at parse time)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+# Same CRM list as dags/leadflow_crm.py: `LEADFLOW_CRMS=hubspot,salesforce` overrides.
+CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot,salesforce").split(",") if c.strip())
+TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
+TRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
+
+DEFAULT_ARGS = {
+    "owner": "leadflow",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def scores_asset(crm: str) -> Asset:
+    """The Asset the CRM DAG's `report` task emits (see dags/leadflow_crm.py)."""
+    return Asset(f"leadflow_{crm}_scores", uri=f"leadflow://{crm}/scores")
+
+
+TRAIN_DOC_MD = """
+### leadflow_train
+
+Retrains the predictive lead-scoring model of each CRM ({crms}) from the warehouse's closed
+(won/lost) history, one task per CRM. Champion/challenger: a new model replaces the stored
+champion only if it scores at least as well on held-out data; with too few won or lost leads the
+task reports `insufficient_data` and stays green.
+
+Schedule: weekly (`{cron}`, {tz}) **and** whenever a CRM DAG publishes new scores (the
+`leadflow_<crm>_scores` assets), so new outcomes reach the model without waiting for Sunday.
+Training reads only the warehouse (`LEADFLOW_WAREHOUSE_URL`): no CRM connection is used.
+"""
+
+ROLLBACK_DOC_MD = """
+### leadflow_rollback
+
+Undoes the CRM writes of one leadflow run: for every value the run confirmed, writes back the
+value it replaced, **only** where the CRM still holds leadflow's value. Records somebody changed
+since are skipped and listed (leadflow never overwrites a human's later decision). The rollback's
+own writes go to the push log under `rollback__<run id>`.
+
+Manual only. Trigger form: **crm**, **run_id** (the run to undo, e.g.
+`scheduled__2026-01-05T02:00:00+00:00`; `leadflow report` lists them) and **dry_run** — on by
+default: the task only reports what it would restore. Re-trigger with dry_run off to write.
+Connection: `leadflow_<crm>`. Warehouse: `LEADFLOW_WAREHOUSE_URL`.
+"""
+
+
+@dag(
+    dag_id="leadflow_train",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(TRAIN_CRON, timezone=TIMEZONE),
+        # Any CRM's new scores (a plain list would mean all of them).
+        assets=AssetAny(*(scores_asset(crm) for crm in CRMS)),
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    tags=["leadflow", "maintenance", "model"],
+    doc_md=TRAIN_DOC_MD.format(crms=", ".join(CRMS), cron=TRAIN_CRON, tz=TIMEZONE),
+    default_args=DEFAULT_ARGS,
+)
+def leadflow_train():
+    @task
+    def train(crm: str) -> dict:
+        from leadflow.maintenance import run_training
+
+        dag_run = get_current_context()["dag_run"]
+        return run_training(crm, now=dag_run.run_after, run_id=dag_run.run_id)
+
+    for crm in CRMS:
+        train.override(task_id=f"train_{crm}")(crm)
+
+
+@dag(
+    dag_id="leadflow_rollback",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    tags=["leadflow", "maintenance", "rollback"],
+    doc_md=ROLLBACK_DOC_MD,
+    default_args=DEFAULT_ARGS,
+    params={
+        "crm": Param(CRMS[0] if CRMS else None, type="string", enum=list(CRMS), title="CRM",
+                     description="The CRM whose run to undo (connection leadflow_<crm>)."),
+        "run_id": Param(type="string", minLength=1, title="Run id",
+                        description="The Airflow run id of the leadflow_<crm> run whose writes to undo."),
+        "dry_run": Param(True, type="boolean", title="Dry run",
+                         description="On (the default): only report what would be restored, write "
+                         "nothing. Off: write the before-values back to the CRM."),
+    },
+)
+def leadflow_rollback():
+    @task
+    def rollback() -> dict:
+        from airflow.sdk import BaseHook
+
+        from leadflow.connections import Connection
+        from leadflow.maintenance import run_rollback
+
+        params = get_current_context()["params"]
+        crm = params["crm"]
+        connection = Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}"))
+        return run_rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]), connection=connection)
+
+    rollback()
+
+
+leadflow_train()
+leadflow_rollback()
