@@ -89,7 +89,9 @@ class _VerifyingSession(requests.Session):
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if verify is None and isinstance(self.verify, str):
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would otherwise override the session's own choice,
+        # be it a CA file or an explicit "do not verify".
+        if verify is None and (isinstance(self.verify, str) or self.verify is False):
             settings["verify"] = self.verify
         return settings
 

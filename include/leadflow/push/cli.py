@@ -8,18 +8,11 @@ import json
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from leadflow.connections import get_connection
-    from leadflow.crm.registry import get_connector
-    from leadflow.push.rollback import rollback_run
-    from leadflow.warehouse.db import ensure_schema, get_engine
+    from leadflow.maintenance import run_rollback
 
-    engine = get_engine()
-    ensure_schema(engine)
-    connector = get_connector(args.crm, get_connection(f"leadflow_{args.crm}"))
-    try:
-        report = rollback_run(engine, connector, args.crm, args.run_id, dry_run=args.dry_run)
-    finally:
-        connector.close()
-    print(json.dumps(report.as_dict(), indent=2))
+    report = run_rollback(args.crm, args.run_id, dry_run=args.dry_run,
+                          connection=get_connection(f"leadflow_{args.crm}"))
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -31,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "where the CRM still holds leadflow's value; records changed since are skipped and listed.",
     )
     parser.add_argument("--run-id", required=True, help="the run whose writes to undo")
-    parser.add_argument("--crm", choices=("hubspot", "salesforce"), default="hubspot", help="which CRM")
+    from leadflow.crm.registry import available_crms
+
+    parser.add_argument("--crm", choices=available_crms(), default="hubspot", help="which CRM")
     parser.add_argument("--dry-run", action="store_true", help="report what would be restored, write nothing")
     parser.set_defaults(func=_cmd_rollback)
