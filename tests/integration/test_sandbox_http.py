@@ -85,11 +85,13 @@ def test_cli_serve_prints_connection_lines_and_stops_on_sigterm(tmp_path):
     try:
         first = proc.stdout.readline()
         second = proc.stdout.readline()
+        third = proc.stdout.readline()  # the Salesforce org (on by default)
         assert first.startswith("export AIRFLOW_CONN_LEADFLOW_HUBSPOT='")
         assert second.startswith("export AIRFLOW_CONN_LEADFLOW_ENRICHMENT='")
+        assert third.startswith("export AIRFLOW_CONN_LEADFLOW_SALESFORCE='")
         conn = json.loads(first.split("=", 1)[1].strip().strip("'"))
         assert conn["password"] == "pat-cli-test-token" and conn["host"] == "127.0.0.1"
-        assert ready.read_text().splitlines() == [first.strip(), second.strip()]
+        assert ready.read_text().splitlines() == [first.strip(), second.strip(), third.strip()]
         r = requests.get(f"http://127.0.0.1:{conn['port']}/crm/v3/objects/contacts?limit=1",
                          headers={"Authorization": "Bearer pat-cli-test-token"}, timeout=10)
         assert r.status_code == 200
