@@ -91,6 +91,9 @@ def test_cli_serve_prints_connection_lines_and_stops_on_sigterm(tmp_path):
         assert third.startswith("export AIRFLOW_CONN_LEADFLOW_SALESFORCE='")
         conn = json.loads(first.split("=", 1)[1].strip().strip("'"))
         assert conn["password"] == "pat-cli-test-token" and conn["host"] == "127.0.0.1"
+        deadline = time.monotonic() + 10  # the ready file is written once all servers listen
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert ready.read_text().splitlines() == [first.strip(), second.strip(), third.strip()]
         r = requests.get(f"http://127.0.0.1:{conn['port']}/crm/v3/objects/contacts?limit=1",
                          headers={"Authorization": "Bearer pat-cli-test-token"}, timeout=10)
