@@ -27,7 +27,8 @@ def run_context(
     shards: int = 1,
 ) -> RunContext:
     """Manual and asset-triggered runs have no logical date in Airflow 3: `run_after` always
-    exists, so it is the run's notion of "now"."""
+    exists. A scheduled run may start hours after it, though, and data modified meanwhile must
+    not look like it comes from the future: "now" is the later of the two."""
     shards = max(1, int(shards or 1))
     return RunContext(
         crm=crm,
@@ -38,7 +39,7 @@ def run_context(
         force=bool(params.get("force")),
         only_record_ids=[str(i) for i in (params.get("only_record_ids") or [])] or None,
         since=_since(params.get("since")),
-        now=dag_run.run_after,
+        now=max(dag_run.run_after, datetime.now(timezone.utc)),
         connection=connection,
         shard=shard if shards > 1 else None,
         shards=shards,

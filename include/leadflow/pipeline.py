@@ -471,7 +471,11 @@ def _write_report(ctx: RunContext, summary: dict[str, Any]) -> None:
         return
     from leadflow.warehouse.db import var_dir
 
-    path = write_run_report(ctx.engine, ctx.crm, ctx.run_id, var_dir() / "reports")
+    try:
+        path = write_run_report(ctx.engine, ctx.crm, ctx.run_id, var_dir() / "reports")
+    except Exception:  # the run is done; a rendering problem must not fail it
+        log.exception("run report for %s not written", ctx.run_id)
+        return
     log.info("run report written to %s", path)
 
 

@@ -37,7 +37,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # W3C WebDriver element reference key
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _free_port() -> int:
@@ -251,6 +251,10 @@ def _trigger_dry_run(base: str, password: str) -> str:
     dag = f"{base}/api/v2/dags/leadflow_hubspot"
     _wait(lambda: requests.get(dag, headers=headers, timeout=10).status_code == 200, 240,
           "the DAG to be parsed", 2)
+    # the pool the push tasks use (`make airflow-db` creates it with `airflow pools set`)
+    pool = requests.post(f"{base}/api/v2/pools", headers=headers, timeout=30,
+                         json={"name": "leadflow_hubspot", "slots": 4, "description": "HubSpot API calls"})
+    assert pool.status_code in (200, 201, 409), pool.text
     requests.patch(dag, json={"is_paused": False}, headers=headers, timeout=30).raise_for_status()
     resp = requests.post(f"{dag}/dagRuns", json={"logical_date": None, "conf": {"dry_run": True}},
                          headers=headers, timeout=30)
@@ -258,11 +262,11 @@ def _trigger_dry_run(base: str, password: str) -> str:
     run_id = resp.json()["dag_run_id"]
 
     def finished():
-        state = requests.get(f"{dag}/dagRuns/{run_id}", headers=headers, timeout=10).json()["state"]
+        state = requests.get(f"{dag}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
         assert state != "failed", f"the dry run {run_id} failed"
         return state == "success"
 
-    _wait(finished, 420, f"the dry run {run_id}", 3)
+    _wait(finished, 600, f"the dry run {run_id}", 3)
     return run_id
 
 

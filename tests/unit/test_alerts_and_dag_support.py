@@ -49,4 +49,12 @@ def test_params_become_run_context_with_rate_share_per_shard():
     assert (ctx.dry_run, ctx.push_enabled, ctx.force) == (True, False, True)
     assert ctx.only_record_ids == ["7", "8"] and ctx.since == datetime(2026, 11, 1, tzinfo=timezone.utc)
     assert (ctx.shard, ctx.shards, ctx.rate_share) == (2, 4, 0.25)
-    assert ctx.now == dag_run.run_after
+    assert ctx.now >= dag_run.run_after  # a late start uses the wall clock
+
+
+def test_given_scheduled_run_starting_late_then_now_is_the_wall_clock():
+    from datetime import timedelta
+
+    early = datetime.now(timezone.utc) - timedelta(hours=5)
+    ctx = run_context("hubspot", SimpleNamespace(run_id="scheduled__1", run_after=early), {})
+    assert ctx.now - early > timedelta(hours=4)

@@ -1,0 +1,160 @@
+"""The Leadflow page and its JSON twin, rendered from a seeded warehouse.
+
+Authentication is replaced by a stub user here (FastAPI dependency override); the real check
+against Airflow's auth manager is covered by test_leadflow_auth.py.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from fastapi.testclient import TestClient
+from leadflow_ui_seed import CRM, RUN_1, RUN_2
+
+from leadflow.ui.app import create_app
+from leadflow.ui.auth import require_user
+
+
+class _User:
+    def get_name(self) -> str:
+        return "ada"
+
+
+@pytest.fixture
+def client(seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEADFLOW_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("LEADFLOW_DATA_DOCS_DIR", str(tmp_path / "docs"))
+    app = create_app(lambda: seeded)
+    app.dependency_overrides[require_user] = _User
+    return TestClient(app)
+
+
+class _Rows(HTMLParser):
+    """Cells of the table with the given id, as lists of text."""
+
+    def __init__(self, table_id: str):
+        super().__init__()
+        self.table_id, self.depth, self.rows, self.cell = table_id, 0, [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id") == self.table_id:
+            self.depth = 1
+        elif self.depth and tag == "tr":
+            self.rows.append([])
+        elif self.depth and tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if self.depth and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join(self.cell.split()))
+            self.cell = None
+        elif self.depth and tag == "table":
+            self.depth = 0
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def _table(html: str, table_id: str) -> list[list[str]]:
+    parser = _Rows(table_id)
+    parser.feed(html)
+    return parser.rows
+
+
+def test_page_shows_runs_table_with_counts_per_run(client):
+    html = client.get("/").text
+    rows = _table(html, "runs-table")
+    header, newest, older = rows
+    assert header[:4] == ["run", "status", "started", "duration s"]
+    assert header[4:11] == ["pulled", "enriched", "quarantined", "scored", "changed", "pushed", "rejected"]
+    assert newest[0].startswith(RUN_2) and "dry run" in newest[0]
+    assert newest[4:11] == ["30", "25", "1", "111", "9", "0", "0"]
+    assert older[0] == RUN_1 and older[4:11] == ["120", "100", "7", "110", "40", "38", "2"]
+    assert "1/2 passed" in older[11] and "1/1 passed" in newest[11]
+
+
+def test_page_shows_funnel_chart_and_table_per_run(client):
+    html = client.get("/").text
+    assert re.search(r"<svg[^>]*class='chart funnel-chart'", html)
+    assert html.count("class='bar'") >= 8  # 4 stages x 2 runs in the funnel alone
+    funnel = re.search(r"<table class=\"funnel-table\">(.*?)</table>", html, re.S).group(1)
+    assert ">48<" in funnel and ">50<" in funnel and ">sql<" in funnel
+
+
+def test_page_shows_histogram_grades_reasons_failed_pushes_and_preview(client):
+    html = client.get("/").text
+    assert "histogram-chart" in html and "grade-matrix" in html
+    assert "data-key='A1' data-value='6'" in html
+    assert "student" in html and "competitor" in html  # disqualification reasons
+    assert "email_syntax" in html  # quarantine reasons
+    assert "PROPERTY_DOESNT_EXIST" in html and "gave up after 3 attempts" in html
+    preview = html[html.index("id=\"preview\""):html.index("id=\"scores\"")]
+    assert RUN_2 in preview and "dry run" in preview
+    assert "lead -&gt; mql" in preview and "c-42" in preview
+    assert "quarantine_share" in html  # the failed DQ check of RUN_1
+
+
+def test_page_links_each_run_to_its_report_and_existing_data_docs(client, tmp_path):
+    from leadflow.ui.paths import run_folder_name
+
+    docs = tmp_path / "docs" / run_folder_name(RUN_1)
+    docs.mkdir(parents=True)
+    (docs / "index.html").write_text("<html>docs of run 1</html>")
+    html = client.get("/").text
+    assert f"/docs/{CRM}/{run_folder_name(RUN_1)}/index.html" in html
+    assert f"/docs/{CRM}/{run_folder_name(RUN_2)}/" not in html  # no docs on disk for run 2
+    assert html.count("/report?crm=hubspot&amp;run_id=") == 2
+    page = client.get(f"/docs/{CRM}/{run_folder_name(RUN_1)}/index.html")
+    assert page.status_code == 200 and "docs of run 1" in page.text
+
+
+def test_data_docs_route_refuses_paths_outside_the_run_folder(client, tmp_path):
+    from leadflow.ui.paths import run_folder_name
+
+    docs = tmp_path / "docs" / run_folder_name(RUN_1)
+    docs.mkdir(parents=True)
+    (docs / "index.html").write_text("ok")
+    (tmp_path / "docs" / "secret.txt").write_text("secret")
+    resp = client.get(f"/docs/{CRM}/{run_folder_name(RUN_1)}/..%2Fsecret.txt")
+    assert resp.status_code == 404
+    assert client.get(f"/docs/{CRM}/nope/index.html").status_code == 404
+
+
+def test_report_route_renders_from_the_warehouse_then_serves_the_written_file(client, seeded, tmp_path):
+    from leadflow.report import write_run_report
+
+    resp = client.get("/report", params={"crm": CRM, "run_id": RUN_1})
+    assert resp.status_code == 200 and RUN_1 in resp.text
+    path = write_run_report(seeded, CRM, RUN_1, tmp_path / "reports")
+    path.write_text("<html>the written report</html>")
+    assert "the written report" in client.get("/report", params={"crm": CRM, "run_id": RUN_1}).text
+    assert client.get("/report", params={"crm": CRM, "run_id": "nope"}).status_code == 404
+
+
+def test_api_data_returns_the_page_data_as_json(client):
+    body = client.get("/api/data", params={"crm": CRM}).json()
+    assert body["crms"] == [CRM]
+    assert [r["run_id"] for r in body["data"]["runs"]] == [RUN_2, RUN_1]
+    assert body["data"]["preview"]["records"] == 9
+    assert client.get("/api/data", params={"crm": "salesforce"}).status_code == 404
+
+
+def test_page_without_runs_says_so(tmp_path):
+    from leadflow.warehouse.db import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    app = create_app(lambda: engine)
+    app.dependency_overrides[require_user] = _User
+    resp = TestClient(app).get("/")
+    assert resp.status_code == 200 and "No runs yet" in resp.text
+
+
+def test_page_has_no_external_assets(client):
+    html = client.get("/").text
+    assert "<script" not in html
+    assert not re.search(r"(src|href)=['\"]https?://", html)
+    assert "<link" not in html
