@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from leadflow.enrich.settings import EnrichmentSettings
 from leadflow.push.diff import DiffSettings
 from leadflow.push.writer import PushSettings as WriterSettings
+from leadflow.validation import problems
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "leadflow.yaml"
 CONFIG_ENV = "LEADFLOW_CONFIG"
@@ -60,7 +61,4 @@ def load_pipeline_settings(path: str | Path | None = None) -> PipelineSettings:
     try:
         return PipelineSettings.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise SettingsError(f"{path}: {problems}") from None
+        raise SettingsError(f"{path}: " + "; ".join(problems(exc))) from None

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS, OWNED_FIELDS, STAGE_ORDER, LeadStatus
+from leadflow.validation import check_column_map, problems
 
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "hubspot.yaml"
 
@@ -174,16 +175,7 @@ class HubSpotMapping(BaseModel):
 def _check_columns(
     value: dict[str, str], columns: dict[str, str], what: str, required: tuple[str, ...]
 ) -> dict[str, str]:
-    unknown = sorted(set(value) - set(columns))
-    if unknown:
-        raise ValueError(f"unknown {what} column(s) {unknown} (see leadflow.schema)")
-    missing = [c for c in required if c not in value]
-    if missing:
-        raise ValueError(f"missing required column(s) {missing}")
-    for column, prop in value.items():
-        if not isinstance(prop, str) or not _PROPERTY_NAME.match(prop):
-            raise ValueError(f"{column}: {prop!r} is not a HubSpot internal property name")
-    return value
+    return check_column_map(value, columns, what, required, _PROPERTY_NAME, "a HubSpot internal property name")
 
 
 def parse_mapping(data: Any, *, source: str = "mapping") -> HubSpotMapping:
@@ -193,11 +185,7 @@ def parse_mapping(data: Any, *, source: str = "mapping") -> HubSpotMapping:
     try:
         return HubSpotMapping.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{loc}: {err['msg']}")
-        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems)) from None
+        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems(exc))) from None
 
 
 def load_mapping(path: str | Path | None = None) -> HubSpotMapping:

@@ -38,6 +38,7 @@ from leadflow.schema import (
     STAGE_ORDER,
     LeadStatus,
 )
+from leadflow.validation import check_column_map, problems
 
 CRM = "salesforce"
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "salesforce.yaml"
@@ -219,16 +220,7 @@ class SalesforceMapping(BaseModel):
 
 def _check_columns(value: dict[str, str], columns: Mapping[str, str], what: str,
                    required: tuple[str, ...]) -> dict[str, str]:
-    unknown = sorted(set(value) - set(columns))
-    if unknown:
-        raise ValueError(f"unknown {what} column(s) {unknown} (see leadflow.schema)")
-    missing = [c for c in required if c not in value]
-    if missing:
-        raise ValueError(f"missing required column(s) {missing}")
-    for column, name in value.items():
-        if not isinstance(name, str) or not _FIELD_NAME.match(name):
-            raise ValueError(f"{column}: {name!r} is not a Salesforce field API name")
-    return value
+    return check_column_map(value, columns, what, required, _FIELD_NAME, "a Salesforce field API name")
 
 
 def parse_mapping(data: Any, *, source: str = "mapping") -> SalesforceMapping:
@@ -237,8 +229,7 @@ def parse_mapping(data: Any, *, source: str = "mapping") -> SalesforceMapping:
     try:
         return SalesforceMapping.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
-        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems)) from None
+        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems(exc))) from None
 
 
 def load_mapping(path: str | Path | None = None) -> SalesforceMapping:
