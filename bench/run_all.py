@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-ORDER = ["qualify", "pull", "enrich", "quality", "predictive", "push"]
+ORDER = ["qualify", "pull", "enrich", "quality", "predictive", "push", "e2e", "sandbox_seed"]
 
 
 def main() -> int:

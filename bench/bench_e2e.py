@@ -1,0 +1,101 @@
+"""End-to-end benchmark: a full first run and a 1%-changed nightly run against a sandbox that
+enforces HubSpot Professional's limits (190 requests / 10 s, search 5 / s).
+
+    python bench/bench_e2e.py [--contacts 100000] [--change-share 0.01] [--out bench/results/e2e.json]
+
+For each run: wall time, the API calls made (sandbox stats), and the minimum time the rate limits
+allow for those calls — searches at 5/s, everything else at 19/s, done one after the other as the
+pipeline does (pull, then push). Target: wall <= 1.3 x minimum + 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_push import _all_ids, _change_contacts  # noqa: E402  (same sandbox helpers)
+
+from leadflow.connections import Connection  # noqa: E402
+from leadflow.pipeline import RunContext, run_all  # noqa: E402
+from leadflow.sandbox.server import running_sandbox  # noqa: E402
+
+SEARCH_PER_S = 5.0
+GENERAL_PER_S = 19.0
+SEARCH = "POST /crm/v3/objects/contacts/search"
+
+
+def _calls(sb) -> dict:
+    by = sb.context.stats.snapshot()["byEndpoint"]
+    search = sum(v for k, v in by.items() if k.endswith("/search"))
+    other = sum(v for k, v in by.items() if not k.endswith("/search") and "/_sandbox" not in k
+                and "/v2/companies" not in k)
+    return {"search": int(search), "other": int(other)}
+
+
+def _measure(sb, conn: Connection, url: str, run_id: str) -> dict:
+    sb.context.stats.reset()
+    started = time.perf_counter()
+    summary = run_all(RunContext(crm="hubspot", run_id=run_id, warehouse_url=url, connection=conn))
+    wall = time.perf_counter() - started
+    calls = _calls(sb)
+    minimum = calls["search"] / SEARCH_PER_S + calls["other"] / GENERAL_PER_S
+    return {
+        "wall_s": round(wall, 1), "calls": calls, "api_bound_min_s": round(minimum, 1),
+        "ratio_to_min": round(wall / minimum, 2) if minimum else None,
+        "target_s": round(1.3 * minimum + 60, 1), "within_target": wall <= 1.3 * minimum + 60,
+        "pulled": summary["pulled"], "scored": summary["scored"], "changed": summary["changed"],
+        "pushed": summary["pushed"], "durations_s": summary.get("durations_s", {}),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--change-share", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "e2e.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("great_expectations", "leadflow"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        os.environ.setdefault("LEADFLOW_VAR_DIR", str(Path(tmp) / "var"))
+        url = f"sqlite:///{Path(tmp) / 'warehouse.db'}"
+        with running_sandbox(contacts=args.contacts, seed=args.seed, db_path=Path(tmp) / "crm.db",
+                             rate_limit="190/10", search_rate_limit="5/1") as sb:
+            extra = {"rate_limit_per_10s": 190, "search_rate_per_s": 5}
+            conn = Connection(conn_id="leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http",
+                              password=sb.token, extra=extra)
+            first = _measure(sb, conn, url, "bench-first")
+            ids = _all_ids(sb.store)
+            picked = random.Random(7).sample(ids, max(1, int(len(ids) * args.change_share)))
+            _change_contacts(sb.store, picked)
+            nightly = _measure(sb, conn, url, "bench-nightly")
+    headline = {
+        "contacts": args.contacts,
+        "first_run_s": first["wall_s"], "first_min_s": first["api_bound_min_s"],
+        "first_within_target": first["within_target"],
+        "nightly_run_s": nightly["wall_s"], "nightly_min_s": nightly["api_bound_min_s"],
+        "nightly_within_target": nightly["within_target"],
+    }
+    result = {"headline": headline, "first": first, "nightly": nightly, "contacts_changed": len(picked)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\n{'':22}{'wall s':>9}{'calls (search/other)':>24}{'API-bound min s':>18}{'target s':>10}")
+    for name, r in (("first run", first), (f"nightly ({len(picked)} changed)", nightly)):
+        calls = f"{r['calls']['search']}/{r['calls']['other']}"
+        print(f"{name:22}{r['wall_s']:>9}{calls:>24}{r['api_bound_min_s']:>18}{r['target_s']:>10}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
