@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from leadflow.qualify.columns import NAT_NS, LeadColumns, TextColumn
-from leadflow.qualify.conditions import NS_PER_DAY, ConditionEvaluator
+from leadflow.qualify.conditions import (
+    NS_PER_DAY,
+    ConditionEvaluator,
+    _combined_pattern,
+    _prepared_ops,
+    text_per_unique,
+)
 from leadflow.qualify.config import BANT_CRITERIA, QualificationModel, RuleGroup, ScoreRule
 from leadflow.qualify.fields import FIELD_KINDS
 from leadflow.qualify.reasons import Slot, render
@@ -70,6 +76,7 @@ class CompiledModel:
     clamp_slot: int
     blend_slot: int
     shown_fields: tuple[str, ...]
+    text_fields: tuple[str, ...]  # text/list lead columns read, in first-use order (prefetch)
 
 
 def compile_model(model: QualificationModel) -> CompiledModel:
@@ -111,6 +118,7 @@ def compile_model(model: QualificationModel) -> CompiledModel:
     compiled = CompiledModel(
         tuple(slots), fit, engagement, signals, tuple(bant_slots), tuple(disq_slots),
         clamp_slot, blend_slot, shown,
+        tuple(f for f in _fields_in_order(model, shown=True) if FIELD_KINDS.get(f) in ("str", "list")),
     )
     model._compiled = compiled
     return compiled
@@ -191,8 +199,16 @@ class _DecayCache:
         if key not in self._factors:
             age, known = self.age_ns(field)
             if decay.half_life_days is not None:
-                exponent = age.astype(np.float64) / float(NS_PER_DAY) / decay.half_life_days
-                factor = np.floor(np.exp2(-exponent) * DECAY_QUANTUM + 0.5) / DECAY_QUANTUM
+                # Same operations as floor(exp2(-(age / day / half_life)) * q + 0.5) / q, in place.
+                factor = age.astype(np.float64)
+                factor /= float(NS_PER_DAY)
+                factor /= decay.half_life_days
+                np.negative(factor, out=factor)
+                np.exp2(factor, out=factor)
+                factor *= DECAY_QUANTUM
+                factor += 0.5
+                np.floor(factor, out=factor)
+                factor /= DECAY_QUANTUM
             else:
                 factor = np.ones(self.ev.n)
             if decay.expire_after_days is not None:
@@ -201,23 +217,57 @@ class _DecayCache:
         return self._factors[key]
 
 
+_DBL_MAX = np.finfo(np.float64).max
+
+
+def _text_leaf_ops(rule: ScoreRule) -> dict[str, object] | None:
+    """The prepared operators when `rule` tests one text field and nothing else, else None."""
+    if rule.all is not None or rule.any is not None or rule.field is None:
+        return None
+    if FIELD_KINDS.get(rule.field) not in ("str", "list"):
+        return None
+    ops = _prepared_ops(rule)
+    return ops or None
+
+
 def _rule_points(
-    ev: ConditionEvaluator, cols: LeadColumns, decays: _DecayCache, rule: ScoreRule
-) -> np.ndarray:
-    """Integer points of one rule for every lead (int16)."""
-    mask = ev.mask(rule)
+    ev: ConditionEvaluator,
+    cols: LeadColumns,
+    decays: _DecayCache,
+    rule: ScoreRule,
+    out: np.ndarray,
+) -> None:
+    """Integer points of one rule for every lead, written into `out` (an int16 row)."""
+    if not rule.per_unit and rule.decay is None:
+        ops = _text_leaf_ops(rule)
+        if ops is not None:
+            # Points per distinct value, then one take straight into the slot row.
+            col = cols.text(rule.field)  # type: ignore[arg-type]
+            per_unique, missing_result = text_per_unique(col, ops)
+            lut = np.zeros(len(per_unique) + 1, dtype=np.int16)
+            lut[:-1][per_unique] = rule.points
+            lut[-1] = rule.points if missing_result else 0
+            np.take(lut, col.index, out=out)
+            return
+        mask = ev.mask(rule)
+        np.multiply(mask.view(np.int8), np.int16(rule.points), out=out)
+        return
     if rule.per_unit:
-        count = np.nan_to_num(cols.number(rule.field), nan=0.0)  # type: ignore[arg-type]
+        # max(nan_to_num(count), 0): fmax drops NaN (-> 0) and negatives; +inf -> float max.
+        value = np.fmax(cols.number(rule.field), 0.0)  # type: ignore[arg-type]
+        np.minimum(value, _DBL_MAX, out=value)
         limit = float(rule.max_points)  # type: ignore[arg-type]
-        value = np.clip(np.maximum(count, 0.0) * rule.points, -limit, limit)
-        value *= mask
-    elif rule.decay is None:
-        return mask.astype(np.int16) * np.int16(rule.points)
+        np.multiply(value, rule.points, out=value)
+        np.clip(value, -limit, limit, out=value)
+        if rule.has_test():
+            value *= ev.mask(rule)
     else:
-        value = mask * float(rule.points)
+        value = ev.mask(rule) * float(rule.points)
     if rule.decay is not None:
         value *= decays.factor(rule)
-    return _round_half_up(value).astype(np.int16)
+    value += 0.5
+    np.floor(value, out=value)
+    out[...] = value  # same truncating cast as astype(np.int16)
 
 
 def _score_groups(
@@ -232,14 +282,13 @@ def _score_groups(
     for plan in plans:
         group_sum = np.zeros(ev.n, dtype=np.int32)
         for rule, slot in zip(plan.group.rules, plan.rule_slots):
-            pts = _rule_points(ev, cols, decays, rule)
-            points[slot] = pts
-            group_sum += pts
+            _rule_points(ev, cols, decays, rule, points[slot])
+            group_sum += points[slot]
         if plan.cap_slot is not None:
             lo = plan.group.min if plan.group.min is not None else np.iinfo(np.int32).min
             hi = plan.group.max if plan.group.max is not None else np.iinfo(np.int32).max
             capped = np.clip(group_sum, lo, hi)
-            points[plan.cap_slot] = (capped - group_sum).astype(np.int16)
+            np.subtract(capped, group_sum, out=points[plan.cap_slot], casting="unsafe")
             group_sum = capped
         total += group_sum
     return total
@@ -253,13 +302,20 @@ def _sub_score(points: np.ndarray, full_points: int) -> np.ndarray:
 def _persona_column(model: QualificationModel, cols: LeadColumns) -> TextColumn:
     """Persona index per lead from its job title (first matching persona; -1 none)."""
     titles = cols.text("job_title")
-    compiled = [[compile_pattern(p) for p in persona.titles] for persona in model.personas]
+    # One search per persona (its title patterns merged when safe) instead of one per pattern.
+    searches = []
+    for persona in model.personas:
+        merged = _combined_pattern(tuple(persona.titles))
+        if merged is not None:
+            searches.append([merged.search])
+        else:
+            searches.append([compile_pattern(p).search for p in persona.titles])
     per_unique = np.full(len(titles.uniques), -1, dtype=np.int32)
     for i, title in enumerate(titles.uniques):
         if not title.strip():
             continue
-        for p, patterns in enumerate(compiled):
-            if any(rx.search(title) for rx in patterns):
+        for p, patterns in enumerate(searches):
+            if any(search(title) for search in patterns):
                 per_unique[i] = p
                 break
     codes = titles.lookup(per_unique, -1)
@@ -292,18 +348,23 @@ def evaluate(
     compiled = compile_model(model)
     n = len(leads)
     cols = LeadColumns(leads)
+    cols.prefetch_text(list(compiled.text_fields))
     ev = ConditionEvaluator(cols, _now_ns(now))
 
-    persona = _persona_column(model, cols)
-    cols.set_text("persona", persona)
-    cols.set_text("seniority", TextColumn(persona.codes, [p.seniority for p in model.personas]))
-    cols.set_text("authority", TextColumn(persona.codes, [p.authority for p in model.personas]))
+    # Persona, seniority and authority come from the job title, matched on first use: the
+    # (mostly numeric) engagement rules run first while text columns are factorised in threads.
+    cols.derive_text("persona", lambda: _persona_column(model, cols))
+    cols.derive_text("seniority", lambda: TextColumn(
+        cols.text("persona").codes, [p.seniority for p in model.personas]))
+    cols.derive_text("authority", lambda: TextColumn(
+        cols.text("persona").codes, [p.authority for p in model.personas]))
 
     points = np.zeros((len(compiled.slots), n), dtype=np.int16)
     decays = _DecayCache(ev, cols)
-    fit_pts = _score_groups(compiled.fit, ev, cols, decays, points)
     eng_pts = _score_groups(compiled.engagement, ev, cols, decays, points)
+    fit_pts = _score_groups(compiled.fit, ev, cols, decays, points)
     raw = fit_pts + eng_pts + _score_groups(compiled.signals, ev, cols, decays, points)
+    persona = cols.text("persona")
 
     # BANT: flags, count, weighted sum (summed in criterion order, like the reference).
     bant: dict[str, np.ndarray] = {}
@@ -314,7 +375,7 @@ def evaluate(
         bant[name] = met
         bant_weight = bant_weight + met * float(getattr(model.bant.weights, name))
         if criterion.points:
-            points[slot] = met.astype(np.int16) * np.int16(criterion.points)
+            np.multiply(met.view(np.int8), np.int16(criterion.points), out=points[slot])
             raw += points[slot]
     bant_count = sum(m.astype(np.int8) for m in bant.values()).astype(np.int8)
     advanced = bant_weight >= model.bant.advance_threshold
@@ -325,7 +386,7 @@ def evaluate(
         hit = ev.mask(rule)
         disq[hit & (disq < 0)] = i
         if rule.points:
-            points[slot] = hit.astype(np.int16) * np.int16(rule.points)
+            np.multiply(hit.view(np.int8), np.int16(rule.points), out=points[slot])
             raw += points[slot]
     disqualified = disq >= 0
 
@@ -524,24 +585,27 @@ def score_leads(
     return to_frame(evaluate(leads, model, now, predictive), render=render)
 
 
-def describe_fields(model: QualificationModel) -> set[str]:
-    """Lead fields the model reads (for callers that want to load only those columns)."""
-    fields: set[str] = {"crm", "record_id", "job_title", "lifecycle_stage", "lead_status"}
+def _fields_in_order(model: QualificationModel, *, shown: bool = False) -> list[str]:
+    """Lead fields the model reads, in the order the engine first reads them (no duplicates)."""
+    fields: dict[str, None] = dict.fromkeys(["crm", "record_id"])
 
     def walk(cond: object) -> None:
         field = getattr(cond, "field", None)
         if field is not None and field in FIELD_KINDS:
-            fields.add(field)
+            fields[field] = None
         for child in (getattr(cond, "all", None) or []) + (getattr(cond, "any", None) or []):
             walk(child)
         decay = getattr(cond, "decay", None)
         if decay is not None and decay.timestamp:
-            fields.add(decay.timestamp)
+            fields[decay.timestamp] = None
 
-    for section in (model.fit, model.engagement, model.signals):
+    for section in (model.engagement, model.fit, model.signals):  # the engine's order
         for group in section.groups:
             for rule in group.rules:
+                if section is model.fit and "job_title" not in fields:
+                    fields["job_title"] = None  # personas are matched when fit needs them
                 walk(rule)
+    fields["job_title"] = None
     for name in BANT_CRITERIA:
         walk(getattr(model.bant.criteria, name))
     for disq in model.disqualifiers:
@@ -551,4 +615,15 @@ def describe_fields(model: QualificationModel) -> set[str]:
         for cond in (rule.or_when, rule.requires):
             if cond is not None:
                 walk(cond)
-    return fields - {"persona", "seniority", "authority"}
+    fields.update(dict.fromkeys(["lifecycle_stage", "lead_status"]))
+    for section in (model.fit, model.engagement, model.signals) if shown else ():
+        for group in section.groups:
+            for rule in group.rules:
+                if rule.show is not None:
+                    fields[rule.show] = None
+    return [f for f in fields if f not in ("persona", "seniority", "authority")]
+
+
+def describe_fields(model: QualificationModel) -> set[str]:
+    """Lead fields the model reads (for callers that want to load only those columns)."""
+    return set(_fields_in_order(model)) - {"persona", "seniority", "authority"}
