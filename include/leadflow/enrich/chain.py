@@ -71,7 +71,7 @@ class ProviderChain:
             ask = open_domains.difference(negative, sort=False) if provider.remote else open_domains
             if ask.empty:
                 continue
-            found = provider.lookup(list(ask), now_ms)
+            found = provider.lookup(ask.tolist(), now_ms)
             self.stats[f"{provider.name}_asked"] += len(ask)
             if found.empty:
                 continue
@@ -95,7 +95,7 @@ class ProviderChain:
         if self.cache is not None and remote_answers:
             self.cache.store(pd.concat(remote_answers, ignore_index=True), now_ms)
         # Domains still open: a cached "not found", or nobody knew.
-        leftovers = pd.DataFrame({"domain": list(open_domains)})
+        leftovers = pd.DataFrame({"domain": open_domains.tolist()})
         is_negative = leftovers["domain"].isin(negative)
         leftovers["status"] = [NOT_FOUND if n else UNKNOWN for n in is_negative]
         leftovers["source"] = [self.cache.name if n and self.cache else None for n in is_negative]

@@ -177,11 +177,16 @@ def bands_of(values: pd.Series | np.ndarray, bands: tuple[tuple[float, str], ...
     """Vectorised band labels (NA where the value is missing or below the first bound)."""
     numbers = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype="float64")
     bounds = np.array([b for b, _ in bands])
-    labels = np.array([name for _, name in bands] + [None], dtype=object)
     slot = np.searchsorted(bounds, numbers, side="right") - 1
-    slot = np.where(np.isnan(numbers) | (slot < 0), len(bands), slot)
+    missing = np.isnan(numbers) | (slot < 0)
     index = values.index if isinstance(values, pd.Series) else None
-    return pd.Series(labels[slot], index=index, dtype="str")
+    # Labels gathered in Arrow from the small table: no per-row Python objects.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.array([name for _, name in bands], type=pa.large_string())
+    picked = pc.take(table, pa.array(np.where(missing, 0, slot).astype(np.int32), mask=missing))
+    return pd.Series(picked, index=index, dtype="str")
 
 
 # --- countries -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,8 @@ _LEGAL_FORMS = frozenset(
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
 # Fuzzy matching scores (queries x choices) in blocks of about this many cells.
 _CDIST_CELLS = 20_000_000
+# Distinct names remembered by a name index (per threshold) before it starts afresh.
+_MEMO_MAX = 500_000
 
 
 def normalise_company_name(name: str | None) -> str:
@@ -152,14 +154,26 @@ class _NameIndex:
         self.keys = frame["key"].tolist()
         self.domains = frame["domain"].to_numpy(dtype=object)
         self.exact = dict(zip(self.keys, self.domains))
+        self._memo: dict[float, dict[Any, tuple[Any, float]]] = {}
 
     def match(self, names: pd.Series, threshold: float) -> tuple[pd.Series, pd.Series]:
         codes, uniques = pd.factorize(names, use_na_sentinel=True)
-        queries = [normalise_company_name(u) for u in uniques]
-        best_domain = np.full(len(queries), None, dtype=object)
-        best_score = np.full(len(queries), np.nan)
+        values = uniques.tolist()
+        best_domain = np.full(len(values), None, dtype=object)
+        best_score = np.full(len(values), np.nan)
+        # Answers per distinct name are remembered (per threshold): the index never changes.
+        memo = self._memo.setdefault(float(threshold), {})
+        todo = []
+        for i, value in enumerate(values):
+            hit = memo.get(value)
+            if hit is None:
+                todo.append(i)
+            else:
+                best_domain[i], best_score[i] = hit
+        queries = {i: normalise_company_name(values[i]) for i in todo}
         fuzzy_rows = []
-        for i, query in enumerate(queries):
+        for i in todo:
+            query = queries[i]
             if not query:
                 continue
             hit = self.exact.get(query)
@@ -171,6 +185,10 @@ class _NameIndex:
             domains, scores = self._fuzzy([queries[i] for i in fuzzy_rows], threshold)
             best_domain[fuzzy_rows] = domains
             best_score[fuzzy_rows] = scores
+        if len(memo) + len(todo) > _MEMO_MAX:
+            memo.clear()
+        for i in todo:
+            memo[values[i]] = (best_domain[i], best_score[i])
         table_d = np.append(best_domain, None)
         table_s = np.append(best_score, np.nan)
         pick = np.where(codes < 0, len(table_d) - 1, codes)
