@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS, OWNED_FIELDS, STAGE_ORDER, LeadStatus
-from leadflow.validation import check_column_map, problems
+from leadflow.validation import check_column_map, load_yaml_document, validate_document
 
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "hubspot.yaml"
 
@@ -180,23 +179,10 @@ def _check_columns(
 
 def parse_mapping(data: Any, *, source: str = "mapping") -> HubSpotMapping:
     """Validate an already-loaded mapping document."""
-    if not isinstance(data, dict):
-        raise MappingConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return HubSpotMapping.model_validate(data)
-    except ValidationError as exc:
-        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems(exc))) from None
+    return validate_document(HubSpotMapping, data, source, MappingConfigError)
 
 
 def load_mapping(path: str | Path | None = None) -> HubSpotMapping:
     """Load and validate the HubSpot mapping YAML (default: include/config/crm/hubspot.yaml)."""
     file = Path(path) if path is not None else DEFAULT_MAPPING_PATH
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MappingConfigError(f"cannot read HubSpot mapping {file}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingConfigError(f"{file} is not valid YAML: {exc}") from None
-    return parse_mapping(data, source=str(file))
+    return parse_mapping(load_yaml_document(file, "HubSpot mapping", MappingConfigError), source=str(file))

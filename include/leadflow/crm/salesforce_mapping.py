@@ -16,8 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from leadflow.crm.base import RecordIssue
 from leadflow.crm.hubspot_mapping import (
@@ -38,7 +37,7 @@ from leadflow.schema import (
     STAGE_ORDER,
     LeadStatus,
 )
-from leadflow.validation import check_column_map, problems
+from leadflow.validation import check_column_map, load_yaml_document, validate_document
 
 CRM = "salesforce"
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "salesforce.yaml"
@@ -224,26 +223,14 @@ def _check_columns(value: dict[str, str], columns: Mapping[str, str], what: str,
 
 
 def parse_mapping(data: Any, *, source: str = "mapping") -> SalesforceMapping:
-    if not isinstance(data, dict):
-        raise MappingConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return SalesforceMapping.model_validate(data)
-    except ValidationError as exc:
-        raise MappingConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems(exc))) from None
+    """Validate an already-loaded mapping document."""
+    return validate_document(SalesforceMapping, data, source, MappingConfigError)
 
 
 def load_mapping(path: str | Path | None = None) -> SalesforceMapping:
     """Load and validate the Salesforce mapping YAML (default: include/config/crm/salesforce.yaml)."""
     file = Path(path) if path is not None else DEFAULT_MAPPING_PATH
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MappingConfigError(f"cannot read Salesforce mapping {file}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingConfigError(f"{file} is not valid YAML: {exc}") from None
-    return parse_mapping(data, source=str(file))
+    return parse_mapping(load_yaml_document(file, "Salesforce mapping", MappingConfigError), source=str(file))
 
 
 # --- incoming ---------------------------------------------------------------------------------------
