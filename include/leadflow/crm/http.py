@@ -47,8 +47,9 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -58,6 +59,7 @@ from leadflow.crm.base import (
     CrmError,
     CrmRequestError,
     CrmUnavailableError,
+    RecordResult,
 )
 from leadflow.crm.ratelimit import Sleeper, TokenBucket
 
@@ -147,6 +149,11 @@ class Stats(Mapping[str, float]):
     def add(self, name: str, amount: float = 1) -> None:
         with self._lock:
             self._values[name] = self._values.get(name, 0) + amount
+
+    def count_results(self, results: Sequence[RecordResult]) -> None:
+        """Add a push's per-record outcomes as `push_<status>` counters."""
+        for status, count in Counter(r.status for r in results).items():
+            self.add(f"push_{status}", count)
 
     def get(self, name: str, default: float = 0) -> float:  # type: ignore[override]
         with self._lock:

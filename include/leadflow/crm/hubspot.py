@@ -378,10 +378,7 @@ class HubSpotConnector:
         if inputs:
             results.update(self._write(inputs))
         ordered = [results[rid] for rid in ids]
-        for status in ("confirmed", "retryable", "rejected", "unknown"):
-            count = sum(1 for r in ordered if r.status == status)
-            if count:
-                self.stats.add(f"push_{status}", count)
+        self.stats.count_results(ordered)
         return ordered
 
     def _write(self, inputs: list[dict[str, Any]]) -> dict[str, RecordResult]:

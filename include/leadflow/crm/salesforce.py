@@ -472,10 +472,7 @@ class SalesforceConnector:
         if records:
             results.update(self._write(records))
         ordered = [results[rid] for rid in ids]
-        for status in ("confirmed", "retryable", "rejected", "unknown"):
-            count = sum(1 for r in ordered if r.status == status)
-            if count:
-                self.stats.add(f"push_{status}", count)
+        self.stats.count_results(ordered)
         return ordered
 
     def _write(self, records: list[dict[str, Any]]) -> dict[str, RecordResult]:
