@@ -1,7 +1,8 @@
 """Enrichment against the sandbox's company API over real HTTP (loopback).
 
 The sandbox serves 200 for companies it knows, 404 for the others, 202 the first time for a
-share of domains, and 429 with X-RateLimit-* headers past its per-key limit.
+share of domains, and 429 with X-RateLimit-* headers past its per-key limit; with
+`enrichment_faults` also 5xx and answers held past the client's read timeout.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pandas as pd
 import pytest
 import time_machine
 
+from leadflow.enrich.cache import WarehouseCache
 from leadflow.enrich.chain import build_chain
-from leadflow.enrich.http_provider import RequestsTransport
+from leadflow.enrich.http_provider import RequestsTransport, TransportError
 from leadflow.enrich.leads import enrich_leads
 from leadflow.enrich.settings import EnrichmentSettings, HttpSettings
 from leadflow.sandbox.server import running_sandbox
@@ -28,15 +30,20 @@ CONTACTS = 400  # -> 50 companies in the sandbox world
 
 
 class RecordingTransport(RequestsTransport):
-    """The real transport, noting each answer's status per domain."""
+    """The real transport, noting each answer's status per domain ("timeout" for a read timeout)."""
 
     def __init__(self, pool_size: int) -> None:
         super().__init__(pool_size)
-        self.answers: dict[str, list[int]] = defaultdict(list)
+        self.answers: dict[str, list[int | str]] = defaultdict(list)
         self._lock = threading.Lock()
 
     def get(self, url, *, params, headers, timeout):
-        response = super().get(url, params=params, headers=headers, timeout=timeout)
+        try:
+            response = super().get(url, params=params, headers=headers, timeout=timeout)
+        except TransportError as exc:
+            with self._lock:
+                self.answers[params["domain"]].append("timeout" if "Timeout" in str(exc) else str(exc))
+            raise
         with self._lock:
             self.answers[params["domain"]].append(response.status_code)
         return response
@@ -111,6 +118,58 @@ def test_given_faults_then_each_domain_answered_once_per_ttl_and_no_429_storm(
         still_pending = set(result.frame.loc[~result.frame["company_matched"], "company_domain"]) - {
             d for d, codes in final.items() if codes}
         assert set(again.answers) == still_pending  # only what never got a final answer
+        assert second.coverage["company_matched"] >= result.coverage["company_matched"]
+
+
+def test_given_5xx_and_timeout_faults_then_one_final_answer_per_domain_and_failures_asked_again_next_run(
+    sqlite_warehouse, world_domains
+) -> None:
+    # Client read timeout well above loopback latency, well below the hold of a timeout fault.
+    http = HttpSettings(concurrency=4, requests_per_second=100, burst=5, pending_rounds=3, pending_delay_s=0.1,
+                        backoff_base_s=0.05, backoff_max_s=0.4, max_attempts=3, timeout_s=0.75)
+    settings = EnrichmentSettings(reference_enabled=False, http=http)
+    domains = world_domains + world_domains
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    with running_sandbox(contacts=CONTACTS, seed=SEED, enrichment_rate_limit="25/1", enrichment_queued_share=0.3,
+                         enrichment_faults="5xx=0.25,timeout=0.08", fault_seed=2, timeout_seconds=1.5) as sandbox:
+        transport = RecordingTransport(http.concurrency)
+        chain = build_chain(sqlite_warehouse, settings, environ=_env(sandbox), http_options={"transport": transport})
+        with time_machine.travel(t0, tick=True):
+            result = enrich_leads(_leads(domains), _companies(), chain, settings)
+        provider = chain.providers[-1]
+        served = sandbox.context.enrichment.lookups()
+
+        # Each client attempt is exactly one lookup at the server, a timed-out one included (the
+        # limiter's 429s are answered before the handler, so they are left out of the comparison).
+        assert {d: [str(c) for c in codes if c != 429] for d, codes in transport.answers.items()} == served
+        outcomes = Counter(o for seq in served.values() for o in seq)
+        assert outcomes["timeout"] > 0 and outcomes["500"] + outcomes["502"] + outcomes["503"] > 0, outcomes
+        assert outcomes["202"] > 0 and outcomes["404"] >= 5, outcomes
+        assert provider.stats["transport_errors"] == outcomes["timeout"]
+        statuses = transport.statuses()
+        assert statuses[429] <= max(4, len(world_domains) // 4), statuses  # no 429 storm
+
+        answered = {d for d, seq in served.items() if {"200", "404"} & set(seq)}
+        unresolved = set(world_domains) - answered
+        assert unresolved and provider.stats["gave_up"] >= 1, "the fault seed should make some domain give up"
+        frame = result.frame
+        assert not frame.loc[frame["company_domain"].isin(unresolved), "company_matched"].any()
+        # Only final answers are cached (404 as "not found"); a transient failure is not.
+        cache = WarehouseCache(sqlite_warehouse, settings.cache_ttl_ms, settings.negative_ttl_ms)
+        cached = cache.lookup(world_domains, int(t0.timestamp() * 1000) + 1000)
+        assert set(cached["domain"]) == answered
+        assert set(cached.loc[cached["status"] == "not_found", "domain"]) == {
+            d for d in answered if "404" in served[d]}
+
+        # Second run inside the TTL: only the domains that had no final answer go to the API.
+        again = RecordingTransport(http.concurrency)
+        chain = build_chain(sqlite_warehouse, settings, environ=_env(sandbox), http_options={"transport": again})
+        with time_machine.travel(t0 + timedelta(days=1), tick=True):
+            second = enrich_leads(_leads(domains), _companies(), chain, settings)
+        assert set(again.answers) == unresolved
+        final_answers = Counter({d: sum(o in ("200", "404") for o in seq)
+                                 for d, seq in sandbox.context.enrichment.lookups().items()})
+        assert max(final_answers.values()) == 1, "a domain got a second final answer inside the TTL"
         assert second.coverage["company_matched"] >= result.coverage["company_matched"]
 
 

@@ -6,8 +6,10 @@ Per distinct domain, one GET, with:
 - up to `concurrency` requests in flight (a thread pool);
 - answers: 200 -> matched, 404 -> not_found, 202 -> "queued": asked again after
   `pending_delay_s`, at most `pending_rounds` more times in this run, then reported as pending
-  (never cached as not found); 429 and 5xx and network failures -> bounded exponential backoff
-  with jitter; 401/403 -> every remaining lookup of the run is abandoned (the key is wrong, more
+  (never cached as not found); 429 and 5xx and network failures (a read timeout included, one
+  attempt each) -> bounded exponential backoff with jitter, at most `max_attempts` requests,
+  then the domain is left unresolved for this run as an error (never cached, so the next run
+  asks again); 401/403 -> every remaining lookup of the run is abandoned (the key is wrong, more
   calls will not fix it).
 
 Clock, sleeper, jitter and the transport are injected, so tests run the whole policy against a
@@ -200,6 +202,7 @@ class HttpEnrichmentProvider:
         if not wanted:
             return records_to_frame([])
 
+        before = Counter(self.stats)
         answers: dict[str, CompanyRecord] = {}
         todo = wanted
         for round_no in range(self.settings.pending_rounds + 1):
@@ -212,14 +215,27 @@ class HttpEnrichmentProvider:
             if not todo or self._abort.is_set():
                 break
         statuses = Counter(r.status for r in answers.values())
+        done = Counter(self.stats)
+        done.subtract(before)
         log.info(
-            "enrichment API: %d domains -> %s (%d requests, %d rate limited, %d retried)",
+            "enrichment API: %d domains -> %s (%d requests, %d rate limited, %d server errors, "
+            "%d timeouts or network errors, %d retries, %d gave up)",
             len(wanted),
             dict(statuses),
-            self.stats["requests"],
-            self.stats["rate_limited"],
-            self.stats["retries"],
+            done["requests"],
+            done["rate_limited"],
+            done["server_errors"],
+            done["transport_errors"],
+            done["retries"],
+            done["gave_up"],
         )
+        if done["gave_up"]:
+            log.warning(
+                "enrichment API: %d domains unresolved after %d attempts each; not cached, "
+                "the next run asks again",
+                done["gave_up"],
+                self.settings.max_attempts,
+            )
         return records_to_frame(answers[d] for d in wanted)
 
     # --- internals ---------------------------------------------------------------------------------
@@ -248,6 +264,7 @@ class HttpEnrichmentProvider:
                     self.url, params={"domain": domain}, headers=self._headers, timeout=s.timeout_s
                 )
             except TransportError as exc:
+                self._count("transport_errors")
                 self._count(f"transport_{exc}")
                 if attempt < s.max_attempts:
                     self._retry_wait(attempt)
@@ -288,12 +305,13 @@ class HttpEnrichmentProvider:
                     self._count("retries")
                 continue
             if code >= 500:
+                self._count("server_errors")
                 if attempt < s.max_attempts:
                     self._retry_wait(attempt)
                 continue
             # Other 4xx: the request itself is wrong for this domain; retrying cannot help.
             return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
-        self._count("exhausted")
+        self._count("gave_up")
         return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
 
     def _retry_wait(self, attempt: int) -> None:

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve_p.add_argument("--faults", default="off",
                          help="fault rates, e.g. 429=0.1,5xx=0.05,partial=0.05,timeout=0.02,invalid=0.01,slow=0.05")
     serve_p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault RNG (default: 0)")
+    serve_p.add_argument("--enrichment-faults", default="off",
+                         help="enrichment API fault rates, e.g. 429=0.05,5xx=0.05,timeout=0.02 (a timeout holds "
+                              "the answer --timeout-seconds; drawn with --fault-seed)")
     serve_p.add_argument("--lifecycle-backward", choices=("ignore", "reject"), default="ignore",
                          help="what a backward lifecyclestage write does (default: ignore, as HubSpot)")
     serve_p.add_argument("--batch-validation", choices=("per-record", "whole-batch"), default="per-record",
@@ -139,6 +142,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from leadflow.sandbox.enrichment_api import parse_enrichment_faults
     from leadflow.sandbox.server import prepare_store, resolve_secret, serve
     from leadflow.sandbox.settings import SandboxSettings
 
@@ -164,6 +168,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for err in exc.errors():
             print(f"invalid --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
         return 2
+    try:
+        parse_enrichment_faults(args.enrichment_faults)
+    except ValueError as exc:
+        store.close()
+        print(f"invalid --enrichment-faults: {exc}", file=sys.stderr)
+        return 2
     salesforce = None
     if args.salesforce_port >= 0:
         from leadflow.sandbox.salesforce_api import SalesforceSettings
@@ -182,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"invalid --salesforce-{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
             return 2
     serve(settings, host=args.host, port=args.port, store=store, ready_file=args.ready_file,
-          salesforce=salesforce, salesforce_port=args.salesforce_port)
+          salesforce=salesforce, salesforce_port=args.salesforce_port, enrichment_faults=args.enrichment_faults)
     return 0
 
 

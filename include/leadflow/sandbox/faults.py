@@ -8,6 +8,7 @@ kind of request does not shift the faults of the others.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from dataclasses import dataclass
@@ -62,13 +63,25 @@ class FaultSpec(BaseModel):
         data = self.model_dump(by_alias=True)
         return ",".join(f"{k}={v:g}" for k, v in data.items() if v) or "off"
 
+    def kinds(self) -> set[str]:
+        """The fault kinds with a non-zero rate, by their spec names ("429", "5xx", ...)."""
+        return {k for k, v in self.model_dump(by_alias=True).items() if v}
+
+    def limited_to(self, allowed: Sequence[str], where: str) -> "FaultSpec":
+        """This spec, or ValueError naming the kinds that `where` cannot inject."""
+        extra = sorted(self.kinds() - set(allowed))
+        if extra:
+            raise ValueError(f"fault kind(s) {', '.join(extra)} do not apply to {where}; "
+                             f"supported: {', '.join(allowed)}")
+        return self
+
 
 @dataclass(frozen=True)
 class RequestFaults:
     """What happens to one request. Handlers apply the batch-level ones themselves."""
 
     rate_limited: bool = False
-    server_error: int | None = None  # 502 or 503
+    server_error: int | None = None  # 502 or 503 (500, 502 or 503 from `draw_keyed`)
     server_error_html: bool = False
     partial: bool = False
     timeout: bool = False
@@ -128,3 +141,24 @@ class FaultInjector:
             if not picked:
                 picked = [ids[self._rng.randrange(len(ids))]]
         return picked
+
+
+def _unit(seed: int, key: str, salt: str) -> float:
+    digest = hashlib.blake2b(f"{seed}:{salt}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def draw_keyed(spec: FaultSpec, seed: int, key: str) -> RequestFaults:
+    """The fault of the request named `key` (e.g. "example.com#3": its 3rd lookup), a pure
+    function of (seed, key) instead of a shared RNG: concurrent clients reach the server in any
+    order, and the faults must not depend on it. Only the kinds of a plain GET: 429, 5xx
+    (500/502/503) and timeout; at most one per request."""
+    if not (spec.rate_limited or spec.server_error or spec.timeout):
+        return NO_FAULTS
+    if _unit(seed, key, "429") < spec.rate_limited:
+        return RequestFaults(rate_limited=True)
+    if _unit(seed, key, "5xx") < spec.server_error:
+        return RequestFaults(server_error=(500, 502, 503)[int(_unit(seed, key, "5xx-code") * 3)])
+    if _unit(seed, key, "timeout") < spec.timeout:
+        return RequestFaults(timeout=True)
+    return NO_FAULTS

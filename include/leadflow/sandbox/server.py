@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, TextIO
 import uvicorn
 
 from leadflow.sandbox.app import SandboxContext, create_app
+from leadflow.sandbox.enrichment_api import parse_enrichment_faults
 from leadflow.sandbox.settings import SandboxSettings
 from leadflow.sandbox.store import SandboxStore
 from leadflow.sandbox.world import SeedReport, WorldConfig, seed_store
@@ -84,15 +85,18 @@ def _server(app: Any) -> uvicorn.Server:
 
 def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, store: SandboxStore,
           ready_file: Path | None = None, out: TextIO = sys.stdout, salesforce: Any = None,
-          salesforce_port: int | None = None) -> None:
+          salesforce_port: int | None = None, enrichment_faults: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers and shuts down gracefully).
 
     Once listening, prints the `export AIRFLOW_CONN_...` lines (and writes them to `ready_file`,
     atomically, if given). With `salesforce` (`SalesforceSettings`) and a `salesforce_port`
     (0 = a free one), the Salesforce part is served over TLS beside it (certificate next to the
     db file) and its `AIRFLOW_CONN_LEADFLOW_SALESFORCE` line is printed too.
+    `enrichment_faults` ("5xx=0.05,timeout=0.02") are injected into the enrichment API.
     """
+    enrichment_spec = parse_enrichment_faults(enrichment_faults)
     app = create_app(settings, store=store)
+    app.state.sandbox.enrichment.configure_faults(enrichment_spec, settings.fault_seed)
     sf_handle = None
     if salesforce is not None and salesforce_port is not None and salesforce_port >= 0:
         from leadflow.sandbox.salesforce_server import export_line, start_salesforce
@@ -197,14 +201,17 @@ class SandboxHandle:
 def running_sandbox(*, contacts: int = 500, seed: int = 1, db_path: Path | str | None = None,
                     shared_timestamp_every: int = 0, clock: Callable[[], float] = time.time,
                     sleep: Any = None, salesforce: bool | dict[str, Any] = False,
-                    **settings: Any) -> Iterator[SandboxHandle]:
+                    enrichment_faults: str | None = None, **settings: Any) -> Iterator[SandboxHandle]:
     """Start a seeded sandbox on a free loopback port in a background thread; stop it on exit.
 
-    `settings` are `SandboxSettings` fields (rate_limit="off", faults="5xx=1", token=...). Without
+    `settings` are `SandboxSettings` fields (rate_limit="off", faults="5xx=1", token=...);
+    `enrichment_faults` ("5xx=0.05,timeout=0.02") are injected into the enrichment API, drawn
+    with `fault_seed`, a timeout holding the answer `timeout_seconds`. Without
     `db_path` the world lives in a temporary directory removed afterwards. `salesforce=True` (or a
     dict of `SalesforceSettings` fields) also serves the same world as a Salesforce org over TLS:
     `.sf_base_url`, `.sf_token`, `.sf_cert_path` on the handle.
     """
+    enrichment_spec = parse_enrichment_faults(enrichment_faults)  # a bad spec fails before anything opens
     with contextlib.ExitStack() as stack:
         if db_path is None:
             db_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadflow-sandbox-"))) / "crm.db"
@@ -216,6 +223,7 @@ def running_sandbox(*, contacts: int = 500, seed: int = 1, db_path: Path | str |
         config = SandboxSettings(db_path=db_path, **settings)
         extra = {"sleep": sleep} if sleep is not None else {}
         app = create_app(config, store=store, clock=clock, **extra)
+        app.state.sandbox.enrichment.configure_faults(enrichment_spec, config.fault_seed)
         sock = bind_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]
         server = _server(app)
