@@ -285,8 +285,9 @@ def build_qualify_frame(leads: pd.DataFrame, companies: pd.DataFrame) -> pd.Data
     return frame
 
 
-def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> pd.Series | None:
-    """The champion predictive model's 0-100 score, when the qualification model uses one."""
+def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The champion predictive model's 0-100 `score` and top `factors` per lead, when the
+    qualification model uses one."""
     predictive = getattr(model, "predictive", None)
     if not predictive or not getattr(predictive, "enabled", False) or frame.empty:
         return None
@@ -298,7 +299,7 @@ def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> pd
     if champion is None:
         log.info("qualify %s: predictive score enabled but no trained model yet", crm)
         return None
-    return score_frame(champion, prepare_leads(frame, champion.mapping))["score"].astype(float)
+    return score_frame(champion, prepare_leads(frame, champion.mapping))[["score", "factors"]]
 
 
 def _score_counts(scores: pd.Series) -> list[int]:
@@ -324,7 +325,12 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
             leads = leads[leads["record_id"].isin(set(ctx.only_record_ids))]
         frame = build_qualify_frame(_with_enrichment(engine, ctx.crm, leads.reset_index(drop=True)),
                                     repo.load_companies(engine, ctx.crm))
-        scores = score_leads(frame, model, ctx.score_as_of, predictive=_predictive(engine, ctx.crm, model, frame))
+        predictive = _predictive(engine, ctx.crm, model, frame)
+        scores = score_leads(
+            frame, model, ctx.score_as_of,
+            predictive=None if predictive is None else predictive["score"].astype(float),
+            predictive_factors=None if predictive is None else predictive["factors"],
+        )
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
                          replace=not ctx.only_record_ids)
     summary.update(

@@ -72,34 +72,49 @@ def factor_points(model: TrainedModel, frame: pd.DataFrame, probability: np.ndar
     return 100.0 * (probability[:, None] - _sigmoid(z - contributions))
 
 
-def render_reasons(points: np.ndarray, names: list[str], shown: list[list[str]], top: int = 3) -> list[str]:
-    """'; '-joined top factors per row, largest absolute points first; tiny ones left out."""
+def _top_factors(points: np.ndarray, top: int) -> list[list[tuple[int, int]]]:
+    """Per row, [(feature, rounded points), ...]: the `top` largest by absolute points, zeros left out."""
     rounded = np.rint(points).astype(int)
     order = np.argsort(-np.abs(points), axis=1, kind="stable")[:, :top]
     out = []
     for i in range(points.shape[0]):
-        parts = []
+        row = []
         for j in order[i]:
-            pts = rounded[i, j]
-            if pts == 0:
+            if rounded[i, j] == 0:
                 break
-            parts.append(f"{pts:+d} {REASON_PREFIX}: {names[j]} = {shown[j][i]}")
-        out.append("; ".join(parts))
+            row.append((int(j), int(rounded[i, j])))
+        out.append(row)
     return out
+
+
+def render_reasons(points: np.ndarray, names: list[str], shown: list[list[str]], top: int = 3) -> list[str]:
+    """'; '-joined top factors per row, largest absolute points first; tiny ones left out."""
+    return ["; ".join(f"{pts:+d} {REASON_PREFIX}: {names[j]} = {shown[j][i]}" for j, pts in row)
+            for i, row in enumerate(_top_factors(points, top))]
+
+
+def render_factors(points: np.ndarray, names: list[str], shown: list[list[str]], top: int = 3) -> list[str]:
+    """The same top factors as one compact phrase per row ("Last Activity = SMS Sent +12, ..."),
+    for the rules engine's blend reason: no "; ", which separates the reasons of a lead."""
+    return [", ".join(f"{names[j]} = {shown[j][i].replace(';', ',')} {pts:+d}" for j, pts in row)
+            for i, row in enumerate(_top_factors(points, top))]
 
 
 def _score_chunk(model: TrainedModel, frame: pd.DataFrame, top: int) -> pd.DataFrame:
     probability = model.predict_proba(frame)
     points = factor_points(model, frame, probability)
-    reasons = render_reasons(points, model.encoder.feature_names, _display_values(model, frame), top)
+    names, shown = model.encoder.feature_names, _display_values(model, frame)
     return pd.DataFrame(
-        {"probability": probability, "score": probability_to_score(probability), "reasons": reasons},
+        {"probability": probability, "score": probability_to_score(probability),
+         "reasons": render_reasons(points, names, shown, top),
+         "factors": render_factors(points, names, shown, top)},
         index=frame.index,
     )
 
 
 def score_frame(model: TrainedModel, frame: pd.DataFrame, top_factors: int = 3) -> pd.DataFrame:
-    """Score every row of `frame` (same index): probability in [0, 1], score 0-100, reasons.
+    """Score every row of `frame` (same index): probability in [0, 1], score 0-100, reasons, and
+    the same top factors as one phrase (`factors`, what the rules engine's blend reason shows).
 
     The frame needs the mapping's feature columns; unknown categories, missing or
     non-numeric numbers and the mapping's missing tokens are all scored, never rejected.
@@ -108,7 +123,8 @@ def score_frame(model: TrainedModel, frame: pd.DataFrame, top_factors: int = 3) 
     if frame.empty:
         return pd.DataFrame({"probability": pd.Series(dtype="float64"),
                              "score": pd.Series(dtype="int64"),
-                             "reasons": pd.Series(dtype="object")}, index=frame.index)
+                             "reasons": pd.Series(dtype="object"),
+                             "factors": pd.Series(dtype="object")}, index=frame.index)
     with threadpool_limits(limits=1):
         parts = [
             _score_chunk(model, frame.iloc[start : start + _CHUNK_ROWS], top_factors)
@@ -126,5 +142,5 @@ def score_table(model: TrainedModel, frame: pd.DataFrame, top_factors: int = 3) 
     model.mapping.check_columns(frame.columns, where="table to score")
     scored = score_frame(model, frame, top_factors)
     out = pd.DataFrame({id_col: frame[id_col].to_numpy()}, index=frame.index)
-    return out.join(scored).reset_index(drop=True)
+    return out.join(scored[list(SCORE_COLUMNS)]).reset_index(drop=True)
 

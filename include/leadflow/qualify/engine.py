@@ -54,6 +54,9 @@ FIT_LETTERS = ("A", "B", "C", "D")
 ENGAGEMENT_DIGITS = ("1", "2", "3", "4")
 GRADE_NAMES = np.array([f + e for f in FIT_LETTERS for e in ENGAGEMENT_DIGITS], dtype=object)
 DECAY_QUANTUM = 1e9  # decay factors are rounded to 1e-9 so platform pow() differences vanish
+# The predictive model's top factors per lead, shown after the blend reason (not a lead field).
+PREDICTIVE_FACTORS = "predictive_factors"
+MAX_FACTORS_SHOWN = 160
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ def compile_model(model: QualificationModel) -> CompiledModel:
     clamp_slot = len(slots)
     slots.append(Slot("clamp", "clamp to 0-100", "clamp"))
     blend_slot = len(slots)
-    slots.append(Slot("blend", f"predictive blend ({model.predictive.weight:.0%})", "blend"))
+    slots.append(Slot("blend", f"predictive blend ({model.predictive.weight:.0%})", "blend",
+                      show=PREDICTIVE_FACTORS, max_shown=MAX_FACTORS_SHOWN))
     shown = tuple(sorted({s.show for s in slots if s.show is not None}))
     compiled = CompiledModel(
         tuple(slots), fit, engagement, signals, tuple(bant_slots), tuple(disq_slots),
@@ -178,6 +182,7 @@ class _DecayCache:
         self.ev = ev
         self.cols = cols
         self._ages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._age_days: dict[str, np.ndarray] = {}
         self._factors: dict[tuple[str, float | None, int | None], np.ndarray] = {}
 
     def age_ns(self, field: str) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +195,14 @@ class _DecayCache:
             self._ages[field] = (age, known)
         return self._ages[field]
 
+    def age_days(self, field: str) -> np.ndarray:
+        """Age in (fractional) days, float64: age_ns / NS_PER_DAY, shared by every half-life."""
+        if field not in self._age_days:
+            days = self.age_ns(field)[0].astype(np.float64)
+            days /= float(NS_PER_DAY)
+            self._age_days[field] = days
+        return self._age_days[field]
+
     def factor(self, rule: ScoreRule) -> np.ndarray:
         decay = rule.decay
         assert decay is not None
@@ -199,10 +212,8 @@ class _DecayCache:
         if key not in self._factors:
             age, known = self.age_ns(field)
             if decay.half_life_days is not None:
-                # Same operations as floor(exp2(-(age / day / half_life)) * q + 0.5) / q, in place.
-                factor = age.astype(np.float64)
-                factor /= float(NS_PER_DAY)
-                factor /= decay.half_life_days
+                # Same operations as floor(exp2(-(age / day / half_life)) * q + 0.5) / q.
+                factor = self.age_days(field) / decay.half_life_days
                 np.negative(factor, out=factor)
                 np.exp2(factor, out=factor)
                 factor *= DECAY_QUANTUM
@@ -215,9 +226,6 @@ class _DecayCache:
                 factor[known & (age > decay.expire_after_days * NS_PER_DAY)] = 0.0
             self._factors[key] = factor
         return self._factors[key]
-
-
-_DBL_MAX = np.finfo(np.float64).max
 
 
 def _text_leaf_ops(rule: ScoreRule) -> dict[str, object] | None:
@@ -252,13 +260,20 @@ def _rule_points(
         mask = ev.mask(rule)
         np.multiply(mask.view(np.int8), np.int16(rule.points), out=out)
         return
+    if rule.points == 0:
+        out[...] = 0
+        return
     if rule.per_unit:
-        # max(nan_to_num(count), 0): fmax drops NaN (-> 0) and negatives; +inf -> float max.
+        # max(nan_to_num(count), 0): fmax drops NaN (-> 0) and negatives. +inf needs no special
+        # case: inf x points is +-inf, which the one-sided limit below turns into +-max_points,
+        # exactly what float max x points gives.
         value = np.fmax(cols.number(rule.field), 0.0)  # type: ignore[arg-type]
-        np.minimum(value, _DBL_MAX, out=value)
         limit = float(rule.max_points)  # type: ignore[arg-type]
         np.multiply(value, rule.points, out=value)
-        np.clip(value, -limit, limit, out=value)
+        if rule.points > 0:  # value >= 0 here, so only one side of [-limit, limit] can bind
+            np.minimum(value, limit, out=value)
+        else:
+            np.maximum(value, -limit, out=value)
         if rule.has_test():
             value *= ev.mask(rule)
     else:
@@ -295,8 +310,17 @@ def _score_groups(
 
 
 def _sub_score(points: np.ndarray, full_points: int) -> np.ndarray:
-    """0-100 scaled points, rounded half up with integer arithmetic."""
-    return np.clip((200 * points.astype(np.int64) + full_points) // (2 * full_points), 0, 100)
+    """0-100 scaled points rounded half up: floor((200 p + F) / 2F), clipped to 0-100.
+
+    p is clipped to [0, F] first (outside it the result clips to 0 or 100 anyway); then the
+    quotient is at most 100.5 and, when not whole, at least 1/(2F) away from the next integer,
+    so float64 division floors exactly like integer division (and is several times faster).
+    """
+    value = np.clip(points, 0, full_points).astype(np.float64)
+    value *= 200.0
+    value += full_points
+    value /= 2.0 * full_points
+    return np.floor(value, out=value).astype(np.int16)
 
 
 def _persona_column(model: QualificationModel, cols: LeadColumns) -> TextColumn:
@@ -343,21 +367,27 @@ def evaluate(
     model: QualificationModel,
     now: datetime,
     predictive: pd.Series | None = None,
+    predictive_factors: pd.Series | None = None,
 ) -> Evaluation:
-    """Score every lead of `leads` with `model` at time `now` (timezone-aware)."""
+    """Score every lead of `leads` with `model` at time `now` (timezone-aware).
+
+    `predictive` is an optional 0-100 score per lead (index-aligned); `predictive_factors` its
+    top factors as text, shown after the blend reason of the leads it moved.
+    """
     compiled = compile_model(model)
     n = len(leads)
     cols = LeadColumns(leads)
+    if predictive_factors is not None:
+        factors = predictive_factors.reindex(leads.index).astype(object)
+        cols.set_text(PREDICTIVE_FACTORS, LeadColumns(pd.DataFrame({"f": factors})).text("f"))
     cols.prefetch_text(list(compiled.text_fields))
     ev = ConditionEvaluator(cols, _now_ns(now))
 
     # Persona, seniority and authority come from the job title, matched on first use: the
     # (mostly numeric) engagement rules run first while text columns are factorised in threads.
     cols.derive_text("persona", lambda: _persona_column(model, cols))
-    cols.derive_text("seniority", lambda: TextColumn(
-        cols.text("persona").codes, [p.seniority for p in model.personas]))
-    cols.derive_text("authority", lambda: TextColumn(
-        cols.text("persona").codes, [p.authority for p in model.personas]))
+    cols.derive_text("seniority", lambda: cols.text("persona").relabel([p.seniority for p in model.personas]))
+    cols.derive_text("authority", lambda: cols.text("persona").relabel([p.authority for p in model.personas]))
 
     points = np.zeros((len(compiled.slots), n), dtype=np.int16)
     decays = _DecayCache(ev, cols)
@@ -505,7 +535,7 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
     stage = _codes_to_objects(ev.stage_rank, ev.current_stage, MODEL_STAGES, KEEP, NONE)
     status = _codes_to_objects(ev.status_code, ev.current_status, STATUS_VALUES, STATUS_KEEP, None)
     codes = np.array([d.code for d in model.disqualifiers] + [None], dtype=object)
-    disq = codes[ev.disqualifier]  # -1 -> last element (None)
+    disq = _take(codes, ev.disqualifier)  # -1 -> last element (None)
     persona_ids = np.array([p.id for p in model.personas] + [None], dtype=object)
     authorities = np.array([p.authority for p in model.personas] + [None], dtype=object)
 
@@ -516,7 +546,7 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
         "score": ev.score.astype(np.float64),
         "fit_score": ev.fit_score.astype(np.float64),
         "engagement_score": ev.engagement_score.astype(np.float64),
-        "grade": GRADE_NAMES[ev.grade_code],
+        "grade": _take(GRADE_NAMES, ev.grade_code),
         "bant_budget": ev.bant["budget"],
         "bant_authority": ev.bant["authority"],
         "bant_need": ev.bant["need"],
@@ -526,12 +556,12 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
         "stage": stage,
         "lead_status": status,
         "reasons": ev.render_reasons() if render else np.full(n, None, dtype=object),
-        "persona": persona_ids[ev.persona.codes],
-        "authority": authorities[ev.persona.codes],
+        "persona": np.take(persona_ids, ev.persona.index),
+        "authority": np.take(authorities, ev.persona.index),
         "bant_weight": ev.bant_weight,
         "bant_advanced": ev.bant_advanced,
         "rule_score": ev.rule_score.astype(np.float64),
-        "proposed_stage": _STAGE_NAMES[ev.proposed_rank],
+        "proposed_stage": _take(_STAGE_NAMES, ev.proposed_rank),
     }
     frame = pd.DataFrame(
         {
@@ -544,19 +574,26 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
     return frame
 
 
+def _take(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``values[codes]`` (negative codes count from the end) with intp indices: numpy's fancy
+    indexing and `take` cast small-int indices element by element, several times slower."""
+    idx = codes.astype(np.intp)
+    idx[idx < 0] += len(values)
+    return np.take(values, idx)
+
+
 def _codes_to_objects(
     codes: np.ndarray, current: TextColumn, names: tuple[str, ...], keep: int, empty: int | None
 ) -> np.ndarray:
     """Object array from decision codes: >= 0 picks `names`, `keep` keeps the record's own value,
     `empty` gives None; one take from a small vocabulary instead of object-array `where`s."""
     vocab = np.array([*names, *current.uniques, None], dtype=object)
-    idx = codes.astype(np.int32)
-    kept = len(names) + current.codes  # current code -1 (missing) -> the trailing None
-    kept = np.where(current.codes < 0, len(vocab) - 1, kept)
-    idx = np.where(codes == keep, kept, idx)
+    # current.index: the record's own value, missing (-1) -> len(uniques) -> the trailing None.
+    idx = current.index + len(names)
+    idx = np.where(codes == keep, idx, codes.astype(np.intp))
     if empty is not None:
-        idx = np.where(codes == empty, len(vocab) - 1, idx)
-    return vocab[idx]
+        idx[codes == empty] = len(vocab) - 1
+    return np.take(vocab, idx)
 
 
 def _dtype(name: str, values: np.ndarray) -> object:
@@ -574,15 +611,17 @@ def score_leads(
     now: datetime,
     predictive: pd.Series | None = None,
     *,
+    predictive_factors: pd.Series | None = None,
     render: bool = True,
 ) -> pd.DataFrame:
     """Score `leads` (columns of `schema.LEAD_COLUMNS` + enrichment) with `model` at `now`.
 
     Returns the `schema.SCORE_COLUMNS` columns (plus a few extras, see `to_frame`), indexed
     like `leads`. `predictive` is an optional 0-100 score per lead (index-aligned) blended with
-    `model.predictive.weight` when `model.predictive.enabled`.
+    `model.predictive.weight` when `model.predictive.enabled`; `predictive_factors` (text per
+    lead) is shown after the blend reason.
     """
-    return to_frame(evaluate(leads, model, now, predictive), render=render)
+    return to_frame(evaluate(leads, model, now, predictive, predictive_factors), render=render)
 
 
 def _fields_in_order(model: QualificationModel, *, shown: bool = False) -> list[str]:

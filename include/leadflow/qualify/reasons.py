@@ -3,7 +3,8 @@
 The engine keeps one int16 row of points per *reason slot* (every rule, every group cap, each
 BANT criterion and disqualifier, the clamp and the predictive blend), so the reasons of a lead
 always add up exactly to its combined score. Rendering turns the non-zero slots of a lead into
-"+15 decider title: VP Sales; -30 competitor domain". Only distinct (rule, points, shown value)
+"+15 decider title: VP Sales; -30 competitor domain"; the blend shows the predictive model's
+top factors ("+6 predictive blend (30%): Last Activity = SMS Sent +12, ..."). Only distinct (rule, points, shown value)
 pieces are formatted in Python; the per-lead joining runs in Arrow.
 """
 
@@ -30,6 +31,7 @@ class Slot:
     label: str
     kind: str  # rule | cap | bant | disqualifier | clamp | blend
     show: str | None = None  # field whose value is appended to the text
+    max_shown: int = MAX_SHOWN_VALUE  # characters of that value
 
 
 def reason_text(slot: Slot, points: int, shown: str | None) -> str:
@@ -37,8 +39,8 @@ def reason_text(slot: Slot, points: int, shown: str | None) -> str:
     text = f"{points:+d} {slot.label}"
     if shown:
         value = " ".join(shown.split())
-        if len(value) > MAX_SHOWN_VALUE:
-            value = value[: MAX_SHOWN_VALUE - 1] + "…"
+        if len(value) > slot.max_shown:
+            value = value[: slot.max_shown - 1] + "…"
         text += f": {value}"
     return text
 

@@ -42,7 +42,7 @@ def test_scoring_unseen_rows_handles_unknown_categories_missing_numbers_and_sele
     new.loc[new.index[10:15], "Visits"] = "Select"
     new.loc[new.index[15:20], "Last Activity"] = None
     scored = score_frame(trained_model, new)
-    assert list(scored.columns) == ["probability", "score", "reasons"]
+    assert list(scored.columns) == ["probability", "score", "reasons", "factors"]
     assert scored.index.equals(new.index)
     assert scored["probability"].between(0, 1).all()
     assert (scored["score"] == np.floor(scored["probability"] * 100 + 0.5)).all()
@@ -60,6 +60,10 @@ def test_reasons_show_the_leads_own_value_and_the_strongest_factor_first(trained
     points = [abs(int(r.split(" ", 1)[0])) for r in reasons]
     assert points == sorted(points, reverse=True)
     assert reasons[0].startswith("+") and reasons[0].endswith("Last Activity = SMS Sent")
+    # The same factors, in the same order, as the phrase the rules engine's blend reason shows.
+    factors = score_frame(trained_model, lead, top_factors=6)["factors"].iloc[0].split(", ")
+    assert [f.rsplit(" ", 1)[1] for f in factors] == [r.split(" ", 1)[0] for r in reasons]
+    assert factors[0].startswith("Last Activity = SMS Sent ")
     assert any(r.endswith("Time On Site = 5,000") for r in reasons)
 
 
@@ -78,7 +82,7 @@ def test_scoring_a_table_without_a_feature_column_names_it(trained_model):
 
 def test_score_frame_of_no_rows_is_empty(trained_model):
     out = score_frame(trained_model, make_leads(3, seed=1).iloc[:0])
-    assert out.empty and list(out.columns) == ["probability", "score", "reasons"]
+    assert out.empty and list(out.columns) == ["probability", "score", "reasons", "factors"]
 
 
 def test_calibrated_probabilities_match_observed_rates(trained_model):

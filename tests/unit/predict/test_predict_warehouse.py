@@ -111,3 +111,32 @@ def test_backtest_of_rules_predictive_and_blend_on_warehouse_history(tmp_path, c
     assert sum(results[0]["stage_counts"].values()) == 250
     assert "## rules" in (out / "backtest.md").read_text(encoding="utf-8")
     engine.dispose()
+
+
+def test_pipeline_blends_the_champion_and_shows_its_top_factors_in_the_reasons(sqlite_warehouse, tmp_path):
+    from datetime import datetime, timezone
+
+    import yaml
+
+    from leadflow.pipeline import RunContext, qualify
+    from leadflow.qualify import DEFAULT_MODEL_PATH
+    from leadflow.warehouse import repo
+
+    _land(sqlite_warehouse, _rows(400, won=120, lost=200))
+    assert train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST)["promoted"]
+    doc = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
+    doc["predictive"] = {**doc["predictive"], "enabled": True, "weight": 0.3}
+    model_path = tmp_path / "model.yaml"
+    model_path.write_text(yaml.safe_dump(doc))
+
+    ctx = RunContext(crm="hubspot", run_id="r2", model_path=str(model_path), _engine=sqlite_warehouse,
+                     now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+    qualify(ctx)
+    scores = repo.load_scores(sqlite_warehouse, "hubspot")
+    blends = scores["reasons"].str.extract(r"([+-]\d+) predictive blend \(30%\): ([^;]+)")
+    moved = blends[0].notna()
+    assert moved.mean() > 0.5  # most open leads' scores moved with the predictive blend
+    # The factors name the champion's features with the lead's own value and signed points.
+    assert blends.loc[moved, 1].str.match(r"^[^=]+ = .+ [+-]\d+").all()
+    for text, score in zip(scores["reasons"], scores["score"]):
+        assert sum(int(p.split(" ", 1)[0]) for p in text.split("; ")) == score

@@ -362,6 +362,26 @@ def test_predictive_score_is_blended_with_an_explicit_blend_reason():
     assert "predictive blend (20%)" in frame.loc[2, "reasons"]
 
 
+def test_blend_reason_shows_the_predictive_top_factors_and_still_adds_up():
+    doc = default_dict()
+    doc["predictive"] = {"enabled": True, "weight": 0.3}
+    model = model_from(doc)
+    leads = make_leads([lead(), lead(), lead()])
+    predictive = pd.Series([95.0, np.nan, 80.0])
+    factors = pd.Series(["Last Activity = SMS Sent +12, Lead Origin = API -4", "ignored", "x" * 400])
+    frame = score_leads(leads, model, NOW, predictive, predictive_factors=factors)
+    evaluation = evaluate(leads, model, NOW, predictive, factors)
+    blend = [r for r in frame.loc[0, "reasons"].split("; ") if "predictive blend" in r]
+    assert blend == [f"{dict(reasons_of(evaluation, 0))['blend']:+d} predictive blend (30%): "
+                     "Last Activity = SMS Sent +12, Lead Origin = API -4"]
+    assert "ignored" not in frame.loc[1, "reasons"]  # no predictive score: no blend, no factors
+    long_piece = [r for r in frame.loc[2, "reasons"].split("; ") if "predictive blend" in r][0]
+    assert long_piece.endswith("…") and len(long_piece.split(": ", 1)[1]) == 160
+    for row in range(3):  # the text's leading points still add up to the score
+        pieces = frame.loc[row, "reasons"].split("; ")
+        assert sum(int(p.split(" ", 1)[0]) for p in pieces) == frame.loc[row, "score"]
+
+
 def test_predictive_scores_are_ignored_when_disabled(default_model):
     _, plain = _score(default_model, lead())
     _, given = _score(default_model, lead(), predictive=pd.Series([100.0]))
