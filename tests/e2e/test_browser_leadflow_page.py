@@ -1,11 +1,13 @@
 """Browser test: headless Chromium logs in to `airflow standalone` and reads the Leadflow page.
 
-1. a CRM sandbox and one in-process pipeline run fill a temporary warehouse;
+1. a CRM sandbox and one in-process pipeline run fill a temporary warehouse; the pools are set
+   the way `make airflow-db` sets them;
 2. `airflow standalone` (with plugins/ and dags/ of this checkout) starts on a free port;
 3. Chromium, driven over the W3C WebDriver protocol (chromedriver + requests), signs in through
    Airflow's login page and opens /leadflow/: the funnel and the runs table show real numbers;
-4. a manual run with dry_run=true is triggered through the REST API (the call the trigger form
-   makes); once it succeeded, the page shows its preview; a screenshot goes to screenshots/.
+4. as a user does: the DAG page of leadflow_hubspot, its Trigger form, the "Dry run" switch on,
+   Trigger; the UI opens the new run, which succeeds; the Leadflow page then shows its preview.
+   Screenshots go to screenshots/ (and the page source too when the test fails).
 
 Chromium comes from the Debian packages `chromium` and `chromium-driver`
 (scripts/ensure_chromium.sh installs them). Every process started here is stopped at the end.
@@ -17,15 +19,18 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 import requests
+
+from e2e_processes import stop_group
 
 from leadflow.devrun import start_sandbox, stop
 
@@ -58,27 +63,6 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
-
-
-def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """Stop a process started with start_new_session=True and every child in its group."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # children (scheduler, api-server, ...) can outlive the parent: kill the group
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class WebDriver:
@@ -182,8 +166,14 @@ def airflow(tmp_path_factory):
     standalone = None
     log = open(home / "standalone.log", "wb")
     try:
+        # as `make airflow-db` does; at the same time as the pipeline run (both take seconds)
+        pools = subprocess.Popen([str(BIN / "airflow"), "pools", "set", "leadflow_hubspot", "4",
+                                  "HubSpot API calls"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
         subprocess.run([sys.executable, "-m", "leadflow.cli", "run", "--crm", "hubspot"], env=env,
                        check=True, capture_output=True, timeout=300)
+        _, pool_err = pools.communicate(timeout=300)
+        assert pools.returncode == 0, pool_err.decode(errors="replace")[-2000:]
         standalone = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=str(home),
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
@@ -200,7 +190,7 @@ def airflow(tmp_path_factory):
         yield base, env, json.loads(passwords.read_text())["admin"]
     finally:
         if standalone is not None:
-            _stop_group(standalone)
+            stop_group(standalone)
         stop(sandbox)
         log.close()
 
@@ -219,7 +209,7 @@ def browser(tmp_path_factory):
     finally:
         if driver is not None:
             driver.quit()
-        _stop_group(driver_proc, grace=10)
+        stop_group(driver_proc, grace=10)
 
 
 def _login(browser: WebDriver, base: str, password: str) -> None:
@@ -246,65 +236,116 @@ def _api_token(base: str, password: str) -> str:
     return resp.json()["access_token"]
 
 
-def _trigger_dry_run(base: str, password: str) -> str:
+def _dry_run_from_the_trigger_form(browser: WebDriver, base: str, password: str) -> str:
+    """Trigger leadflow_hubspot from its Trigger form in the Airflow UI with "Dry run" switched
+    on, wait for the run to succeed; return its run id."""
     headers = {"Authorization": f"Bearer {_api_token(base, password)}"}
     dag = f"{base}/api/v2/dags/leadflow_hubspot"
+    # The API tells reliably when the dag-processor has parsed the DAG; the UI would need reloads.
     _wait(lambda: requests.get(dag, headers=headers, timeout=10).status_code == 200, 240,
           "the DAG to be parsed", 2)
-    # the pool the push tasks use (`make airflow-db` creates it with `airflow pools set`)
-    pool = requests.post(f"{base}/api/v2/pools", headers=headers, timeout=30,
-                         json={"name": "leadflow_hubspot", "slots": 4, "description": "HubSpot API calls"})
-    assert pool.status_code in (200, 201, 409), pool.text
-    requests.patch(dag, json={"is_paused": False}, headers=headers, timeout=30).raise_for_status()
-    resp = requests.post(f"{dag}/dagRuns", json={"logical_date": None, "conf": {"dry_run": True}},
-                         headers=headers, timeout=30)
-    assert resp.status_code in (200, 201), resp.text
-    run_id = resp.json()["dag_run_id"]
+
+    browser.get(f"{base}/dags/leadflow_hubspot")
+    browser.click(_wait(lambda: browser.find("[data-testid='trigger-dag-button']"), 60,
+                        "the Trigger button on the DAG page", 0.5))
+    submit = _wait(lambda: browser.find("[role='dialog'] [data-testid='trigger-dag-submit']"), 60,
+                   "the Trigger form", 0.5)
+    # New DAGs start paused: the form offers to unpause on trigger, ticked by default.
+    assert browser.js(
+        "const label = Array.from(document.querySelectorAll('[role=dialog] label'))"
+        ".find(l => l.innerText.includes('Unpause leadflow_hubspot'));"
+        "return !!label && label.querySelector('input[type=checkbox]').checked")
+    # Boolean Params are switches; the form names each field element_<param>.
+    dry_run = "[role='dialog'] input[name='element_dry_run']"
+    assert browser.js(f"return document.querySelector(\"{dry_run}\").checked") is False
+    browser.click(browser.find("[role='dialog'] label[id='switch:element_dry_run']"))
+    _wait(lambda: browser.js(f"return document.querySelector(\"{dry_run}\").checked"), 10,
+          "the Dry run switch to turn on", 0.2)
+    _save_screenshot(browser, "trigger_form.png")
+    browser.click(submit)
+
+    # After the trigger the UI opens the new run's page: its URL holds the run id.
+    run_path = f"{base}/dags/leadflow_hubspot/runs/"
+    _wait(lambda: browser.url.startswith(run_path) and len(browser.url) > len(run_path), 60,
+          "the page of the triggered run", 0.5)
+    run_id = unquote(browser.url[len(run_path):].split("/")[0].split("?")[0])
+    run = requests.get(f"{dag}/dagRuns/{run_id}", headers=headers, timeout=30).json()
+    assert run["conf"]["dry_run"] is True and run["run_type"] == "manual", run
 
     def finished():
         state = requests.get(f"{dag}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
-        assert state != "failed", f"the dry run {run_id} failed"
+        if state == "failed":
+            tis = requests.get(f"{dag}/dagRuns/{run_id}/taskInstances", headers=headers, timeout=30).json()
+            raise AssertionError(f"the dry run {run_id} failed: " + ", ".join(
+                f"{t['task_id']}[{t['map_index']}]={t['state']}" for t in tis["task_instances"]))
         return state == "success"
 
     _wait(finished, 600, f"the dry run {run_id}", 3)
+
+    # The run's page shows the outcome too (loaded afresh: the check must not hang on its polling).
+    browser.get(f"{run_path}{quote(run_id, safe='')}")
+    _wait(lambda: (browser.js("const b = document.querySelector('[data-testid=header-card] "
+                              "[data-testid=state-badge]'); return b ? b.innerText : ''") or "").strip() == "Success",
+          60, "the run page to show Success", 0.5)
     return run_id
 
 
-def test_leadflow_page_in_airflow_shows_funnel_runs_and_the_dry_run_preview(airflow, browser):
-    base, env, password = airflow
-    # unauthenticated API calls are refused by the plugin app itself
-    assert requests.get(f"{base}/leadflow/api/data", timeout=10).status_code == 401
+@contextmanager
+def _evidence_on_failure(browser: WebDriver):
+    """A failed browser step leaves a screenshot and the page source in screenshots/."""
+    try:
+        yield
+    except BaseException:
+        try:
+            _save_screenshot(browser, "failure.png")
+            (SCREENSHOTS / "failure.html").write_text(browser.js("return document.documentElement.outerHTML"))
+            print(f"failure screenshot and page source of {browser.url} in {SCREENSHOTS}")
+        except Exception as exc:  # the browser itself may be what failed
+            print(f"no failure screenshot: {exc}")
+        raise
 
-    _login(browser, base, password)
-    rows = _runs_table(browser)
-    assert len(rows) == 2  # header + the in-process run
-    header, first = rows
-    pulled = first[header.index("pulled")]
-    assert int(pulled.replace(",", "")) == CONTACTS
-    assert int(first[header.index("scored")].replace(",", "")) > 0
-    bars = browser.js("return document.querySelectorAll('#funnel svg.funnel-chart rect.bar').length")
-    assert bars >= 2
-    funnel_total = browser.js(
-        "return Array.from(document.querySelectorAll('#funnel rect.bar'))"
-        ".reduce((s, r) => s + Number(r.dataset.value.replace(/,/g, '')), 0)")
-    assert funnel_total == int(first[header.index("scored")].replace(",", ""))
 
-    run_id = _trigger_dry_run(base, password)
-    browser.get(f"{base}/leadflow/")
-    _wait(lambda: browser.find("#runs-table"), 30, "the page", 0.5)
-    rows = _runs_table(browser)
-    dry_rows = [r for r in rows[1:] if r[0].startswith(run_id)]
-    assert dry_rows and "dry run" in dry_rows[0][0]
-    preview = browser.js("return document.querySelector('#preview').innerText")
-    assert run_id in preview and "Dry-run preview" in preview and "nothing was written" in preview
-    assert browser.find(".preview-records") is not None
+def _save_screenshot(browser: WebDriver, name: str) -> Path:
     SCREENSHOTS.mkdir(exist_ok=True)
-    shot = SCREENSHOTS / "leadflow_page.png"
+    shot = SCREENSHOTS / name
     browser.screenshot(shot)
-    assert shot.stat().st_size > 10_000
+    return shot
 
-    # the report link of a run opens its report
-    report = browser.js("return document.querySelector('#runs-table a[href*=\"/report?\"]').href")
-    browser.get(report)
-    _wait(lambda: browser.find("#summary"), 30, "the run report", 0.5)
-    assert "leadflow run report" in browser.js("return document.title")
+
+def test_leadflow_page_shows_funnel_runs_and_the_preview_of_a_dry_run_triggered_from_the_ui_form(
+        airflow, browser):
+    base, env, password = airflow
+    with _evidence_on_failure(browser):
+        # unauthenticated API calls are refused by the plugin app itself
+        assert requests.get(f"{base}/leadflow/api/data", timeout=10).status_code == 401
+
+        _login(browser, base, password)
+        rows = _runs_table(browser)
+        assert len(rows) == 2  # header + the in-process run
+        header, first = rows
+        pulled = first[header.index("pulled")]
+        assert int(pulled.replace(",", "")) == CONTACTS
+        assert int(first[header.index("scored")].replace(",", "")) > 0
+        bars = browser.js("return document.querySelectorAll('#funnel svg.funnel-chart rect.bar').length")
+        assert bars >= 2
+        funnel_total = browser.js(
+            "return Array.from(document.querySelectorAll('#funnel rect.bar'))"
+            ".reduce((s, r) => s + Number(r.dataset.value.replace(/,/g, '')), 0)")
+        assert funnel_total == int(first[header.index("scored")].replace(",", ""))
+
+        run_id = _dry_run_from_the_trigger_form(browser, base, password)
+        browser.get(f"{base}/leadflow/")
+        _wait(lambda: browser.find("#runs-table"), 30, "the page", 0.5)
+        rows = _runs_table(browser)
+        dry_rows = [r for r in rows[1:] if r[0].startswith(run_id)]
+        assert dry_rows and "dry run" in dry_rows[0][0]
+        preview = browser.js("return document.querySelector('#preview').innerText")
+        assert run_id in preview and "Dry-run preview" in preview and "nothing was written" in preview
+        assert browser.find(".preview-records") is not None
+        assert _save_screenshot(browser, "leadflow_page.png").stat().st_size > 10_000
+
+        # the report link of a run opens its report
+        report = browser.js("return document.querySelector('#runs-table a[href*=\"/report?\"]').href")
+        browser.get(report)
+        _wait(lambda: browser.find("#summary"), 30, "the run report", 0.5)
+        assert "leadflow run report" in browser.js("return document.title")
