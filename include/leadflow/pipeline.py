@@ -191,13 +191,21 @@ def _with_enrichment(engine: Engine, crm: str, leads: pd.DataFrame) -> pd.DataFr
     if enriched.empty:
         return frame
     enriched = enriched.drop_duplicates("record_id").set_index("record_id")
-    idx = frame["record_id"]
+    # One hash lookup of the ids, then positional takes per column (Series.map + isin per
+    # column hashed the ids again for each and walked Arrow strings in Python).
+    pos = enriched.index.get_indexer(frame["record_id"])
+    found = pd.Series(pos >= 0, index=frame.index)
+    at = np.maximum(pos, 0)
+
+    def column(col: str) -> pd.Series:
+        return enriched[col].iloc[at].set_axis(frame.index)
+
     for col in ("industry", "employees", "annual_revenue", "country"):
         if col in enriched:
-            frame[col] = idx.map(enriched[col]).where(idx.isin(enriched.index), frame[col])
+            frame[col] = column(col).where(found, frame[col])
     for col in ("technologies", "email_domain", "company_domain", "is_free_email", "is_disposable_email"):
         if col in enriched:
-            frame[col] = idx.map(enriched[col])
+            frame[col] = column(col).where(found)
     return frame
 
 

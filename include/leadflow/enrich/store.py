@@ -18,6 +18,7 @@ from sqlalchemy import Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS, lead_enrichment
+from leadflow.warehouse.repo import read_frame
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,7 @@ def store_enrichment(
 
 def load_enrichment(engine: Engine, crm: str) -> pd.DataFrame:
     """Every stored enrichment row of `crm`, with typed columns (str / float64 / bool)."""
-    query = select(lead_enrichment).where(lead_enrichment.c.crm == crm)
-    with engine.connect() as conn:
-        result = conn.execute(query)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    frame = read_frame(engine, select(lead_enrichment).where(lead_enrichment.c.crm == crm))
     for name, kind in LEAD_ENRICHMENT_COLUMNS.items():
         if kind == "float":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
