@@ -403,7 +403,7 @@ def plan_push(ctx: RunContext) -> dict[str, Any]:
     with _timed(summary, "plan_push"):
         changes, _ = _changes(ctx, None, 1)
         changed = int(changes["record_id"].nunique()) if len(changes) else 0
-        scored = max(1, len(repo.load_scores(engine, ctx.crm)))
+        scored = max(1, repo.count_scores(engine, ctx.crm))
         share = changed / scored
         summary.update({"changed": changed, "change_share": round(share, 4), "preview": preview(changes)})
     limit = ctx.settings.push.max_change_share

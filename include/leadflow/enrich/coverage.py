@@ -21,7 +21,9 @@ def _share(count: int, total: int) -> float:
 
 
 def _counts(values: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in values.value_counts(dropna=True).sort_index().items()}
+    # Categorical columns count every category, also the absent ones: those are left out.
+    counts = values.value_counts(dropna=True)
+    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])) if v}
 
 
 def coverage_report(frame: pd.DataFrame, lookups: Mapping[str, int] | None = None) -> dict[str, Any]:

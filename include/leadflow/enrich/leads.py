@@ -214,8 +214,8 @@ def enrich_leads(
         )
         out[name] = value
         out[f"{name}_source"] = _labels(source_code, source_labels)
-    out["employee_band"] = bands_of(out["employees"], EMPLOYEE_BANDS)
-    out["revenue_band"] = bands_of(out["annual_revenue"], REVENUE_BANDS)
+    out["employee_band"] = bands_of(out["employees"], EMPLOYEE_BANDS, categorical=True)
+    out["revenue_band"] = bands_of(out["annual_revenue"], REVENUE_BANDS, categorical=True)
 
     frame = pd.DataFrame({k: _plain(v) for k, v in out.items()})
     frame = frame[["crm", "record_id", *LEAD_ENRICHMENT_COLUMNS]]
@@ -316,10 +316,9 @@ def _pick_company_codes(
 
 
 def _labels(codes: np.ndarray, labels: tuple[str, ...]) -> pd.Series:
-    """A `str` Series of labels[code] (NA where code is -1), built without Python objects."""
-    table = pa.array(labels, type=pa.large_string())
-    index = pa.array(np.maximum(codes, 0).astype(np.int32), mask=codes < 0)
-    return pd.Series(pc.take(table, index), dtype="str")
+    """A categorical Series of labels[code] (NA where code is -1): the codes are used as they
+    are, where a text column would copy a label into each of a million rows."""
+    return pd.Series(pd.Categorical.from_codes(np.where(codes < 0, -1, codes), categories=list(labels)))
 
 
 _LABEL_CRM, _LABEL_NONE = 0, 1

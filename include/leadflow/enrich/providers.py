@@ -173,13 +173,19 @@ def revenue_band(usd: float | None) -> str | None:
     return _band(usd, REVENUE_BANDS)
 
 
-def bands_of(values: pd.Series | np.ndarray, bands: tuple[tuple[float, str], ...]) -> pd.Series:
-    """Vectorised band labels (NA where the value is missing or below the first bound)."""
+def bands_of(
+    values: pd.Series | np.ndarray, bands: tuple[tuple[float, str], ...], *, categorical: bool = False
+) -> pd.Series:
+    """Vectorised band labels (NA where the value is missing or below the first bound), as text
+    or, with `categorical`, as a category column (no label copied per row)."""
     numbers = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype="float64")
     bounds = np.array([b for b, _ in bands])
     slot = np.searchsorted(bounds, numbers, side="right") - 1
     missing = np.isnan(numbers) | (slot < 0)
     index = values.index if isinstance(values, pd.Series) else None
+    if categorical:
+        codes = np.where(missing, -1, slot)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=[name for _, name in bands]), index=index)
     # Labels gathered in Arrow from the small table: no per-row Python objects.
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -321,6 +321,12 @@ def count_leads(engine: Engine, crm: str) -> int:
 
 
 # --- scores ----------------------------------------------------------------------------------------
+def count_scores(engine: Engine, crm: str) -> int:
+    """Records of `crm` with a current score."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(scores).where(scores.c.crm == crm)).scalar_one()
+
+
 def save_scores(
     engine: Engine,
     crm: str,
