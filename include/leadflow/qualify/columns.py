@@ -124,13 +124,15 @@ def _factorize(series: pd.Series) -> TextColumn:
         values = dictionary.to_pylist()
         null_at = values.index(None)
         uniques = values[:null_at] + values[null_at + 1:]
-        positions = np.arange(len(values), dtype=np.intp)
-        positions[null_at + 1:] -= 1  # entries after the null move down by one
-        positions[null_at] = -1
-        codes = np.take(positions.astype(np.int32), raw)
-        positions[null_at] = len(uniques)
+        # Entries after the null move down by one; the null itself becomes -1 (codes) and
+        # len(uniques) (index). Arithmetic on the codes: a take with int32 indices is slower.
+        is_null = raw == null_at
+        codes = raw - (raw > null_at)
+        codes[is_null] = -1
+        index = codes.astype(np.intp)
+        index[is_null] = len(uniques)
         col = TextColumn(codes, uniques)
-        col.__dict__["index"] = np.take(positions, raw)
+        col.__dict__["index"] = index
         return col
     if isinstance(series.dtype, pd.CategoricalDtype):
         # Already factorised: reuse the codes, no hashing of a million strings.
