@@ -9,9 +9,14 @@ this machine, not by HubSpot's 100 calls / 10 s; the API-bound minimum is report
   change (write calls: expected 0);
 - `--change-share` of the contacts change in the CRM (job title, page views and pricing-page views,
   what the model scores; last-modified touched so the pull sees them), run 3: write calls
-  (sandbox stats of `POST .../contacts/batch/update`) against ceil(changed records / 100);
+  (sandbox stats of `POST .../contacts/batch/update`) against ceil(changed records / 100).
+  Two counts, reported side by side: *contacts changed* in the CRM (the 1%) and *changed records*,
+  the records whose leadflow values (score, grade, stage, ...) differ afterwards and are written.
+  The second is smaller: sales-owned (and quarantined) contacts are left alone, and a score that
+  moves by less than `min_score_delta` while grade and stage stay is not written;
 - baseline: the official SDK (`hubspot-api-client`), `basic_api.update` once per record, timed on
-  `--sdk-sample` of the changed records and extrapolated to all of them.
+  `--sdk-sample` of the changed records and extrapolated to all of them (a loop that wrote every
+  changed contact instead would make one call per contact changed).
 Part 2 (`--fault-contacts`, 0 to skip): a world under the faults
 `429=0.1,5xx=0.05,partial=0.05,timeout=0.02`, two runs; the share of scored records whose CRM
 values equal the warehouse's intent, values written more than once, rows left rejected.
@@ -21,6 +26,7 @@ Figures only; the integration tests assert the behaviour.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -60,6 +66,27 @@ def _run(conn: Connection, url: str, run_id: str) -> tuple[dict, float]:
     started = time.perf_counter()
     summary = run_all(RunContext(crm="hubspot", run_id=run_id, warehouse_url=url, connection=conn, force=True))
     return summary, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _write_call_timer():
+    """Wall time spent inside leadflow's write calls (`HubSpotConnector.push`), to set beside the
+    SDK loop's: the push step's own duration also covers the diff and the push log."""
+    spent = [0.0]
+    original = HubSpotConnector.push
+
+    def timed(self, updates):
+        started = time.perf_counter()
+        try:
+            return original(self, updates)
+        finally:
+            spent[0] += time.perf_counter() - started
+
+    HubSpotConnector.push = timed
+    try:
+        yield spent
+    finally:
+        HubSpotConnector.push = original
 
 
 def _write_calls(sb) -> int:
@@ -142,20 +169,29 @@ def part_efficiency(args, tmp: Path) -> dict:
         picked = random.Random(7).sample(ids, max(1, int(len(ids) * args.change_share)))
         _change_contacts(sb.store, picked)
         sb.context.stats.reset()
-        third, t3 = _run(conn, url, "bench-3")
+        with _write_call_timer() as write_s:
+            third, t3 = _run(conn, url, "bench-3")
         calls3 = _write_calls(sb)
         changed = int(third.get("changed", 0))
         bound = math.ceil(changed / 100) * 1.05
+        engine = RunContext(crm="hubspot", run_id="bench", warehouse_url=url).engine
+        with engine.connect() as c:
+            logged = {r[0] for r in c.execute(select(push_log.c.record_id).where(
+                push_log.c.run_id == "bench-3").distinct())}
+        touched = {str(i) for i in picked}
         out["run3_changed"] = {
-            "contacts_touched": len(picked), "changed_records": changed, "write_calls": calls3,
+            "contacts_touched": len(picked), "changed_records": changed,
+            "changed_records_among_touched": len(logged & touched),
+            "changed_records_not_touched": len(logged - touched), "write_calls": calls3,
             "bound_ceil_changed_100_x1_05": round(bound, 2), "within_bound": calls3 <= bound,
-            "calls_per_changed_record": round(calls3 / max(1, changed), 4), "wall_s": round(t3, 1),
-            "push_s": third.get("durations_s", {}).get("push"),
+            "calls_per_changed_record": round(calls3 / max(1, changed), 4),
+            "calls_per_touched_contact": round(calls3 / max(1, len(picked)), 4), "wall_s": round(t3, 1),
+            "push_s": third.get("durations_s", {}).get("push"), "write_calls_s": round(write_s[0], 3),
             "api_bound_min_s": round(calls3 / HUBSPOT_CALLS_PER_S, 1),
         }
-        print(f"run 3 ({changed} records changed): {calls3} write calls (bound {bound:.2f}), {t3:.0f} s", flush=True)
+        print(f"run 3 ({len(picked)} contacts changed in the CRM, {changed} records with values to write): "
+              f"{calls3} write calls (bound {bound:.2f}), {t3:.0f} s", flush=True)
 
-        engine = RunContext(crm="hubspot", run_id="bench", warehouse_url=url).engine
         with engine.connect() as c:
             written = [r[0] for r in c.execute(select(push_log.c.record_id).where(
                 push_log.c.run_id == "bench-3", push_log.c.status == "confirmed").distinct())]
@@ -177,7 +213,10 @@ def part_faults(args, tmp: Path) -> dict:
     out: dict = {"contacts": args.fault_contacts, "faults": FAULTS}
     with running_sandbox(contacts=args.fault_contacts, seed=52, db_path=tmp / "crm-faults.db",
                          rate_limit="off", search_rate_limit="off", timeout_seconds=3.0) as sb:
-        conn = _connection(sb, read_timeout_s=2.0, backoff_base_s=0.1, backoff_max_s=1.0)
+        # As in tests/integration/test_push_faults.py: the sandbox's 429s are random faults, not a
+        # full window, so the client's least wait after one is cut from HubSpot's 2 s / 1 s.
+        conn = _connection(sb, read_timeout_s=2.0, backoff_base_s=0.1, backoff_max_s=1.0,
+                           rate_limit_wait_s=0.05, search_rate_wait_s=0.05)
         with HubSpotConnector.from_connection(conn) as connector:
             connector.ensure_schema()  # see the report: a timed-out property create fails the run
             mapping = connector.mapping
@@ -235,13 +274,17 @@ def main() -> int:
     headline = {
         "contacts": args.contacts,
         "no_change_run_write_calls": efficiency["run2_no_change"]["write_calls"],
+        "contacts_touched": run3["contacts_touched"],
         "changed_records": run3["changed_records"],
         "write_calls": run3["write_calls"],
         "bound": run3["bound_ceil_changed_100_x1_05"],
         "within_bound": run3["within_bound"],
         "calls_per_changed_record": run3["calls_per_changed_record"],
+        "calls_per_touched_contact": run3["calls_per_touched_contact"],
         "sdk_calls_per_record": sdk["calls_per_record"],
+        "run_wall_s": [efficiency["run1"]["wall_s"], efficiency["run2_no_change"]["wall_s"], run3["wall_s"]],
         "push_s": run3["push_s"],
+        "write_calls_s": run3["write_calls_s"],
         "sdk_extrapolated_s": sdk["extrapolated_wall_s"],
     }
     if faults:
@@ -254,10 +297,16 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     print()
+    print(f"run 3: {run3['contacts_touched']} contacts changed in the CRM ({args.change_share:.0%} of {args.contacts}); "
+          f"{run3['changed_records']} records with values to write ({run3['changed_records_among_touched']} of them "
+          f"among the changed contacts, {run3['changed_records_not_touched']} not)")
     print(f"{'':34}{'leadflow':>14}{'SDK loop':>14}")
     print(f"{'write calls for changed records':34}{run3['write_calls']:>14}{run3['changed_records']:>14}")
     print(f"{'calls per changed record':34}{run3['calls_per_changed_record']:>14}{sdk['calls_per_record']:>14}")
-    print(f"{'wall time of the writes (s)':34}{str(run3['push_s']):>14}{sdk['extrapolated_wall_s']:>14}")
+    sdk_per_contact = round(run3["changed_records"] / max(1, run3["contacts_touched"]), 4)
+    print(f"{'calls per contact changed in CRM':34}{run3['calls_per_touched_contact']:>14}{sdk_per_contact:>14}")
+    print(f"{'wall time of the write calls (s)':34}{run3['write_calls_s']:>14}{sdk['extrapolated_wall_s']:>14}")
+    print(f"{'push step: diff, log, writes (s)':34}{str(run3['push_s']):>14}{'':>14}")
     print(f"{'API-bound minimum at 10/s (s)':34}{run3['api_bound_min_s']:>14}{sdk['api_bound_min_s']:>14}")
     print(f"no-change run write calls: {headline['no_change_run_write_calls']}; "
           f"bound ceil(changed/100)*1.05 = {run3['bound_ceil_changed_100_x1_05']} -> within: {run3['within_bound']}")

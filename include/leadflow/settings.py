@@ -30,9 +30,10 @@ class PushPolicy(BaseModel):
     max_attempts: int = Field(3, ge=1)
     max_change_share: float = Field(0.5, gt=0, le=1)
     lease_ttl_s: float = Field(300.0, gt=0)
+    calls_in_flight: int = Field(4, ge=1, le=16)
 
     def writer(self) -> WriterSettings:
-        return WriterSettings(max_attempts=self.max_attempts)
+        return WriterSettings(max_attempts=self.max_attempts, calls_in_flight=self.calls_in_flight)
 
 
 class PipelineSettings(BaseModel):

@@ -9,6 +9,7 @@ back, never rewritten) and nothing is left rejected, failed or pending.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 
 import pandas as pd
@@ -110,6 +111,7 @@ class DyingConnector:
         self.name = real.name
         self.max_batch_size = real.max_batch_size
         self.calls = 0
+        self._lock = threading.Lock()
 
     def pull(self, since):
         return self._real.pull(since)
@@ -118,9 +120,11 @@ class DyingConnector:
         self._real.ensure_schema()
 
     def push(self, updates):
-        self.calls += 1
+        with self._lock:  # the writer has several calls in flight: number each one on entry
+            self.calls += 1
+            number = self.calls
         results = self._real.push(updates)
-        if self.calls == self._die_on:
+        if number == self._die_on:
             raise Killed()
         return results
 

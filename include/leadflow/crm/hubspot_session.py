@@ -35,6 +35,9 @@ class HubSpotSettings(BaseModel):
 
     rate_limit_per_10s: int = Field(100, ge=1, description="the portal's burst limit per rolling 10 s")
     search_rate_per_s: float = Field(5, gt=0, description="search requests per rolling second")
+    # HubSpot's 429s say which window is full; a rolling window frees up gradually.
+    rate_limit_wait_s: float = Field(2.0, gt=0, description="least wait after a ten-secondly 429")
+    search_rate_wait_s: float = Field(1.0, gt=0, description="least wait after a secondly (search) 429")
     rate_headroom: float = Field(0.04, ge=0, lt=0.5, description="fraction kept under each ceiling")
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(30.0, gt=0)
@@ -73,9 +76,12 @@ class HubSpotSession(RestSession):
     # (bench/bench_pull.py).
     also_charge: dict[str, tuple[str, ...]] = {}
 
-    def __init__(self, *args: Any, daily_reserve: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, daily_reserve: int = 0, rate_limit_wait_s: float = 2.0,
+                 search_rate_wait_s: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.daily_reserve = daily_reserve
+        self.rate_limit_wait_s = rate_limit_wait_s
+        self.search_rate_wait_s = search_rate_wait_s
         self.daily_remaining: int | None = None
 
     @classmethod
@@ -121,6 +127,8 @@ class HubSpotSession(RestSession):
             session=session,
             stats=stats,
             daily_reserve=settings.daily_reserve,
+            rate_limit_wait_s=settings.rate_limit_wait_s,
+            search_rate_wait_s=settings.search_rate_wait_s,
         )
 
     # --- declarations ------------------------------------------------------------------------------
@@ -164,9 +172,8 @@ class HubSpotSession(RestSession):
                 info=info,
             )
         if policy == "SECONDLY":
-            return 1.0
-        # TEN_SECONDLY_ROLLING (or unknown): a rolling window frees up gradually.
-        return 2.0
+            return self.search_rate_wait_s
+        return self.rate_limit_wait_s  # TEN_SECONDLY_ROLLING (or unknown)
 
     def auth_error_message(self, status: int, info: ErrorInfo) -> str:
         where = f"connection {self.conn_id}" if self.conn_id else "the HubSpot connection"

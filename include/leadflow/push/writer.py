@@ -12,12 +12,14 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, bindparam, func, select, update
 
 from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
+from leadflow.push.inflight import batches_of, send_in_order
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 PREVIEW_SAMPLES = 20
 PASSENGER_FIELDS = ("scored_at", "model_version")  # never a change on their own
 REPORT_IDS = 100  # record ids kept per outcome list
+LOG_IDS_PER_STATEMENT = 500  # push log ids per UPDATE ... WHERE id IN (...)
 CURRENT_STAGE = f"{CRM_VALUE_PREFIX}lifecycle_stage"  # option key understood by connectors
 
 
@@ -35,6 +38,7 @@ class PushSettings:
     max_attempts: int = 3  # runs in which a rejected value is tried before it is `failed`
     transient_retries: int = 3  # in-run retries of records answered with a transient error
     transient_backoff_s: float = 2.0
+    calls_in_flight: int = 1  # write calls outstanding at once (push.calls_in_flight in the config)
 
 
 @dataclass
@@ -62,7 +66,11 @@ def preview(changes: pd.DataFrame) -> dict[str, Any]:
         f"{_text_or(b, '(empty)')} -> {_text_or(a, '(empty)')}" for b, a in zip(stage["before"], stage["after"])
     )
     samples = []
-    for record_id, group in list(changes.groupby("record_id", sort=True))[:PREVIEW_SAMPLES]:
+    # Only the sampled records are grouped: splitting every changed record into its own frame
+    # cost seconds on a first run of 100k records.
+    sampled_ids = np.sort(changes["record_id"].unique())[:PREVIEW_SAMPLES] if len(changes) else []
+    sampled = changes[changes["record_id"].isin(sampled_ids)]
+    for record_id, group in sampled.groupby("record_id", sort=True):
         samples.append(
             {
                 "record_id": record_id,
@@ -112,15 +120,16 @@ def push_changes(
         return outcome
     stamp = now_ms()
     previous = _previous_attempts(engine, crm)
-    frame = changes[["record_id", "field", "before", "after"]]
+    # Plain lists: iterating pandas' Arrow-backed strings row by row is slow (seconds at 100,000).
+    frame = list(zip(*(changes[c].tolist() for c in ("record_id", "field", "before", "after"))))
     # A record is refused as a whole: its attempts are those of its real changes. `scored_at`
     # (and `model_version`) travel along with a new value each run and must not reset the count.
     record_attempts: dict[str, int] = {}
-    for rec, field, _before, after in frame.itertuples(index=False):
+    for rec, field, _before, after in frame:
         if field not in PASSENGER_FIELDS:
             record_attempts[rec] = max(record_attempts.get(rec, 0), previous.get((rec, field, after), 0))
     rows: list[dict[str, Any]] = []
-    for rec, field, before, after in frame.itertuples(index=False):
+    for rec, field, before, after in frame:
         attempts = record_attempts.get(rec, previous.get((rec, field, after), 0))
         status = "failed" if attempts >= settings.max_attempts else "pending"
         rows.append(
@@ -157,6 +166,16 @@ def push_changes(
             [{"b_rec": rec} for rec in dict.fromkeys(r["record_id"] for r in rows)],
         )
         conn.execute(push_log.insert(), rows)
+        # Entries are resolved by primary key: matching them by record and status let SQLite
+        # pick the status index and scan every pending entry for each one (minutes at 20,000
+        # records). Pending entries of this run for other records belong to a sibling shard.
+        ours = {r["record_id"] for r in rows if r["status"] == "pending"}
+        log_ids: dict[str, list[int]] = {}
+        pending_now = select(push_log.c.id, push_log.c.record_id).where(
+            push_log.c.crm == crm, push_log.c.run_id == run_id, push_log.c.status == "pending")
+        for log_id, rec in conn.execute(pending_now):
+            if rec in ours:
+                log_ids.setdefault(rec, []).append(log_id)
     failed_ids = sorted({r["record_id"] for r in rows if r["status"] == "failed"})
     outcome.failed = len(failed_ids)
     outcome.failed_ids = failed_ids[:REPORT_IDS]
@@ -171,10 +190,7 @@ def push_changes(
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
     updates = [RecordUpdate(record_id=rec, values=vals) for rec, vals in todo.items()]
-    size = connector.max_batch_size
-    for start in range(0, len(updates), size):
-        _push_batch(engine, connector, crm, run_id, updates[start : start + size], settings, sleep, outcome)
-        _beat(engine, crm, run_id)
+    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, log_ids)
     log.info(
         "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, %d calls",
         crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
@@ -183,39 +199,71 @@ def push_changes(
     return outcome
 
 
-def _push_batch(
+def _push_rounds(
     engine: Engine,
     connector: CrmConnector,
     crm: str,
     run_id: str,
-    batch: Sequence[RecordUpdate],
+    updates: Sequence[RecordUpdate],
     settings: PushSettings,
     sleep: Callable[[float], None],
     outcome: PushOutcome,
+    log_ids: Mapping[str, Sequence[int]],
 ) -> None:
-    pending = list(batch)
-    for attempt in range(settings.transient_retries + 1):
-        outcome.write_calls += 1
-        results = connector.push(pending)
-        by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
-        for upd, res in zip(pending, results):
-            by_status.setdefault(res.status, []).append((upd, res))
-        unknown = by_status.pop("unknown", [])
+    """Send `updates` in full batches, in rounds. Records answered with a transient error
+    (locked, rate limited) wait for the next round instead of holding up the rest: one backoff
+    per round, not one per batch, and the retries travel in full batches too. Records of calls
+    that timed out are read back once per round, after its last batch (by then the CRM has
+    finished those calls); the ones that do not hold their values join the next round.
+
+    Up to `settings.calls_in_flight` calls are outstanding at once (see `inflight`); their
+    results are recorded here, in send order, on this thread."""
+    size = connector.max_batch_size
+    todo = list(updates)
+    beat = _Heartbeat(engine, crm, run_id)
+    for round_no in range(settings.transient_retries + 1):
+        retry: list[RecordUpdate] = []
+        unknown: list[tuple[RecordUpdate, RecordResult]] = []
+        for batch, results in send_in_order(connector.push, batches_of(todo, size), settings.calls_in_flight):
+            outcome.write_calls += 1
+            by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
+            for upd, res in zip(batch, results):
+                by_status.setdefault(res.status, []).append((upd, res))
+            _record(engine, crm, run_id, by_status.get("confirmed", []), "confirmed", outcome, log_ids)
+            _record(engine, crm, run_id, by_status.get("rejected", []), "rejected", outcome, log_ids)
+            retry.extend(upd for upd, _ in by_status.get("retryable", []))
+            unknown.extend(by_status.get("unknown", []))
+            beat()
         if unknown:
-            # The call timed out: the CRM may or may not hold the values. Read back, decide.
+            # The calls timed out: the CRM may or may not hold the values. Read back, decide.
             confirmed_now, still, undecided = _resolve_unknown(connector, unknown)
-            by_status.setdefault("confirmed", []).extend(confirmed_now)
-            by_status.setdefault("retryable", []).extend(still)
-            _record(engine, crm, run_id, undecided, "unknown", outcome)
-        _record(engine, crm, run_id, by_status.get("confirmed", []), "confirmed", outcome)
-        _record(engine, crm, run_id, by_status.get("rejected", []), "rejected", outcome)
-        pending = [upd for upd, _ in by_status.get("retryable", [])]
-        if not pending:
+            _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, log_ids)
+            _record(engine, crm, run_id, undecided, "unknown", outcome, log_ids)
+            retry.extend(upd for upd, _ in still)
+        todo = retry
+        if not todo:
             return
-        if attempt < settings.transient_retries:
-            sleep(settings.transient_backoff_s * (2**attempt))
+        if round_no < settings.transient_retries:
+            log.info("push %s run %s: %d records to retry (round %d)", crm, run_id, len(todo), round_no + 1)
+            sleep(settings.transient_backoff_s * (2**round_no))
     # Still transient after the retries: leave them for the next run, which re-diffs.
-    _record(engine, crm, run_id, [(u, RecordResult(u.record_id, "unknown")) for u in pending], "unknown", outcome)
+    left = [(u, RecordResult(u.record_id, "unknown")) for u in todo]
+    _record(engine, crm, run_id, left, "unknown", outcome, log_ids)
+
+
+class _Heartbeat:
+    """Renews the push lease after a batch, at most once per `every_s` (a renewal is a
+    warehouse commit; the lease lasts minutes, and a dead holder is found by its process)."""
+
+    def __init__(self, engine: Engine, crm: str, run_id: str, every_s: float = 1.0) -> None:
+        self.engine, self.crm, self.run_id, self.every_s = engine, crm, run_id, every_s
+        self._last = float("-inf")
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            _beat(self.engine, self.crm, self.run_id)
 
 
 def _beat(engine: Engine, crm: str, run_id: str) -> None:
@@ -270,33 +318,18 @@ def _record(
     items: list[tuple[RecordUpdate, RecordResult]],
     status: str,
     outcome: PushOutcome,
+    log_ids: Mapping[str, Sequence[int]],
 ) -> None:
-    """Resolve the pending log entries of `items` to `status` (one executemany per statement,
-    not one statement per record: a 100,000-record push must not spend minutes here)."""
+    """Resolve the pending log entries (`log_ids`: ids by record) of `items` to `status`: one
+    statement per error message and chunk of ids, one executemany for the lead rows (a
+    100,000-record push must not spend minutes here)."""
     if not items:
         return
     stamp = now_ms()
     increment = 1 if status in ("confirmed", "rejected") else 0
-    log_stmt = (
-        update(push_log)
-        .where(
-            push_log.c.crm == bindparam("b_crm"),
-            push_log.c.run_id == bindparam("b_run"),
-            push_log.c.record_id == bindparam("b_rec"),
-            push_log.c.status == "pending",
-        )
-        .values(
-            status=bindparam("b_status"),
-            attempts=push_log.c.attempts + increment,
-            error=bindparam("b_error"),
-            updated_at=bindparam("b_at"),
-        )
-    )
-    log_params = [
-        {"b_crm": crm, "b_run": run_id, "b_rec": upd.record_id, "b_status": status, "b_error": res.error,
-         "b_at": stamp}
-        for upd, res in items
-    ]
+    ids_by_error: dict[str | None, list[int]] = {}
+    for upd, res in items:
+        ids_by_error.setdefault(res.error, []).extend(log_ids.get(upd.record_id, ()))
     lead_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     if status == "confirmed":
         for upd, _ in items:
@@ -305,7 +338,14 @@ def _record(
                 params = {"b_crm": crm, "b_rec": upd.record_id, **{f"v_{k}": v for k, v in values.items()}}
                 lead_groups.setdefault(tuple(sorted(values)), []).append(params)
     with engine.begin() as conn:
-        conn.execute(log_stmt, log_params)
+        for error, ids in ids_by_error.items():
+            for start in range(0, len(ids), LOG_IDS_PER_STATEMENT):
+                conn.execute(
+                    update(push_log)
+                    .where(push_log.c.id.in_(ids[start : start + LOG_IDS_PER_STATEMENT]),
+                           push_log.c.status == "pending")
+                    .values(status=status, attempts=push_log.c.attempts + increment, error=error, updated_at=stamp)
+                )
         for columns, params in lead_groups.items():
             lead_stmt = (
                 update(leads)

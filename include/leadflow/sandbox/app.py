@@ -4,6 +4,7 @@ applies auth, rate limits, injected faults and request statistics around them.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -213,7 +214,8 @@ async def _handle(ctx: SandboxContext, request: Request, call_next: Callable[[Re
     is_batch_write = bool(_BATCH_WRITE.match(path))
     is_write = request.method in ("POST", "PATCH", "PUT", "DELETE") and not is_search and not path.endswith(
         "/batch/read")
-    faults = ctx.faults.draw(is_write=is_write, is_batch_write=is_batch_write)
+    faults = ctx.faults.draw(is_write=is_write, is_batch_write=is_batch_write,
+                             key=await _request_key(request) if ctx.faults.spec.kinds() else None)
     if faults.rate_limited:
         return _rate_limited("SECONDLY" if is_search else "TEN_SECONDLY_ROLLING", headers)
     if faults.server_error:
@@ -231,6 +233,23 @@ async def _handle(ctx: SandboxContext, request: Request, call_next: Callable[[Re
     for key, value in headers.items():
         response.headers[key] = value
     return response
+
+
+async def _request_key(request: Request) -> str:
+    """What the fault draw of a request is keyed on: method, path, query and, for a batch write,
+    the record ids it names (the values carry the time of scoring; the ids do not, so a world
+    draws the same write faults run after run), else a digest of the body. Starlette caches the
+    body: the handler reads it again."""
+    body = await request.body()
+    digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+    if _BATCH_WRITE.match(request.url.path):
+        try:
+            inputs = json.loads(body).get("inputs") or []
+            ids = ",".join(sorted(str(i.get("id") or i.get("idProperty") or "") for i in inputs))
+            digest = hashlib.blake2b(ids.encode(), digest_size=12).hexdigest()
+        except (ValueError, AttributeError):
+            pass  # not the JSON the handler expects: it answers 400 itself
+    return f"{request.method} {request.url.path}?{request.url.query} {digest}"
 
 
 async def _enrichment_gate(ctx: SandboxContext, request: Request,

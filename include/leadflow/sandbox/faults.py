@@ -87,6 +87,7 @@ class RequestFaults:
     timeout: bool = False
     invalid: bool = False
     slow: bool = False
+    key: str | None = None  # what the draws were keyed on (`FaultInjector.draw(key=...)`)
 
     @property
     def any(self) -> bool:
@@ -105,6 +106,7 @@ class FaultInjector:
         self._seed = seed
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}
 
     @property
     def spec(self) -> FaultSpec:
@@ -116,26 +118,44 @@ class FaultInjector:
             if seed is not None:
                 self._seed = seed
                 self._rng = random.Random(seed)
+                self._seen.clear()
 
-    def draw(self, *, is_write: bool, is_batch_write: bool) -> RequestFaults:
+    def draw(self, *, is_write: bool, is_batch_write: bool, key: str | None = None) -> RequestFaults:
+        """The faults of one request. With `key` (the request's method, path and body), the draw
+        is a function of the seed, the key and how many times that key came before: clients
+        that send several requests at once get the same faults whatever their arrival order.
+        Without it, the next numbers of the seeded sequence."""
         spec = self._spec
         with self._lock:
-            u = [self._rng.random() for _ in range(8)]
+            if key is not None:
+                nth = self._seen.get(key, 0) + 1
+                self._seen[key] = nth
+                key = f"{key}#{nth}"
+                seed = self._seed
+            else:
+                u = [self._rng.random() for _ in range(8)]
+        if key is not None:
+            u = [_unit(seed, key, f"draw{i}") for i in range(8)]
         if u[0] < spec.rate_limited:
-            return RequestFaults(rate_limited=True)
+            return RequestFaults(rate_limited=True, key=key)
         if u[1] < spec.server_error:
-            return RequestFaults(server_error=502 if u[6] < 0.5 else 503, server_error_html=u[7] < 0.5)
+            return RequestFaults(server_error=502 if u[6] < 0.5 else 503, server_error_html=u[7] < 0.5, key=key)
         return RequestFaults(
             partial=is_batch_write and u[2] < spec.partial,
             timeout=is_write and u[3] < spec.timeout,
             invalid=is_batch_write and u[4] < spec.invalid,
             slow=u[5] < spec.slow,
+            key=key,
         )
 
-    def pick_records(self, ids: Sequence[str], share: float = 0.3) -> list[str]:
-        """The records of a batch that a partial/invalid fault fails: about `share`, at least one."""
+    def pick_records(self, ids: Sequence[str], share: float = 0.3, key: str | None = None) -> list[str]:
+        """The records of a batch that a partial/invalid fault fails: about `share`, at least one
+        (keyed by the request's `RequestFaults.key` when it has one, like `draw`)."""
         if not ids:
             return []
+        if key is not None:
+            picked = [i for i in ids if _unit(self._seed, key, f"pick:{i}") < share]
+            return picked or [min(ids, key=lambda i: _unit(self._seed, key, f"pick:{i}"))]
         with self._lock:
             picked = [i for i in ids if self._rng.random() < share]
             if not picked:

@@ -250,11 +250,12 @@ class HubSpotService:
     def _fault_errors(self, keys: list[str], faults: RequestFaults) -> dict[str, RecordError]:
         out: dict[str, RecordError] = {}
         if faults.partial:
-            for k in self.faults.pick_records(keys, FAULTED_RECORD_SHARE):
+            for k in self.faults.pick_records(keys, FAULTED_RECORD_SHARE, faults.key):
                 out[k] = RecordError(k, "LOCKED", "The record is locked by another process; try again shortly.",
                                      http_status=423)
         if faults.invalid:
-            for k in self.faults.pick_records([k for k in keys if k not in out], FAULTED_RECORD_SHARE):
+            for k in self.faults.pick_records([k for k in keys if k not in out], FAULTED_RECORD_SHARE,
+                                              faults.key + ":invalid" if faults.key else None):
                 out[k] = RecordError(k, "VALIDATION_ERROR", property_problems_message([PropertyProblem(
                     "email", "INVALID_EMAIL", "Email address is invalid (injected fault)")]),
                                      details=[{"message": "Email address is invalid", "code": "INVALID_EMAIL"}])
