@@ -13,6 +13,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
+# A venv made by `uv venv` has no pip: give it one (ensurepip ships with Python).
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  .venv/bin/python -m ensurepip >/dev/null
+fi
 # uv resolves and installs the lock in seconds; pip is the fallback.
 if .venv/bin/python -m pip install -q --disable-pip-version-check uv; then
   VIRTUAL_ENV=.venv .venv/bin/uv pip install -q -r requirements.txt
