@@ -87,9 +87,7 @@ def leadflow_writes(store, mapping) -> pd.DataFrame:
 
 
 def log_frame(engine) -> pd.DataFrame:
-    with engine.connect() as conn:
-        result = conn.execute(select(push_log))
-        return pd.DataFrame([tuple(r) for r in result], columns=list(result.keys()))
+    return repo.read_frame(engine, select(push_log))
 
 
 def assert_crm_holds_what_the_warehouse_intends(engine, initial: pd.DataFrame, final: pd.DataFrame) -> int:

@@ -29,8 +29,8 @@ from leadflow.enrich.providers import (
     bands_of,
     normalise_countries,
 )
-from leadflow.enrich.resolve import SOURCE_CRM, SOURCE_NONE
-from leadflow.enrich.settings import EnrichmentSettings
+from leadflow.enrich.resolve import SOURCE_CRM, SOURCE_NONE, choose_sources
+from leadflow.enrich.settings import EnrichmentSettings, Precedence
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -369,7 +369,7 @@ def _resolve_broadcast(
     enriched: pd.Series,
     rec_pos: np.ndarray,
     provider_code: np.ndarray,
-    precedence: str,
+    precedence: Precedence,
     n: int,
 ) -> tuple[Any, np.ndarray]:
     """`resolve.resolve_field` of one field (the CRM value: the lead's own unless blank, else its
@@ -429,12 +429,7 @@ def _resolve_broadcast(
             rec_ok = has_rec & ~_text_empty(rec_arr)[safe_rec]
         has_crm = np.where(own_used, own_ok, comp_ok)
         has_enriched = rec_ok
-    if precedence == "enrichment":
-        use_enriched = has_enriched
-        use_crm = has_crm & ~has_enriched
-    else:
-        use_crm = has_crm
-        use_enriched = has_enriched & ~has_crm
+    use_crm, use_enriched = choose_sources(has_crm, has_enriched, precedence)
     source = np.where(use_crm, _LABEL_CRM, np.where(use_enriched, provider_code, _LABEL_NONE))
     source = np.where(source < 0, _LABEL_NONE, source)
     if numeric:

@@ -28,6 +28,16 @@ def is_empty(values: pd.Series) -> np.ndarray:
     return values.isna().to_numpy()
 
 
+def choose_sources(
+    has_crm: np.ndarray, has_enriched: np.ndarray, precedence: Precedence
+) -> tuple[np.ndarray, np.ndarray]:
+    """(use the CRM value, use the enriched value) per row: at most one is true. With "crm" the
+    CRM value wins where there is one; with "enrichment" an enriched value wins where found."""
+    if precedence == "enrichment":
+        return has_crm & ~has_enriched, has_enriched
+    return has_crm, has_enriched & ~has_crm
+
+
 def resolve_field(
     crm: pd.Series,
     enriched: pd.Series,
@@ -40,14 +50,7 @@ def resolve_field(
     each enriched value. With precedence "crm" the CRM value is kept unless empty; with
     "enrichment" an available enriched value replaces it.
     """
-    has_crm = ~is_empty(crm)
-    has_enriched = ~is_empty(enriched)
-    if precedence == "enrichment":
-        use_enriched = has_enriched
-        use_crm = has_crm & ~has_enriched
-    else:
-        use_crm = has_crm
-        use_enriched = has_enriched & ~has_crm
+    use_crm, use_enriched = choose_sources(~is_empty(crm), ~is_empty(enriched), precedence)
     value = _choose(use_crm, crm, use_enriched, enriched)
     source = _choose_labels(use_crm, use_enriched, enriched_source)
     return value.set_axis(crm.index), source.set_axis(crm.index)
