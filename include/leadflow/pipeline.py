@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from leadflow.crm.base import CrmBudgetExhausted, Watermark
+from leadflow.runtime import keep_freed_memory
 from leadflow.schema import LEAD_COLUMNS, SALES_OWNED_STAGES
 from leadflow.settings import PipelineSettings, load_pipeline_settings
 from leadflow.warehouse import repo
@@ -163,6 +164,7 @@ def enrich(ctx: RunContext) -> dict[str, Any]:
     """Resolve every open lead's company and firmographics (cache -> reference file -> API)."""
     from leadflow.enrich import build_chain, enrich_leads, store_enrichment
 
+    keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "enrich"):
@@ -229,6 +231,7 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         store_results, update_quarantine, validate_rows,
     )
 
+    keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine
     summary: dict[str, Any] = {}
     settings = _quality_settings()
@@ -321,6 +324,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     from leadflow.qualify import load_model, score_leads
     from leadflow.quality import quarantined_ids
 
+    keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "qualify"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from threading import Lock
@@ -26,15 +26,62 @@ NAT_NS = np.iinfo(np.int64).min  # how NaT looks as int64 nanoseconds
 
 @dataclass(eq=False)
 class TextColumn:
-    """A factorised text column: ``codes[i]`` indexes ``uniques`` (-1 for missing).
+    """A factorised text column: ``index[i]`` is the row's slot among the distinct values.
 
-    Per-distinct-value facts (normalised form, blankness, word counts, list tokens) are computed
-    once on first use and shared by every rule that reads the column.
+    There are ``len(uniques) + 1`` slots: the distinct values in order, with one slot for
+    "missing" inserted at ``missing_at`` (default: last). Arrow's hash kernel puts nulls where it
+    first sees one, and keeping that position saves a pass over every row. The index is intp
+    and never negative, so a per-slot lookup table (`lut`) maps back to rows with one `np.take`
+    (intp because `take` converts narrower indices on every call, about 4x slower, and a column
+    is taken from once per rule). Per-distinct-value facts (normalised form, blankness, word
+    counts, list tokens) are computed once on first use and shared by every rule.
     """
 
-    codes: np.ndarray  # int32, -1 for None/NaN
+    index: np.ndarray  # intp slot per row
     uniques: list[str]
+    missing_at: int | None = None  # slot of missing rows; None: len(uniques)
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, uniques: list[str]) -> TextColumn:
+        """From pandas-style codes (-1 for missing)."""
+        index = codes.astype(np.intp)
+        index[codes < 0] = len(uniques)
+        return cls(index, uniques)
+
+    @property
+    def missing_slot(self) -> int:
+        return len(self.uniques) if self.missing_at is None else self.missing_at
+
+    def lut(self, per_unique: np.ndarray, missing_value: object) -> np.ndarray:
+        """Per-slot table: `per_unique` with `missing_value` at the missing slot."""
+        m = self.missing_slot
+        table = np.empty(len(per_unique) + 1, dtype=per_unique.dtype)
+        table[:m] = per_unique[:m]
+        table[m] = missing_value
+        table[m + 1:] = per_unique[m:]
+        return table
+
+    def lookup(self, per_unique: np.ndarray, missing_value: object) -> np.ndarray:
+        """Map a per-distinct-value array to rows; missing rows get `missing_value`."""
+        return np.take(self.lut(per_unique, missing_value), self.index)
+
+    @cached_property
+    def slot_values(self) -> np.ndarray:
+        """Object array of the slots: the distinct values, None at the missing slot."""
+        values = np.empty(len(self.uniques), dtype=object)
+        values[:] = self.uniques
+        return self.lut(values, None)
+
+    @cached_property
+    def codes(self) -> np.ndarray:
+        """pandas-style codes: int32, -1 for missing."""
+        m = self.missing_slot
+        codes = self.index.astype(np.int32)
+        if m < len(self.uniques):
+            codes -= codes > m
+        codes[self.index == m] = -1
+        return codes
 
     @cached_property
     def normalized(self) -> list[str]:
@@ -53,37 +100,14 @@ class TextColumn:
         return [list_tokens(v) for v in self.uniques]
 
     def objects(self) -> np.ndarray:
-        """The column as an object array of str / None (cheap: a take from the distinct values)."""
-        values = np.empty(len(self.uniques) + 1, dtype=object)
-        values[:-1] = self.uniques
-        values[-1] = None
-        return values[self.codes]
-
-    @cached_property
-    def index(self) -> np.ndarray:
-        """Codes with missing (-1) moved to ``len(uniques)``, as intp: non-negative, for `np.take`.
-
-        intp because `np.take(..., out=...)` with int32 indices casts them on every call (about
-        4x slower per take, and a text column is taken from once per rule).
-        """
-        codes = self.codes.astype(np.intp)
-        return np.where(codes < 0, np.intp(len(self.uniques)), codes)
+        """The column as an object array of str / None (cheap: a take from the slots)."""
+        return np.take(self.slot_values, self.index)
 
     def relabel(self, labels: list[str]) -> TextColumn:
-        """The same rows under other names per distinct value (codes and index shared)."""
+        """The same rows under other names per distinct value (the index is shared)."""
         if len(labels) != len(self.uniques):
             raise ValueError("relabel needs one label per distinct value")
-        column = TextColumn(self.codes, labels)
-        if "index" in self.__dict__:
-            column.__dict__["index"] = self.__dict__["index"]
-        return column
-
-    def lookup(self, per_unique: np.ndarray, missing_value: object) -> np.ndarray:
-        """Map a per-distinct-value array to rows; rows with code -1 get `missing_value`."""
-        lut = np.empty(len(per_unique) + 1, dtype=per_unique.dtype)
-        lut[:-1] = per_unique
-        lut[-1] = missing_value  # missing rows index the last element
-        return np.take(lut, self.index)
+        return TextColumn(self.index, labels, self.missing_at)
 
 
 def _arrow_strings(series: pd.Series) -> pa.Array | None:
@@ -110,40 +134,26 @@ def _arrow_strings(series: pd.Series) -> pa.Array | None:
 def _factorize(series: pd.Series) -> TextColumn:
     data = _arrow_strings(series)
     if data is not None:
-        # Arrow's hash kernel straight on the string buffers: same first-seen order and
-        # null -> -1 as pd.factorize, without pandas' extra passes (and it releases the GIL).
-        # Nulls are encoded as a dictionary entry (no null indices: zero-copy to numpy), then
-        # moved to -1 (codes) / len(uniques) (index) with one small lookup table each.
+        # Arrow's hash kernel straight on the string buffers: same first-seen order of the
+        # distinct values as pd.factorize, without pandas' extra passes. Nulls are encoded as a
+        # dictionary entry, which becomes the missing slot: no null indices to fill.
         encoded = pc.dictionary_encode(data, null_encoding="encode")
-        raw = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-        dictionary = encoded.dictionary
-        if dictionary.null_count == 0:
-            col = TextColumn(raw, dictionary.to_pylist())
-            col.__dict__["index"] = raw.astype(np.intp)  # no missing rows: already non-negative
-            return col
-        values = dictionary.to_pylist()
+        values = encoded.dictionary.to_pylist()
+        index = encoded.indices.to_numpy().astype(np.intp)
+        if encoded.dictionary.null_count == 0:
+            return TextColumn(index, values)
         null_at = values.index(None)
-        uniques = values[:null_at] + values[null_at + 1:]
-        # Entries after the null move down by one; the null itself becomes -1 (codes) and
-        # len(uniques) (index). Arithmetic on the codes: a take with int32 indices is slower.
-        is_null = raw == null_at
-        codes = raw - (raw > null_at)
-        codes[is_null] = -1
-        index = codes.astype(np.intp)
-        index[is_null] = len(uniques)
-        col = TextColumn(codes, uniques)
-        col.__dict__["index"] = index
-        return col
+        return TextColumn(index, values[:null_at] + values[null_at + 1:], null_at)
     if isinstance(series.dtype, pd.CategoricalDtype):
         # Already factorised: reuse the codes, no hashing of a million strings.
-        codes = series.cat.codes.to_numpy().astype(np.int32, copy=False)
+        codes = series.cat.codes.to_numpy()
         # Iterating arrow-backed categories element by element is slow; go through numpy.
         uniques = [_as_text(v) for v in series.cat.categories.to_numpy(dtype=object).tolist()]
-        return TextColumn(codes, uniques)
+        return TextColumn.from_codes(codes, uniques)
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     # Iterating an Index of arrow strings is slow element by element; go through numpy.
     values = uniques.to_numpy(dtype=object).tolist()
-    return TextColumn(codes.astype(np.int32, copy=False), [_as_text(v) for v in values])
+    return TextColumn.from_codes(codes, [_as_text(v) for v in values])
 
 
 def _as_text(value: object) -> str:
@@ -152,15 +162,15 @@ def _as_text(value: object) -> str:
 
 _POOL_LOCK = Lock()
 _POOL: ThreadPoolExecutor | None = None
-PREFETCH_MIN_ROWS = 50_000  # below this, threads cost more than they save
+PARALLEL_MIN_ROWS = 50_000  # below this, threads cost more than they save
 
 
-def prefetch_threads() -> int:
-    """Worker threads that factorise text columns ahead of use (LEADFLOW_FACTORIZE_THREADS).
+def factorize_threads() -> int:
+    """Threads that factorise the text columns up front (LEADFLOW_FACTORIZE_THREADS, default 0).
 
-    Off (0) by default: on the 2-vCPU runners, busy with other work, a worker thread made
-    scoring slower in wall and CPU time (measured 1.7 s vs 1.3 s for 1M leads); enable it on
-    idle multi-core machines.
+    Off by default: on the 2-vCPU runners two hashing threads each ran at about half speed
+    (12 columns of 1M rows: 0.35-0.44 s wall and 0.6-0.8 s CPU in two threads against ~0.33 s
+    in one), so nothing was gained. Worth trying on machines with idle physical cores.
     """
     try:
         return max(0, int(os.environ.get("LEADFLOW_FACTORIZE_THREADS", "0")))
@@ -183,7 +193,6 @@ class LeadColumns:
         self._leads = leads
         self.n = len(leads)
         self._text: dict[str, TextColumn] = {}
-        self._pending: dict[str, Future[TextColumn]] = {}
         self._derived: dict[str, Callable[[], TextColumn]] = {}
         self._num: dict[str, np.ndarray] = {}
         self._ts: dict[str, np.ndarray] = {}
@@ -192,37 +201,36 @@ class LeadColumns:
     def has(self, name: str) -> bool:
         return name in self._leads.columns
 
-    def prefetch_text(self, names: list[str]) -> None:
-        """Start factorising Arrow-backed text columns in worker threads (in the given order).
+    def factorize_text(self, names: list[str]) -> None:
+        """Factorise the Arrow-backed text columns among `names` now, in parallel threads.
 
-        Arrow's hash kernel releases the GIL, so the columns are factorised while the engine
-        works on the others; `text` waits for a pending column. Small frames are left alone.
+        Only this phase runs threads: the hashing is all native code, whereas a worker running
+        beside the engine's many short numpy calls was measured to double the CPU time (GIL
+        hand-offs). Small frames, other dtypes and one thread: columns are factorised on first use.
         """
-        workers = prefetch_threads()
-        if self.n < PREFETCH_MIN_ROWS or workers == 0:
+        workers = factorize_threads()
+        if self.n < PARALLEL_MIN_ROWS or workers < 2:
             return
-        pool = _pool(workers)
-        for name in names:
-            if name in self._text or name in self._pending or not self.has(name):
-                continue
-            if _arrow_strings(self._leads[name]) is None:
-                continue
-            self._pending[name] = pool.submit(_factorize, self._leads[name])
+        todo = [
+            name for name in dict.fromkeys(names)
+            if name not in self._text and self.has(name) and _arrow_strings(self._leads[name]) is not None
+        ]
+        if len(todo) < 2:
+            return
+        columns = _pool(workers).map(_factorize, (self._leads[name] for name in todo))
+        self._text.update(zip(todo, columns))
 
     def text(self, name: str) -> TextColumn:
         """Codes and distinct values of a text column (all missing when absent)."""
         col = self._text.get(name)
         if col is None:
-            pending = self._pending.pop(name, None)
             derive = self._derived.pop(name, None)
             if derive is not None:
                 col = derive()
-            elif pending is not None:
-                col = pending.result()
             elif self.has(name):
                 col = _factorize(self._leads[name])
             else:
-                col = TextColumn(np.full(self.n, -1, dtype=np.int32), [])
+                col = TextColumn(np.zeros(self.n, dtype=np.intp), [])
             self._text[name] = col
         return col
 

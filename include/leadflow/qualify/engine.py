@@ -79,7 +79,7 @@ class CompiledModel:
     clamp_slot: int
     blend_slot: int
     shown_fields: tuple[str, ...]
-    text_fields: tuple[str, ...]  # text/list lead columns read, in first-use order (prefetch)
+    text_fields: tuple[str, ...]  # text/list lead columns read (factorised up front)
 
 
 def compile_model(model: QualificationModel) -> CompiledModel:
@@ -176,56 +176,79 @@ def _round_half_up(values: np.ndarray) -> np.ndarray:
 
 
 class _DecayCache:
-    """Decay factors per (timestamp field, half-life, expiry), shared by rules with equal decay."""
+    """Decay factors per (timestamp field, half-life, expiry), shared by rules with equal decay.
+
+    A rule whose points land on few leads (a demo request, a webinar) asks for the factors of
+    those rows only: decaying every lead would cost a pass of exp2 over a million ages for a few
+    thousand non-zero points. Either way each factor is computed by the same operations.
+    """
 
     def __init__(self, ev: ConditionEvaluator, cols: LeadColumns) -> None:
         self.ev = ev
         self.cols = cols
-        self._ages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._age_days: dict[str, np.ndarray] = {}
+        self._age_days: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._factors: dict[tuple[str, float | None, int | None], np.ndarray] = {}
 
-    def age_ns(self, field: str) -> tuple[np.ndarray, np.ndarray]:
-        """(age in ns clipped at 0 — 0 where unknown, known mask) of a timestamp field."""
-        if field not in self._ages:
-            ts = self.cols.timestamp_ns(field)
-            known = ts != NAT_NS
-            age = np.maximum(self.ev.now_ns - ts, 0)
-            age[~known] = 0  # unknown age: no decay
-            self._ages[field] = (age, known)
-        return self._ages[field]
-
-    def age_days(self, field: str) -> np.ndarray:
-        """Age in (fractional) days, float64: age_ns / NS_PER_DAY, shared by every half-life."""
-        if field not in self._age_days:
-            days = self.age_ns(field)[0].astype(np.float64)
-            days /= float(NS_PER_DAY)
-            self._age_days[field] = days
-        return self._age_days[field]
-
-    def factor(self, rule: ScoreRule) -> np.ndarray:
+    @staticmethod
+    def _key(rule: ScoreRule) -> tuple[str, float | None, int | None]:
         decay = rule.decay
         assert decay is not None
         field = decay.timestamp or rule.field
         assert field is not None
-        key = (field, decay.half_life_days, decay.expire_after_days)
-        if key not in self._factors:
-            age, known = self.age_ns(field)
-            if decay.half_life_days is not None:
-                # Same operations as floor(exp2(-(age / day / half_life)) * q + 0.5) / q.
-                factor = self.age_days(field) / decay.half_life_days
-                np.negative(factor, out=factor)
-                np.exp2(factor, out=factor)
-                factor *= DECAY_QUANTUM
-                factor += 0.5
-                np.floor(factor, out=factor)
-                factor /= DECAY_QUANTUM
-            else:
-                factor = np.ones(self.ev.n)
-            if decay.expire_after_days is not None:
-                factor[known & (age > decay.expire_after_days * NS_PER_DAY)] = 0.0
-            self._factors[key] = factor
-        return self._factors[key]
+        return field, decay.half_life_days, decay.expire_after_days
+
+    def _ages(self, field: str, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(age in days, float64, 0 where unknown; age in ns, 0 where unknown) of `rows`.
+
+        Future timestamps count as age 0; so does a missing one (age unknown: no decay, and
+        never past an expiry window, which is > 0 days).
+        """
+        ts = self.cols.timestamp_ns(field)
+        if rows is not None:
+            ts = ts[rows]
+        age = self.ev.now_ns - ts
+        np.maximum(age, 0, out=age)
+        age *= ts != NAT_NS  # multiplying by a mask: a masked assignment is several times slower
+        days = age.astype(np.float64)
+        days /= float(NS_PER_DAY)
+        return days, age
+
+    def factor(self, rule: ScoreRule, rows: np.ndarray | None = None) -> np.ndarray:
+        """Decay factor of `rule` per lead, or for the positional `rows` only."""
+        key = self._key(rule)
+        full = self._factors.get(key)
+        if full is not None:
+            return full if rows is None else full[rows]
+        if rows is not None:
+            return self._compute(key, *self._ages(key[0], rows))
+        if key[0] not in self._age_days:  # shared by every half-life of the field
+            self._age_days[key[0]] = self._ages(key[0], None)
+        full = self._factors[key] = self._compute(key, *self._age_days[key[0]])
+        return full
+
+    @staticmethod
+    def _compute(
+        key: tuple[str, float | None, int | None], days: np.ndarray, age_ns: np.ndarray
+    ) -> np.ndarray:
+        _, half_life, expire_after = key
+        if half_life is not None:
+            # Same operations as floor(exp2(-(age / day / half_life)) * q + 0.5) / q.
+            factor = days / half_life
+            np.negative(factor, out=factor)
+            np.exp2(factor, out=factor)
+            factor *= DECAY_QUANTUM
+            factor += 0.5
+            np.floor(factor, out=factor)
+            factor /= DECAY_QUANTUM
+        else:
+            factor = np.ones(len(days))
+        if expire_after is not None:
+            factor *= age_ns <= expire_after * NS_PER_DAY
+        return factor
+
+
+# Below this share of scoring rows, a decayed flat rule computes the factors of those rows only.
+SPARSE_DECAY_SHARE = 0.25
 
 
 def _text_leaf_ops(rule: ScoreRule) -> dict[str, object] | None:
@@ -252,10 +275,8 @@ def _rule_points(
             # Points per distinct value, then one take straight into the slot row.
             col = cols.text(rule.field)  # type: ignore[arg-type]
             per_unique, missing_result = text_per_unique(col, ops)
-            lut = np.zeros(len(per_unique) + 1, dtype=np.int16)
-            lut[:-1][per_unique] = rule.points
-            lut[-1] = rule.points if missing_result else 0
-            np.take(lut, col.index, out=out)
+            points = np.where(per_unique, np.int16(rule.points), np.int16(0))
+            np.take(col.lut(points, rule.points if missing_result else 0), col.index, out=out)
             return
         mask = ev.mask(rule)
         np.multiply(mask.view(np.int8), np.int16(rule.points), out=out)
@@ -277,7 +298,17 @@ def _rule_points(
         if rule.has_test():
             value *= ev.mask(rule)
     else:
-        value = ev.mask(rule) * float(rule.points)
+        mask = ev.mask(rule)
+        if rule.decay is not None:
+            rows = np.flatnonzero(mask)
+            if len(rows) < SPARSE_DECAY_SHARE * ev.n:
+                value = decays.factor(rule, rows) * float(rule.points)
+                value += 0.5
+                np.floor(value, out=value)
+                out[...] = 0
+                out[rows] = value  # same truncating cast as below
+                return
+        value = mask * float(rule.points)
     if rule.decay is not None:
         value *= decays.factor(rule)
     value += 0.5
@@ -324,7 +355,7 @@ def _sub_score(points: np.ndarray, full_points: int) -> np.ndarray:
 
 
 def _persona_column(model: QualificationModel, cols: LeadColumns) -> TextColumn:
-    """Persona index per lead from its job title (first matching persona; -1 none)."""
+    """Persona per lead from its job title (the first matching persona; missing when none)."""
     titles = cols.text("job_title")
     # One search per persona (its title patterns merged when safe) instead of one per pattern.
     searches = []
@@ -334,7 +365,8 @@ def _persona_column(model: QualificationModel, cols: LeadColumns) -> TextColumn:
             searches.append([merged.search])
         else:
             searches.append([compile_pattern(p).search for p in persona.titles])
-    per_unique = np.full(len(titles.uniques), -1, dtype=np.int32)
+    none = len(model.personas)  # the TextColumn index of "no persona"
+    per_unique = np.full(len(titles.uniques), none, dtype=np.intp)
     for i, title in enumerate(titles.uniques):
         if not title.strip():
             continue
@@ -342,8 +374,7 @@ def _persona_column(model: QualificationModel, cols: LeadColumns) -> TextColumn:
             if any(search(title) for search in patterns):
                 per_unique[i] = p
                 break
-    codes = titles.lookup(per_unique, -1)
-    return TextColumn(codes, [p.id for p in model.personas])
+    return TextColumn(titles.lookup(per_unique, none), [p.id for p in model.personas])
 
 
 def _grade_codes(model: QualificationModel, fit: np.ndarray, eng: np.ndarray) -> np.ndarray:
@@ -380,16 +411,17 @@ def evaluate(
     if predictive_factors is not None:
         factors = predictive_factors.reindex(leads.index).astype(object)
         cols.set_text(PREDICTIVE_FACTORS, LeadColumns(pd.DataFrame({"f": factors})).text("f"))
-    cols.prefetch_text(list(compiled.text_fields))
+    cols.factorize_text(list(compiled.text_fields))
     ev = ConditionEvaluator(cols, _now_ns(now))
 
-    # Persona, seniority and authority come from the job title, matched on first use: the
-    # (mostly numeric) engagement rules run first while text columns are factorised in threads.
+    # Persona, seniority and authority come from the job title, matched on first use.
     cols.derive_text("persona", lambda: _persona_column(model, cols))
     cols.derive_text("seniority", lambda: cols.text("persona").relabel([p.seniority for p in model.personas]))
     cols.derive_text("authority", lambda: cols.text("persona").relabel([p.authority for p in model.personas]))
 
-    points = np.zeros((len(compiled.slots), n), dtype=np.int16)
+    # Every row is written below (rule, cap, BANT, disqualifier, clamp and blend slots), so the
+    # ~120 MB of a million leads need no zeroing first.
+    points = np.empty((len(compiled.slots), n), dtype=np.int16)
     decays = _DecayCache(ev, cols)
     eng_pts = _score_groups(compiled.engagement, ev, cols, decays, points)
     fit_pts = _score_groups(compiled.fit, ev, cols, decays, points)
@@ -404,8 +436,8 @@ def evaluate(
         met = ev.mask(criterion)
         bant[name] = met
         bant_weight = bant_weight + met * float(getattr(model.bant.weights, name))
+        np.multiply(met.view(np.int8), np.int16(criterion.points), out=points[slot])
         if criterion.points:
-            np.multiply(met.view(np.int8), np.int16(criterion.points), out=points[slot])
             raw += points[slot]
     bant_count = sum(m.astype(np.int8) for m in bant.values()).astype(np.int8)
     advanced = bant_weight >= model.bant.advance_threshold
@@ -414,9 +446,9 @@ def evaluate(
     disq = np.full(n, -1, dtype=np.int16)
     for i, (rule, slot) in enumerate(zip(model.disqualifiers, compiled.disqualifier_slots)):
         hit = ev.mask(rule)
-        disq[hit & (disq < 0)] = i
+        disq += (hit & (disq < 0)) * np.int16(i + 1)  # -1 -> i where first hit
+        np.multiply(hit.view(np.int8), np.int16(rule.points), out=points[slot])
         if rule.points:
-            np.multiply(hit.view(np.int8), np.int16(rule.points), out=points[slot])
             raw += points[slot]
     disqualified = disq >= 0
 
@@ -512,12 +544,11 @@ def _proposed_ranks(
             reached &= ev.mask(rule.requires)
         if rule.requires_bant:
             reached &= advanced
-        proposed[reached] = STAGE_RANK[name]
+        # Ranks increase along the loop, so "a later stage overrides" is a maximum.
+        np.maximum(proposed, reached.view(np.int8) * np.int8(STAGE_RANK[name]), out=proposed)
     return proposed
 
 
-_STAGE_NAMES = np.array(MODEL_STAGES, dtype=object)
-_STATUS_NAMES = np.array(STATUS_VALUES, dtype=object)
 
 
 def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
@@ -526,7 +557,8 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
     Text columns are object dtype (str or None), except crm and record_id which keep the
     input's dtype. With ``render=False`` the `reasons` column is
     None; render later with `Evaluation.render_reasons` for the rows that are written.
-    Extra columns: persona, authority, bant_weight, bant_advanced, rule_score, proposed_stage.
+    Extra columns: persona, authority, proposed_stage (categoricals: a million Python references
+    each cost more than the rest of those columns), bant_weight, bant_advanced, rule_score.
     """
     ev = evaluation
     model = ev.model
@@ -536,8 +568,9 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
     status = _codes_to_objects(ev.status_code, ev.current_status, STATUS_VALUES, STATUS_KEEP, None)
     codes = np.array([d.code for d in model.disqualifiers] + [None], dtype=object)
     disq = _take(codes, ev.disqualifier)  # -1 -> last element (None)
-    persona_ids = np.array([p.id for p in model.personas] + [None], dtype=object)
-    authorities = np.array([p.authority for p in model.personas] + [None], dtype=object)
+    persona_codes = ev.persona.codes  # -1: no persona
+    authority_names = sorted({p.authority for p in model.personas})
+    authority_of = np.array([authority_names.index(p.authority) for p in model.personas], dtype=np.int32)
 
     data = {
         "crm": ev.crm,
@@ -556,29 +589,28 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
         "stage": stage,
         "lead_status": status,
         "reasons": ev.render_reasons() if render else np.full(n, None, dtype=object),
-        "persona": np.take(persona_ids, ev.persona.index),
-        "authority": np.take(authorities, ev.persona.index),
+        "persona": _categorical([p.id for p in model.personas], persona_codes),
+        "authority": _categorical(authority_names, ev.persona.lookup(authority_of, -1)),
         "bant_weight": ev.bant_weight,
         "bant_advanced": ev.bant_advanced,
         "rule_score": ev.rule_score.astype(np.float64),
-        "proposed_stage": _take(_STAGE_NAMES, ev.proposed_rank),
+        "proposed_stage": _categorical(list(MODEL_STAGES), ev.proposed_rank),
     }
-    frame = pd.DataFrame(
-        {
-            k: v if isinstance(v, pd.Series) else pd.Series(v, index=ev.index, dtype=_dtype(k, v), copy=False)
-            for k, v in data.items()
-        },
-        copy=False,
-    )
+    frame = pd.DataFrame({k: _column(k, v, ev.index) for k, v in data.items()}, copy=False)
     assert list(frame.columns[: len(SCORE_COLUMNS)]) == list(SCORE_COLUMNS)
     return frame
+
+
+def _categorical(categories: list[str], codes: np.ndarray) -> pd.Categorical:
+    """A categorical from codes into distinct `categories` (-1: missing), without a value check."""
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories), validate=False)
 
 
 def _take(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """``values[codes]`` (negative codes count from the end) with intp indices: numpy's fancy
     indexing and `take` cast small-int indices element by element, several times slower."""
     idx = codes.astype(np.intp)
-    idx[idx < 0] += len(values)
+    idx += (idx < 0) * len(values)
     return np.take(values, idx)
 
 
@@ -587,8 +619,8 @@ def _codes_to_objects(
 ) -> np.ndarray:
     """Object array from decision codes: >= 0 picks `names`, `keep` keeps the record's own value,
     `empty` gives None; one take from a small vocabulary instead of object-array `where`s."""
-    vocab = np.array([*names, *current.uniques, None], dtype=object)
-    # current.index: the record's own value, missing (-1) -> len(uniques) -> the trailing None.
+    vocab = np.array([*names, *current.slot_values, None], dtype=object)
+    # current.index + len(names): the record's own value (None when missing).
     idx = current.index + len(names)
     idx = np.where(codes == keep, idx, codes.astype(np.intp))
     if empty is not None:
@@ -596,13 +628,19 @@ def _codes_to_objects(
     return np.take(vocab, idx)
 
 
-def _dtype(name: str, values: np.ndarray) -> object:
+def _column(name: str, values: pd.Series | pd.Categorical | np.ndarray, index: pd.Index) -> pd.Series:
+    if isinstance(values, pd.Series):
+        return values
+    if isinstance(values, pd.Categorical):
+        return pd.Series(values, index=index, copy=False)
     kind = SCORE_COLUMNS.get(name)
     if kind == "str" or values.dtype == object:
-        return object  # explicit: no inference to the pyarrow-backed str dtype
-    if kind == "bool":
-        return bool
-    return values.dtype
+        dtype: object = object  # explicit: no inference to the pyarrow-backed str dtype
+    elif kind == "bool":
+        dtype = bool
+    else:
+        dtype = values.dtype
+    return pd.Series(values, index=index, dtype=dtype, copy=False)
 
 
 def score_leads(

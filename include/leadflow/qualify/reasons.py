@@ -72,8 +72,8 @@ def render(
         if slot.show is None:
             continue
         at = slot_idx == j
-        codes = shown[slot.show].codes
-        shown_code[at] = (codes if rows is None else codes[rows])[lead_idx[at]]
+        index = shown[slot.show].index  # the value's slot (see TextColumn.slot_values)
+        shown_code[at] = (index if rows is None else index[rows])[lead_idx[at]]
 
     # One key per distinct piece: slot, points (int16 range) and shown value code.
     key = (slot_idx.astype(np.int64) << 40) | ((pts + 2**15) << 24) | (shown_code + 1)
@@ -82,7 +82,7 @@ def render(
     for k in distinct.tolist():
         slot = slots[k >> 40]
         code = (k & (2**24 - 1)) - 1
-        value = shown[slot.show].uniques[code] if slot.show is not None and code >= 0 else None
+        value = shown[slot.show].slot_values[code] if slot.show is not None and code >= 0 else None
         texts.append(reason_text(slot, ((k >> 24) & (2**16 - 1)) - 2**15, value))
 
     offsets = np.zeros(n + 1, dtype=np.int32)

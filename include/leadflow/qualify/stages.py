@@ -56,12 +56,13 @@ def final_stage_ranks(
     current: np.ndarray, proposed: np.ndarray, disqualified: np.ndarray
 ) -> np.ndarray:
     """The stage rank to write: `KEEP` keeps the record's own value, `NONE` stays empty."""
-    out = np.maximum(current, proposed).astype(np.int8)  # never backwards
+    # int8 throughout (np.int8 scalars keep np.where from widening to int64).
+    out = np.maximum(current, proposed, dtype=np.int8)  # never backwards
     out = np.where(current == NONE, proposed, out)
     # Disqualified: keep what the record has (rank, or empty); sales-owned/unknown: keep.
     out = np.where(disqualified, current, out)
-    out = np.where(current == KEEP, KEEP, out)
-    return out.astype(np.int8)
+    out = np.where(current == KEEP, np.int8(KEEP), out)
+    return out.astype(np.int8, copy=False)
 
 
 # Lead status codes, in the order of STATUS_VALUES.
@@ -89,9 +90,9 @@ def status_codes(
     )
     working = current_status.lookup(working_unique, False)
     # A kept sales-owned stage has rank KEEP (< 0); compare only our own ranks.
-    out = np.where(final_rank >= open_rank, 1, 0).astype(np.int8)
-    out = np.where(working, STATUS_KEEP, out)
-    out = np.where(nurture, 2, out)
-    out = np.where(disqualified, 3, out)
-    out = np.where(final_rank == KEEP, STATUS_KEEP, out)
-    return out.astype(np.int8)
+    out = (final_rank >= open_rank).view(np.int8)  # 1 = open, 0 = new
+    out = np.where(working, np.int8(STATUS_KEEP), out)
+    out = np.where(nurture, np.int8(2), out)
+    out = np.where(disqualified, np.int8(3), out)
+    out = np.where(final_rank == KEEP, np.int8(STATUS_KEEP), out)
+    return out.astype(np.int8, copy=False)

@@ -37,7 +37,10 @@ def test_factorize_matches_pandas(values: list[object], dtype: object) -> None:
     rows = col.objects().tolist()
     assert rows == [None if pd.isna(v) else v for v in series.astype(object).tolist()]
     assert len(set(col.uniques)) == len(col.uniques)
-    assert (col.index == np.where(col.codes < 0, len(col.uniques), col.codes)).all()
+    # The index points at slots; the per-slot table of codes maps it back to pandas' codes.
+    slot_codes = col.lut(np.arange(len(col.uniques)), -1)
+    assert (slot_codes[col.index] == col.codes).all()
+    assert col.slot_values[col.missing_slot] is None
     if dtype != "category":
         codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
         assert col.codes.tolist() == codes.tolist()
@@ -53,18 +56,20 @@ def test_chunked_arrow_column() -> None:
     assert col.lookup(np.array([True, False]), True).tolist() == [True, True, False, True, True]
 
 
-def test_prefetched_columns_match(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_given_threads_then_text_columns_are_factorised_up_front_alike(monkeypatch: pytest.MonkeyPatch) -> None:
     import leadflow.qualify.columns as columns
 
-    monkeypatch.setattr(columns, "PREFETCH_MIN_ROWS", 0)
+    monkeypatch.setattr(columns, "PARALLEL_MIN_ROWS", 0)
     monkeypatch.setenv("LEADFLOW_FACTORIZE_THREADS", "2")
     frame = pd.DataFrame({
         "industry": pd.Series(["a", None, "b", "a"], dtype=pd.StringDtype("pyarrow")),
+        "technologies": pd.Series(["x;y", None, None, "z"], dtype=pd.StringDtype("pyarrow")),
         "country": pd.Series(["x", "y", None, "x"], dtype=object),
     })
     cols = LeadColumns(frame)
-    cols.prefetch_text(["industry", "country", "absent"])
-    assert set(cols._pending) == {"industry"}  # only Arrow-backed text is prefetched
+    cols.factorize_text(["industry", "technologies", "country", "absent"])
+    assert set(cols._text) == {"industry", "technologies"}  # only Arrow-backed text, up front
     assert cols.text("industry").objects().tolist() == ["a", None, "b", "a"]
+    assert cols.text("technologies").objects().tolist() == ["x;y", None, None, "z"]
     assert cols.text("country").objects().tolist() == ["x", "y", None, "x"]
     assert cols.text("absent").codes.tolist() == [-1] * 4
