@@ -8,7 +8,8 @@ answer for every company domain of a synthetic world shaped like the sandbox's (
 from the bundled reference list, ~8 leads per company; 12 % free mail, 2 % disposable, 30 % with
 a website, 70 % linked to a CRM company, a few unknown domains cached as "not found").
 
-Measured:
+Measured in a process set up like the pipeline's enrich step (`leadflow.runtime.keep_freed_memory`,
+as `pipeline.enrich` calls it):
 - `enrich_leads` over all leads with the chain cache -> reference (every domain is a cache
   hit, so no provider beyond the cache is asked): median and best of `--repeat` runs, leads/s;
 - the same with a cold process-level domain memo (first run of a fresh process);
@@ -51,6 +52,7 @@ from leadflow.enrich.providers import (
 )
 from leadflow.enrich.reference import load_reference
 from leadflow.enrich.settings import EnrichmentSettings
+from leadflow.runtime import keep_freed_memory
 from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS
 from leadflow.warehouse.db import ensure_schema, get_engine
 
@@ -124,6 +126,7 @@ def _warm_chain(workdir: Path, records: pd.DataFrame) -> tuple[ProviderChain, En
 def _memory_child(n: int, companies: int, seed: int) -> dict[str, float]:
     import psutil
 
+    keep_freed_memory()
     leads, crm_companies, records = build_world(n, companies, seed)
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         chain, settings = _warm_chain(Path(tmp), records)
@@ -149,6 +152,7 @@ def _baseline(leads: pd.DataFrame, cache: WarehouseCache) -> float:
 
 
 def run(n: int, companies: int, repeat: int, baseline_n: int, seed: int) -> dict[str, object]:
+    keep_mb = keep_freed_memory()
     t0 = time.perf_counter()
     leads, crm_companies, records = build_world(n, companies, seed)
     build_s = time.perf_counter() - t0
@@ -169,6 +173,7 @@ def run(n: int, companies: int, repeat: int, baseline_n: int, seed: int) -> dict
         "n": n,
         "companies": companies,
         "repeat": repeat,
+        "allocator_keep_freed_mib": keep_mb,
         "enrich_seconds": [round(x, 4) for x in times],
         "enrich_median_s": round(median, 4),
         "enrich_best_s": round(min(times), 4),
