@@ -80,7 +80,7 @@ class TextColumn:
         codes = self.index.astype(np.int32)
         if m < len(self.uniques):
             codes -= codes > m
-        codes[self.index == m] = -1
+        codes -= (self.index == m) * np.int32(m + 1)  # the missing slot m -> -1
         return codes
 
     @cached_property

@@ -79,7 +79,7 @@ class CompiledModel:
     clamp_slot: int
     blend_slot: int
     shown_fields: tuple[str, ...]
-    text_fields: tuple[str, ...]  # text/list lead columns read (factorised up front)
+    text_fields: tuple[str, ...]  # text/list lead columns read (see LeadColumns.factorize_text)
 
 
 def compile_model(model: QualificationModel) -> CompiledModel:
@@ -186,7 +186,7 @@ class _DecayCache:
     def __init__(self, ev: ConditionEvaluator, cols: LeadColumns) -> None:
         self.ev = ev
         self.cols = cols
-        self._age_days: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._field_ages: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (days, ns) of every lead
         self._factors: dict[tuple[str, float | None, int | None], np.ndarray] = {}
 
     @staticmethod
@@ -221,9 +221,9 @@ class _DecayCache:
             return full if rows is None else full[rows]
         if rows is not None:
             return self._compute(key, *self._ages(key[0], rows))
-        if key[0] not in self._age_days:  # shared by every half-life of the field
-            self._age_days[key[0]] = self._ages(key[0], None)
-        full = self._factors[key] = self._compute(key, *self._age_days[key[0]])
+        if key[0] not in self._field_ages:  # shared by every half-life of the field
+            self._field_ages[key[0]] = self._ages(key[0], None)
+        full = self._factors[key] = self._compute(key, *self._field_ages[key[0]])
         return full
 
     @staticmethod
@@ -547,8 +547,6 @@ def _proposed_ranks(
         # Ranks increase along the loop, so "a later stage overrides" is a maximum.
         np.maximum(proposed, reached.view(np.int8) * np.int8(STAGE_RANK[name]), out=proposed)
     return proposed
-
-
 
 
 def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
