@@ -12,7 +12,6 @@ freed heap until it exits (Airflow runs each task in its own process).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -51,9 +50,9 @@ def keep_freed_memory() -> int:
         return 0
     keep_mb = min(keep_mb, 2047)  # mallopt takes a C int of bytes
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: no mallopt
+        # The running process's own symbols: libc is loaded already (no library search).
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # C libraries without mallopt (musl)
         return 0
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
