@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from sqlalchemy import func, select
 
 from leadflow.crm.base import RecordIssue, Watermark
@@ -120,3 +121,29 @@ def test_watermark_never_moves_backwards(warehouse):
         repo.set_watermark(conn, "hubspot", Watermark(500))
         repo.set_watermark(conn, "hubspot", Watermark(100))
     assert repo.get_watermark(warehouse, "hubspot") == Watermark(500)
+
+
+def test_given_text_columns_then_read_frame_gives_what_pandas_infers_from_the_rows(warehouse):
+    page = [_lead("1", job_title="CEO", industry=""), _lead("2"), _lead("3", job_title="Ana Müller")]
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-1", page, [], [])
+    query = select(leads.c.record_id, leads.c.job_title, leads.c.industry, leads.c.employees).order_by(leads.c.record_id)
+    with warehouse.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    expected = pd.DataFrame.from_records([tuple(r) for r in rows], columns=["record_id", "job_title", "industry", "employees"])
+    frame = repo.read_frame(warehouse, query)
+    assert frame.dtypes.to_dict() == expected.dtypes.to_dict()
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["a", None, "", "b"], [None, "x", None], [float("nan"), "a"], [None, None], ["a", 1, None], [1, None, 3],
+     [True, None], [b"a", None]],
+    ids=["text", "leading-none", "nan", "all-none", "mixed", "numbers", "booleans", "bytes"],
+)
+def test_given_any_column_then_the_text_fast_path_matches_pandas_inference(values):
+    fast = pd.DataFrame({"c": repo._text_column(values)})
+    inferred = pd.DataFrame({"c": values})
+    assert fast["c"].dtype == inferred["c"].dtype
+    pd.testing.assert_frame_equal(fast, inferred)
