@@ -204,9 +204,9 @@ class LeadColumns:
     def factorize_text(self, names: list[str]) -> None:
         """Factorise the Arrow-backed text columns among `names` now, in parallel threads.
 
-        Only this phase runs threads: the hashing is all native code, whereas a worker running
-        beside the engine's many short numpy calls was measured to double the CPU time (GIL
-        hand-offs). Small frames, other dtypes and one thread: columns are factorised on first use.
+        Only this phase runs threads (all native code): a worker hashing beside the engine's
+        numpy calls was measured to double the CPU time. Small frames, other dtypes and fewer
+        than two threads: columns are factorised on first use.
         """
         workers = factorize_threads()
         if self.n < PARALLEL_MIN_ROWS or workers < 2:
