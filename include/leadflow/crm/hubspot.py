@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import requests
 
+from leadflow.batching import chunks
 from leadflow.connections import Connection
 from leadflow.crm.base import (
     CrmError,
@@ -46,11 +47,6 @@ CONTACTS = "/crm/v3/objects/contacts"
 COMPANIES = "/crm/v3/objects/companies"
 PROPERTIES = "/crm/v3/properties/{object_type}"
 ID_PROPERTY = "hs_object_id"
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def search_body(filters: list[dict[str, Any]], sort_property: str, limit: int, properties: Sequence[str]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.batching import chunks
 from leadflow.connections import Connection, env_var_name
 from leadflow.crm.base import (
     CrmAuthError,
@@ -248,11 +249,6 @@ def watermark_condition(since: Watermark | None, cursor_field: str) -> str:
     if since.last_id:
         return (f"({cursor_field} > {at} OR ({cursor_field} = {at} AND Id > {soql_string(since.last_id)}))")
     return f"{cursor_field} >= {at}"
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 class SalesforceConnector:

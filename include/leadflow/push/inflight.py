@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -50,7 +50,3 @@ def send_in_order(send: Callable[[B], R], batches: Iterable[B], in_flight: int) 
             log.info("push: %d queued calls cancelled", cancelled)
         pool.shutdown(wait=True)
 
-
-def batches_of(items: Sequence[B], size: int) -> list[Sequence[B]]:
-    """`items` cut into consecutive slices of at most `size`."""
-    return [items[start : start + size] for start in range(0, len(items), size)]

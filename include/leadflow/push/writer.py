@@ -19,7 +19,8 @@ import pandas as pd
 from sqlalchemy import Engine, bindparam, func, select, update
 
 from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
-from leadflow.push.inflight import batches_of, send_in_order
+from leadflow.batching import chunks
+from leadflow.push.inflight import send_in_order
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
@@ -224,7 +225,7 @@ def _push_rounds(
     for round_no in range(settings.transient_retries + 1):
         retry: list[RecordUpdate] = []
         unknown: list[tuple[RecordUpdate, RecordResult]] = []
-        for batch, results in send_in_order(connector.push, batches_of(todo, size), settings.calls_in_flight):
+        for batch, results in send_in_order(connector.push, chunks(todo, size), settings.calls_in_flight):
             outcome.write_calls += 1
             by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
             for upd, res in zip(batch, results):
@@ -339,11 +340,10 @@ def _record(
                 lead_groups.setdefault(tuple(sorted(values)), []).append(params)
     with engine.begin() as conn:
         for error, ids in ids_by_error.items():
-            for start in range(0, len(ids), LOG_IDS_PER_STATEMENT):
+            for chunk in chunks(ids, LOG_IDS_PER_STATEMENT):
                 conn.execute(
                     update(push_log)
-                    .where(push_log.c.id.in_(ids[start : start + LOG_IDS_PER_STATEMENT]),
-                           push_log.c.status == "pending")
+                    .where(push_log.c.id.in_(chunk), push_log.c.status == "pending")
                     .values(status=status, attempts=push_log.c.attempts + increment, error=error, updated_at=stamp)
                 )
         for columns, params in lead_groups.items():

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import pandas as pd
 from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from leadflow.batching import chunks
 from leadflow.quality.tables import quarantine
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,6 @@ _KEY = ("crm", "record_id", "expectation", "column")
 
 def _ms(now: datetime) -> int:
     return int(now.timestamp() * 1000)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def failure_rows(crm: str, run_id: str, failures: pd.DataFrame, now_ms: int,
@@ -127,7 +123,7 @@ def _release(conn: Any, crm: str, run_id: str, keys: list[tuple[str, str, str]],
          "k_released_at": now_ms, "k_run_id": run_id}
         for r, e, c in keys
     ]
-    for chunk in _chunks(params, 5_000):
+    for chunk in chunks(params, 5_000):
         conn.execute(stmt, list(chunk))
 
 
@@ -142,7 +138,7 @@ def _upsert(conn: Any, rows: list[dict[str, Any]]) -> None:
     else:
         raise ValueError(f"unsupported warehouse dialect {dialect!r}")
     per_chunk = max(1, _MAX_PARAMS // len(_UPSERT_COLUMNS))
-    for chunk in _chunks(rows, per_chunk):
+    for chunk in chunks(rows, per_chunk):
         stmt = insert_fn(quarantine).values(list(chunk))
         excluded = stmt.excluded
         was_released = quarantine.c.released_at.is_not(None)

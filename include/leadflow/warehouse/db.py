@@ -6,11 +6,12 @@ import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
+from leadflow.batching import chunks
 from leadflow.warehouse.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,6 @@ def ensure_schema(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterable[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
 def upsert(
     conn: Any,
     table: Table,
@@ -114,6 +110,6 @@ def upsert(
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in updates})
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    for chunk in _chunks(rows, 50_000):
+    for chunk in chunks(rows, 50_000):
         conn.execute(stmt, list(chunk))
     return len(rows)

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from leadflow.push.inflight import batches_of, send_in_order
+from leadflow.batching import chunks
+from leadflow.push.inflight import send_in_order
 
 
 class Recorder:
@@ -35,7 +36,7 @@ class Recorder:
 
 def test_given_three_in_flight_then_results_come_back_in_send_order_and_never_more_than_three_run():
     send = Recorder()
-    batches = batches_of(list(range(20)), 2)
+    batches = list(chunks(list(range(20)), 2))
     for _ in batches:
         send.gate.release()
     out = list(send_in_order(send, batches, in_flight=3))
@@ -64,6 +65,6 @@ def test_given_a_failing_call_then_its_error_is_raised_in_turn_and_later_batches
     assert max(send.started) <= 4  # at most the failing call's in-flight neighbours went out
 
 
-def test_batches_of_cuts_consecutive_slices():
-    assert batches_of([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
-    assert batches_of([], 3) == []
+def test_chunks_cuts_consecutive_slices():
+    assert list(chunks([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+    assert list(chunks([], 3)) == []
