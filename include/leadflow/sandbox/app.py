@@ -240,15 +240,14 @@ async def _request_key(request: Request) -> str:
     the record ids it names (the values carry the time of scoring; the ids do not, so a world
     draws the same write faults run after run), else a digest of the body. Starlette caches the
     body: the handler reads it again."""
-    body = await request.body()
-    digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+    keyed_on = body = await request.body()
     if _BATCH_WRITE.match(request.url.path):
         try:
             inputs = json.loads(body).get("inputs") or []
-            ids = ",".join(sorted(str(i.get("id") or i.get("idProperty") or "") for i in inputs))
-            digest = hashlib.blake2b(ids.encode(), digest_size=12).hexdigest()
+            keyed_on = ",".join(sorted(str(i.get("id") or i.get("idProperty") or "") for i in inputs)).encode()
         except (ValueError, AttributeError):
             pass  # not the JSON the handler expects: it answers 400 itself
+    digest = hashlib.blake2b(keyed_on, digest_size=12).hexdigest()
     return f"{request.method} {request.url.path}?{request.url.query} {digest}"
 
 
