@@ -1,7 +1,6 @@
 """Benchmark: 5-fold cross-validated ROC AUC of the predictive score on real leads.
 
-Data: the X Education development split (`$LEADFLOW_DATASETS/x-education/leads_dev.csv`, else
-`<repo>/../shared/datasets/...`), only the fields the dataset README allows (the shipped
+Data: the X Education development split shipped in `tests/data/x-education/leads_dev.csv`, only the fields the dataset README allows (the shipped
 mapping `include/config/mappings/x_education.yaml`). Stratified 5-fold with shuffling, repeated
 with several seeds; no fold split is fixed or tuned to. Same-run baselines: a hand-written
 points model and plain one-hot logistic regression. Prints a table and writes JSON.
@@ -32,13 +31,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from leadflow.predict.datasets import x_education_dev
 from leadflow.predict.features import normalise_text, to_number
 from leadflow.predict.mapping import load_mapping
 from leadflow.predict.train import TrainConfig, choose_champion, cross_validate, label_vector
 
 log = logging.getLogger("bench_predictive")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "predictive.json"
+X_EDUCATION_DEV = Path(__file__).resolve().parents[1] / "tests" / "data" / "x-education" / "leads_dev.csv"
 
 
 def points_model(frame: pd.DataFrame) -> np.ndarray:
@@ -81,8 +80,7 @@ def _plain_inputs(frame: pd.DataFrame, mapping) -> pd.DataFrame:
     return out
 
 
-def run(seeds: list[int], folds: int) -> dict:
-    path = x_education_dev()
+def run(seeds: list[int], folds: int, path: Path = X_EDUCATION_DEV) -> dict:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # as `leadflow model train` reads
     mapping = load_mapping("x_education")
     y = label_vector(frame, mapping).to_numpy().astype(int)
@@ -151,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="CV shuffle seeds")
     parser.add_argument("--folds", type=int, default=5, help="CV folds [%(default)s]")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument("--csv", type=Path, default=X_EDUCATION_DEV, help="labelled leads [%(default)s]")
     parser.add_argument("--min-auc", type=float, default=0.90,
                         help="fail when the predictive score's mean AUC is below [%(default)s]")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
-    report = run(args.seeds, args.folds)
+    report = run(args.seeds, args.folds, args.csv)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     champion = report["results"]["predictive score (champion)"]
     report["target_auc"] = args.min_auc

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Real data the tests need ships in the repository (tests/data/*/README.md says where it comes from).
+X_EDUCATION_DEV = REPO / "tests" / "data" / "x-education" / "leads_dev.csv"
 
 # Airflow reads its configuration at import: point it at a private home before anything imports it.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="leadflow-airflow-home-")
@@ -150,3 +152,10 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="session")
+def x_education_csv() -> Path:
+    """The X Education development split shipped in tests/data (see its README)."""
+    assert X_EDUCATION_DEV.is_file(), f"missing test data: {X_EDUCATION_DEV}"
+    return X_EDUCATION_DEV

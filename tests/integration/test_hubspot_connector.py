@@ -54,7 +54,7 @@ def sandbox_stats(sandbox: Any) -> dict[str, Any]:
 
 
 def test_given_429_bursts_then_pull_retries_and_succeeds() -> None:
-    with running_sandbox(contacts=300, seed=3, faults="429=0.3", fault_seed=5,
+    with running_sandbox(contacts=300, seed=3, faults="429=0.3", fault_seed=2,
                          rate_limit="off", search_rate_limit="off") as sandbox:
         fake_time = NoSleep()
         with connect(sandbox, fake_time=fake_time) as connector:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 from pathlib import Path
 
 from leadflow.connections import Connection
@@ -15,14 +14,10 @@ from leadflow.sandbox import cli
 from leadflow.sandbox.server import running_sandbox
 from leadflow.warehouse import repo
 
-REPO = Path(__file__).resolve().parents[2]
 ROWS = 150
 
 
-def _head_of_real_file(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
-    datasets = Path(os.environ.get("LEADFLOW_DATASETS") or REPO.parent / "shared" / "datasets")
-    source = datasets / "x-education" / "leads_dev.csv"
-    assert source.is_file(), f"dataset missing: {source} (set LEADFLOW_DATASETS)"
+def _head_of_real_file(source: Path, tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
     with source.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         head = list(itertools.islice(reader, ROWS))
@@ -35,8 +30,8 @@ def _head_of_real_file(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
     return path, head
 
 
-def test_pipeline_runs_on_contacts_imported_from_the_x_education_file(tmp_path, capsys):
-    path, head = _head_of_real_file(tmp_path)
+def test_pipeline_runs_on_contacts_imported_from_the_x_education_file(tmp_path, capsys, x_education_csv):
+    path, head = _head_of_real_file(x_education_csv, tmp_path)
     db = tmp_path / "crm.db"
     assert cli.main(["sandbox", "import", "--csv", str(path), "--mapping", "x_education", "--db", str(db)]) == 0
     assert f"created {ROWS}, updated 0, skipped 0" in capsys.readouterr().out

@@ -238,8 +238,10 @@ async def _handle(ctx: SandboxContext, request: Request, call_next: Callable[[Re
 async def _request_key(request: Request) -> str:
     """What the fault draw of a request is keyed on: method, path, query and, for a batch write,
     the record ids it names (the values carry the time of scoring; the ids do not, so a world
-    draws the same write faults run after run), else a digest of the body. Starlette caches the
-    body: the handler reads it again."""
+    draws the same write faults run after run), else a digest of the body. Epoch-millisecond
+    timestamps (a search's watermark and window bounds) are left out of the key: a world is
+    seeded relative to the day it is made, and its faults must not change with the calendar or
+    the time of day. Starlette caches the body: the handler reads it again."""
     keyed_on = body = await request.body()
     if _BATCH_WRITE.match(request.url.path):
         try:
@@ -247,8 +249,15 @@ async def _request_key(request: Request) -> str:
             keyed_on = ",".join(sorted(str(i.get("id") or i.get("idProperty") or "") for i in inputs)).encode()
         except (ValueError, AttributeError):
             pass  # not the JSON the handler expects: it answers 400 itself
+    else:
+        keyed_on = _EPOCH_MS.sub(b"T", body)
     digest = hashlib.blake2b(keyed_on, digest_size=12).hexdigest()
-    return f"{request.method} {request.url.path}?{request.url.query} {digest}"
+    query = _EPOCH_MS.sub(b"T", request.url.query.encode()).decode()
+    return f"{request.method} {request.url.path}?{query} {digest}"
+
+
+# 12-14 digits: epoch milliseconds from 2001 to 5138; record ids and paging cursors are shorter.
+_EPOCH_MS = re.compile(rb"(?<![0-9])[0-9]{12,14}(?![0-9])")
 
 
 async def _enrichment_gate(ctx: SandboxContext, request: Request,

@@ -1,19 +1,18 @@
-"""The predictive score on the real X Education leads (fails loudly if the file is missing)."""
+"""The predictive score on the real X Education leads (tests/data/x-education, shipped with the repository)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from leadflow.predict.datasets import x_education_dev
 from leadflow.predict.mapping import load_mapping
 from leadflow.predict.score import score_table
 from leadflow.predict.train import TrainConfig, train_from_frame
 
 
 @pytest.mark.slow
-def test_x_education_cross_validated_auc_reaches_the_reference_without_leaking_fields():
-    frame = pd.read_csv(x_education_dev(), dtype=str, keep_default_na=False)
+def test_x_education_cross_validated_auc_reaches_the_reference_without_leaking_fields(x_education_csv):
+    frame = pd.read_csv(x_education_csv, dtype=str, keep_default_na=False)
     mapping = load_mapping("x_education")
     model = train_from_frame(frame, mapping, config=TrainConfig(seed=7))
 

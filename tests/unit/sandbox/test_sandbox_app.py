@@ -222,6 +222,20 @@ def test_injected_429_comes_before_anything_is_applied(make_client):
     assert client.get("/_sandbox/writes").json()["results"] == []
 
 
+def test_given_searches_that_differ_only_in_timestamps_then_the_same_faults_are_drawn(make_client):
+    """A world is seeded relative to the day it is made: its faults must not move with the calendar."""
+    def statuses(day_ms: int) -> list[int]:
+        client, _ = make_client(search_rate_limit="off", faults="429=0.5")
+        return [_search(client, limit=10, filterGroups=[{"filters": [
+            {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(day_ms - 86_400_000 * i)},
+            {"propertyName": "lastmodifieddate", "operator": "LT", "value": str(day_ms)}]}]).status_code
+            for i in range(12)]
+
+    today, a_year_on = statuses(1_764_806_400_000), statuses(1_796_342_400_000)
+    assert today == a_year_on
+    assert set(today) == {200, 429}
+
+
 def test_timeout_fault_applies_the_write_then_holds_the_answer(make_client):
     client, sleeps = make_client(rate_limit="off", faults="timeout=1", timeout_seconds=45)
     r = client.post("/crm/v3/objects/contacts/batch/update",

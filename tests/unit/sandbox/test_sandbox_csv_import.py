@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from leadflow.sandbox.csv_import import (
 from leadflow.sandbox.store import SandboxStore
 from leadflow.quality.emails import is_valid_email
 
-REPO = Path(__file__).resolve().parents[3]
 COLUMNS = ["Prospect ID", "Lead Number", "Lead Origin", "Lead Source", "Do Not Email", "Converted", "TotalVisits",
            "Total Time Spent on Website", "Page Views Per Visit", "Last Activity", "Country",
            "What is your current occupation", "Tags"]
@@ -51,10 +49,6 @@ def _contacts(store: SandboxStore) -> dict[str, dict]:
     rows = store.list_page("contacts", after_id=0, limit=100_000)
     return {r.props["xeducation_prospect_id"]: {**r.props, "_id": r.id, "_modified": r.modified_ms}
             for r in rows if "xeducation_prospect_id" in r.props}
-
-
-def _datasets() -> Path:
-    return Path(os.environ.get("LEADFLOW_DATASETS") or REPO.parent / "shared" / "datasets")
 
 
 @pytest.fixture
@@ -220,10 +214,8 @@ def test_import_into_a_seeded_world_keeps_its_contacts(store, tmp_path, add_cont
     assert store.get_rows_by_unique("contacts", ["jane@acme.com"])["jane@acme.com"].props["firstname"] == "Jane"
 
 
-def test_first_rows_of_the_real_x_education_file_import_cleanly(store, tmp_path, mapping):
-    source = _datasets() / "x-education" / "leads_dev.csv"
-    assert source.is_file(), f"dataset missing: {source} (set LEADFLOW_DATASETS)"
-    with source.open(encoding="utf-8") as f:
+def test_first_rows_of_the_real_x_education_file_import_cleanly(store, tmp_path, mapping, x_education_csv):
+    with x_education_csv.open(encoding="utf-8") as f:
         head = list(itertools.islice(csv.DictReader(f), 200))
     path = _write_csv(tmp_path / "head.csv", head, columns=list(head[0]))
 
