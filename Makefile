@@ -46,6 +46,7 @@ run: setup airflow-db
 test: setup
 	@scripts/ensure_postgres.sh
 	@scripts/ensure_chromium.sh
+	@scripts/ensure_faketime.sh
 	@python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup

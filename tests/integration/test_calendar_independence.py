@@ -1,0 +1,48 @@
+"""No test depends on the calendar: the tests whose sandbox worlds are seeded relative to today
+(connectors, the sandbox's HTTP APIs and fault draws, an in-process pipeline run) pass with the
+system clock moved a year and more either way, through libfaketime (scripts/ensure_faketime.sh;
+`make test` installs it). Each date runs them in a child pytest whose every process sees that clock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CALENDAR_SENSITIVE = [
+    "tests/integration/test_hubspot_connector.py",
+    "tests/integration/test_salesforce_connector.py",
+    "tests/integration/test_sandbox_http.py",
+    "tests/unit/sandbox/test_sandbox_world.py",
+    "tests/unit/sandbox/test_sandbox_app.py",
+    "tests/integration/test_pipeline_bad_input.py",
+]
+
+
+def _child_env() -> dict[str, str]:
+    """This session's environment less what tests/conftest.py set for it: the child makes its own."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "LEADFLOW_", "PYTEST_", "GX_"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moved_to", ["2025-06-30 23:59:30", "2028-02-29 11:00:00"])
+def test_given_the_clock_moved_then_date_sensitive_tests_pass(moved_to):
+    faketime = shutil.which("faketime")
+    assert faketime, "faketime is missing: run scripts/ensure_faketime.sh (make test does)"
+    date = subprocess.run([faketime, "-f", f"@{moved_to}", "date", "+%F"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert date == moved_to[:10]  # the clock really moved for the child processes
+    result = subprocess.run(
+        [faketime, "-f", f"@{moved_to}", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-m", "not slow", *CALENDAR_SENSITIVE],
+        cwd=REPO, env=_child_env(), capture_output=True, text=True, timeout=600)
+    tail = "\n".join(result.stdout.splitlines()[-25:])
+    assert result.returncode == 0, f"with the clock at {moved_to}:\n{tail}\n{result.stderr[-2000:]}"
+    assert " passed" in tail and "failed" not in tail and "skipped" not in tail, tail
