@@ -3,16 +3,18 @@ is in `leadflow.pipeline` (no I/O and no heavy imports at parse time)."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from leadflow.env import leadflow_env
+
 # CRMs with a DAG; `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot,salesforce").split(",") if c.strip())
-SCHEDULE = os.environ.get("LEADFLOW_SCHEDULE", "0 2 * * *")
-TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
+_ENV = leadflow_env()  # validated: a bad value fails the parse with a message naming the variable
+CRMS = _ENV.crms
+SCHEDULE = _ENV.schedule
+TIMEZONE = _ENV.timezone
 MAX_SHARDS = 64
 
 DOC_MD = """

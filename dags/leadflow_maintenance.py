@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
+from leadflow.env import leadflow_env
+
 # Same CRM list as dags/leadflow_crm.py: `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot,salesforce").split(",") if c.strip())
-TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
+_ENV = leadflow_env()  # validated: a bad value fails the parse with a message naming the variable
+CRMS = _ENV.crms
+TIMEZONE = _ENV.timezone
 TRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
 
 DEFAULT_ARGS = {

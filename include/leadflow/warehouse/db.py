@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,11 +11,10 @@ from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.batching import chunks
+from leadflow.env import leadflow_env, project_root
 from leadflow.warehouse.tables import metadata
 
 log = logging.getLogger(__name__)
-
-WAREHOUSE_URL_ENV = "LEADFLOW_WAREHOUSE_URL"
 
 # Modules that register further tables on `metadata`; imported before create_all so one call
 # creates the whole warehouse.
@@ -27,14 +25,13 @@ _TABLE_MODULES = (
     "leadflow.push.tables",
 )
 
-def project_root() -> Path:
-    """The checkout this package runs from (include/leadflow/ -> two levels up)."""
-    return Path(__file__).resolve().parents[3]
+__all__ = ["project_root", "var_dir", "default_warehouse_url", "warehouse_url", "get_engine", "ensure_schema",
+           "upsert"]
 
 
 def var_dir() -> Path:
-    """Local state (SQLite warehouse, Data Docs, run reports): `LEADFLOW_VAR_DIR` or var/."""
-    folder = Path(os.environ.get("LEADFLOW_VAR_DIR", project_root() / "var"))
+    """Local state (SQLite warehouse, Data Docs, run reports): `LEADFLOW_VAR_DIR` or var/ (created)."""
+    folder = leadflow_env().var_path
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -44,7 +41,7 @@ def default_warehouse_url() -> str:
 
 
 def warehouse_url() -> str:
-    return os.environ.get(WAREHOUSE_URL_ENV) or default_warehouse_url()
+    return leadflow_env().warehouse_url or default_warehouse_url()
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
