@@ -36,14 +36,13 @@ Keeps the leads of the **{crm}** CRM qualified. Each run:
 
 Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
 **only_record_ids**, **since** (re-pull from a date), **shards**, **force**.
-Connection: `leadflow_{crm}`. Warehouse: `LEADFLOW_WAREHOUSE_URL`. Pool: `leadflow_{crm}`.
+Connections: `leadflow_{crm}`, `leadflow_enrichment` (optional), `leadflow_warehouse` (else
+`LEADFLOW_WAREHOUSE_URL`). Pool: `leadflow_{crm}`.
 """
 
 
 def _context(crm: str, shard: int | None = None, shards: int = 1):
-    from airflow.sdk import BaseHook
-
-    from leadflow.connections import Connection
+    from leadflow.airflow_adapter import get_connection
     from leadflow.dag_support import run_context
 
     context = get_current_context()
@@ -51,7 +50,7 @@ def _context(crm: str, shard: int | None = None, shards: int = 1):
         crm=crm,
         dag_run=context["dag_run"],
         params=context["params"],
-        connection=Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}")),
+        connection=get_connection(f"leadflow_{crm}"),
         shard=shard,
         shards=shards,
     )

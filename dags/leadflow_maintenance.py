@@ -41,7 +41,8 @@ task reports `insufficient_data` and stays green.
 
 Schedule: weekly (`{cron}`, {tz}) **and** whenever a CRM DAG publishes new scores (the
 `leadflow_<crm>_scores` assets), so new outcomes reach the model without waiting for Sunday.
-Training reads only the warehouse (`LEADFLOW_WAREHOUSE_URL`): no CRM connection is used.
+Training reads only the warehouse (connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`): no
+CRM connection is used.
 """
 
 ROLLBACK_DOC_MD = """
@@ -55,7 +56,7 @@ own writes go to the push log under `rollback__<run id>`.
 Manual only. Trigger form: **crm**, **run_id** (the run to undo, e.g.
 `scheduled__2026-01-05T02:00:00+00:00`; `leadflow report` lists them) and **dry_run** — on by
 default: the task only reports what it would restore. Re-trigger with dry_run off to write.
-Connection: `leadflow_<crm>`. Warehouse: `LEADFLOW_WAREHOUSE_URL`.
+Connection: `leadflow_<crm>`. Warehouse: connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`.
 """
 
 
@@ -107,14 +108,12 @@ def leadflow_train():
 def leadflow_rollback():
     @task
     def rollback() -> dict:
-        from airflow.sdk import BaseHook
-
-        from leadflow.connections import Connection
+        from leadflow.airflow_adapter import get_connection
         from leadflow.maintenance import run_rollback
 
         params = get_current_context()["params"]
         crm = params["crm"]
-        connection = Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}"))
+        connection = get_connection(f"leadflow_{crm}")
         return run_rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]), connection=connection)
 
     rollback()
