@@ -13,9 +13,10 @@ never imports Airflow itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from leadflow.connections import Connection, ConnectionNotFound, not_found_message
 
@@ -29,20 +30,38 @@ def in_task() -> bool:
     return getattr(runner, "SUPERVISOR_COMMS", None) is not None
 
 
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Importing Airflow configures the root logger (its handler writes to stdout). In a process
+    that is not Airflow's own — the leadflow CLI, whose `report --json` owns stdout — put the
+    process's logging back as it was; in an Airflow process leave Airflow's in place."""
+    if "airflow.settings" in sys.modules:
+        yield
+        return
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def airflow_connection(conn_id: str) -> Any:
     """Airflow's connection object for `conn_id`; ConnectionNotFound when Airflow knows none."""
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    with _logging_kept():
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
-    try:
-        if in_task():
-            from airflow.sdk import BaseHook
+        try:
+            if in_task():
+                from airflow.sdk import BaseHook
 
-            return BaseHook.get_connection(conn_id)
-        from airflow.models.connection import Connection as CoreConnection
+                return BaseHook.get_connection(conn_id)
+            from airflow.models.connection import Connection as CoreConnection
 
-        return CoreConnection.get_connection_from_secrets(conn_id)
-    except AirflowNotFoundException:
-        raise ConnectionNotFound(not_found_message(conn_id)) from None
+            return CoreConnection.get_connection_from_secrets(conn_id)
+        except AirflowNotFoundException:
+            raise ConnectionNotFound(not_found_message(conn_id)) from None
 
 
 def get_connection(conn_id: str) -> Connection:

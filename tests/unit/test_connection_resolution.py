@@ -183,3 +183,24 @@ def test_alert_channels_come_from_the_resolver_and_a_bad_one_is_skipped_with_a_w
     assert "leadflow_alerts_smtp" in caplog.text and "port" in caplog.text
     monkeypatch.setattr(connections, "default_resolver", lambda: resolver_of())
     assert alerts._airflow_connection(alerts.WEBHOOK_CONN) is None
+
+
+def test_given_a_cli_process_then_the_airflow_lookup_leaves_its_stdout_and_logging_alone(tmp_path) -> None:
+    """Importing Airflow points the root logger at stdout; `leadflow report --json` owns stdout."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
+        "from leadflow.connections import find_connection\n"
+        "print(find_connection('leadflow_nowhere'))\n"
+        "logging.getLogger('leadflow.x').info('after the lookup')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == "None\n"
+    assert "INFO:leadflow.x:after the lookup" in out.stderr
