@@ -3,16 +3,18 @@ is in `leadflow.pipeline` (no I/O and no heavy imports at parse time)."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from leadflow.env import leadflow_env
+
 # CRMs with a DAG; `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot,salesforce").split(",") if c.strip())
-SCHEDULE = os.environ.get("LEADFLOW_SCHEDULE", "0 2 * * *")
-TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
+_ENV = leadflow_env()  # validated: a bad value fails the parse with a message naming the variable
+CRMS = _ENV.crms
+SCHEDULE = _ENV.schedule
+TIMEZONE = _ENV.timezone
 MAX_SHARDS = 64
 
 DOC_MD = """
@@ -34,14 +36,13 @@ Keeps the leads of the **{crm}** CRM qualified. Each run:
 
 Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
 **only_record_ids**, **since** (re-pull from a date), **shards**, **force**.
-Connection: `leadflow_{crm}`. Warehouse: `LEADFLOW_WAREHOUSE_URL`. Pool: `leadflow_{crm}`.
+Connections: `leadflow_{crm}`, `leadflow_enrichment` (optional), `leadflow_warehouse` (else
+`LEADFLOW_WAREHOUSE_URL`). Pool: `leadflow_{crm}`.
 """
 
 
 def _context(crm: str, shard: int | None = None, shards: int = 1):
-    from airflow.sdk import BaseHook
-
-    from leadflow.connections import Connection
+    from leadflow.airflow_adapter import get_connection
     from leadflow.dag_support import run_context
 
     context = get_current_context()
@@ -49,7 +50,7 @@ def _context(crm: str, shard: int | None = None, shards: int = 1):
         crm=crm,
         dag_run=context["dag_run"],
         params=context["params"],
-        connection=Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}")),
+        connection=get_connection(f"leadflow_{crm}"),
         shard=shard,
         shards=shards,
     )

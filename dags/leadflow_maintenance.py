@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
+from leadflow.env import leadflow_env
+
 # Same CRM list as dags/leadflow_crm.py: `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-CRMS = tuple(c.strip() for c in os.environ.get("LEADFLOW_CRMS", "hubspot,salesforce").split(",") if c.strip())
-TIMEZONE = os.environ.get("LEADFLOW_TIMEZONE", "UTC")
+_ENV = leadflow_env()  # validated: a bad value fails the parse with a message naming the variable
+CRMS = _ENV.crms
+TIMEZONE = _ENV.timezone
 TRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
 
 DEFAULT_ARGS = {
@@ -39,7 +41,8 @@ task reports `insufficient_data` and stays green.
 
 Schedule: weekly (`{cron}`, {tz}) **and** whenever a CRM DAG publishes new scores (the
 `leadflow_<crm>_scores` assets), so new outcomes reach the model without waiting for Sunday.
-Training reads only the warehouse (`LEADFLOW_WAREHOUSE_URL`): no CRM connection is used.
+Training reads only the warehouse (connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`): no
+CRM connection is used.
 """
 
 ROLLBACK_DOC_MD = """
@@ -53,7 +56,7 @@ own writes go to the push log under `rollback__<run id>`.
 Manual only. Trigger form: **crm**, **run_id** (the run to undo, e.g.
 `scheduled__2026-01-05T02:00:00+00:00`; `leadflow report` lists them) and **dry_run** — on by
 default: the task only reports what it would restore. Re-trigger with dry_run off to write.
-Connection: `leadflow_<crm>`. Warehouse: `LEADFLOW_WAREHOUSE_URL`.
+Connection: `leadflow_<crm>`. Warehouse: connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`.
 """
 
 
@@ -105,14 +108,12 @@ def leadflow_train():
 def leadflow_rollback():
     @task
     def rollback() -> dict:
-        from airflow.sdk import BaseHook
-
-        from leadflow.connections import Connection
+        from leadflow.airflow_adapter import get_connection
         from leadflow.maintenance import run_rollback
 
         params = get_current_context()["params"]
         crm = params["crm"]
-        connection = Connection.from_airflow(BaseHook.get_connection(f"leadflow_{crm}"))
+        connection = get_connection(f"leadflow_{crm}")
         return run_rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]), connection=connection)
 
     rollback()

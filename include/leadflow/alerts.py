@@ -1,5 +1,6 @@
 """Failure and data-quality alerts: e-mail (SMTP) and a generic JSON webhook, each configured by
-an Airflow connection and silent when that connection does not exist.
+an Airflow connection (found through `leadflow.connections`, i.e. Airflow's lookup) and silent
+when that connection does not exist.
 
 Connections: `leadflow_alerts_smtp` (host, port, login, password; extra `{"to": "a@b,c@d",
 "from": "leadflow@..."}`) and `leadflow_alerts_webhook` (the URL as host/schema/port/path in
@@ -23,11 +24,15 @@ WEBHOOK_CONN = "leadflow_alerts_webhook"
 
 
 def _airflow_connection(conn_id: str) -> Any | None:
-    try:
-        from airflow.sdk import BaseHook
+    from leadflow.connections import ConnectionConfigError, find_connection
 
-        return BaseHook.get_connection(conn_id)
-    except Exception:  # not configured (or no Airflow): alerts stay silent
+    try:
+        return find_connection(conn_id)
+    except ConnectionConfigError as exc:  # malformed: say so, but an alert must not raise
+        log.warning("alert channel %s skipped: %s", conn_id, exc)
+        return None
+    except Exception as exc:  # the lookup itself failed (e.g. the API server is unreachable)
+        log.warning("alert channel %s skipped: lookup failed (%s)", conn_id, type(exc).__name__)
         return None
 
 

@@ -1,6 +1,16 @@
-"""Airflow-style connections read from the environment, without importing Airflow.
+"""Airflow-style connections, and how leadflow finds them (without importing Airflow here).
 
-Airflow resolves a connection id `leadflow_hubspot` from the variable
+Where a connection comes from is a *resolver*, a function `conn_id -> Connection` that raises
+`ConnectionNotFound` when the id is defined nowhere it looks:
+
+- with Airflow installed, `leadflow.airflow_adapter.get_connection`: Airflow's own lookup, so a
+  connection from the UI / metadata database, an `AIRFLOW_CONN_*` variable or a secrets backend
+  is found alike (inside a task through the Task SDK, elsewhere, e.g. the CLI, through the core
+  lookup that reads the metadata database too);
+- without Airflow, or for a given mapping, `connection_from_env`: the `AIRFLOW_CONN_*` form only.
+
+`default_resolver()` picks between them; functions of the library take a `resolver` argument
+defaulting to it. Airflow resolves a connection id `leadflow_hubspot` from the variable
 `AIRFLOW_CONN_LEADFLOW_HUBSPOT`, in one of two forms:
 
 - JSON: `{"conn_type": "http", "host": "127.0.0.1", "port": 8765, "schema": "http",
@@ -8,16 +18,16 @@ Airflow resolves a connection id `leadflow_hubspot` from the variable
 - URI:  `http://:TOKEN@127.0.0.1:8765/http?search_rate_per_s=5` (userinfo and values
   percent-encoded; `__extra__=<json>` carries a JSON extra as Airflow writes it).
 
-The library reads the same variable so that the CLI, tests and Airflow tasks all see one
-configuration. The token (the connection's password) never appears in repr/str or logs.
+The token (the connection's password) never appears in repr/str or logs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 ENV_PREFIX = "AIRFLOW_CONN_"
@@ -26,7 +36,11 @@ _SCHEMES = {"http", "https"}
 
 
 class ConnectionConfigError(ValueError):
-    """The connection is missing or malformed; the message names the environment variable."""
+    """The connection is missing or malformed; the message names the connection id and where to set it."""
+
+
+class ConnectionNotFound(ConnectionConfigError):
+    """No connection with this id is defined where the resolver looks."""
 
 
 def env_var_name(conn_id: str) -> str:
@@ -46,6 +60,11 @@ class Connection:
     login: str | None = None
     password: str | None = field(default=None, repr=False)
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        """Airflow's name for `extra`, so code written against Airflow's connections reads this one."""
+        return self.extra
 
     @property
     def token(self) -> str | None:
@@ -170,16 +189,64 @@ class Connection:
         )
 
 
-def get_connection(conn_id: str, environ: Mapping[str, str] | None = None) -> Connection:
-    """Read connection `conn_id` from `AIRFLOW_CONN_<CONN_ID>` (JSON or URI form).
+Resolver = Callable[[str], Connection]
 
-    Raises ConnectionConfigError naming the variable when it is unset, empty or malformed.
+
+def not_found_message(conn_id: str) -> str:
+    """What to do when connection `conn_id` is defined nowhere (the same advice everywhere)."""
+    return (
+        f"connection {conn_id!r} is not defined: add it in the Airflow UI (Admin > Connections) or with "
+        f"`airflow connections add {conn_id} ...`, in a secrets backend, or as the environment variable "
+        f"{env_var_name(conn_id)}"
+    )
+
+
+def default_resolver() -> Resolver:
+    """Airflow's connection lookup when Airflow is installed, else the `AIRFLOW_CONN_*` variables."""
+    if importlib.util.find_spec("airflow") is None:
+        return connection_from_env
+    from leadflow.airflow_adapter import get_connection as airflow_lookup
+
+    return airflow_lookup
+
+
+def get_connection(
+    conn_id: str, environ: Mapping[str, str] | None = None, *, resolver: Resolver | None = None
+) -> Connection:
+    """Connection `conn_id`: from `environ`'s `AIRFLOW_CONN_*` variable when a mapping is given,
+    else through `resolver` (default: `default_resolver()`).
+
+    Raises ConnectionNotFound when it is defined nowhere, ConnectionConfigError when malformed;
+    both say what to set.
+    """
+    if environ is not None:
+        return connection_from_env(conn_id, environ)
+    return (resolver or default_resolver())(conn_id)
+
+
+def find_connection(
+    conn_id: str, environ: Mapping[str, str] | None = None, *, resolver: Resolver | None = None
+) -> Connection | None:
+    """Like `get_connection`, but None when the connection is not defined (optional connections:
+    enrichment API, warehouse, alerts). A malformed one still raises."""
+    try:
+        return get_connection(conn_id, environ, resolver=resolver)
+    except ConnectionNotFound:
+        return None
+
+
+def connection_from_env(conn_id: str, environ: Mapping[str, str] | None = None) -> Connection:
+    """Read connection `conn_id` from `AIRFLOW_CONN_<CONN_ID>` (JSON or URI form) of `environ`
+    (default: the process environment).
+
+    Raises ConnectionNotFound when the variable is unset or empty, ConnectionConfigError naming
+    it when malformed.
     """
     env = os.environ if environ is None else environ
     var = env_var_name(conn_id)
     raw = env.get(var)
     if raw is None or not raw.strip():
-        raise ConnectionConfigError(
+        raise ConnectionNotFound(
             f"connection {conn_id!r} is not configured: set the environment variable {var} "
             f'(JSON like {{"conn_type":"http","host":"127.0.0.1","port":8765,"password":"TOKEN"}} '
             f"or a URI like http://:TOKEN@127.0.0.1:8765)"

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import sys
+
+from leadflow.env import LeadflowEnvError, leadflow_env
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "LEADFLOW_KEEP_FREED_MEMORY_MB"
-DEFAULT_KEEP_MB = 1024
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -40,11 +39,11 @@ def keep_freed_memory() -> int:
     if _applied is not None:
         return _applied
     _applied = 0
-    raw = os.environ.get(ENV_VAR, str(DEFAULT_KEEP_MB))
     try:
-        keep_mb = int(raw)
-    except ValueError:
-        logger.warning("%s=%r is not a whole number of MiB; allocator left as is", ENV_VAR, raw)
+        keep_mb = leadflow_env().keep_freed_memory_mb
+    except LeadflowEnvError as exc:
+        # A tuning knob must not fail a run: say what is wrong and leave the allocator alone.
+        logger.warning("%s; allocator left as is", exc)
         return 0
     if keep_mb <= 0 or not sys.platform.startswith("linux"):
         return 0

@@ -3,7 +3,6 @@ loaded, with messages naming the bad key."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +10,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leadflow.enrich.settings import EnrichmentSettings
+from leadflow.env import leadflow_env
 from leadflow.push.diff import DiffSettings
 from leadflow.push.writer import PushSettings as WriterSettings
 from leadflow.validation import problems
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "leadflow.yaml"
-CONFIG_ENV = "LEADFLOW_CONFIG"
 
 
 class SettingsError(ValueError):
@@ -52,7 +51,7 @@ class PipelineSettings(BaseModel):
 
 
 def load_pipeline_settings(path: str | Path | None = None) -> PipelineSettings:
-    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    path = Path(path or leadflow_env().config or DEFAULT_CONFIG_PATH)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:

@@ -154,8 +154,8 @@ def test_rollback_params_reject_a_missing_or_empty_run_id_and_an_unknown_crm(rol
 
 def test_rollback_task_passes_params_and_the_airflow_connection_to_the_rollback(rollback_dag, monkeypatch, tmp_path):
     """The task's own code, with Airflow's context and connection store replaced by fakes."""
+    import leadflow.airflow_adapter
     import leadflow.maintenance
-    from airflow.sdk import BaseHook
 
     seen = {}
 
@@ -166,7 +166,7 @@ def test_rollback_task_passes_params_and_the_airflow_connection_to_the_rollback(
     airflow_conn = SimpleNamespace(conn_id="leadflow_salesforce", conn_type="http", host="sandbox", port=8766,
                                    schema="https", login=None, password="tok", extra_dejson={"verify": "/ca.pem"})
     asked = []
-    monkeypatch.setattr(BaseHook, "get_connection", classmethod(lambda cls, cid: asked.append(cid) or airflow_conn))
+    monkeypatch.setattr(leadflow.airflow_adapter, "airflow_connection", lambda cid: asked.append(cid) or airflow_conn)
     monkeypatch.setattr(leadflow.maintenance, "run_rollback", fake_run_rollback)
     callable_ = rollback_dag.get_task("rollback").python_callable
     params = {"crm": "salesforce", "run_id": "manual__x", "dry_run": False}

@@ -10,6 +10,9 @@ import textwrap
 import pytest
 
 from leadflow import runtime
+from leadflow.env import LeadflowEnv
+
+ENV_VAR = "LEADFLOW_KEEP_FREED_MEMORY_MB"
 
 # Allocates and frees six 8 MB arrays ten times (after a warm-up) and prints the page faults.
 _CHURN = textwrap.dedent(
@@ -42,27 +45,27 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_given_the_setting_then_freed_arrays_are_reused_without_page_faults() -> None:
     _, default_faults = _churn("default")
     kept, tuned_faults = _churn("tuned")
-    assert kept == runtime.DEFAULT_KEEP_MB
+    assert kept == LeadflowEnv.model_fields["keep_freed_memory_mb"].default
     assert default_faults > 1000  # glibc hands the blocks back and faults them in again
     assert tuned_faults < default_faults / 20
 
 
 def test_given_zero_then_the_allocator_is_left_alone(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(runtime.ENV_VAR, "0")
+    monkeypatch.setenv(ENV_VAR, "0")
     assert runtime.keep_freed_memory() == 0
 
 
 def test_given_not_a_number_then_warns_and_leaves_the_allocator(
     fresh: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv(runtime.ENV_VAR, "lots")
+    monkeypatch.setenv(ENV_VAR, "lots")
     with caplog.at_level(logging.WARNING, logger="leadflow.runtime"):
         assert runtime.keep_freed_memory() == 0
-    assert runtime.ENV_VAR in caplog.text and "whole number" in caplog.text
+    assert ENV_VAR in caplog.text and "valid integer" in caplog.text
 
 
 def test_given_applied_once_then_later_calls_do_nothing_more(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(runtime.ENV_VAR, "0")
+    monkeypatch.setenv(ENV_VAR, "0")
     assert runtime.keep_freed_memory() == 0
-    monkeypatch.setenv(runtime.ENV_VAR, "512")  # too late: the first call decided
+    monkeypatch.setenv(ENV_VAR, "512")  # too late: the first call decided
     assert runtime.keep_freed_memory() == 0

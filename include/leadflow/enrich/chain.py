@@ -9,9 +9,8 @@ updated) are still consulted. Answers of remote providers are written to the cac
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -25,6 +24,9 @@ from leadflow.enrich.providers import (
     empty_records,
 )
 from leadflow.enrich.settings import EnrichmentSettings
+
+if TYPE_CHECKING:
+    from leadflow.connections import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +119,17 @@ def build_chain(
     *,
     environ: Mapping[str, str] | None = None,
     http_options: Mapping[str, Any] | None = None,
+    resolver: Resolver | None = None,
 ) -> ProviderChain:
     """Providers in order: warehouse cache -> reference file -> HTTP API.
 
-    The HTTP provider is added only when the connection `settings.http.connection_id` is
-    configured (`AIRFLOW_CONN_LEADFLOW_ENRICHMENT`); its password is the bearer key.
-    `http_options` are passed to `HttpEnrichmentProvider` (transport, sleeper, ...; for tests).
-    A malformed connection raises `ConnectionConfigError`: silently enriching less would be
-    worse than stopping with a message naming the variable.
+    The HTTP provider is added only when the connection `settings.http.connection_id`
+    (`leadflow_enrichment`) is defined; its password is the bearer key. It is looked up through
+    `resolver` (default: Airflow's lookup when Airflow is installed), or only in `environ`'s
+    `AIRFLOW_CONN_*` variables when a mapping is given. `http_options` are passed to
+    `HttpEnrichmentProvider` (transport, sleeper, ...; for tests). A malformed connection raises
+    `ConnectionConfigError`: silently enriching less would be worse than stopping with a message
+    naming the connection.
     """
     settings = settings or EnrichmentSettings()
     providers: list[CompanyProvider] = []
@@ -137,7 +142,7 @@ def build_chain(
 
         providers.append(load_reference(settings.reference_path))
     if settings.http.enabled:
-        provider = _http_provider(settings, environ, http_options or {})
+        provider = _http_provider(settings, environ, resolver, http_options or {})
         if provider is not None:
             providers.append(provider)
     log.info("enrichment chain: %s", " -> ".join(p.name for p in providers) or "(empty)")
@@ -145,15 +150,15 @@ def build_chain(
 
 
 def _http_provider(
-    settings: EnrichmentSettings, environ: Mapping[str, str] | None, options: Mapping[str, Any]
+    settings: EnrichmentSettings, environ: Mapping[str, str] | None, resolver: Resolver | None,
+    options: Mapping[str, Any],
 ) -> CompanyProvider | None:
-    from leadflow.connections import env_var_name, get_connection
+    from leadflow.connections import find_connection
     from leadflow.enrich.http_provider import HttpEnrichmentProvider
 
     conn_id = settings.http.connection_id
-    env = os.environ if environ is None else environ
-    if not (env.get(env_var_name(conn_id)) or "").strip():
-        log.info("enrichment: connection %r not configured, HTTP provider off", conn_id)
+    conn = find_connection(conn_id, environ, resolver=resolver)
+    if conn is None:
+        log.info("enrichment: connection %r not defined, HTTP provider off", conn_id)
         return None
-    conn = get_connection(conn_id, env)
     return HttpEnrichmentProvider(conn.base_url, conn.token, settings.http, **dict(options))

@@ -7,7 +7,6 @@ of a million rows, and map back with one array lookup. Missing columns read as a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -172,10 +171,9 @@ def factorize_threads() -> int:
     (12 columns of 1M rows: 0.35-0.44 s wall and 0.6-0.8 s CPU in two threads against ~0.33 s
     in one), so nothing was gained. Worth trying on machines with idle physical cores.
     """
-    try:
-        return max(0, int(os.environ.get("LEADFLOW_FACTORIZE_THREADS", "0")))
-    except ValueError:
-        return 0
+    from leadflow.env import leadflow_env
+
+    return leadflow_env().factorize_threads
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

@@ -1,4 +1,5 @@
-"""FastAPI routes of the HubSpot CRM v3 sandbox (objects, search, batch, properties, associations).
+"""FastAPI routes of the HubSpot CRM v3 sandbox (objects, search, batch, properties, associations,
+and the private-app token introspection).
 
 Handlers only parse the HTTP request and call `HubSpotService`; auth, rate limits, faults and
 stats are applied around them by the middleware in `app.py`.
@@ -28,6 +29,10 @@ from leadflow.sandbox.search import check_body_size, parse_search_request
 
 router = APIRouter()
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+# The ids the token-info endpoint reports for the sandbox portal and its private app.
+SANDBOX_HUB_ID = 24_680_135
+SANDBOX_APP_ID = 3_141_592
+SANDBOX_USER_ID = 77_001
 
 
 class RequestContext:
@@ -242,6 +247,23 @@ async def create_property(object_type: str, request: Request) -> JSONResponse:
     store.add_property(object_type, prop)
     request_context(request).applied = True
     return JSONResponse(store.properties(object_type)[prop.name].to_api(), status_code=201)
+
+
+@router.post("/oauth/v2/private-apps/get/access-token-info")
+async def access_token_info(request: Request) -> JSONResponse:
+    """HubSpot's private-app token introspection: `{"tokenKey": "<token>"}` -> the portal, app,
+    user and scopes of that token. The token travels in the body (no Authorization header is
+    needed); an unknown one is a 401 like everywhere else."""
+    body = await read_json(request)
+    token = body.get("tokenKey") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise validation_error("Invalid input JSON: expected an object with a 'tokenKey'")
+    settings = request.app.state.sandbox.settings
+    if token != settings.token:
+        raise HubSpotError(401, "INVALID_AUTHENTICATION", "The access token is not valid: it does not exist or "
+                           "was rotated or deleted.")
+    return JSONResponse({"userId": SANDBOX_USER_ID, "hubId": SANDBOX_HUB_ID, "appId": SANDBOX_APP_ID,
+                         "scopes": list(settings.token_scopes)})
 
 
 def _property_from_request(body: Any) -> PropertyDef:

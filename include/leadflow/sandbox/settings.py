@@ -20,6 +20,10 @@ class SandboxSettings(BaseModel):
     db_path: Path
     token: str = Field(default_factory=lambda: "pat-sandbox-" + secrets.token_hex(16), min_length=8)
     enrichment_key: str = Field(default_factory=lambda: "ek-sandbox-" + secrets.token_hex(16), min_length=8)
+    # What the token-info endpoint reports: a private app with what leadflow needs.
+    token_scopes: tuple[str, ...] = ("crm.objects.contacts.read", "crm.objects.contacts.write",
+                                     "crm.objects.companies.read", "crm.schemas.contacts.read",
+                                     "crm.schemas.contacts.write")
     rate_limit: str = "100/10"
     search_rate_limit: str = "5/1"
     daily_limit: int = Field(1_000_000, ge=1)

@@ -12,15 +12,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from leadflow.env import leadflow_env
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+\-]")
 
-REPORTS_DIR_ENV = "LEADFLOW_REPORTS_DIR"
-DATA_DOCS_DIR_ENV = "LEADFLOW_DATA_DOCS_DIR"
 
 
 def run_folder_name(run_id: str) -> str:
@@ -29,18 +28,12 @@ def run_folder_name(run_id: str) -> str:
     return name[:200]
 
 
-def _var_dir() -> Path:
-    from leadflow.warehouse.db import project_root
-
-    return Path(os.environ.get("LEADFLOW_VAR_DIR") or project_root() / "var")
-
-
 def reports_dir() -> Path:
-    return Path(os.environ.get(REPORTS_DIR_ENV) or _var_dir() / "reports")
+    return leadflow_env().reports_path
 
 
 def data_docs_dir() -> Path:
-    return Path(os.environ.get(DATA_DOCS_DIR_ENV) or _var_dir() / "data_docs")
+    return leadflow_env().data_docs_path
 
 
 def report_path(folder: Path | str, crm: str, run_id: str) -> Path:

@@ -1,22 +1,29 @@
-"""Warehouse connection, schema creation and bulk upserts for SQLite and PostgreSQL."""
+"""Warehouse connection, schema creation and bulk upserts for SQLite and PostgreSQL.
+
+Where the warehouse is, first found wins: the connection `leadflow_warehouse` (Airflow's lookup
+when Airflow is installed: UI / metadata database, `AIRFLOW_CONN_LEADFLOW_WAREHOUSE`, secrets
+backends), then `LEADFLOW_WAREHOUSE_URL`, then a SQLite file in the var folder.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import URL, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.batching import chunks
+from leadflow.connections import ConnectionConfigError, find_connection
+from leadflow.env import leadflow_env, project_root
 from leadflow.warehouse.tables import metadata
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from leadflow.connections import Connection, Resolver
 
-WAREHOUSE_URL_ENV = "LEADFLOW_WAREHOUSE_URL"
+log = logging.getLogger(__name__)
 
 # Modules that register further tables on `metadata`; imported before create_all so one call
 # creates the whole warehouse.
@@ -27,14 +34,17 @@ _TABLE_MODULES = (
     "leadflow.push.tables",
 )
 
-def project_root() -> Path:
-    """The checkout this package runs from (include/leadflow/ -> two levels up)."""
-    return Path(__file__).resolve().parents[3]
+__all__ = ["project_root", "var_dir", "default_warehouse_url", "warehouse_url", "url_from_connection",
+           "get_engine", "ensure_schema", "upsert"]
+
+WAREHOUSE_CONN_ID = "leadflow_warehouse"
+# Airflow connection types the warehouse accepts, and the SQLAlchemy driver of each.
+_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "sqlite": "sqlite"}
 
 
 def var_dir() -> Path:
-    """Local state (SQLite warehouse, Data Docs, run reports): `LEADFLOW_VAR_DIR` or var/."""
-    folder = Path(os.environ.get("LEADFLOW_VAR_DIR", project_root() / "var"))
+    """Local state (SQLite warehouse, Data Docs, run reports): `LEADFLOW_VAR_DIR` or var/ (created)."""
+    folder = leadflow_env().var_path
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -43,8 +53,43 @@ def default_warehouse_url() -> str:
     return f"sqlite:///{var_dir() / 'warehouse.db'}"
 
 
-def warehouse_url() -> str:
-    return os.environ.get(WAREHOUSE_URL_ENV) or default_warehouse_url()
+def url_from_connection(conn: Connection) -> str:
+    """A SQLAlchemy URL from an Airflow connection: postgres (host, port, login, password,
+    schema = database, extra = query options such as sslmode) or sqlite (host = the file path,
+    as Airflow's SQLite connection keeps it)."""
+    driver = _DRIVERS.get(conn.conn_type.lower())
+    if driver is None:
+        raise ConnectionConfigError(
+            f"connection {conn.conn_id!r} has conn_type {conn.conn_type!r}; the warehouse needs one of "
+            f"{sorted(_DRIVERS)} (or unset it and use LEADFLOW_WAREHOUSE_URL)"
+        )
+    if driver == "sqlite":
+        path = conn.host or conn.schema
+        if not path:
+            raise ConnectionConfigError(f"connection {conn.conn_id!r} (sqlite) needs the database file path as its host")
+        return f"sqlite:///{path}"
+    if not conn.host:
+        raise ConnectionConfigError(f"connection {conn.conn_id!r} (postgres) has no host")
+    query = {str(k): str(v) for k, v in conn.extra.items()}
+    url = URL.create(driver, username=conn.login, password=conn.password, host=conn.host, port=conn.port,
+                     database=conn.schema, query=query)
+    return url.render_as_string(hide_password=False)
+
+
+def warehouse_url(resolver: Resolver | None = None) -> str:
+    """The warehouse URL: connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`, else
+    SQLite in the var folder. `resolver` looks the connection up (default: Airflow's lookup when
+    Airflow is installed, else `AIRFLOW_CONN_LEADFLOW_WAREHOUSE`)."""
+    conn = find_connection(WAREHOUSE_CONN_ID, resolver=resolver)
+    if conn is not None:
+        url = url_from_connection(conn)
+        log.info("warehouse: connection %s (%s)", WAREHOUSE_CONN_ID, _shown(url))
+        return url
+    return leadflow_env().warehouse_url or default_warehouse_url()
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -58,7 +103,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """An engine for the warehouse (`LEADFLOW_WAREHOUSE_URL`, default a SQLite file in var/)."""
+    """An engine for `url`, else for `warehouse_url()` (the module docstring says the order)."""
     url = url or warehouse_url()
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
