@@ -23,20 +23,6 @@ OK_SUMMARY = {
 }
 
 
-@pytest.fixture
-def wh(tmp_path, monkeypatch):
-    """An empty SQLite warehouse that `leadflow` commands use through LEADFLOW_WAREHOUSE_URL."""
-    from leadflow.warehouse.db import ensure_schema, get_engine
-
-    url = f"sqlite:///{tmp_path / 'wh.db'}"
-    monkeypatch.setenv("LEADFLOW_WAREHOUSE_URL", url)
-    monkeypatch.setenv("LEADFLOW_VAR_DIR", str(tmp_path / "var"))
-    engine = get_engine(url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
-
-
 def _subparsers(parser: argparse.ArgumentParser):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -71,14 +57,14 @@ def test_given_bad_arguments_then_exit_2_with_the_usage_line(argv, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_given_no_runs_then_report_exits_0_and_says_how_to_start(wh, capsys):
+def test_given_no_runs_then_report_exits_0_and_says_how_to_start(env_warehouse, capsys):
     assert cli.main(["report"]) == 0
     assert "make run" in capsys.readouterr().out
 
 
-def test_given_the_last_run_failed_then_report_exits_1_naming_it(wh, capsys):
-    repo.start_run(wh, "hubspot", "r-failed", dry_run=False)
-    repo.finish_run(wh, "hubspot", "r-failed", "failed")
+def test_given_the_last_run_failed_then_report_exits_1_naming_it(env_warehouse, capsys):
+    repo.start_run(env_warehouse, "hubspot", "r-failed", dry_run=False)
+    repo.finish_run(env_warehouse, "hubspot", "r-failed", "failed")
 
     assert cli.main(["report"]) == 1
     captured = capsys.readouterr()
@@ -87,10 +73,10 @@ def test_given_the_last_run_failed_then_report_exits_1_naming_it(wh, capsys):
         "leadflow: error: the last run did not succeed: hubspot (failed); see its run report"]
 
 
-def test_given_the_last_run_succeeded_then_report_exits_0_with_the_compact_summary(wh, capsys):
-    repo.start_run(wh, "hubspot", "r-ok", dry_run=False)
-    repo.record_step(wh, "hubspot", "r-ok", "extract", {"pulled": 50, "durations_s": {"extract": 1.0}})
-    repo.finish_run(wh, "hubspot", "r-ok", "success")
+def test_given_the_last_run_succeeded_then_report_exits_0_with_the_compact_summary(env_warehouse, capsys):
+    repo.start_run(env_warehouse, "hubspot", "r-ok", dry_run=False)
+    repo.record_step(env_warehouse, "hubspot", "r-ok", "extract", {"pulled": 50, "durations_s": {"extract": 1.0}})
+    repo.finish_run(env_warehouse, "hubspot", "r-ok", "success")
 
     assert cli.main(["report", "--crm", "hubspot"]) == 0
     out = capsys.readouterr().out
@@ -99,9 +85,9 @@ def test_given_the_last_run_succeeded_then_report_exits_0_with_the_compact_summa
     assert len(out.splitlines()) < 20
 
 
-def test_report_json_keeps_the_machine_form_and_its_exit_code(wh, capsys):
-    repo.start_run(wh, "hubspot", "r-failed", dry_run=False)
-    repo.finish_run(wh, "hubspot", "r-failed", "failed")
+def test_report_json_keeps_the_machine_form_and_its_exit_code(env_warehouse, capsys):
+    repo.start_run(env_warehouse, "hubspot", "r-failed", dry_run=False)
+    repo.finish_run(env_warehouse, "hubspot", "r-failed", "failed")
     assert cli.main(["report", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["hubspot"]["status"] == "failed"
 
@@ -117,7 +103,7 @@ def _fake_run_all(summary=None, fail_after=None, error=None):
     return run_all
 
 
-def test_run_prints_a_line_per_step_and_the_compact_summary(wh, monkeypatch, capsys):
+def test_run_prints_a_line_per_step_and_the_compact_summary(env_warehouse, monkeypatch, capsys):
     monkeypatch.setattr("leadflow.pipeline.run_all", _fake_run_all())
     assert cli.main(["run", "--run-id", "cli-1"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -129,14 +115,14 @@ def test_run_prints_a_line_per_step_and_the_compact_summary(wh, monkeypatch, cap
     assert not any("score_counts" in line for line in lines)
 
 
-def test_run_json_prints_the_full_summary_only(wh, monkeypatch, capsys):
+def test_run_json_prints_the_full_summary_only(env_warehouse, monkeypatch, capsys):
     monkeypatch.setattr("leadflow.pipeline.run_all", _fake_run_all())
     assert cli.main(["run", "--json", "--run-id", "cli-1"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["score_counts"] == [1] * 101 and payload["run_id"] == "cli-1"
 
 
-def test_given_a_step_fails_then_run_prints_the_step_and_error_and_exits_1(wh, monkeypatch, capsys):
+def test_given_a_step_fails_then_run_prints_the_step_and_error_and_exits_1(env_warehouse, monkeypatch, capsys):
     guard = ChangeGuardError("the push would change 90 of 100 scored records; re-trigger with force=true")
     monkeypatch.setattr("leadflow.pipeline.run_all", _fake_run_all(fail_after="plan_push", error=guard))
     assert cli.main(["run", "--run-id", "cli-2"]) == 1
@@ -147,7 +133,7 @@ def test_given_a_step_fails_then_run_prints_the_step_and_error_and_exits_1(wh, m
     assert "Traceback" not in err
 
 
-def test_given_verbose_then_a_failed_run_also_prints_the_traceback(wh, monkeypatch, capsys):
+def test_given_verbose_then_a_failed_run_also_prints_the_traceback(env_warehouse, monkeypatch, capsys):
     monkeypatch.setattr("leadflow.pipeline.run_all",
                         _fake_run_all(fail_after="extract", error=RuntimeError("boom")))
     assert cli.main(["-v", "run"]) == 1
@@ -155,14 +141,14 @@ def test_given_verbose_then_a_failed_run_also_prints_the_traceback(wh, monkeypat
     assert "Traceback" in err and "RuntimeError: boom" in err
 
 
-def test_given_no_connection_then_run_exits_2_naming_the_variable(wh, monkeypatch, capsys):
+def test_given_no_connection_then_run_exits_2_naming_the_variable(env_warehouse, monkeypatch, capsys):
     monkeypatch.delenv("AIRFLOW_CONN_LEADFLOW_HUBSPOT", raising=False)
     assert cli.main(["run", "--crm", "hubspot"]) == 2
     err = capsys.readouterr().err
     assert "AIRFLOW_CONN_LEADFLOW_HUBSPOT" in err and err.count("\n") == 1
 
 
-def test_given_a_bad_model_file_then_run_exits_2(wh, monkeypatch, tmp_path, capsys):
+def test_given_a_bad_model_file_then_run_exits_2(env_warehouse, monkeypatch, tmp_path, capsys):
     model = tmp_path / "model.yaml"
     model.write_text("version: [unclosed\n")
     monkeypatch.setattr("leadflow.pipeline.run_all", lambda ctx, on_step=None: __import__(
@@ -202,7 +188,7 @@ def test_model_and_backtest_usage_errors_exit_2(tmp_path, capsys):
     assert "none.joblib" in err and "backtest: give --csv F --mapping M, or --crm CRM" in err
 
 
-def test_rollback_without_a_connection_exits_2(wh, monkeypatch, capsys):
+def test_rollback_without_a_connection_exits_2(env_warehouse, monkeypatch, capsys):
     monkeypatch.delenv("AIRFLOW_CONN_LEADFLOW_HUBSPOT", raising=False)
     assert cli.main(["rollback", "--run-id", "r1", "--dry-run"]) == 2
     assert "AIRFLOW_CONN_LEADFLOW_HUBSPOT" in capsys.readouterr().err
