@@ -141,3 +141,28 @@ def test_given_a_retry_then_the_first_failure_is_shown_at_once_and_says_airflow_
                             ["leadflow.crm.base.CrmAuthError: HubSpot rejected the token (401)"])
     lines = devrun.failure_report(failed, devrun.Path("var/logs/x.log"))
     assert "Airflow retries it after its retry delay; Ctrl-C to stop" in lines[0]
+
+
+
+def _labels(lines: list[str]) -> list[str]:
+    """The first word of each summary line (`pulled`, `enriched`, ..., `Airflow`)."""
+    start = next(n for n, line in enumerate(lines) if line.startswith("hubspot run "))
+    return [line.split()[0] for line in lines[start + 1:] if line.startswith("  ")]
+
+
+def test_readme_make_run_example_shows_the_summary_lines_make_run_prints(env_warehouse, tmp_path):
+    from leadflow.ui.paths import report_path, reports_dir
+
+    repo.start_run(env_warehouse, "hubspot", RUN_ID, dry_run=False)
+    repo.record_step(env_warehouse, "hubspot", RUN_ID, "validate", {"quarantined": 0, "data_docs": "/dd/index.html"})
+    repo.finish_run(env_warehouse, "hubspot", RUN_ID, "success")
+    report = report_path(reports_dir(), "hubspot", RUN_ID)
+    report.parent.mkdir(parents=True)
+    report.write_text("<html></html>")
+    out = io.StringIO()
+    command = _fake_dags_test(tmp_path, [*_start("extract", "03:35:24.0"), *_end("extract", "03:35:35.5")], 0)
+    assert devrun.watch_dags_test(command, {}, "hubspot", tmp_path / "x.log", out=out) == 0
+
+    readme = (devrun.project_root() / "README.md").read_text()
+    example = readme.split("`make run` ends with the run summary, for example:", 1)[1].split("```")[1]
+    assert _labels(example.splitlines()) == _labels(out.getvalue().splitlines())
