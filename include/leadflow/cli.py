@@ -77,7 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        print("\n".join(run_overview(ctx.crm, summary)))
+        stored = report_payload(ctx.crm).get(ctx.crm) or {}  # adds the run's start and end times
+        print("\n".join(run_overview(ctx.crm, stored if stored.get("run_id") == ctx.run_id else summary)))
     return EXIT_OK if summary.get("status") in ("success", "warning") else EXIT_FAILED
 
 
@@ -187,11 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 0 after --help, 2 after a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING)
+    # The level on the handler too: some libraries (Great Expectations) set INFO on their own loggers.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     return run_command(args.func, args, verbose=args.verbose)
 
 

@@ -163,7 +163,7 @@ def summary_lines(summary: Mapping[str, Any], *, quarantine_reasons: Sequence[Ma
                  f"{_n(api.get('rate_limited'))} answered 429, {_seconds(api.get('throttled_s'))} throttled")
     durations = s.get("durations_s") or {}
     ordered = sorted(durations, key=lambda k: (_STEP_ORDER.index(k) if k in _STEP_ORDER else len(_STEP_ORDER), k))
-    lines.append("  steps        " + ", ".join(f"{k} {_seconds(durations[k])}" for k in ordered))
+    lines.append("  steps        " + (", ".join(f"{k} {_seconds(durations[k])}" for k in ordered) or "none finished"))
     if report_path:
         lines.append(f"  run report   {report_path}")
     if s.get("data_docs"):
