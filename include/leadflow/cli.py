@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from leadflow.console import (
-    EXAMPLE_FORMATTER, EXIT_FAILED, EXIT_OK, CommandFailed, failure_lines, hint_for, run_command,
+    EXAMPLE_FORMATTER, EXIT_OK, CommandFailed, failure_lines, hint_for, is_usage_error, run_command,
     step_line, summary_lines,
 )
 
@@ -65,8 +65,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         summary = run_all(ctx, on_step=on_step)
     except Exception as exc:
-        from leadflow.console import is_usage_error
-
         if is_usage_error(exc):
             raise
         step = STEPS[len(done)] if len(done) < len(STEPS) else "report"
@@ -79,7 +77,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         stored = report_payload(ctx.crm).get(ctx.crm) or {}  # adds the run's start and end times
         print("\n".join(run_overview(ctx.crm, stored if stored.get("run_id") == ctx.run_id else summary)))
-    return EXIT_OK if summary.get("status") in ("success", "warning") else EXIT_FAILED
+    if summary.get("status") != "success":  # e.g. "warning": the API budget ran out, the pull resumes next run
+        raise CommandFailed(f"run {ctx.run_id} ended with status {summary.get('status')}: "
+                            f"{summary.get('warning', 'see its run report')}")
+    return EXIT_OK
 
 
 def run_overview(crm: str, summary: dict[str, Any]) -> list[str]:
