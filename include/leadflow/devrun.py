@@ -227,8 +227,8 @@ def failure_report(failed: TaskEnd, log_path: Path) -> list[str]:
     from leadflow.console import failure_lines, hint_for
 
     if failed.state == "up_for_retry":  # the details follow once the last attempt fails
-        return failure_lines(failed.label, _clip(failed.error or failed.state)
-                             + " (Airflow retries it after its retry delay; Ctrl-C to stop)")
+        return [f"  attempt failed, Airflow retries it after its retry delay (Ctrl-C to stop): "
+                f"{_clip(failed.error or failed.state)}"]
     lines = failure_lines(failed.label, _clip(failed.error or failed.state), hint_for(failed.error))
     lines += [f"    | {_clip(line)}" for line in failed.error_lines]
     lines.append(f"  full Airflow log: {log_path}")

@@ -140,7 +140,8 @@ def test_given_a_retry_then_the_first_failure_is_shown_at_once_and_says_airflow_
     failed = devrun.TaskEnd("extract", -1, "up_for_retry", 12.0, "HubSpot rejected the token (401)",
                             ["leadflow.crm.base.CrmAuthError: HubSpot rejected the token (401)"])
     lines = devrun.failure_report(failed, devrun.Path("var/logs/x.log"))
-    assert "Airflow retries it after its retry delay; Ctrl-C to stop" in lines[0]
+    assert lines == ["  attempt failed, Airflow retries it after its retry delay (Ctrl-C to stop): "
+                     "HubSpot rejected the token (401)"]
 
 
 
