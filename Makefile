@@ -40,8 +40,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 airflow-db: setup $(AIRFLOW_HOME)/.migrated
 
 run: setup airflow-db
-	@python -m leadflow.devrun --contacts $(CONTACTS) -- airflow dags test leadflow_hubspot
-	@leadflow report
+	@python -m leadflow.devrun --contacts $(CONTACTS) --summary hubspot -- airflow dags test leadflow_hubspot
 
 test: setup
 	@scripts/ensure_postgres.sh

@@ -1,7 +1,9 @@
-"""`leadflow` command line: sandbox, run, report, model, backtest.
+"""`leadflow` command line: run, report, sandbox, model, backtest, rollback.
 
 `leadflow run` calls the same pipeline functions as the DAG, in-process, with the same
 connection (`AIRFLOW_CONN_LEADFLOW_<CRM>`) and warehouse (`LEADFLOW_WAREHOUSE_URL`).
+Every command goes through `main`: exit 0 on success, 1 when the run or check failed, 2 on a
+usage or configuration error (see `leadflow.console`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
+
+from leadflow.console import (
+    EXAMPLE_FORMATTER, EXIT_OK, CommandFailed, failure_lines, hint_for, is_usage_error, run_command,
+    step_line, summary_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +30,19 @@ _COMMAND_MODULES = ("leadflow.sandbox.cli", "leadflow.predict.cli", "leadflow.pu
 
 
 def _utc_datetime(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r} (e.g. 2026-01-31)") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from leadflow.pipeline import RunContext, default_run_id, run_all
+    from leadflow.pipeline import STEPS, RunContext, default_run_id, run_all
 
     ctx = RunContext(
         crm=args.crm,
@@ -41,9 +55,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
         only_record_ids=args.only or None,
         since=args.since,
     )
-    summary = run_all(ctx)
-    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    return 0
+    done: list[str] = []
+
+    def on_step(step: str, summary: dict[str, Any]) -> None:
+        done.append(step)
+        if not args.json:
+            print(step_line(step, (summary.get("durations_s") or {}).get(step), summary), flush=True)
+
+    try:
+        summary = run_all(ctx, on_step=on_step)
+    except Exception as exc:
+        if is_usage_error(exc):
+            raise
+        step = STEPS[len(done)] if len(done) < len(STEPS) else "report"
+        error = " ".join(str(exc).split()) or type(exc).__name__
+        print("\n".join(failure_lines(step, error, hint_for(error))), file=sys.stderr)
+        raise CommandFailed(f"run {ctx.run_id} failed; `leadflow report --crm {ctx.crm}` shows what it "
+                            "recorded") from exc
+    if args.json:
+        _print_json(summary)
+    else:
+        stored = report_payload(ctx.crm).get(ctx.crm) or {}  # adds the run's start and end times
+        print("\n".join(run_overview(ctx.crm, stored if stored.get("run_id") == ctx.run_id else summary)))
+    if summary.get("status") != "success":  # e.g. "warning": the API budget ran out, the pull resumes next run
+        raise CommandFailed(f"run {ctx.run_id} ended with status {summary.get('status')}: "
+                            f"{summary.get('warning', 'see its run report')}")
+    return EXIT_OK
+
+
+def run_overview(crm: str, summary: dict[str, Any]) -> list[str]:
+    """The compact human summary of one run: its counts, top quarantine reasons and report path."""
+    from leadflow.quality.quarantine import top_quarantine_reasons
+    from leadflow.ui.paths import report_path, reports_dir
+    from leadflow.warehouse.db import get_engine
+
+    reasons = top_quarantine_reasons(get_engine(), crm, n=3) if summary.get("quarantined") else []
+    path = report_path(reports_dir(), crm, str(summary.get("run_id")))
+    return summary_lines(summary, quarantine_reasons=reasons, report_path=path if path.exists() else None)
 
 
 def report_payload(crm: str | None) -> dict[str, Any]:
@@ -70,28 +118,43 @@ def report_payload(crm: str | None) -> dict[str, Any]:
 def _cmd_report(args: argparse.Namespace) -> int:
     payload = report_payload(args.crm)
     if args.json:
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
-        return 0
-    if not payload:
-        print("no runs yet: try `leadflow run --crm hubspot`")
-        return 0
-    for crm, summary in payload.items():
-        print(f"{crm}: run {summary['run_id']} ({summary['status']})")
-        for key in ("pulled", "scored", "changed", "pushed", "rejected"):
-            print(f"  {key:>10}: {summary[key]}")
-    return 0
+        _print_json(payload)
+    elif not payload:
+        print("no runs yet: try `leadflow run --crm hubspot` or `make run`")
+    else:
+        for crm, summary in payload.items():
+            print("\n".join(run_overview(crm, summary)))
+    # Anything but success needs a look: failed, stopped while running, or a warning (partial pull).
+    failed = [f"{crm} ({s['status']})" for crm, s in payload.items() if s["status"] != "success"]
+    if failed:
+        raise CommandFailed(f"the last run did not succeed: {', '.join(failed)}; see its run report")
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line that names the fix's place (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="leadflow",
         description="Keep a CRM's leads qualified: pull, enrich, validate, score, push back.",
+        epilog="example:\n  leadflow run --crm hubspot --dry-run\n\n"
+               "exit codes: 0 success, 1 the run or check failed, 2 usage or configuration error",
+        formatter_class=EXAMPLE_FORMATTER,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages, show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the whole pipeline once, in-process",
-                         description="Pull, qualify and push for one CRM, like the DAG does.")
+                         description="Pull, qualify and push for one CRM, like the DAG does; prints one "
+                                     "line per step and a summary.",
+                         epilog="example:\n  leadflow run --crm hubspot --dry-run\n"
+                                "  leadflow run --crm hubspot --json > run.json",
+                         formatter_class=EXAMPLE_FORMATTER)
     run.add_argument("--crm", choices=CRMS, default="hubspot", help="which CRM connection to use")
     run.add_argument("--dry-run", action="store_true", help="compute the diff, write nothing to the CRM")
     run.add_argument("--full-refresh", action="store_true", help="ignore the watermark, pull every lead")
@@ -104,10 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only score and push this record (repeatable)")
     run.add_argument("--since", type=_utc_datetime, metavar="ISO_DATE",
                      help="pull leads changed since this date instead of the stored watermark")
+    run.add_argument("--json", action="store_true", help="print the full summary as JSON instead")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print the last run's summary per CRM",
-                         description="The last run's counts per CRM.")
+                         description="The last run's counts per CRM; exits 1 when that run did not succeed.",
+                         epilog="example:\n  leadflow report --crm hubspot\n  leadflow report --json",
+                         formatter_class=EXAMPLE_FORMATTER)
     rep.add_argument("--crm", choices=CRMS, help="only this CRM")
     rep.add_argument("--json", action="store_true", help="print JSON")
     rep.set_defaults(func=_cmd_report)
@@ -124,14 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, set up logging, run the command; return the exit code (never raise)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    return int(args.func(args) or 0)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 after --help, 2 after a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    level = logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING)
+    # The level on the handler too: some libraries (Great Expectations) set INFO on their own loggers.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    return run_command(args.func, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover

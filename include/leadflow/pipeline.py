@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from leadflow import progress
 from leadflow.crm.base import CrmBudgetExhausted, Watermark
 from leadflow.runtime import keep_freed_memory
 from leadflow.schema import LEAD_COLUMNS, SALES_OWNED_STAGES
@@ -114,7 +115,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     pulled = companies = issues = pages = 0
     connector = _connector(ctx)
     try:
-        with _timed(summary, "extract"):
+        with _timed(summary, "extract"), progress.track(f"pull {ctx.crm}", unit="leads") as advance:
             try:
                 for page in connector.pull(since):
                     with engine.begin() as conn:
@@ -126,6 +127,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                     companies += len(page.companies)
                     issues += len(page.issues)
                     pages += 1
+                    advance(len(page.leads))
             except CrmBudgetExhausted as exc:
                 summary["warning"] = f"API budget exhausted after {pulled} leads; resumes next run ({exc})"
                 log.warning("extract %s: %s", ctx.crm, summary["warning"])
@@ -448,8 +450,10 @@ def push(ctx: RunContext) -> dict[str, Any]:
             connector = _connector(ctx)
             try:
                 connector.ensure_schema()
-                outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version,
-                                       ctx.settings.push.writer())
+                with progress.track(f"push {ctx.crm}", total=summary["changed_in_shard"],
+                                    unit="records") as advance:
+                    outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version,
+                                           ctx.settings.push.writer(), on_batch=advance)
             finally:
                 connector.close()
             summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,
@@ -508,13 +512,16 @@ def run_summary(crm: str, run_id: str, summary: dict[str, Any]) -> dict[str, Any
 STEPS = ("extract", "enrich", "validate", "qualify", "validate_scores", "plan_push", "push")
 
 
-def run_all(ctx: RunContext) -> dict[str, Any]:
-    """The whole pipeline in-process, unsharded (the CLI's `leadflow run`)."""
+def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The whole pipeline in-process, unsharded (the CLI's `leadflow run`); `on_step(name,
+    summary)` is called as each step ends (the CLI prints a line per step)."""
     steps = {"extract": extract, "enrich": enrich, "validate": validate, "qualify": qualify,
              "validate_scores": validate_scores, "plan_push": plan_push, "push": push}
     try:
         for name in STEPS:
-            steps[name](ctx)
+            out = steps[name](ctx)
+            if on_step is not None:
+                on_step(name, out)
     except Exception:
         repo.refresh_run_summary(ctx.engine, ctx.crm, ctx.run_id)
         repo.finish_run(ctx.engine, ctx.crm, ctx.run_id, "failed")

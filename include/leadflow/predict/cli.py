@@ -2,7 +2,8 @@
 
 `register(subparsers)` adds the commands to the top-level `leadflow` parser; each command sets
 `func`, which returns the process exit code. Library errors (bad mapping, missing columns,
-too little data, wrong model file) are printed as one line and exit with code 2.
+too little data, wrong model file, bad option values) are printed by `leadflow.console` as one
+line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
+from leadflow.console import EXAMPLE_FORMATTER, UsageError
+
 log = logging.getLogger(__name__)
 
-EXIT_USAGE = 2
+# Here a ValueError means an option or input the user gave (candidates, folds, label values).
+_USAGE = {"usage_errors": (ValueError,)}
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -46,23 +49,6 @@ def _engine(url: str | None) -> Any:
     return engine
 
 
-def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn expected user errors into a one-line message and exit code 2."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        from leadflow.predict.mapping import MappingError
-        from leadflow.predict.store import ModelFileError
-
-        try:
-            return func(args)
-        except (MappingError, ModelFileError, ValueError, FileNotFoundError) as exc:
-            print(f"leadflow: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
-    wrapper.__doc__ = func.__doc__
-    return wrapper
-
-
 # --- model train ---------------------------------------------------------------------------------
 def _cmd_train(args: argparse.Namespace) -> int:
     from leadflow.predict.mapping import load_mapping
@@ -73,13 +59,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     if args.csv is None:
         if not args.crm:
-            raise ValueError("model train: give --csv F --mapping M, or --crm CRM to train from the warehouse")
+            raise UsageError("model train: give --csv F --mapping M, or --crm CRM to train from the warehouse")
         mapping = load_mapping(args.mapping) if args.mapping else None
         summary = train_from_warehouse(_engine(args.db), args.crm, mapping=mapping, config=cfg)
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
     if not args.mapping or not args.out:
-        raise ValueError("model train --csv needs --mapping M and --out MODEL")
+        raise UsageError("model train --csv needs --mapping M and --out MODEL")
     mapping = load_mapping(args.mapping)
     frame = _read_csv(args.csv)
     model = train_from_frame(frame, mapping, args.label, config=cfg, crm=args.crm or "csv")
@@ -152,10 +138,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     wanted = [s.strip() for s in args.scorers.split(",") if s.strip()]
     unknown = sorted(set(wanted) - {"rules", "predictive", "blend"})
     if unknown or not wanted:
-        raise ValueError(f"--scorers: unknown {unknown}; choose from rules, predictive, blend")
+        raise UsageError(f"--scorers: unknown {unknown}; choose from rules, predictive, blend")
     if args.csv:
         if not args.mapping:
-            raise ValueError("backtest --csv needs --mapping M")
+            raise UsageError("backtest --csv needs --mapping M")
         mapping = load_mapping(args.mapping)
         if args.label:
             mapping = mapping.with_label(args.label)
@@ -171,7 +157,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         labels = frame[OUTCOME_COLUMN].map({"won": 1.0, "lost": 0.0}).astype("float64")
         model = load_model_file(args.model) if args.model else load_champion(engine, args.crm)
     else:
-        raise ValueError("backtest: give --csv F --mapping M, or --crm CRM for the warehouse")
+        raise UsageError("backtest: give --csv F --mapping M, or --crm CRM for the warehouse")
 
     needs_rules = bool({"rules", "blend"} & set(wanted))
     rules = _rules_model(args.rules_model) if needs_rules else None
@@ -213,7 +199,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `model {train,score,show}` and `backtest` to the `leadflow` command line."""
     model = subparsers.add_parser(
         "model", help="train and apply the predictive lead score",
-        description="Train the predictive score on won/lost history and score CSV exports.")
+        description="Train the predictive score on won/lost history and score CSV exports.",
+        epilog="example:\n  leadflow model train --csv leads.csv --mapping x_education --out model.joblib",
+        formatter_class=EXAMPLE_FORMATTER)
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
 
     train = model_sub.add_parser(
@@ -221,7 +209,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Cross-validate logistic regression, gradient boosting and their blend; "
                     "keep the best by ROC AUC, calibrate it and write the model file. With --crm "
                     "and no --csv, train from the warehouse's closed leads and promote the model "
-                    "if its AUC is not worse than the champion's.")
+                    "if its AUC is not worse than the champion's.",
+        epilog="examples:\n  leadflow model train --csv tests/data/x-education/leads_dev.csv --mapping x_education "
+               "--out model.joblib\n  leadflow model train --crm hubspot",
+        formatter_class=EXAMPLE_FORMATTER)
     train.add_argument("--csv", help="labelled CSV export to train on")
     train.add_argument("--mapping", help="mapping YAML (or a shipped name such as x_education)")
     train.add_argument("--label", help="label column (overrides the mapping's)")
@@ -232,31 +223,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="also record the CSV model in the warehouse (champion/challenger)")
     train.add_argument("--db", help="warehouse URL (default: $LEADFLOW_WAREHOUSE_URL)")
     _add_train_options(train)
-    train.set_defaults(func=_guard(_cmd_train))
+    train.set_defaults(func=_cmd_train, **_USAGE)
 
     score = model_sub.add_parser(
         "score", help="score a CSV with a trained model",
         description="Write SCORES.csv with the mapping's id column, probability (0-1), score "
-                    "(0-100) and the top reasons. Unknown categories and missing numbers are scored.")
+                    "(0-100) and the top reasons. Unknown categories and missing numbers are scored.",
+        epilog="example:\n  leadflow model score --model model.joblib --csv leads.csv --out scores.csv",
+        formatter_class=EXAMPLE_FORMATTER)
     score.add_argument("--model", required=True, help="model file from `leadflow model train`")
     score.add_argument("--csv", required=True, help="CSV export to score")
     score.add_argument("--mapping", help="mapping YAML; must match the model's features "
                                          "(default: the model's own mapping)")
     score.add_argument("--out", required=True, help="SCORES.csv to write")
     score.add_argument("--top", type=int, default=3, help="reasons per lead [%(default)s]")
-    score.set_defaults(func=_guard(_cmd_score))
+    score.set_defaults(func=_cmd_score, **_USAGE)
 
     show = model_sub.add_parser("show", help="print a model file's version, features and metrics",
-                                description="Print a model file's summary as JSON.")
+                                description="Print a model file's summary as JSON.",
+                                epilog="example:\n  leadflow model show --model model.joblib",
+                                formatter_class=EXAMPLE_FORMATTER)
     show.add_argument("--model", required=True, help="model file")
-    show.set_defaults(func=_guard(_cmd_show))
+    show.set_defaults(func=_cmd_show, **_USAGE)
 
     backtest = subparsers.add_parser(
         "backtest", help="evaluate rules, predictive or blended scores on labelled history",
         description="ROC AUC, average precision, conversion by score decile, precision/recall "
                     "at the MQL threshold and leads per stage; writes backtest.md and lift.png. "
                     "Without --model the predictive score is cross-validated (each lead scored "
-                    "by a model that never saw it).")
+                    "by a model that never saw it).",
+        epilog="examples:\n  leadflow backtest --csv leads.csv --mapping x_education --scorers rules,predictive,blend"
+               "\n  leadflow backtest --crm hubspot --out-dir backtest",
+        formatter_class=EXAMPLE_FORMATTER)
     backtest.add_argument("--csv", help="labelled CSV")
     backtest.add_argument("--mapping", help="mapping YAML for --csv (warehouse default: warehouse_leads)")
     backtest.add_argument("--label", help="label column (overrides the mapping's)")
@@ -275,4 +273,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backtest.add_argument("--out-dir", default="backtest", help="report folder [%(default)s]")
     backtest.add_argument("--title", default="Lead score backtest", help="report title")
     _add_train_options(backtest)
-    backtest.set_defaults(func=_guard(_cmd_backtest))
+    backtest.set_defaults(func=_cmd_backtest, **_USAGE)

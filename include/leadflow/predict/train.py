@@ -32,6 +32,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from leadflow import progress
 from leadflow.predict.features import FeatureEncoder
 from leadflow.predict.mapping import Mapping, MappingError
 
@@ -250,19 +251,21 @@ def cross_validate(
     need_boosting = any(c in cfg.candidates for c in ("boosting", "blend"))
     fold_auc: dict[str, list[float]] = {c: [] for c in cfg.candidates}
     oof = {c: np.full(len(y), np.nan) for c in cfg.candidates}
-    for repeat in range(cfg.repeats):
-        splitter = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed + repeat)
-        for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
-            tr, te = frame.iloc[train_idx], frame.iloc[test_idx]
-            encoder, linear, boosting = _fit_all(tr, y[train_idx], mapping, cfg, need_boosting)
-            preds = {"logistic": linear.predict_proba(encoder.design(te))[:, 1]}
-            if boosting is not None:
-                preds["boosting"] = boosting.predict_proba(encoder.tabular(te))[:, 1]
-                preds["blend"] = (preds["logistic"] + preds["boosting"]) / 2.0
-            for name in cfg.candidates:
-                fold_auc[name].append(float(roc_auc_score(y[test_idx], preds[name])))
-                if repeat == 0:
-                    oof[name][test_idx] = preds[name]
+    with progress.track("cross-validate", total=cfg.repeats * cfg.folds, unit="folds") as advance:
+        for repeat in range(cfg.repeats):
+            splitter = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed + repeat)
+            for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
+                tr, te = frame.iloc[train_idx], frame.iloc[test_idx]
+                encoder, linear, boosting = _fit_all(tr, y[train_idx], mapping, cfg, need_boosting)
+                preds = {"logistic": linear.predict_proba(encoder.design(te))[:, 1]}
+                if boosting is not None:
+                    preds["boosting"] = boosting.predict_proba(encoder.tabular(te))[:, 1]
+                    preds["blend"] = (preds["logistic"] + preds["boosting"]) / 2.0
+                for name in cfg.candidates:
+                    fold_auc[name].append(float(roc_auc_score(y[test_idx], preds[name])))
+                    if repeat == 0:
+                        oof[name][test_idx] = preds[name]
+                advance(1)
     return CrossValidation(fold_auc, oof, time.perf_counter() - started)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from leadflow.console import EXAMPLE_FORMATTER
+
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from leadflow.connections import get_connection
@@ -22,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restore the CRM values a run wrote (skips records changed since)",
         description="Write back the before-values of every value a run confirmed, for records "
         "where the CRM still holds leadflow's value; records changed since are skipped and listed.",
+        epilog="example:\n  leadflow rollback --crm hubspot --run-id manual__2026-11-24T03:50:12+00:00 --dry-run",
+        formatter_class=EXAMPLE_FORMATTER,
     )
     parser.add_argument("--run-id", required=True, help="the run whose writes to undo")
     from leadflow.crm.registry import available_crms

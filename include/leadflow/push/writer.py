@@ -114,8 +114,10 @@ def push_changes(
     model_version: str | None,
     settings: PushSettings = PushSettings(),
     sleep: Callable[[float], None] = time.sleep,
+    on_batch: Callable[[int], None] | None = None,
 ) -> PushOutcome:
-    """Write `changes` (record_id, field, before, after) to the CRM in batches."""
+    """Write `changes` (record_id, field, before, after) to the CRM in batches; `on_batch(n)` is
+    called with each answered batch's record count (progress display)."""
     outcome = PushOutcome()
     if changes.empty:
         return outcome
@@ -191,7 +193,7 @@ def push_changes(
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
     updates = [RecordUpdate(record_id=rec, values=vals) for rec, vals in todo.items()]
-    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, log_ids)
+    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, log_ids, on_batch)
     log.info(
         "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, %d calls",
         crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
@@ -210,6 +212,7 @@ def _push_rounds(
     sleep: Callable[[float], None],
     outcome: PushOutcome,
     log_ids: Mapping[str, Sequence[int]],
+    on_batch: Callable[[int], None] | None = None,
 ) -> None:
     """Send `updates` in full batches, in rounds. Records answered with a transient error
     (locked, rate limited) wait for the next round instead of holding up the rest: one backoff
@@ -235,6 +238,8 @@ def _push_rounds(
             retry.extend(upd for upd, _ in by_status.get("retryable", []))
             unknown.extend(by_status.get("unknown", []))
             beat()
+            if on_batch is not None:
+                on_batch(len(batch))
         if unknown:
             # The calls timed out: the CRM may or may not hold the values. Read back, decide.
             confirmed_now, still, undecided = _resolve_unknown(connector, unknown)

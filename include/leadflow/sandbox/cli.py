@@ -1,5 +1,5 @@
-"""`leadflow sandbox serve|seed|import`: argparse wiring. The lead calls `register(subparsers)` from the
-top-level `leadflow` parser; each command sets `func(args) -> int`."""
+"""`leadflow sandbox serve|seed|import`: argparse wiring. `leadflow.cli` calls `register(subparsers)`;
+each command sets `func(args) -> int` and raises `UsageError` for bad input (exit 2)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+from leadflow.console import EXAMPLE_FORMATTER, UsageError
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = Path("leadflow-sandbox.db")
@@ -17,10 +19,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sandbox = subparsers.add_parser("sandbox", help="local HubSpot + Salesforce CRM and enrichment API with a "
                                                     "seeded world",
                                     description="A local HubSpot CRM v3, Salesforce REST (TLS, own port) and "
-                                                "company-enrichment API for demos and tests (loopback only).")
+                                                "company-enrichment API for demos and tests (loopback only).",
+                                    epilog="example:\n  leadflow sandbox serve --db var/sandbox.db --contacts 5000",
+                                    formatter_class=EXAMPLE_FORMATTER)
     commands = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
 
-    serve_p = commands.add_parser("serve", help="serve the sandbox (seeds the db file first if it is empty)")
+    serve_p = commands.add_parser(
+        "serve", help="serve the sandbox (seeds the db file first if it is empty)",
+        description="Serve the sandbox; prints `export AIRFLOW_CONN_LEADFLOW_HUBSPOT=...` lines to use it.",
+        epilog="example:\n  leadflow sandbox serve --port 8765 --contacts 5000 --faults 429=0.1,5xx=0.05",
+        formatter_class=EXAMPLE_FORMATTER)
     _world_args(serve_p)
     serve_p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     serve_p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: 0)")
@@ -53,9 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve_p.add_argument("--salesforce-daily-limit", type=int, default=100_000,
                          help="Salesforce API requests per 24 h before 403 REQUEST_LIMIT_EXCEEDED (default: 100000)")
     serve_p.add_argument("--ready-file", type=Path, help="also write the export lines to this file once listening")
-    serve_p.set_defaults(func=cmd_serve)
+    serve_p.set_defaults(func=cmd_serve, log_level=logging.INFO)
 
-    seed_p = commands.add_parser("seed", help="create (or re-create) the seeded world in a db file without serving")
+    seed_p = commands.add_parser("seed", help="create (or re-create) the seeded world in a db file without serving",
+                                 description="Create the seeded world in a db file without serving it.",
+                                 epilog="example:\n  leadflow sandbox seed --db var/sandbox.db --contacts 20000 "
+                                        "--reseed",
+                                 formatter_class=EXAMPLE_FORMATTER)
     _world_args(seed_p)
     seed_p.set_defaults(func=cmd_seed)
 
@@ -64,7 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Upsert the rows of a CSV as sandbox contacts, keyed by a synthetic email built from the "
                     "mapping's id column; missing markers (e.g. 'Select') count as empty. A db file without a "
                     "world becomes an imported world (serve then does not seed synthetic contacts); run "
-                    "`seed` first to have both.")
+                    "`seed` first to have both.",
+        epilog="example:\n  leadflow sandbox import --csv tests/data/x-education/leads_dev.csv "
+               "--mapping x_education --db var/sandbox.db",
+        formatter_class=EXAMPLE_FORMATTER)
     import_p.add_argument("--csv", type=Path, required=True, help="the CSV file (header row first)")
     import_p.add_argument("--mapping", required=True,
                           help="mapping file, or the name of a shipped one (e.g. x_education)")
@@ -103,8 +118,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from leadflow.sandbox.server import prepare_store  # heavy imports only when the command runs
 
     if args.contacts < 1:
-        print("--contacts must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--contacts must be at least 1, got {args.contacts}")
     store, report = prepare_store(args.db, contacts=args.contacts, seed=args.seed, reseed=args.reseed,
                                   shared_timestamp_every=args.shared_timestamp_every)
     try:
@@ -119,19 +133,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from leadflow.predict.mapping import MappingError
-    from leadflow.sandbox.csv_import import ImportConfigError, import_csv_file
+    from leadflow.sandbox.csv_import import import_csv_file
 
     if args.limit is not None and args.limit < 0:
-        print("--limit must not be negative", file=sys.stderr)
-        return 2
+        raise UsageError(f"--limit must not be negative, got {args.limit}")
     # One INFO line per 100-row batch from the service would drown the summary.
     logging.getLogger("leadflow.sandbox.hubspot_service").setLevel(logging.WARNING)
-    try:
-        report = import_csv_file(args.db, args.csv, args.mapping, args.contacts_config, limit=args.limit)
-    except (ImportConfigError, MappingError) as exc:
-        print(f"import failed: {exc}", file=sys.stderr)
-        return 2
+    # A bad CSV, mapping or config raises ImportConfigError / MappingError: exit 2 (leadflow.console).
+    report = import_csv_file(args.db, args.csv, args.mapping, args.contacts_config, limit=args.limit)
     where = f"{args.db}" + (" (new imported world)" if report.world_created else "")
     print(f"imported {args.csv} into {where}")
     print("\n".join(report.lines(examples=max(0, args.show_skipped))))
@@ -147,8 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from leadflow.sandbox.settings import SandboxSettings
 
     if args.contacts < 1:
-        print("--contacts must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--contacts must be at least 1, got {args.contacts}")
     store, report = prepare_store(args.db, contacts=args.contacts, seed=args.seed, reseed=args.reseed,
                                   shared_timestamp_every=args.shared_timestamp_every)
     if report is not None:
@@ -165,15 +173,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             slow_seconds=args.slow_seconds)
     except ValidationError as exc:
         store.close()
-        for err in exc.errors():
-            print(f"invalid --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
-        return 2
+        raise UsageError(_flag_errors(exc, "--")) from None
     try:
         parse_enrichment_faults(args.enrichment_faults)
     except ValueError as exc:
         store.close()
-        print(f"invalid --enrichment-faults: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"invalid --enrichment-faults: {exc}") from None
     salesforce = None
     if args.salesforce_port >= 0:
         from leadflow.sandbox.salesforce_api import SalesforceSettings
@@ -188,22 +193,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 timeout_seconds=args.timeout_seconds, slow_seconds=args.slow_seconds)
         except ValidationError as exc:
             store.close()
-            for err in exc.errors():
-                print(f"invalid --salesforce-{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", file=sys.stderr)
-            return 2
+            raise UsageError(_flag_errors(exc, "--salesforce-")) from None
     serve(settings, host=args.host, port=args.port, store=store, ready_file=args.ready_file,
           salesforce=salesforce, salesforce_port=args.salesforce_port, enrichment_faults=args.enrichment_faults)
     return 0
 
 
+def _flag_errors(exc: Exception, prefix: str) -> str:
+    """A pydantic ValidationError as `invalid --flag: message` parts, one per bad flag."""
+    return "; ".join(f"invalid {prefix}{str(err['loc'][0]).replace('_', '-')}: {err['msg']}"
+                     for err in exc.errors())  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m leadflow.sandbox.cli sandbox serve ...`) until the
-    lead wires `register` into `leadflow`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="leadflow")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """Stand-alone entry point (`python -m leadflow.sandbox.cli sandbox serve ...`): the same as
+    `leadflow sandbox ...` (one parser, one error convention)."""
+    from leadflow.cli import main as leadflow_main
+
+    return leadflow_main(argv)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from typing import Any, Iterator, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from leadflow import progress
 from leadflow.predict.mapping import SHIPPED_MAPPINGS, Mapping, MappingError, load_mapping
 from leadflow.quality.emails import FAST_EMAIL_PATTERN, is_valid_email
 from leadflow.sandbox.errors import HubSpotError
@@ -536,7 +537,7 @@ def import_csv(store: SandboxStore, csv_path: str | Path, mapping: Mapping | str
     service = HubSpotService(store)
     seen: dict[str, int] = {}  # email -> first row
     batch: list[tuple[int, str, dict[str, Any]]] = []
-    for rec in records:
+    for rec in progress.iterate(records, f"import {path.name}", total=limit, unit="rows"):
         record_id = converter.cell(rec.cells, mapping.id_column)
         if record_id is None or not id_slug(record_id):
             report.skipped.append(SkippedRow(rec.row, None, "missing_id", f"no {mapping.id_column}"))

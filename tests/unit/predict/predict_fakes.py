@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +58,7 @@ def make_leads(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def run_cli(argv: list[str]) -> int:
-    """Run the predict commands through a parser that only knows them."""
-    from leadflow.predict.cli import register
+    """Run a predict command through `leadflow`'s own entry point (its exit-code convention)."""
+    from leadflow.cli import main
 
-    parser = argparse.ArgumentParser(prog="leadflow")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)

@@ -1,0 +1,57 @@
+"""`leadflow run` against a real sandbox over HTTP: a line per step and the compact summary with
+exit 0; a wrong token names the failing step, says what to fix and exits 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from leadflow import cli
+from leadflow.sandbox.server import running_sandbox
+from leadflow.warehouse import repo
+from leadflow.warehouse.db import get_engine
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'wh.db'}")
+    monkeypatch.setenv("LEADFLOW_VAR_DIR", str(tmp_path / "var"))
+    with running_sandbox(contacts=120, seed=7, rate_limit="off", search_rate_limit="off") as sb:
+        yield sb
+
+
+def _connect(monkeypatch, sb, token: str) -> None:
+    conn = {"conn_type": "http", "host": "127.0.0.1", "port": sb.port, "schema": "http", "password": token}
+    monkeypatch.setenv("AIRFLOW_CONN_LEADFLOW_HUBSPOT", json.dumps(conn))
+
+
+def test_run_prints_each_step_and_the_summary_and_exits_0(sandbox, monkeypatch, capsys):
+    _connect(monkeypatch, sandbox, sandbox.token)
+
+    assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-ok"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:7]] == ["extract", "enrich", "validate", "qualify",
+                                                       "validate_scores", "plan_push", "push"]
+    assert lines[0].split()[-2:] == ["pulled", "120"]
+    assert lines[7].startswith("hubspot run cli-ok: success in ")
+    assert any(line.startswith("  run report   ") and line.endswith(".html") for line in lines)
+    assert len(lines) < 25
+    assert cli.main(["report", "--crm", "hubspot"]) == 0
+
+
+def test_given_a_wrong_token_then_run_names_the_step_and_the_fix_and_exits_1(sandbox, monkeypatch, capsys):
+    _connect(monkeypatch, sandbox, "pat-wrong")
+
+    assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-bad-token"]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "FAILED in step extract: HubSpot rejected the token (401)" in captured.err
+    assert "what to do: the CRM refused the token" in captured.err
+    assert "Traceback" not in captured.err
+    engine = get_engine()
+    assert repo.latest_runs(engine, "hubspot")[0]["status"] == "failed"
+    engine.dispose()
+    assert cli.main(["report", "--crm", "hubspot"]) == 1
