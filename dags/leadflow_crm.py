@@ -56,6 +56,17 @@ def _context(crm: str, shard: int | None = None, shards: int = 1):
     )
 
 
+def _run(step_name: str, crm: str, shard: int | None = None) -> dict:
+    """Run one pipeline step; a permanent error (wrong token, bad config, gate, guard) fails the
+    task without retries."""
+    import leadflow.pipeline as pipeline
+    from leadflow.airflow_adapter import fail_without_retry
+
+    shards = int(get_current_context()["params"].get("shards") or 1) if shard is not None else 1
+    with fail_without_retry():
+        return getattr(pipeline, step_name)(_context(crm, shard, shards))
+
+
 def build_dag(crm: str):
     scores_asset = Asset(f"leadflow_{crm}_scores", uri=f"leadflow://{crm}/scores")
     pool = f"leadflow_{crm}"
@@ -75,7 +86,7 @@ def build_dag(crm: str):
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(minutes=10),
         },
-        on_failure_callback=_alert("failure"),
+        on_failure_callback=_run_failed,
         params={
             "dry_run": Param(False, type="boolean", title="Dry run",
                              description="Compute scores and the diff, write a preview to the run "
@@ -101,21 +112,15 @@ def build_dag(crm: str):
     def leadflow_crm():
         @task
         def extract() -> dict:
-            from leadflow.pipeline import extract as step
-
-            return step(_context(crm))
+            return _run("extract", crm)
 
         @task
         def enrich() -> dict:
-            from leadflow.pipeline import enrich as step
-
-            return step(_context(crm))
+            return _run("enrich", crm)
 
         @task(on_failure_callback=_alert("data quality gate"))
         def validate() -> dict:
-            from leadflow.pipeline import validate as step
-
-            return step(_context(crm))
+            return _run("validate", crm)
 
         @task
         def shard_list() -> list[int]:
@@ -123,35 +128,23 @@ def build_dag(crm: str):
 
         @task
         def qualify(shard: int) -> dict:
-            from leadflow.pipeline import qualify as step
-
-            shards = int(get_current_context()["params"].get("shards") or 1)
-            return step(_context(crm, shard, shards))
+            return _run("qualify", crm, shard)
 
         @task(on_failure_callback=_alert("data quality gate"))
         def validate_scores() -> dict:
-            from leadflow.pipeline import validate_scores as step
-
-            return step(_context(crm))
+            return _run("validate_scores", crm)
 
         @task(on_failure_callback=_alert("change guard"))
         def plan_push() -> dict:
-            from leadflow.pipeline import plan_push as step
-
-            return step(_context(crm))
+            return _run("plan_push", crm)
 
         @task(pool=pool, max_active_tis_per_dag=8)
         def push(shard: int) -> dict:
-            from leadflow.pipeline import push as step
-
-            shards = int(get_current_context()["params"].get("shards") or 1)
-            return step(_context(crm, shard, shards))
+            return _run("push", crm, shard)
 
         @task(outlets=[scores_asset])
         def report() -> dict:
-            from leadflow.pipeline import report as step
-
-            return step(_context(crm))
+            return _run("report", crm)
 
         shards = shard_list()
         scored = qualify.expand(shard=shards)
@@ -160,6 +153,12 @@ def build_dag(crm: str):
         scored >> validate_scores() >> plan_push() >> pushed >> report()
 
     return leadflow_crm()
+
+
+def _run_failed(context):
+    from leadflow.dag_support import on_run_failure
+
+    on_run_failure(context)
 
 
 def _alert(kind: str):

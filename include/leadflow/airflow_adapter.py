@@ -69,3 +69,42 @@ def get_connection(conn_id: str) -> Connection:
     conn = Connection.from_airflow(airflow_connection(conn_id))
     log.debug("connection %s from Airflow (%s, host %s)", conn_id, conn.conn_type, conn.host)
     return conn
+
+
+def permanent_errors() -> tuple[type[BaseException], ...]:
+    """Failures a retry a few minutes later cannot mend: a rejected token, a missing or invalid
+    connection or configuration, a failed quality gate, a tripped change guard. Anything else (the
+    CRM unavailable, a lease held by another run) is worth the task's retries."""
+    from leadflow.crm.base import CrmAuthError
+    from leadflow.crm.hubspot_push import ForbiddenPropertyError
+    from leadflow.env import LeadflowEnvError
+    from leadflow.pipeline import ChangeGuardError
+    from leadflow.qualify.config import ModelConfigError
+    from leadflow.quality.results import QualityGateError
+
+    # ConnectionConfigError, the settings and mapping errors are ValueErrors of configuration.
+    return (CrmAuthError, ForbiddenPropertyError, ChangeGuardError, QualityGateError, ModelConfigError,
+            LeadflowEnvError, ConnectionNotFound, *_config_errors())
+
+
+def _config_errors() -> tuple[type[BaseException], ...]:
+    from leadflow.connections import ConnectionConfigError
+    from leadflow.crm import mapping, salesforce_mapping
+    from leadflow.enrich import settings as enrich_settings
+    from leadflow.quality import settings as quality_settings
+    from leadflow import settings as pipeline_settings
+
+    return (ConnectionConfigError, mapping.MappingConfigError, salesforce_mapping.MappingConfigError,
+            enrich_settings.SettingsError, quality_settings.SettingsError, pipeline_settings.SettingsError)
+
+
+@contextlib.contextmanager
+def fail_without_retry() -> Iterator[None]:
+    """Inside a task: a permanent error fails the task at once (AirflowFailException keeps the
+    message) instead of spending its retries, so a wrong token fails a run in seconds, not minutes."""
+    try:
+        yield
+    except permanent_errors() as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

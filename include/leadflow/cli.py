@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, NoReturn, Sequence
 
 from leadflow.console import (
-    EXAMPLE_FORMATTER, EXIT_OK, CommandFailed, failure_lines, hint_for, is_usage_error, run_command,
+    COMPLETED_STATUSES, EXAMPLE_FORMATTER, EXIT_OK, CommandFailed, failure_lines, hint_for, is_usage_error, run_command,
     step_line, summary_lines,
 )
 
@@ -77,9 +77,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         stored = report_payload(ctx.crm).get(ctx.crm) or {}  # adds the run's start and end times
         print("\n".join(run_overview(ctx.crm, stored if stored.get("run_id") == ctx.run_id else summary)))
-    if summary.get("status") != "success":  # e.g. "warning": the API budget ran out, the pull resumes next run
-        raise CommandFailed(f"run {ctx.run_id} ended with status {summary.get('status')}: "
-                            f"{summary.get('warning', 'see its run report')}")
+    if summary.get("status") not in COMPLETED_STATUSES:
+        raise CommandFailed(f"run {ctx.run_id} ended with status {summary.get('status')}: see its run report")
+    if summary.get("warning"):
+        print(f"leadflow: warning: {summary['warning']}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -124,8 +125,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         for crm, summary in payload.items():
             print("\n".join(run_overview(crm, summary)))
-    # Anything but success needs a look: failed, stopped while running, or a warning (partial pull).
-    failed = [f"{crm} ({s['status']})" for crm, s in payload.items() if s["status"] != "success"]
+    # Failed, or stopped while running; a warning (partial pull) is shown above, not a failure.
+    failed = [f"{crm} ({s['status']})" for crm, s in payload.items() if s["status"] not in COMPLETED_STATUSES]
     if failed:
         raise CommandFailed(f"the last run did not succeed: {', '.join(failed)}; see its run report")
     return EXIT_OK

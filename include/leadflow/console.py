@@ -17,6 +17,9 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# Run statuses that are not failures: "warning" is a run that finished short of its goal on
+# purpose (the API budget ran out; the pull resumes next run). It is reported, not failed.
+COMPLETED_STATUSES = frozenset({"success", "warning"})
 
 EXAMPLE_FORMATTER = argparse.RawDescriptionHelpFormatter
 

@@ -46,3 +46,24 @@ def run_context(
         # Parallel shards share the CRM's rate limit: each takes its part.
         rate_share=1.0 / shards,
     )
+
+
+def on_run_failure(context: Mapping[str, Any]) -> None:
+    """DAG-level failure callback: record the run as failed in the warehouse (tasks that fail never
+    reach `report`, which closes a run), then send the failure alert."""
+    import logging
+
+    from leadflow.alerts import notify_failure
+    from leadflow.pipeline import fail_run
+    from leadflow.warehouse.db import ensure_schema, get_engine
+
+    dag_run = context.get("dag_run")
+    crm = str(getattr(dag_run, "dag_id", "")).removeprefix("leadflow_")
+    try:
+        engine = get_engine()
+        ensure_schema(engine)
+        fail_run(engine, crm, dag_run.run_id)
+    except Exception as exc:  # the alert must still go out
+        logging.getLogger(__name__).warning("run %s not marked failed: %s", getattr(dag_run, "run_id", "?"),
+                                            type(exc).__name__)
+    notify_failure(dict(context), "failure")

@@ -282,6 +282,7 @@ def _interrupt(child: subprocess.Popen) -> None:
 def _finish(code: int, crm: str, watcher: DagTestWatcher, warehouse: _Warehouse, log_path: Path,
             out: IO[str]) -> int:
     from leadflow.cli import report_payload, run_overview
+    from leadflow.console import COMPLETED_STATUSES
 
     failed = [t for t in watcher.ended if t.state not in ("success", "skipped", "upstream_failed")]
     if code != 0 or watcher.run_id is None:
@@ -302,7 +303,7 @@ def _finish(code: int, crm: str, watcher: DagTestWatcher, warehouse: _Warehouse,
     print("", file=out)
     print("\n".join(run_overview(crm, summary)), file=out)
     print(f"  Airflow UI   make airflow  (then the leadflow_{crm} DAG, or the Leadflow page)", file=out)
-    return 0 if summary["status"] == "success" else 1
+    return 0 if summary["status"] in COMPLETED_STATUSES else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -523,10 +523,16 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
             if on_step is not None:
                 on_step(name, out)
     except Exception:
-        repo.refresh_run_summary(ctx.engine, ctx.crm, ctx.run_id)
-        repo.finish_run(ctx.engine, ctx.crm, ctx.run_id, "failed")
+        fail_run(ctx.engine, ctx.crm, ctx.run_id)
         raise
     return report(ctx)
+
+
+def fail_run(engine: Engine, crm: str, run_id: str) -> None:
+    """Close a run that stopped on an error: its summary so far, status `failed` (so `leadflow
+    report`, the Leadflow page and the run report show a failure, not a run still going)."""
+    repo.refresh_run_summary(engine, crm, run_id)
+    repo.finish_run(engine, crm, run_id, "failed")
 
 
 def train(ctx: RunContext) -> dict[str, Any]:

@@ -58,3 +58,23 @@ def test_given_scheduled_run_starting_late_then_now_is_the_wall_clock():
     early = datetime.now(timezone.utc) - timedelta(hours=5)
     ctx = run_context("hubspot", SimpleNamespace(run_id="scheduled__1", run_after=early), {})
     assert ctx.now - early > timedelta(hours=4)
+
+
+def test_given_a_dag_run_fails_then_the_warehouse_records_it_failed_and_the_alert_goes_out(tmp_path, monkeypatch):
+    from leadflow import dag_support
+    from leadflow.warehouse import repo
+    from leadflow.warehouse.db import ensure_schema, get_engine
+
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_URL", url)
+    engine = get_engine(url)
+    ensure_schema(engine)
+    repo.start_run(engine, "hubspot", "scheduled__1", dry_run=False)
+    alerts = []
+    monkeypatch.setattr("leadflow.alerts.notify_failure", lambda context, kind: alerts.append(kind))
+    monkeypatch.setattr("leadflow.warehouse.db.get_engine", lambda *a, **k: engine)
+
+    dag_support.on_run_failure({"dag_run": SimpleNamespace(dag_id="leadflow_hubspot", run_id="scheduled__1")})
+
+    assert repo.latest_runs(engine, "hubspot")[0]["status"] == "failed"
+    assert alerts == ["failure"]
