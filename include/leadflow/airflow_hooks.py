@@ -18,13 +18,11 @@ from typing import Any
 import requests
 from airflow.sdk import BaseHook
 
-from leadflow.connections import Connection, ConnectionConfigError
+from leadflow.connections import HUBSPOT_CONN_TYPE, SALESFORCE_CONN_TYPE, Connection, ConnectionConfigError
 from leadflow.crm.base import CrmAuthError, CrmConnector, CrmError, CrmUnavailableError
 
 log = logging.getLogger(__name__)
 
-HUBSPOT_CONN_TYPE = "leadflow_hubspot"
-SALESFORCE_CONN_TYPE = "leadflow_salesforce"
 TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
 # What leadflow calls: contacts (pull, push), their companies (enrichment), and the leadflow_*
 # contact properties it creates on first push.

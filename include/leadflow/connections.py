@@ -31,6 +31,10 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 ENV_PREFIX = "AIRFLOW_CONN_"
+# Connection types the leadflow hooks register in Airflow (form fields, Test button); connections
+# of conn_type "http" work the same, without the UI's form and test.
+HUBSPOT_CONN_TYPE = "leadflow_hubspot"
+SALESFORCE_CONN_TYPE = "leadflow_salesforce"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _SCHEMES = {"http", "https"}
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import uvicorn
 
+from leadflow.connections import SALESFORCE_CONN_TYPE
 from leadflow.sandbox.salesforce_api import SalesforceContext, SalesforceSettings, create_salesforce_app
 from leadflow.sandbox.salesforce_store import SalesforceStore
 from leadflow.sandbox.salesforce_tls import make_self_signed
@@ -64,7 +65,7 @@ class SalesforceHandle:
 
 def connection_json(host: str, port: int, token: str, cert_path: Path, **extra: Any) -> str:
     """The Airflow connection (JSON form) for leadflow_salesforce."""
-    return json.dumps({"conn_type": "http", "host": host, "port": port, "schema": "https", "password": token,
+    return json.dumps({"conn_type": SALESFORCE_CONN_TYPE, "host": host, "port": port, "schema": "https", "password": token,
                        "extra": {"verify": str(cert_path), **extra}}, separators=(",", ":"))
 
 

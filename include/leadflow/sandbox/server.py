@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 import uvicorn
 
+from leadflow.connections import HUBSPOT_CONN_TYPE
 from leadflow.sandbox.app import SandboxContext, create_app
 from leadflow.sandbox.enrichment_api import parse_enrichment_faults
 from leadflow.sandbox.settings import SandboxSettings
@@ -60,12 +61,13 @@ def resolve_secret(store: SandboxStore, key: str, given: str | None, prefix: str
 
 def connection_lines(host: str, port: int, token: str, enrichment_key: str) -> list[str]:
     """Shell lines defining the Airflow connections to this sandbox (eval-able)."""
-    def conn(password: str) -> str:
-        return json.dumps({"conn_type": "http", "host": host, "port": port, "schema": "http", "password": password},
+    def conn(conn_type: str, password: str) -> str:
+        return json.dumps({"conn_type": conn_type, "host": host, "port": port, "schema": "http", "password": password},
                           separators=(",", ":"))
 
-    return [f"export AIRFLOW_CONN_LEADFLOW_HUBSPOT='{conn(token)}'",
-            f"export AIRFLOW_CONN_LEADFLOW_ENRICHMENT='{conn(enrichment_key)}'"]
+    # The HubSpot one has the hook's type, so the Airflow UI's Test button checks it.
+    return [f"export AIRFLOW_CONN_LEADFLOW_HUBSPOT='{conn(HUBSPOT_CONN_TYPE, token)}'",
+            f"export AIRFLOW_CONN_LEADFLOW_ENRICHMENT='{conn('http', enrichment_key)}'"]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
