@@ -11,8 +11,8 @@ packages such as `airflow`, which ten distributions share).
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata as md
+import importlib.util
 import re
 import sys
 import tomllib
@@ -27,6 +27,18 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# scripts/check_production_lock.sh imports the same list of modules in a production-only venv.
+third_party_imports = _load_script("third_party_imports")
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PRODUCTION_ROOTS = ("include", "dags", "plugins")
 TEST_ROOTS = ("tests", "bench")
@@ -82,36 +94,6 @@ def _lock(path: Path) -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in pins}
 
 
-def _imports(roots: Iterable[Path]) -> dict[str, set[str]]:
-    """{dotted module of every absolute import: files importing it} below `roots`."""
-    found: dict[str, set[str]] = {}
-    for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            tree = ast.parse(path.read_text(), str(path))
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    modules = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    modules = [node.module]
-                else:
-                    continue
-                for module in modules:
-                    found.setdefault(module, set()).add(str(path.relative_to(root.parent)))
-    return found
-
-
-def _first_party(roots: Iterable[Path], every_folder: bool = False) -> set[str]:
-    """Names the project's own folders make importable: the modules and packages directly in
-    each root (include/ is the package root; Airflow puts dags/ and plugins/ on sys.path) or,
-    with `every_folder`, in any folder below it (pytest puts each test's folder on sys.path)."""
-    names = {"leadflow"}
-    for root in roots:
-        for path in root.rglob("*") if every_folder else root.iterdir():
-            if path.suffix == ".py" or (path.is_dir() and not every_folder):
-                names.add(path.stem)
-    return names
-
-
 @cache
 def _import_names() -> dict[str, list[str]]:
     return md.packages_distributions()
@@ -158,14 +140,10 @@ def _stands_for(declared: set[str]) -> dict[str, str]:
 def check(roots: Iterable[Path], declared: set[str], runtime_only: Iterable[str] = (),
           first_party: set[str] | None = None, skip_unknown: bool = False) -> Report:
     """Compare the third-party imports below `roots` with the `declared` distributions."""
-    roots = list(roots)
-    first_party = _first_party(roots) if first_party is None else first_party
     stands_for = _stands_for(declared)
     report, used = Report(), set()
-    for module, files in _imports(roots).items():
+    for module, files in third_party_imports.third_party(roots, first_party).items():
         top = module.split(".")[0]
-        if top in sys.stdlib_module_names or top in first_party:
-            continue
         providers = _providers(module)
         if not providers:
             if not skip_unknown:
@@ -200,8 +178,9 @@ def test_tests_and_benchmarks_import_only_declared_packages_and_use_the_whole_te
     # Production dependencies count as run-time only here: only the test extra must be used.
     report = check([REPO / r for r in TEST_ROOTS], _production() | _test_extra(),
                    _production() | set(TEST_RUNTIME_ONLY),
-                   _first_party([REPO / r for r in PRODUCTION_ROOTS]) | _first_party(
-                       [REPO / r for r in TEST_ROOTS], every_folder=True), skip_unknown=True)
+                   third_party_imports.first_party([REPO / r for r in PRODUCTION_ROOTS])
+                   | third_party_imports.first_party([REPO / r for r in TEST_ROOTS], every_folder=True),
+                   skip_unknown=True)
     assert report.problems() == []
 
 
@@ -283,3 +262,19 @@ def test_makefile_lock_target_compiles_both_locks_as_their_headers_say():
         args = command.split()
         line = next(l for l in makefile.splitlines() if "uv pip compile" in l and f"-o {lock}" in l)
         assert all(arg in line.split() for arg in args), (line, command)
+
+
+def test_import_lister_prints_deferred_third_party_imports_and_leaves_out_stdlib_and_own(tmp_path, capsys):
+    pkg = tmp_path / "dags"
+    pkg.mkdir()
+    (pkg / "helper.py").write_text("")
+    (pkg / "dag.py").write_text(
+        "import json\nimport helper\nfrom leadflow import x\n\ndef run():\n    from sklearn.ensemble import A\n"
+    )
+    assert third_party_imports.main([str(pkg)]) == 0
+    assert capsys.readouterr().out.split() == ["sklearn.ensemble"]
+
+
+def test_import_lister_given_a_missing_folder_then_names_it_and_exits_2(tmp_path, capsys):
+    assert third_party_imports.main([str(tmp_path / "nope")]) == 2
+    assert "not a folder: " + str(tmp_path / "nope") in capsys.readouterr().err
