@@ -1,4 +1,5 @@
-# Airflow 3 image with leadflow's locked requirements and the leadflow package installed.
+# Airflow 3 image with leadflow's production lock and the leadflow package installed. Only
+# requirements.txt: the test tools and CRM SDKs of requirements-test.txt stay out of the image.
 FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:root requirements.txt /opt/leadflow/requirements.txt
 RUN pip install --no-cache-dir -r /opt/leadflow/requirements.txt

@@ -12,6 +12,11 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export LEADFLOW_VAR_DIR := $(CURDIR)/var
 CONTACTS ?= 5000
+# PYTHON: the interpreter scripts/bootstrap.sh makes .venv with (`make test PYTHON=python3.12`;
+# default python3.11). Given, a .venv of another Python version is recreated.
+ifdef PYTHON
+export PYTHON
+endif
 # Bytecode caches matter here: without them every process re-compiles Airflow and Great
 # Expectations (GX's import goes from ~8 s to ~20 s).
 unexport PYTHONDONTWRITEBYTECODE
@@ -34,7 +39,7 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 	@airflow pools set leadflow_salesforce 4 "Salesforce API calls" >/dev/null
 	@touch $@
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	@scripts/bootstrap.sh
 
 airflow-db: setup $(AIRFLOW_HOME)/.migrated
@@ -54,8 +59,12 @@ bench: setup
 airflow: setup airflow-db
 	@python -m leadflow.devrun --contacts $(CONTACTS) --standalone -- airflow standalone
 
+# Both locks are universal (markers, not one interpreter's resolution) from Python 3.11 up, so
+# they install on every Python that pyproject.toml's requires-python allows. The test lock is
+# constrained by the production one (-c requirements.txt in requirements-test.in).
 lock:
-	@$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+	@$(BIN)/uv pip compile -q requirements.in --universal --python-version 3.11 -o requirements.txt
+	@$(BIN)/uv pip compile -q requirements-test.in --universal --python-version 3.11 -o requirements-test.txt
 
 clean:
 	rm -rf $(AIRFLOW_HOME) var

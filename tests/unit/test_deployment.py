@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -197,6 +198,22 @@ def test_dockerfile_installs_the_locked_requirements_and_the_package():
     assert re.search(rf"pip install [^&;]*-e {re.escape(package_dir)}(\s|$)", runs), runs
     for src in copies:
         assert (REPO / src).exists(), f"COPY {src}: not in the checkout"
+
+
+def test_dockerfile_installs_no_test_tools_and_no_package_dependencies_beyond_the_lock():
+    runs = [line for line in _dockerfile() if line.upper().startswith("RUN ")]
+    assert "requirements-test.txt" not in _copies()
+    assert not any("requirements-test" in run or "[test]" in run for run in runs), runs
+    # The package goes in with --no-deps: its dependencies are exactly the production lock's.
+    editable = [run for run in runs if re.search(r"pip install [^&;]*-e ", run)]
+    assert editable and all("--no-deps" in run for run in editable), editable
+
+
+def test_dockerfile_base_image_python_is_one_the_project_supports():
+    base = next(line.split()[1] for line in _dockerfile() if line.upper().startswith("FROM "))
+    python = re.search(r"-python(3\.\d+)$", base).group(1)
+    requires = re.search(r'^requires-python = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert SpecifierSet(requires).contains(python + ".0"), (base, requires)
 
 
 def test_dockerfile_base_image_is_the_locked_airflow_version():
