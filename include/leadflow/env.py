@@ -84,6 +84,9 @@ class LeadflowEnv(BaseModel):
     factorize_threads: int = _var(
         "LEADFLOW_FACTORIZE_THREADS", "Threads that factorise text columns before scoring (0: none). "
         "Worth trying on machines with idle physical cores.", default=0, ge=0, le=64)
+    progress: bool = _var(
+        "LEADFLOW_PROGRESS", "Progress bars on long steps when stderr is a terminal (`0` turns them off; "
+        "never drawn in CI or Airflow tasks).", default=True)
     airflow_port: int = _var(
         "LEADFLOW_AIRFLOW_PORT", "Port of the Airflow UI that `make airflow` starts.", default=8080, ge=1, le=65535)
 

@@ -13,6 +13,8 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
+from leadflow.env import leadflow_env
+
 T = TypeVar("T")
 
 # Set for every Airflow task process; CI systems set CI.
@@ -22,7 +24,7 @@ _QUIET_ENV = ("CI", "AIRFLOW_CTX_DAG_ID")
 def enabled(stream: TextIO | None = None) -> bool:
     """Whether progress should be drawn on `stream` (default: stderr)."""
     stream = stream if stream is not None else sys.stderr
-    if os.environ.get("LEADFLOW_PROGRESS", "").strip() == "0":
+    if not leadflow_env().progress:
         return False
     if any(os.environ.get(name) for name in _QUIET_ENV):
         return False
