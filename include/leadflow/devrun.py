@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from leadflow.env import leadflow_env
 from leadflow.warehouse.db import project_root
 
 _EXPORT = re.compile(r"^export (AIRFLOW_CONN_[A-Z0-9_]+|LEADFLOW_[A-Z0-9_]+)=(.*)$")
@@ -85,11 +86,13 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def _standalone_env(env: dict[str, str]) -> dict[str, str]:
-    port = os.environ.get("LEADFLOW_AIRFLOW_PORT", "8080")
+    port = str(leadflow_env().airflow_port)
     return {
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        # The connection form's Test button (off by default in Airflow): local sandbox tokens only.
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         **env,
     }
 
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                              "a line per task and the run summary of this CRM")
     args = parser.parse_args(argv[:split])
     command = argv[split + 1 :]
-    var_dir = Path(os.environ.get("LEADFLOW_VAR_DIR", project_root() / "var"))
+    var_dir = leadflow_env().var_path
     proc, sandbox_env = start_sandbox(var_dir, args.contacts, args.sandbox_arg)
     print(f"CRM sandbox running (pid {proc.pid}, log {var_dir / 'sandbox.log'})", flush=True)
     env = dict(os.environ)

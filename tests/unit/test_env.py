@@ -92,8 +92,6 @@ def test_configuration_doc_matches_the_settings_object() -> None:
 
 _READ = re.compile(r"""(?:environ(?:\.get)?|getenv)\s*[(\[]\s*["'](LEADFLOW_[A-Z0-9_]+)""")
 _QUOTED = re.compile(r"""["'](LEADFLOW_[A-Z0-9_]+)["']""")
-# devrun.py is another engineer's: it still reads LEADFLOW_VAR_DIR / LEADFLOW_AIRFLOW_PORT itself.
-_NOT_YET_MOVED = {"include/leadflow/devrun.py"}
 
 
 def _sources() -> list[Path]:
@@ -102,7 +100,7 @@ def _sources() -> list[Path]:
 
 def test_no_module_but_env_reads_a_leadflow_variable_itself() -> None:
     readers = {str(p.relative_to(REPO)) for p in _sources() if _READ.search(p.read_text(encoding="utf-8"))}
-    assert readers - _NOT_YET_MOVED == set()
+    assert readers == set()
 
 
 def test_every_leadflow_variable_named_in_the_code_is_in_the_settings_object() -> None:
