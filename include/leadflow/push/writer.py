@@ -12,14 +12,16 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, bindparam, func, select, update
 
-from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
 from leadflow.batching import chunks
+from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
+from leadflow.crm.http import TRANSIENT_TRANSPORT_ERRORS, WriteOutcomeUnknown
 from leadflow.push.inflight import send_in_order
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
@@ -225,7 +227,8 @@ def _push_rounds(
     for round_no in range(settings.transient_retries + 1):
         retry: list[RecordUpdate] = []
         unknown: list[tuple[RecordUpdate, RecordResult]] = []
-        for batch, results in send_in_order(connector.push, chunks(todo, size), settings.calls_in_flight):
+        send = partial(_send_batch, connector)
+        for batch, results in send_in_order(send, chunks(todo, size), settings.calls_in_flight):
             outcome.write_calls += 1
             by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
             for upd, res in zip(batch, results):
@@ -250,6 +253,18 @@ def _push_rounds(
     # Still transient after the retries: leave them for the next run, which re-diffs.
     left = [(u, RecordResult(u.record_id, "unknown")) for u in todo]
     _record(engine, crm, run_id, left, "unknown", outcome, log_ids)
+
+
+def _send_batch(connector: CrmConnector, batch: Sequence[RecordUpdate]) -> list[RecordResult]:
+    """`connector.push(batch)`; a call whose outcome is unknown (a timeout or a cut-off answer
+    after the request was sent, which a connector may raise rather than report per record)
+    becomes "unknown" results, read back like any other."""
+    try:
+        return connector.push(batch)
+    except (WriteOutcomeUnknown, *TRANSIENT_TRANSPORT_ERRORS) as exc:
+        log.warning("push: write of %d records ended without an answer (%s): reading them back",
+                    len(batch), type(exc).__name__)
+        return [RecordResult(u.record_id, "unknown", type(exc).__name__, "TIMEOUT") for u in batch]
 
 
 class _Heartbeat:
@@ -284,10 +299,12 @@ def _resolve_unknown(
     """(confirmed, retryable, still unknown): read the records back to decide. A record that
     holds the values was written; one that does not was not (the call never reached it). When
     the read itself fails the outcome stays unknown: the write is NOT repeated (it may have
-    been applied), the next run pulls the CRM's state and re-diffs."""
+    been applied), the next run pulls the CRM's state and re-diffs. A connector that does not
+    wrap its transport's failures in CrmError (a cut-off answer, a dropped connection) is
+    treated the same."""
     try:
         current = {row["record_id"]: row for row in connector.read([u.record_id for u, _ in items])}
-    except CrmError as exc:
+    except (CrmError, *TRANSIENT_TRANSPORT_ERRORS) as exc:
         log.warning("read-back of %d records with an unknown write outcome failed (%s): left for the next run",
                     len(items), type(exc).__name__)
         return [], [], items
