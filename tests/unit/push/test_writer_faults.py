@@ -178,6 +178,7 @@ def test_given_value_rejected_in_every_run_then_failed_ids_are_reported(sqlite_w
         fake = ScriptedConnector([{"a": "rejected"}])
         out = push_changes(sqlite_warehouse, fake, "hubspot", run, _changes(["a"]), "v1", settings)
         assert out.rejected_ids == ["a"]
+        release(sqlite_warehouse, "hubspot", run)  # what the run's report step does
     out = push_changes(sqlite_warehouse, ScriptedConnector(), "hubspot", "r3", _changes(["a"]), "v1", settings)
     assert out.failed == 1 and out.failed_ids == ["a"] and out.as_dict()["failed_ids"] == ["a"]
 
@@ -280,6 +281,7 @@ def test_given_rejected_record_whose_scored_at_changes_each_run_then_attempts_st
         changes = pd.concat([_changes(["a"]), pd.DataFrame(
             [{"record_id": "a", "field": "scored_at", "before": None, "after": f"2025-06-0{n + 1}"}])])
         push_changes(sqlite_warehouse, ScriptedConnector([{"a": "rejected"}]), "hubspot", run, changes, "v1", settings)
+        release(sqlite_warehouse, "hubspot", run)  # what the run's report step does
     log = _log(sqlite_warehouse)
     by_run = log.groupby("run_id")
     assert {r: sorted(set(g["attempts"])) for r, g in by_run} == {"r1": [1], "r2": [2], "r3": [2]}
