@@ -115,7 +115,8 @@ def hold_unstorable(
     now_ms: int,
 ) -> None:
     """Quarantine the leads of a landed page whose values the warehouse could not store, and
-    release such entries of the page's other leads (their CRM value was fixed).
+    release the entries of the page's leads (`landed_ids`) that no longer apply (their CRM
+    value was fixed).
 
     Runs inside the page's transaction, so the entries commit with the rows and the watermark.
     The entry's expectation is the problem code and its column the field; no value is kept

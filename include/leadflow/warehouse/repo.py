@@ -310,8 +310,7 @@ def land_page(
     issue_rows.extend({"crm": crm, "run_id": run_id, "seen_at": pulled_at, **extra} for extra in extra_issues)
     if issue_rows:
         conn.execute(lead_issues.insert(), issue_rows)
-    hold_unstorable(conn, crm, run_id, held, [item["record_id"] for item in lead_batch
-                                              if str(item["record_id"]) not in held], pulled_at)
+    hold_unstorable(conn, crm, run_id, held, [item["record_id"] for item in lead_batch], pulled_at)
     if held:
         log.warning("landing %s page: %d of %d leads quarantined for values the warehouse cannot store "
                     "(ids %s)", crm, len(held), len(lead_batch), sorted(held)[:20])

@@ -115,3 +115,12 @@ def test_given_held_lead_pulled_again_with_storable_value_then_it_is_released(wa
     assert list(active["record_id"]) == ["2"]  # not pulled again: still held
     released = quarantine_entries(warehouse, "hubspot", include_released=True).set_index("record_id")
     assert released.loc["1", "released_run_id"] == "run-2"
+
+
+def test_given_held_lead_pulled_again_with_another_bad_field_then_only_the_fixed_field_is_released(warehouse):
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-1", [_lead("1", job_title="a\x00")], [], [])
+    with warehouse.begin() as conn:
+        repo.land_page(conn, "hubspot", "run-2", [_lead("1", job_title="CFO", phone="\x00")], [], [])
+    active = quarantine_entries(warehouse, "hubspot")
+    assert list(zip(active["record_id"], active["column"])) == [("1", "phone")]
