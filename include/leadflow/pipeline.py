@@ -113,17 +113,20 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     else:
         since = repo.get_watermark(engine, ctx.crm)
     pulled = companies = issues = pages = 0
+    held: list[str] = []  # leads quarantined for values the warehouse cannot store
     connector = _connector(ctx)
     try:
         with _timed(summary, "extract"), progress.track(f"pull {ctx.crm}", unit="leads") as advance:
             try:
                 for page in connector.pull(since):
                     with engine.begin() as conn:
-                        pulled += repo.land_page(
+                        landed = repo.land_page(
                             conn, ctx.crm, ctx.run_id, page.leads, page.companies, page.issues
                         )
                         if page.watermark is not None:
                             repo.set_watermark(conn, ctx.crm, page.watermark)
+                    pulled += landed.leads
+                    held.extend(landed.held_ids)
                     companies += len(page.companies)
                     issues += len(page.issues)
                     pages += 1
@@ -141,14 +144,15 @@ def extract(ctx: RunContext) -> dict[str, Any]:
             "pulled": pulled,
             "companies_pulled": companies,
             "input_issues": issues,
+            "quarantined_unstorable": len(held),
             "pages": pages,
             "full_refresh": ctx.full_refresh,
             "marked_deleted": deleted,
             "extract_api": stats,
         }
     )
-    log.info("extract %s: %d leads, %d companies, %d input issues in %d pages",
-             ctx.crm, pulled, companies, issues, pages)
+    log.info("extract %s: %d leads (%d quarantined for unstorable values), %d companies, "
+             "%d input issues in %d pages", ctx.crm, pulled, len(held), companies, issues, pages)
     return _record(ctx, "extract", summary)
 
 
@@ -229,8 +233,8 @@ def _data_docs_folder() -> Path:
 def validate(ctx: RunContext) -> dict[str, Any]:
     """Row checks (failing leads are quarantined) and the batch gate, before anything is scored."""
     from leadflow.quality import (
-        RowCheckOptions, check_batch, failed_count, raise_if_failed, render_data_docs,
-        store_results, update_quarantine, validate_rows,
+        RowCheckOptions, check_batch, failed_count, quarantined_ids, raise_if_failed,
+        render_data_docs, store_results, update_quarantine, validate_rows,
     )
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
@@ -247,7 +251,9 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         docs = render_data_docs(_data_docs_folder(), ctx.run_id, ctx.crm,
                                 {"rows": (rows.results, rows.gx_result), "batch": (batch.results, batch.gx_result)},
                                 now=ctx.now)
-    quarantined = int(len(leads) - int(np.asarray(rows.passed_mask).sum()))
+    # What qualify leaves out: the row-check failures and the leads held at extract for values
+    # the warehouse could not store (those pass the row checks with the field cleared).
+    quarantined = int(leads["record_id"].isin(quarantined_ids(engine, ctx.crm)).sum())
     summary.update(
         {
             "total": int(len(leads) + skipped_owned),

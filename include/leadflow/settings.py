@@ -32,7 +32,8 @@ class PushPolicy(BaseModel):
     calls_in_flight: int = Field(4, ge=1, le=16)
 
     def writer(self) -> WriterSettings:
-        return WriterSettings(max_attempts=self.max_attempts, calls_in_flight=self.calls_in_flight)
+        return WriterSettings(max_attempts=self.max_attempts, calls_in_flight=self.calls_in_flight,
+                              lease_ttl_s=self.lease_ttl_s)
 
 
 class PipelineSettings(BaseModel):

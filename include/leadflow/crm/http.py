@@ -29,6 +29,8 @@ read timeout        reads     backoff; a *write* is never retried: its    CrmUna
                     only      outcome is unknown, the caller reads back   writes: WriteOutcome-
                                                                           Unknown at once
 connection lost     reads     as read timeout                             as read timeout
+response cut off    reads     as read timeout (the status line came but   as read timeout
+                    only      the body broke off or did not decode)
 ==================  ========  ==========================================  =====================
 
 "backoff" is bounded exponential with jitter: attempt n waits between d/2 and d where
@@ -79,6 +81,19 @@ class WriteOutcomeUnknown(CrmUnavailableError):
 CONNECT_FAILED = "connect failure"
 READ_TIMEOUT = "read timeout"
 CONNECTION_LOST = "connection lost"
+RESPONSE_CUT_OFF = "response cut off"
+
+# A cut-off answer (chunked body broken off, a gzip body that does not decode) is not a
+# requests.ConnectionError, yet it is as transient: the server was reached and may have acted.
+CUT_OFF_ERRORS: tuple[type[requests.RequestException], ...] = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+# Failures of the transport, not of the request: worth another try for a read, an unknown outcome
+# for a write. For callers outside `RestSession.request` (a read-back, an OAuth token request).
+TRANSIENT_TRANSPORT_ERRORS: tuple[type[requests.RequestException], ...] = (
+    requests.ConnectionError, requests.Timeout, *CUT_OFF_ERRORS,
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,7 @@ ERROR_POLICY: dict[int | str, ErrorRule] = {
     CONNECT_FAILED: ErrorRule(retry=True, error=CrmUnavailableError),
     READ_TIMEOUT: ErrorRule(retry=True, error=CrmUnavailableError, reads_only=True),
     CONNECTION_LOST: ErrorRule(retry=True, error=CrmUnavailableError, reads_only=True),
+    RESPONSE_CUT_OFF: ErrorRule(retry=True, error=CrmUnavailableError, reads_only=True),
 }
 _OTHER_4XX = ErrorRule(retry=False, error=CrmRequestError)
 _OTHER_5XX = ErrorRule(retry=True, error=CrmUnavailableError)
@@ -307,6 +323,8 @@ class RestSession:
                 key = READ_TIMEOUT
             except requests.ConnectionError as exc:
                 key = CONNECT_FAILED if _never_connected(exc) else CONNECTION_LOST
+            except CUT_OFF_ERRORS:
+                key = RESPONSE_CUT_OFF
             if response is not None:
                 self.observe(response)
                 if response.status_code < 400:

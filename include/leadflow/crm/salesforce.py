@@ -40,7 +40,15 @@ from leadflow.crm.base import (
     RecordUpdate,
     Watermark,
 )
-from leadflow.crm.http import ErrorInfo, RestSession, RetryConfig, Stats, WriteOutcomeUnknown, make_error
+from leadflow.crm.http import (
+    TRANSIENT_TRANSPORT_ERRORS,
+    ErrorInfo,
+    RestSession,
+    RetryConfig,
+    Stats,
+    WriteOutcomeUnknown,
+    make_error,
+)
 from leadflow.crm.hubspot_session import AIRFLOW_HTTP_EXTRA_KEYS
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import COMPATIBLE_TYPES, SalesforceMapping, lead_to_rows, load_mapping
@@ -173,12 +181,27 @@ class SalesforceSession(RestSession):
             form.update(grant_type="password", username=self._oauth["username"], password=self._oauth.get("password", ""))
         else:
             form["grant_type"] = "client_credentials"
-        self.stats.add("requests")
-        self.stats.add("oauth_requests")
-        try:
-            response = self._session.post(self._token_url, data=form, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise CrmError(f"Salesforce OAuth token request failed: {type(exc).__name__}") from None
+        attempt = 0
+        while True:  # a token request is safe to repeat: a lost answer only costs a session
+            self.stats.add("requests")
+            self.stats.add("oauth_requests")
+            try:
+                response = self._session.post(self._token_url, data=form, timeout=self.timeout)
+                break
+            except TRANSIENT_TRANSPORT_ERRORS as exc:
+                if attempt >= self.retry.max_retries:
+                    raise make_error(CrmUnavailableError, "Salesforce OAuth token request still failing "
+                                     f"({type(exc).__name__}) after {attempt + 1} attempts; try the run again "
+                                     "later") from None
+                delay = self.backoff(attempt)
+                attempt += 1
+                self.stats.add("retries")
+                self.stats.add("backoff_s", delay)
+                log.warning("Salesforce OAuth token request -> %s; retry %d/%d in %.2f s", type(exc).__name__,
+                            attempt, self.retry.max_retries, delay)
+                self._sleeper(delay)
+            except requests.RequestException as exc:
+                raise CrmError(f"Salesforce OAuth token request failed: {type(exc).__name__}") from None
         if response.status_code != 200:
             info = self.parse_error(response)
             raise make_error(CrmAuthError, f"Salesforce OAuth refused the client of connection {self.conn_id or '?'} "

@@ -48,7 +48,8 @@ Clock = Callable[[], float]
 
 # --- transport ---------------------------------------------------------------------------------
 class TransportError(Exception):
-    """The request did not produce an HTTP response (connect failure, timeout, reset)."""
+    """The request did not produce a usable HTTP response: connect failure, timeout, reset, or an
+    answer cut off or not decodable (requests.RequestException of every kind)."""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ whole TTL, so the stored holder is tagged with the last process that took or ren
 `<run id> host=<hostname> pid=<pid> beat=<epoch ms>`. Another run on the same host takes the
 lease over at once when that process no longer exists and its last beat is older than
 `DEAD_HOLDER_GRACE_S` (the grace covers a sibling shard of the dead process's run that is still
-pushing and has not renewed yet). The writer renews (re-tags) the lease after every batch;
-holders on other hosts are only ever released by the TTL.
+pushing and has not renewed yet). The writer renews the lease around its batches, extending
+it by its TTL each time, so a live push never loses it however long it runs; holders on other
+hosts are only ever released by the TTL. A holder that finds its lease gone (it stalled past the
+TTL and another run took it) raises `LeaseLost` and writes nothing more.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 import socket
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +40,20 @@ _TAG = re.compile(r"^(?P<run>.*) host=(?P<host>\S+) pid=(?P<pid>\d+) beat=(?P<be
 
 class LeaseBusy(RuntimeError):
     """Another push for the same CRM holds the lease."""
+
+
+class LeaseLost(RuntimeError):
+    """This run's lease expired and another run took it: the run must stop writing."""
+
+
+def lease_lost_error(engine: Engine, crm: str, holder: str, name: str = "push",
+                     clock: Callable[[], int] | None = None) -> LeaseLost:
+    """The error for `holder` having lost the lease, naming who holds it now."""
+    other = current_holder(engine, crm, name, clock=clock or now_ms)
+    return LeaseLost(
+        f"the {name} lease for {crm} held by run {holder} expired and was taken by {other or 'nobody yet'}: "
+        "this run stopped writing. Values already sent are read back by the next run; re-run it to push the rest."
+    )
 
 
 def tag(holder: str, at_ms: int) -> str:
@@ -132,8 +148,9 @@ def _take_over_dead(engine: Engine, crm: str, stored: str, expires: int, name: s
 
 def renew(engine: Engine, crm: str, holder: str, ttl_s: float | None = None, name: str = "push",
           clock: Callable[[], int] = now_ms) -> bool:
-    """Mark the lease as alive in this process (and extend it by `ttl_s` when given); False when
-    `holder` does not hold it."""
+    """Mark the lease as alive in this process and, with `ttl_s`, extend it to `ttl_s` from now
+    (without it the expiry stays: a holder that only re-tags loses the lease at the TTL); False
+    when `holder` does not hold it."""
     now = clock()
     values: dict[str, object] = {"holder": tag(holder, now)}
     if ttl_s is not None:
@@ -151,20 +168,31 @@ def release(engine: Engine, crm: str, holder: str, name: str = "push") -> None:
         conn.execute(delete(leases).where(and_(leases.c.crm == crm, leases.c.name == name, _is(holder))))
 
 
-def current_holder(engine: Engine, crm: str, name: str = "push") -> str | None:
+def current_holder(engine: Engine, crm: str, name: str = "push",
+                   clock: Callable[[], int] = now_ms) -> str | None:
     """The run holding the lease (with the host/pid tag of its last process), None when free."""
     with engine.connect() as conn:
-        row = conn.execute(
-            select(leases.c.holder, leases.c.expires_at).where(leases.c.crm == crm, leases.c.name == name)
-        ).first()
-    return row.holder if row and row.expires_at >= now_ms() else None
+        return live_holder(conn, crm, name, clock())
+
+
+def live_holder(conn: Any, crm: str, name: str, now: int) -> str | None:
+    """The stored holder of an unexpired lease, None when free or expired (on `conn`, so a
+    caller can decide within its own transaction)."""
+    row = conn.execute(
+        select(leases.c.holder, leases.c.expires_at).where(leases.c.crm == crm, leases.c.name == name)
+    ).first()
+    return row.holder if row and row.expires_at >= now else None
 
 
 class _Heartbeat(threading.Thread):
+    """Renews (and extends) the lease in the background; `check()` raises LeaseLost once a
+    renewal found it taken by another run."""
+
     def __init__(self, engine: Engine, crm: str, holder: str, ttl_s: float) -> None:
         super().__init__(name=f"lease-heartbeat-{crm}", daemon=True)
         self.engine, self.crm, self.holder, self.ttl_s = engine, crm, holder, ttl_s
         self.stopped = threading.Event()
+        self.lost = threading.Event()
 
     def run(self) -> None:
         interval = min(self.ttl_s / 4, DEAD_HOLDER_GRACE_S / 2)
@@ -172,15 +200,21 @@ class _Heartbeat(threading.Thread):
             try:
                 if not renew(self.engine, self.crm, self.holder, self.ttl_s):
                     log.error("push lease for %s lost by %s (expired and taken over)", self.crm, self.holder)
+                    self.lost.set()
                     return
             except Exception as exc:  # a busy database: try again at the next beat
                 log.warning("push lease for %s: renewal failed (%s)", self.crm, type(exc).__name__)
 
+    def check(self) -> None:
+        """Call before each write: LeaseLost when the lease is no longer ours."""
+        if self.lost.is_set():
+            raise lease_lost_error(self.engine, self.crm, self.holder)
+
 
 @contextmanager
-def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> Iterator[None]:
+def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> Iterator[_Heartbeat]:
     """Hold the CRM's push lease for the duration of the block (renewed by a heartbeat thread),
-    or raise LeaseBusy."""
+    or raise LeaseBusy. The block gets the heartbeat: call its `check()` before each write."""
     if not try_acquire(engine, crm, holder, ttl_s):
         other = current_holder(engine, crm)
         raise LeaseBusy(
@@ -191,7 +225,7 @@ def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = DEFAULT_TTL
     beat = _Heartbeat(engine, crm, holder, ttl_s)
     beat.start()
     try:
-        yield
+        yield beat
     finally:
         beat.stopped.set()
         beat.join(timeout=5)

@@ -89,9 +89,10 @@ def rollback_run(
             report.restored = len(updates)
         return report
     rollback_id = f"rollback__{run_id}"
-    with push_lease(engine, crm, holder=rollback_id):
+    with push_lease(engine, crm, holder=rollback_id) as lease:
         for start in range(0, len(updates), size):
             batch = updates[start : start + size]
+            lease.check()  # another run took the lease: write nothing more
             report.write_calls += 1
             results = connector.push(batch)
             _log_rollback(engine, crm, rollback_id, batch, results, by_record)

@@ -9,18 +9,28 @@ so that re-running the push without a new pull sends nothing.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, bindparam, func, select, update
 
-from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
 from leadflow.batching import chunks
+from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
+from leadflow.crm.http import TRANSIENT_TRANSPORT_ERRORS, WriteOutcomeUnknown
 from leadflow.push.inflight import send_in_order
+from leadflow.push.lease import (
+    LeaseBusy,
+    current_holder,
+    lease_lost_error,
+    renew,
+    try_acquire,
+)
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
@@ -40,6 +50,7 @@ class PushSettings:
     transient_retries: int = 3  # in-run retries of records answered with a transient error
     transient_backoff_s: float = 2.0
     calls_in_flight: int = 1  # write calls outstanding at once (push.calls_in_flight in the config)
+    lease_ttl_s: float = 300.0  # each renewal extends the push lease this far (push.lease_ttl_s)
 
 
 @dataclass
@@ -114,14 +125,24 @@ def push_changes(
     model_version: str | None,
     settings: PushSettings = PushSettings(),
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], int] = now_ms,
     on_batch: Callable[[int], None] | None = None,
 ) -> PushOutcome:
     """Write `changes` (record_id, field, before, after) to the CRM in batches; `on_batch(n)` is
-    called with each answered batch's record count (progress display)."""
+    called with each answered batch's record count (progress display).
+
+    Nothing is written without the CRM's push lease for `run_id`: it is taken (or confirmed, when
+    the caller already holds it) first, `LeaseBusy` when another run holds it; it is renewed
+    (extended by `settings.lease_ttl_s`) before each write, and `LeaseLost` stops the push when
+    another run has taken it since. `clock` (epoch ms) stamps the log and times the lease.
+    """
     outcome = PushOutcome()
     if changes.empty:
         return outcome
-    stamp = now_ms()
+    if not try_acquire(engine, crm, run_id, settings.lease_ttl_s, clock=clock):
+        raise LeaseBusy(f"another push to {crm} is running ({current_holder(engine, crm, clock=clock)}); "
+                        f"run {run_id} stops before writing and can be retried")
+    stamp = clock()
     previous = _previous_attempts(engine, crm)
     # Plain lists: iterating pandas' Arrow-backed strings row by row is slow (seconds at 100,000).
     frame = list(zip(*(changes[c].tolist() for c in ("record_id", "field", "before", "after"))))
@@ -155,12 +176,17 @@ def push_changes(
         # Entries a killed or retried attempt left pending: their outcome is decided by this
         # attempt's diff (it sees the CRM as it is now), so they are closed, not deleted. Only
         # earlier runs' entries and this run's entries for *these* records: a sibling shard of
-        # this run may be pushing other records right now, its pending entries are live.
-        conn.execute(
+        # this run may be pushing other records right now, its pending entries are live. This
+        # run holds the lease (taken above), so the other runs are provably not live holders:
+        # released, expired or dead. A live holder is never superseded.
+        superseded = conn.execute(
             update(push_log)
             .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id != run_id)
             .values(status="superseded", updated_at=stamp)
         )
+        if superseded.rowcount:
+            log.info("push %s run %s: %d pending entries of earlier runs superseded", crm, run_id,
+                     superseded.rowcount)
         conn.execute(
             update(push_log)
             .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id == run_id,
@@ -193,7 +219,7 @@ def push_changes(
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
     updates = [RecordUpdate(record_id=rec, values=vals) for rec, vals in todo.items()]
-    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, log_ids, on_batch)
+    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, log_ids, clock, on_batch)
     log.info(
         "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, %d calls",
         crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
@@ -212,6 +238,7 @@ def _push_rounds(
     sleep: Callable[[float], None],
     outcome: PushOutcome,
     log_ids: Mapping[str, Sequence[int]],
+    clock: Callable[[], int] = now_ms,
     on_batch: Callable[[int], None] | None = None,
 ) -> None:
     """Send `updates` in full batches, in rounds. Records answered with a transient error
@@ -221,14 +248,16 @@ def _push_rounds(
     finished those calls); the ones that do not hold their values join the next round.
 
     Up to `settings.calls_in_flight` calls are outstanding at once (see `inflight`); their
-    results are recorded here, in send order, on this thread."""
+    results are recorded here, in send order, on this thread. Each call first renews the lease
+    (`_Heartbeat`): a run that lost it raises `LeaseLost` before writing anything more."""
     size = connector.max_batch_size
     todo = list(updates)
-    beat = _Heartbeat(engine, crm, run_id)
+    beat = _Heartbeat(engine, crm, run_id, settings.lease_ttl_s, clock=clock)
     for round_no in range(settings.transient_retries + 1):
         retry: list[RecordUpdate] = []
         unknown: list[tuple[RecordUpdate, RecordResult]] = []
-        for batch, results in send_in_order(connector.push, chunks(todo, size), settings.calls_in_flight):
+        send = partial(_send_batch, connector, beat)
+        for batch, results in send_in_order(send, chunks(todo, size), settings.calls_in_flight):
             outcome.write_calls += 1
             by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
             for upd, res in zip(batch, results):
@@ -237,7 +266,6 @@ def _push_rounds(
             _record(engine, crm, run_id, by_status.get("rejected", []), "rejected", outcome, log_ids)
             retry.extend(upd for upd, _ in by_status.get("retryable", []))
             unknown.extend(by_status.get("unknown", []))
-            beat()
             if on_batch is not None:
                 on_batch(len(batch))
         if unknown:
@@ -257,29 +285,52 @@ def _push_rounds(
     _record(engine, crm, run_id, left, "unknown", outcome, log_ids)
 
 
-class _Heartbeat:
-    """Renews the push lease after a batch, at most once per `every_s` (a renewal is a
-    warehouse commit; the lease lasts minutes, and a dead holder is found by its process)."""
+def _send_batch(connector: CrmConnector, beat: "_Heartbeat", batch: Sequence[RecordUpdate]) -> list[RecordResult]:
+    """`connector.push(batch)` once the lease is known to be ours; a call whose outcome is
+    unknown (a timeout or a cut-off answer after the request was sent, which a connector may
+    raise rather than report per record) becomes "unknown" results, read back like any other."""
+    beat()
+    try:
+        return connector.push(batch)
+    except (WriteOutcomeUnknown, *TRANSIENT_TRANSPORT_ERRORS) as exc:
+        log.warning("push: write of %d records ended without an answer (%s): reading them back",
+                    len(batch), type(exc).__name__)
+        return [RecordResult(u.record_id, "unknown", type(exc).__name__, "TIMEOUT") for u in batch]
 
-    def __init__(self, engine: Engine, crm: str, run_id: str, every_s: float = 1.0) -> None:
-        self.engine, self.crm, self.run_id, self.every_s = engine, crm, run_id, every_s
-        self._last = float("-inf")
+
+class _Heartbeat:
+    """Renews the push lease before a write, extending it by `ttl_s`, at most once per
+    `every_s` (a renewal is a warehouse commit; the lease lasts minutes, and a dead holder is
+    found by its process). Raises `LeaseLost` when the lease is no longer this run's, or when
+    renewals have failed for so long that it may have expired. Thread-safe: with calls in
+    flight, writes start on worker threads."""
+
+    def __init__(self, engine: Engine, crm: str, run_id: str, ttl_s: float, every_s: float = 1.0,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.engine, self.crm, self.run_id, self.ttl_s, self.every_s = engine, crm, run_id, ttl_s, every_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last_try: int | None = None
+        self._last_ok = clock()  # the caller took (or renewed) the lease just before the push
 
     def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every_s:
-            self._last = now
-            _beat(self.engine, self.crm, self.run_id)
-
-
-def _beat(engine: Engine, crm: str, run_id: str) -> None:
-    """Tell the push lease this process is alive (a killed one loses it fast; see lease.py)."""
-    from leadflow.push.lease import renew
-
-    try:
-        renew(engine, crm, run_id)
-    except Exception as exc:  # the lease is a guard, not a reason to stop a push half-way
-        log.warning("push %s run %s: lease renewal failed (%s)", crm, run_id, type(exc).__name__)
+        with self._lock:
+            now = self.clock()
+            if self._last_try is not None and now - self._last_try < self.every_s * 1000:
+                return
+            self._last_try = now
+            try:
+                held = renew(self.engine, self.crm, self.run_id, self.ttl_s, clock=self.clock)
+            except Exception as exc:  # a busy database: the lease lasts, try at the next write
+                if now - self._last_ok < self.ttl_s * 1000:
+                    log.warning("push %s run %s: lease renewal failed (%s)", self.crm, self.run_id,
+                                type(exc).__name__)
+                    return
+                raise lease_lost_error(self.engine, self.crm, self.run_id, clock=self.clock) from exc
+            if not held:
+                log.error("push %s run %s: the push lease was taken by another run; stopping", self.crm, self.run_id)
+                raise lease_lost_error(self.engine, self.crm, self.run_id, clock=self.clock)
+            self._last_ok = now
 
 
 def _resolve_unknown(
@@ -289,10 +340,12 @@ def _resolve_unknown(
     """(confirmed, retryable, still unknown): read the records back to decide. A record that
     holds the values was written; one that does not was not (the call never reached it). When
     the read itself fails the outcome stays unknown: the write is NOT repeated (it may have
-    been applied), the next run pulls the CRM's state and re-diffs."""
+    been applied), the next run pulls the CRM's state and re-diffs. A connector that does not
+    wrap its transport's failures in CrmError (a cut-off answer, a dropped connection) is
+    treated the same."""
     try:
         current = {row["record_id"]: row for row in connector.read([u.record_id for u, _ in items])}
-    except CrmError as exc:
+    except (CrmError, *TRANSIENT_TRANSPORT_ERRORS) as exc:
         log.warning("read-back of %d records with an unknown write outcome failed (%s): left for the next run",
                     len(items), type(exc).__name__)
         return [], [], items
@@ -346,9 +399,11 @@ def _record(
     with engine.begin() as conn:
         for error, ids in ids_by_error.items():
             for chunk in chunks(ids, LOG_IDS_PER_STATEMENT):
+                # A superseded entry of this attempt was closed by a run that found this one's
+                # lease expired; the CRM's answer to a call already made is still the truth.
                 conn.execute(
                     update(push_log)
-                    .where(push_log.c.id.in_(chunk), push_log.c.status == "pending")
+                    .where(push_log.c.id.in_(chunk), push_log.c.status.in_(("pending", "superseded")))
                     .values(status=status, attempts=push_log.c.attempts + increment, error=error, updated_at=stamp)
                 )
         for columns, params in lead_groups.items():

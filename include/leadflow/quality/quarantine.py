@@ -7,14 +7,17 @@
   `first_seen`);
 - an active entry of a record that was validated in this batch but no longer fails that
   expectation is released (`released_at`, `released_run_id`), kept as an audit trail;
-- records absent from the batch (an incremental pull) keep their entries untouched.
+- records absent from the batch (an incremental pull) keep their entries untouched;
+- entries of values the warehouse could not store (`leadflow.warehouse.values` problem codes,
+  written by `hold_unstorable` while a page is landed) belong to the extract step: only a later
+  pull of the record with a storable value releases them.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 from sqlalchemy import Engine, bindparam, case, func, select, update
@@ -22,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.batching import chunks
 from leadflow.quality.tables import quarantine
+from leadflow.warehouse.values import PROBLEM_CODES, Unstorable
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ def update_quarantine(
             (record_id, expectation, column)
             for record_id, expectation, column in active
             if record_id in validated and (record_id, expectation, column) not in failing
+            and expectation not in PROBLEM_CODES  # the record's stored value is the cleared one
         ]
         _release(conn, crm, run_id, to_release, now_ms)
         _upsert(conn, rows)
@@ -99,6 +104,47 @@ def update_quarantine(
     log.info("quarantine (%s, run %s): %d entries upserted, %d released, %d active",
              crm, run_id, len(rows), len(to_release), active_count)
     return {"quarantined": len(rows), "released": len(to_release), "active": int(active_count)}
+
+
+def hold_unstorable(
+    conn: Any,
+    crm: str,
+    run_id: str,
+    held: Mapping[str, Sequence[Unstorable]],
+    landed_ids: Iterable[str],
+    now_ms: int,
+) -> None:
+    """Quarantine the leads of a landed page whose values the warehouse could not store, and
+    release the entries of the page's leads (`landed_ids`) that no longer apply (their CRM
+    value was fixed).
+
+    Runs inside the page's transaction, so the entries commit with the rows and the watermark.
+    The entry's expectation is the problem code and its column the field; no value is kept
+    (it may be personal data).
+    """
+    rows = [
+        {"crm": crm, "record_id": record_id, "expectation": problem.code, "column": problem.column,
+         "run_id": run_id, "value": None, "first_seen": now_ms, "last_seen": now_ms,
+         "released_at": None, "released_run_id": None}
+        for record_id, problems in held.items()
+        for problem in problems
+    ]
+    failing = {(r["record_id"], r["expectation"], r["column"]) for r in rows}
+    clean_ids = [str(record_id) for record_id in landed_ids]
+    to_release: list[tuple[str, str, str]] = []
+    for chunk in chunks(clean_ids, 1_000):
+        active = conn.execute(
+            select(quarantine.c.record_id, quarantine.c.expectation, quarantine.c.column)
+            .where(quarantine.c.crm == crm, quarantine.c.released_at.is_(None),
+                   quarantine.c.expectation.in_(sorted(PROBLEM_CODES)),
+                   quarantine.c.record_id.in_(list(chunk)))
+        ).all()
+        to_release.extend(tuple(key) for key in active if tuple(key) not in failing)
+    _release(conn, crm, run_id, to_release, now_ms)
+    _upsert(conn, rows)
+    if rows or to_release:
+        log.info("quarantine (%s, run %s): %d leads held for values the warehouse cannot store, "
+                 "%d such entries released", crm, run_id, len(held), len(to_release))
 
 
 def _release(conn: Any, crm: str, run_id: str, keys: list[tuple[str, str, str]],
@@ -204,6 +250,7 @@ def quarantine_entries(engine: Engine, crm: str, *, include_released: bool = Fal
 
 __all__ = [
     "failure_rows",
+    "hold_unstorable",
     "quarantine_count",
     "quarantine_entries",
     "quarantined_ids",

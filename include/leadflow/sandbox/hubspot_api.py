@@ -12,10 +12,11 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from leadflow.sandbox.errors import HubSpotError, validation_error
 from leadflow.sandbox.faults import NO_FAULTS, RequestFaults
+from leadflow.sandbox.responses import JSONResponse
 from leadflow.sandbox.hubspot_service import DEFAULT_LIST_LIMIT, BatchAnswer, HubSpotService
 from leadflow.sandbox.properties import (
     FIELD_TYPES,

@@ -30,12 +30,13 @@ import time
 from typing import Any, Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from urllib.parse import parse_qs
 
 from leadflow.sandbox.app import Stats
 from leadflow.sandbox.faults import FaultInjector, FaultSpec, RequestFaults
+from leadflow.sandbox.responses import JSONResponse
 from leadflow.sandbox.salesforce_service import MAX_BATCH, ApiUsage, SalesforceApiError, SalesforceService
 from leadflow.sandbox.salesforce_store import SalesforceStore
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -31,6 +33,9 @@ from leadflow.warehouse.tables import (
     scores,
     watermarks,
 )
+from leadflow.warehouse.values import Unstorable, clear_unstorable, storable_text
+
+log = logging.getLogger(__name__)
 
 LEAD_STREAM = "leads"
 
@@ -220,13 +225,29 @@ def _json_default(value: Any) -> Any:
 
 
 # --- leads and companies ------------------------------------------------------------------------
-_LEAD_FIELDS = list(LEAD_COLUMNS) + list(CRM_OWNED_VALUE_COLUMNS)
+_LEAD_KINDS = {**LEAD_COLUMNS, **CRM_OWNED_VALUE_COLUMNS}
+_LEAD_FIELDS = list(_LEAD_KINDS)
 
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+@dataclass(frozen=True)
+class LandedPage:
+    """What `land_page` stored: the number of leads, and the ids of those held in quarantine
+    because a value could not be stored (they are landed with that field cleared)."""
+
+    leads: int
+    held_ids: tuple[str, ...] = ()
+
+
+def _unstorable_issue(record_id: str, problem: Unstorable) -> dict[str, Any]:
+    return {"record_id": record_id, "field": problem.column, "value": None,
+            "problem": f"{problem.description}; the field was cleared and the record quarantined "
+                       "until the CRM value is fixed"}
 
 
 def land_page(
@@ -236,10 +257,20 @@ def land_page(
     lead_rows: Sequence[dict[str, Any]],
     company_rows: Sequence[dict[str, Any]],
     issues: Iterable[RecordIssue],
-) -> int:
-    """Upsert one pulled page of leads and companies, and record their problems."""
+) -> LandedPage:
+    """Upsert one pulled page of leads and companies, and record their problems.
+
+    A value the warehouse cannot store (`leadflow.warehouse.values`) does not fail the page: the
+    field is cleared, an issue is recorded without the value, and a lead is quarantined
+    (`hold_unstorable`) in the same transaction, so the rest of the page lands and the
+    watermark can advance.
+    """
+    from leadflow.quality.quarantine import hold_unstorable
+
     pulled_at = now_ms()
     lead_batch = []
+    held: dict[str, list[Unstorable]] = {}
+    extra_issues: list[dict[str, Any]] = []
     for row in lead_rows:
         item = {name: _clean(row.get(name)) for name in _LEAD_FIELDS}
         item["crm"] = crm
@@ -247,6 +278,10 @@ def land_page(
         item["pulled_at"] = pulled_at
         item["pull_run_id"] = run_id
         item["shard_key"] = shard_key(item["record_id"])
+        problems = clear_unstorable(item, _LEAD_KINDS)
+        if problems:
+            held[str(item["record_id"])] = problems
+            extra_issues.extend(_unstorable_issue(item["record_id"], p) for p in problems)
         lead_batch.append(item)
     upsert(conn, leads, lead_batch)
     company_batch = []
@@ -254,6 +289,9 @@ def land_page(
         item = {name: _clean(row.get(name)) for name in COMPANY_COLUMNS}
         item["crm"] = crm
         item["pulled_at"] = pulled_at
+        # A company is not scored, so it is not quarantined: the field is cleared and reported.
+        extra_issues.extend(_unstorable_issue(item["company_id"], p)
+                            for p in clear_unstorable(item, COMPANY_COLUMNS))
         company_batch.append(item)
     upsert(conn, companies, company_batch)
     issue_rows = [
@@ -263,14 +301,20 @@ def land_page(
             "run_id": run_id,
             "field": issue.field,
             "problem": issue.problem,
-            "value": (issue.value or "")[:200] if issue.value is not None else None,
+            # The connector's copy of a bad value can itself be unstorable (a NUL in a date).
+            "value": storable_text((issue.value or "")[:200] if issue.value is not None else None),
             "seen_at": pulled_at,
         }
         for issue in issues
     ]
+    issue_rows.extend({"crm": crm, "run_id": run_id, "seen_at": pulled_at, **extra} for extra in extra_issues)
     if issue_rows:
         conn.execute(lead_issues.insert(), issue_rows)
-    return len(lead_batch)
+    hold_unstorable(conn, crm, run_id, held, [item["record_id"] for item in lead_batch], pulled_at)
+    if held:
+        log.warning("landing %s page: %d of %d leads quarantined for values the warehouse cannot store "
+                    "(ids %s)", crm, len(held), len(lead_batch), sorted(held)[:20])
+    return LandedPage(leads=len(lead_batch), held_ids=tuple(sorted(held)))
 
 
 def mark_unseen_deleted(engine: Engine, crm: str, run_id: str) -> int:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import requests
 from requests.adapters import BaseAdapter
+from urllib3.exceptions import DecodeError, ProtocolError
 
 
 class FakeClock:
@@ -37,7 +38,33 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[[requests.PreparedRequest], "Reply | BaseException"]
+@dataclass
+class CutOff:
+    """An answer whose status line arrives but whose body breaks off (a chunked body cut short)
+    or does not decode (a broken gzip body): requests itself raises ChunkedEncodingError or
+    ContentDecodingError while reading it, as it does on a real socket."""
+
+    status: int = 200
+    undecodable: bool = False
+
+
+class _BrokenBody:
+    """The `raw` of a cut-off response: a first bytes, then urllib3's error."""
+
+    def __init__(self, undecodable: bool) -> None:
+        self.undecodable = undecodable
+
+    def stream(self, chunk_size: int, decode_content: bool = True):
+        yield b'{"results": [{"id'
+        if self.undecodable:
+            raise DecodeError("Received response with content-encoding: gzip, but failed to decode it.")
+        raise ProtocolError("Connection broken: IncompleteRead(17 bytes read, 240 more expected)")
+
+    def release_conn(self) -> None:
+        pass
+
+
+Handler = Callable[[requests.PreparedRequest], "Reply | CutOff | BaseException"]
 
 
 class FakeTransport(BaseAdapter):
@@ -57,8 +84,12 @@ class FakeTransport(BaseAdapter):
             raise outcome
         response = requests.Response()
         response.status_code = outcome.status
-        response._content = b"" if outcome.body is None else json.dumps(outcome.body).encode()
-        response.headers.update({"Content-Type": "application/json", **outcome.headers})
+        response.headers["Content-Type"] = "application/json"
+        if isinstance(outcome, CutOff):
+            response.raw = _BrokenBody(outcome.undecodable)  # read by requests after send()
+        else:
+            response._content = b"" if outcome.body is None else json.dumps(outcome.body).encode()
+            response.headers.update(outcome.headers)
         response.url = request.url
         response.request = request
         return response
@@ -78,11 +109,11 @@ def make_http(handler: Handler) -> tuple[requests.Session, FakeTransport]:
     return session, transport
 
 
-def script(*replies: "Reply | BaseException") -> Handler:
+def script(*replies: "Reply | CutOff | BaseException") -> Handler:
     """A handler answering with `replies` in order (the last one repeats)."""
     queue = list(replies)
 
-    def handler(request: requests.PreparedRequest) -> "Reply | BaseException":
+    def handler(request: requests.PreparedRequest) -> "Reply | CutOff | BaseException":
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     return handler

@@ -8,7 +8,7 @@ import random
 
 import pytest
 import requests
-from crm_fakes import FakeClock, Reply, make_http, script
+from crm_fakes import CutOff, FakeClock, Reply, make_http, script
 from urllib3.exceptions import NewConnectionError, ProtocolError
 
 from leadflow.connections import Connection
@@ -153,6 +153,42 @@ def test_given_connection_lost_after_sending_a_write_then_outcome_unknown(clock:
     with pytest.raises(WriteOutcomeUnknown):
         session.request("POST", "/crm/v3/objects/contacts/batch/update", json={"inputs": []})
     assert len(transport.requests) == 1
+
+
+CUT_OFF = [pytest.param(CutOff(), requests.exceptions.ChunkedEncodingError, id="chunked-body-broken-off"),
+           pytest.param(CutOff(undecodable=True), requests.exceptions.ContentDecodingError, id="body-not-decodable")]
+
+
+@pytest.mark.parametrize(("cut", "raised"), CUT_OFF)
+def test_given_cut_off_answer_then_the_fake_makes_requests_raise_it_as_a_socket_would(cut, raised) -> None:
+    http, _ = make_http(script(cut))
+    with pytest.raises(raised):
+        http.get("http://127.0.0.1:8765/x")
+    assert not issubclass(raised, requests.ConnectionError)  # why the policy needs its own row
+
+
+@pytest.mark.parametrize(("cut", "raised"), CUT_OFF)
+def test_given_cut_off_answer_to_a_read_then_retries_and_succeeds(cut, raised, clock: FakeClock, connection: Connection) -> None:
+    session, transport = _session(script(cut, cut, OK), clock, connection)
+    response = session.request("POST", "/crm/v3/objects/contacts/search", json={}, bucket="search", idempotent=True)
+    assert response.json() == {"results": []}
+    assert len(transport.requests) == 3
+    assert session.stats.retries == 2 and session.stats.connection_errors == 2
+
+
+@pytest.mark.parametrize(("cut", "raised"), CUT_OFF)
+def test_given_cut_off_answer_to_a_write_then_outcome_unknown_and_not_retried(cut, raised, clock: FakeClock, connection: Connection) -> None:
+    session, transport = _session(script(cut, OK), clock, connection)
+    with pytest.raises(WriteOutcomeUnknown, match="response cut off after the request was sent"):
+        session.request("POST", "/crm/v3/objects/contacts/batch/update", json={"inputs": []})
+    assert len(transport.requests) == 1 and session.stats.retries == 0
+
+
+def test_given_cut_off_answers_until_exhausted_then_unavailable(clock: FakeClock, connection: Connection) -> None:
+    session, transport = _session(script(CutOff()), clock, connection, max_retries=2)
+    with pytest.raises(CrmUnavailableError, match="still failing with response cut off after 3 attempts"):
+        session.request("GET", "/crm/v3/objects/contacts")
+    assert len(transport.requests) == 3
 
 
 def test_given_read_timeout_on_idempotent_search_then_retried(clock: FakeClock, connection: Connection) -> None:

@@ -26,3 +26,18 @@ def test_context_manager_releases_and_reports_the_holder(warehouse):
                 pass
     with push_lease(warehouse, "hubspot", "run-b"):
         pass
+
+
+def test_given_lease_taken_by_another_run_then_the_holders_check_raises_lease_lost(warehouse):
+    from sqlalchemy import update
+
+    from leadflow.push.lease import LeaseLost
+    from leadflow.push.tables import leases
+
+    with push_lease(warehouse, "hubspot", "rollback__run-a", ttl_s=0.04) as lease:
+        lease.check()  # ours
+        with warehouse.begin() as conn:  # what a run does that found the lease expired
+            conn.execute(update(leases).values(holder="cli__other host=x pid=1 beat=1", expires_at=10**13))
+        assert lease.lost.wait(timeout=5), "the heartbeat never noticed the take-over"
+        with pytest.raises(LeaseLost, match="rollback__run-a expired and was taken by cli__other"):
+            lease.check()

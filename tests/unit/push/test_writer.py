@@ -6,8 +6,10 @@ import pandas as pd
 from sqlalchemy import select
 
 from leadflow.crm.base import RecordResult
+from leadflow.push.lease import release
 from leadflow.push.writer import PushSettings, preview, push_changes
 from leadflow.warehouse import repo
+from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import push_log
 
 
@@ -84,6 +86,7 @@ def test_given_rejection_then_retried_next_runs_until_failed(sqlite_warehouse):
         fake = FakeConnector([{"a": "rejected"}])
         out = push_changes(sqlite_warehouse, fake, "hubspot", run, _changes(["a"]), "v1", settings)
         assert out.rejected == 1
+        release(sqlite_warehouse, "hubspot", run)  # what the run's report step does
     fake = FakeConnector([{"a": "rejected"}])
     out = push_changes(sqlite_warehouse, fake, "hubspot", "r3", _changes(["a"]), "v1", settings)
     assert out.failed == 1 and fake.calls == []
@@ -99,11 +102,14 @@ def test_given_entries_left_pending_by_a_killed_run_then_next_run_supersedes_the
         def push(self, updates):
             raise KeyboardInterrupt
 
+    started = now_ms()
     try:
-        push_changes(sqlite_warehouse, Killed(), "hubspot", "r1", _changes(["a"]), "v1")
+        push_changes(sqlite_warehouse, Killed(), "hubspot", "r1", _changes(["a"]), "v1", clock=lambda: started)
     except KeyboardInterrupt:
         pass
-    push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r2", _changes(["a"]), "v1")
+    # The killed run's lease has expired by the time the next run pushes.
+    after_ttl = started + int(PushSettings().lease_ttl_s * 1000) + 1
+    push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r2", _changes(["a"]), "v1", clock=lambda: after_ttl)
     log = _log(sqlite_warehouse).sort_values("id")
     assert list(log["status"]) == ["superseded", "confirmed"]
 
@@ -126,6 +132,7 @@ def test_rollback_restores_values_where_crm_still_holds_ours_and_skips_human_cha
     fake = FakeConnector()
     changes = pd.DataFrame({"record_id": ["a", "b"], "field": "score", "before": ["10", "20"], "after": "50"})
     push_changes(sqlite_warehouse, fake, "hubspot", "r1", changes, "v1")
+    release(sqlite_warehouse, "hubspot", "r1")  # what the run's report step does
     fake.crm["b"]["score"] = "99"  # a human edited b afterwards
 
     dry = rollback_run(sqlite_warehouse, fake, "hubspot", "r1", dry_run=True)

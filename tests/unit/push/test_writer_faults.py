@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+import requests
 from sqlalchemy import select
 
 from leadflow.crm.base import CrmUnavailableError, RecordResult
@@ -91,6 +92,47 @@ def test_given_timeout_and_failing_read_back_then_write_is_not_repeated_and_left
     assert set(_log(sqlite_warehouse)["status"]) == {"unknown"}
 
 
+class CutOffConnector(ScriptedConnector):
+    """Applies the first write, then its answer breaks off: the connector lets requests' error
+    through instead of reporting per-record results. Its read-back can break off too."""
+
+    def __init__(self, read_error=None, **kwargs):
+        super().__init__(**kwargs)
+        self.read_error = read_error
+
+    def push(self, updates):
+        super().push(updates)
+        if len(self.calls) == 1:
+            raise requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead")
+        return [RecordResult(u.record_id, "confirmed") for u in updates]
+
+    def read(self, ids):
+        if self.read_error is not None:
+            self.reads += 1
+            raise self.read_error
+        return super().read(ids)
+
+
+def test_given_write_answer_cut_off_then_records_are_read_back_and_confirmed_not_resent(sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b"])
+    fake = CutOffConnector()
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(["a", "b"]), "v1", sleep=lambda s: None)
+    assert fake.calls == [["a", "b"]] and fake.reads == 1
+    assert out.pushed == 2 and out.unknown == 0
+    assert set(_log(sqlite_warehouse)["status"]) == {"confirmed"}
+
+
+@pytest.mark.parametrize("read_error", [requests.exceptions.ContentDecodingError("bad gzip"),
+                                        requests.exceptions.ChunkedEncodingError("broken off")])
+def test_given_write_and_read_back_answers_cut_off_then_outcome_stays_unknown(sqlite_warehouse, read_error):
+    _land(sqlite_warehouse, ["a", "b"])
+    fake = CutOffConnector(read_error=read_error)
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(["a", "b"]), "v1", sleep=lambda s: None)
+    assert fake.calls == [["a", "b"]]  # never re-sent: the first write may have been applied
+    assert out.unknown == 2 and out.pushed == 0
+    assert set(_log(sqlite_warehouse)["status"]) == {"unknown"}
+
+
 def test_given_timeout_where_only_some_records_hold_the_values_then_only_the_others_are_resent(sqlite_warehouse):
     _land(sqlite_warehouse, ["a", "b"])
 
@@ -136,6 +178,7 @@ def test_given_value_rejected_in_every_run_then_failed_ids_are_reported(sqlite_w
         fake = ScriptedConnector([{"a": "rejected"}])
         out = push_changes(sqlite_warehouse, fake, "hubspot", run, _changes(["a"]), "v1", settings)
         assert out.rejected_ids == ["a"]
+        release(sqlite_warehouse, "hubspot", run)  # what the run's report step does
     out = push_changes(sqlite_warehouse, ScriptedConnector(), "hubspot", "r3", _changes(["a"]), "v1", settings)
     assert out.failed == 1 and out.failed_ids == ["a"] and out.as_dict()["failed_ids"] == ["a"]
 
@@ -238,6 +281,7 @@ def test_given_rejected_record_whose_scored_at_changes_each_run_then_attempts_st
         changes = pd.concat([_changes(["a"]), pd.DataFrame(
             [{"record_id": "a", "field": "scored_at", "before": None, "after": f"2025-06-0{n + 1}"}])])
         push_changes(sqlite_warehouse, ScriptedConnector([{"a": "rejected"}]), "hubspot", run, changes, "v1", settings)
+        release(sqlite_warehouse, "hubspot", run)  # what the run's report step does
     log = _log(sqlite_warehouse)
     by_run = log.groupby("run_id")
     assert {r: sorted(set(g["attempts"])) for r, g in by_run} == {"r1": [1], "r2": [2], "r3": [2]}
