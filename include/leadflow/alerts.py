@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import ssl
 from email.message import EmailMessage
 from typing import Any, Callable
 
@@ -72,7 +73,8 @@ def send(message: dict[str, Any], get_connection: Callable[[str], Any | None] = 
             mail.set_content(message["text"])
             with smtplib.SMTP(smtp.host, smtp.port or 25, timeout=10) as client:
                 if smtp.login:
-                    client.starttls()
+                    # Verify the server's certificate before the password crosses the wire.
+                    client.starttls(context=ssl.create_default_context())
                     client.login(smtp.login, smtp.password or "")
                 client.send_message(mail)
             sent.append("smtp")

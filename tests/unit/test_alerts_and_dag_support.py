@@ -78,3 +78,43 @@ def test_given_a_dag_run_fails_then_the_warehouse_records_it_failed_and_the_aler
 
     assert repo.latest_runs(engine, "hubspot")[0]["status"] == "failed"
     assert alerts == ["failure"]
+
+
+def test_given_an_smtp_login_then_starttls_verifies_the_server_certificate_before_logging_in(monkeypatch):
+    import ssl
+
+    from leadflow.alerts import SMTP_CONN
+
+    calls = []
+
+    class FakeSMTP:
+        def __init__(self, host, port, timeout):
+            calls.append(("connect", host, port))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def starttls(self, context=None):
+            calls.append(("starttls", context))
+
+        def login(self, user, password):
+            calls.append(("login", user))
+
+        def send_message(self, mail):
+            calls.append(("send", mail["To"]))
+
+    monkeypatch.setattr("smtplib.SMTP", FakeSMTP)
+    conn = SimpleNamespace(host="smtp.example.com", port=587, login="alerts", password="pw",
+                           extra_dejson={"to": "ops@example.com"})
+    sent = send(build_message("failure", "leadflow_hubspot", "r1", "push", "boom", {}),
+                lambda cid: conn if cid == SMTP_CONN else None)
+
+    assert sent == ["smtp"]
+    kinds = [c[0] for c in calls]
+    assert kinds == ["connect", "starttls", "login", "send"]
+    context = calls[1][1]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
