@@ -48,9 +48,7 @@ run: setup airflow-db
 	@python -m leadflow.devrun --contacts $(CONTACTS) --summary hubspot -- airflow dags test leadflow_hubspot
 
 test: setup
-	@scripts/ensure_postgres.sh
-	@scripts/ensure_chromium.sh
-	@scripts/ensure_faketime.sh
+	@scripts/ensure_test_tools.sh
 	@python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup

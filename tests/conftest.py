@@ -42,7 +42,7 @@ def _pg_bindir() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not candidates:
         raise RuntimeError(
-            "PostgreSQL server binaries not found: run scripts/ensure_postgres.sh "
+            "PostgreSQL server binaries not found: run scripts/ensure_test_tools.sh "
             "(make test does) or set LEADFLOW_TEST_PG_URL"
         )
     return Path(candidates[-1]).parent

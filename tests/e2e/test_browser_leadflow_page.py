@@ -10,7 +10,7 @@
    Screenshots go to screenshots/ (and the page source too when the test fails).
 
 Chromium comes from the Debian packages `chromium` and `chromium-driver`
-(scripts/ensure_chromium.sh installs them). Every process started here is stopped at the end.
+(scripts/ensure_test_tools.sh installs them). Every process started here is stopped at the end.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class WebDriver:
 def airflow(tmp_path_factory):
     """A sandbox, one finished pipeline run and `airflow standalone`; yields (base URL, env, password)."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("Chromium is missing: run scripts/ensure_chromium.sh (installs chromium, chromium-driver)")
+        pytest.fail("Chromium is missing: run scripts/ensure_test_tools.sh (installs chromium, chromium-driver)")
     home = tmp_path_factory.mktemp("airflow-home")
     var = tmp_path_factory.mktemp("var")
     port = _free_port()

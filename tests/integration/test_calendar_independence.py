@@ -1,6 +1,6 @@
 """No test depends on the calendar: the tests whose sandbox worlds are seeded relative to today
 (connectors, the sandbox's HTTP APIs and fault draws, an in-process pipeline run) pass with the
-system clock moved a year and more either way, through libfaketime (scripts/ensure_faketime.sh;
+system clock moved a year and more either way, through libfaketime (scripts/ensure_test_tools.sh;
 `make test` installs it). Each date runs them in a child pytest whose every process sees that clock.
 """
 
@@ -35,7 +35,7 @@ def _child_env() -> dict[str, str]:
 @pytest.mark.parametrize("moved_to", ["2025-06-30 23:59:30", "2028-02-29 11:00:00"])
 def test_given_the_clock_moved_then_date_sensitive_tests_pass(moved_to):
     faketime = shutil.which("faketime")
-    assert faketime, "faketime is missing: run scripts/ensure_faketime.sh (make test does)"
+    assert faketime, "faketime is missing: run scripts/ensure_test_tools.sh (make test does)"
     date = subprocess.run([faketime, "-f", f"@{moved_to}", "date", "+%F"], capture_output=True, text=True,
                           check=True).stdout.strip()
     assert date == moved_to[:10]  # the clock really moved for the child processes
