@@ -67,6 +67,7 @@ class FakeConnector:
 
 def _pushed_run(engine, fake, run_id="scheduled__r1"):
     """Land leads a, b, c and have run `run_id` change their scores 10/20/30 -> 50 in the CRM."""
+    from leadflow.push.lease import release
     from leadflow.push.writer import push_changes
 
     with engine.begin() as conn:
@@ -75,6 +76,7 @@ def _pushed_run(engine, fake, run_id="scheduled__r1"):
                             "after": "50"})
     outcome = push_changes(engine, fake, "hubspot", run_id, changes, "v1")
     assert outcome.pushed == 3
+    release(engine, "hubspot", run_id)  # the run's report step frees the push lease
 
 
 # --- leadflow_train -------------------------------------------------------------------------------

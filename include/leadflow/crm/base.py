@@ -81,6 +81,9 @@ class RecordResult:
     status: str
     error: str | None = None
     category: str | None = None
+    # Fields the connector wrote beyond the update's own, as (field, before, after): e.g. the
+    # Salesforce Rating set with the stage. The push log records them so rollback restores them.
+    side_writes: tuple[tuple[str, Any, Any], ...] = ()
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ import logging
 import random
 import re
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -52,7 +53,7 @@ from leadflow.crm.http import (
 from leadflow.crm.hubspot_session import AIRFLOW_HTTP_EXTRA_KEYS
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import COMPATIBLE_TYPES, SalesforceMapping, lead_to_rows, load_mapping
-from leadflow.crm.salesforce_push import assert_writable, plan_update, results_from_collection
+from leadflow.crm.salesforce_push import RATING, assert_writable, plan_update, results_from_collection
 from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
 
 log = logging.getLogger(__name__)
@@ -488,11 +489,34 @@ class SalesforceConnector:
                 results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
                 continue
             records.append({"attributes": {"type": self.mapping.sobject}, "id": plan.record_id, **plan.fields})
+        ratings_before = self._ratings_before(records)
         if records:
             results.update(self._write(records))
+        for record in records:  # the Rating set with the stage goes to the push log too
+            rid = str(record["id"])
+            # An unknown outcome carries it as well: the writer logs it if the read-back confirms.
+            if rid not in ratings_before or results[rid].status not in ("confirmed", "unknown"):
+                continue
+            before, after = ratings_before[rid] or None, record[self.mapping.rating_field] or None
+            if before != after:  # a Rating already in place is not a change
+                results[rid] = replace(results[rid], side_writes=((RATING, before, after),))
         ordered = [results[rid] for rid in ids]
         self.stats.count_results(ordered)
         return ordered
+
+    def _ratings_before(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The current Rating of the records about to get one (the stage moves): what a rollback
+        restores. An empty dict when the read fails: the write goes on, its Rating unlogged."""
+        field = self.mapping.rating_field
+        ids = [str(r["id"]) for r in records if field and field in r]
+        if not ids:
+            return {}
+        try:
+            return {row["record_id"]: row.get(RATING) for row in self.read(ids)}
+        except CrmError as exc:
+            log.warning("Salesforce: Rating of %d records not read before the write (%s): their Rating "
+                        "change is not in the push log", len(ids), type(exc).__name__)
+            return {}
 
     def _write(self, records: list[dict[str, Any]]) -> dict[str, RecordResult]:
         assert_writable(records, self.mapping.writable_fields)
@@ -526,7 +550,8 @@ class SalesforceConnector:
         if not wanted:
             return []
         names = self._present(["Id", mapping.converted_field, mapping.stage_field, mapping.status_field,
-                               *mapping.owned_field_names.values()])
+                               *mapping.owned_field_names.values(),
+                               *([mapping.rating_field] if mapping.rating_field else [])])
         by_id: dict[str, dict[str, Any]] = {}
         for chunk in chunks(wanted, 200):
             soql = (f"SELECT {', '.join(names)} FROM {mapping.sobject} WHERE Id IN "
@@ -549,5 +574,7 @@ class SalesforceConnector:
                 row[field] = lead[f"{CRM_VALUE_PREFIX}{field}"]
             row["lifecycle_stage"] = lead["lifecycle_stage"]
             row["lead_status"] = lead["lead_status"]
+            if mapping.rating_field:
+                row[RATING] = record.get(mapping.rating_field)
             rows.append(row)
         return rows

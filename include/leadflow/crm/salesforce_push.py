@@ -1,7 +1,7 @@
 """Pure planning of Salesforce writes and reading of sObject Collections answers (no HTTP here).
 
 Same write rules as HubSpot (`hubspot_push`): only owned fields, the stage field (plus Rating,
-derived from the stage) and Status are ever written; sales-owned stages are never touched; a stage
+derived from the stage, or restored by a rollback) and Status are ever written; sales-owned stages are never touched; a stage
 never moves backwards unless `allow_backward=True` (rollback). Salesforce has no forward-only
 rule, so a permitted backward move is one write, not clear-then-set.
 """
@@ -15,6 +15,11 @@ from leadflow.crm.base import CrmError, RecordResult, RecordUpdate
 from leadflow.crm.hubspot_push import ALLOW_BACKWARD, CURRENT_STAGE, PUSH_OPTION_KEYS, ForbiddenPropertyError
 from leadflow.crm.salesforce_mapping import SalesforceMapping, format_write_value
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS, SALES_OWNED_STAGES, STAGE_RANK
+
+# The Rating leadflow sets with the stage, under its name in the push log and in `read()` rows.
+# An update carries it only to restore an earlier value (rollback); a value given wins over the
+# one derived from the stage.
+RATING = "rating"
 
 # Per-record error codes that succeed when tried again later.
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "REQUEST_LIMIT_EXCEEDED",
@@ -38,6 +43,8 @@ def plan_update(update: RecordUpdate, mapping: SalesforceMapping,
     field leadflow does not own -> ForbiddenPropertyError)."""
     values = update.values
     for key in values:
+        if key == RATING and mapping.rating_field:
+            continue
         if key not in PUSHED_FIELDS and key not in PUSH_OPTION_KEYS and not key.startswith(CRM_VALUE_PREFIX):
             raise ForbiddenPropertyError(
                 f"refusing to write {key!r} for record {update.record_id}: leadflow only writes {list(PUSHED_FIELDS)}")
@@ -87,6 +94,8 @@ def plan_update(update: RecordUpdate, mapping: SalesforceMapping,
             fields[mapping.stage_field] = picked
             if mapping.rating_field and desired in mapping.rating_by_stage:
                 fields[mapping.rating_field] = mapping.rating_by_stage[desired]
+    if RATING in values and mapping.rating_field:
+        fields[mapping.rating_field] = values[RATING] or None
     return PlannedUpdate(rid, fields)
 
 

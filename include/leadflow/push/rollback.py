@@ -1,7 +1,9 @@
 """Undo one run's writes: restore the before-values where the CRM still holds leadflow's value.
 
 A record somebody changed since (any field the run wrote no longer holds the run's value) is
-skipped and reported: leadflow does not overwrite a human's later decision. The rollback's own
+skipped and reported: leadflow does not overwrite a human's later decision. Fields a connector
+wrote along with the values (the Salesforce Rating set with the stage) are in the push log as
+well, so they are checked and restored the same way. The rollback's own
 writes go to the push log under the run id `rollback__<run id>`.
 """
 
@@ -17,6 +19,7 @@ from sqlalchemy import Engine, select
 from leadflow.crm.base import CrmConnector, RecordUpdate
 from leadflow.push.lease import push_lease
 from leadflow.push.writer import CURRENT_STAGE, same_value
+from leadflow.schema import PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
 
@@ -49,7 +52,10 @@ def confirmed_writes(engine: Engine, crm: str, run_id: str) -> pd.DataFrame:
         push_log.c.crm == crm, push_log.c.run_id == run_id, push_log.c.status == "confirmed"
     )
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).fetchall(), columns=["record_id", "field", "before", "after"])
+        frame = pd.DataFrame(conn.execute(query).fetchall(), columns=["record_id", "field", "before", "after"])
+    # An empty before-value is None, not NaN (pandas' text dtype): restoring it clears the field,
+    # where NaN read as the text "nan" and the CRM refused the whole record.
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def rollback_run(
@@ -126,6 +132,10 @@ def _log_rollback(engine, crm, rollback_id, batch, results, by_record) -> None:
             grp = by_record[upd.record_id]
             values = {}
             for f, before in zip(grp["field"], grp["before"]):
+                if f not in PUSHED_FIELDS:
+                    continue  # a connector's side write (Salesforce Rating): no lead column holds it
                 key = f if f in ("lifecycle_stage", "lead_status") else f"crm_{f}"
                 values[key] = before
-            conn.execute(leads.update().where(leads.c.crm == crm, leads.c.record_id == upd.record_id).values(**values))
+            if values:
+                conn.execute(leads.update().where(leads.c.crm == crm, leads.c.record_id == upd.record_id)
+                             .values(**values))

@@ -357,7 +357,9 @@ def _resolve_unknown(
             for field, value in upd.values.items()
             if field in PUSHED_FIELDS and field != "scored_at"
         )
-        (done if holds else retry).append((upd, RecordResult(upd.record_id, "confirmed" if holds else "retryable")))
+        # A confirmed write keeps what the connector wrote along with it (a Salesforce Rating).
+        (done if holds else retry).append((upd, RecordResult(upd.record_id, "confirmed" if holds else "retryable",
+                                                             side_writes=res.side_writes if holds else ())))
     return done, retry, []
 
 
@@ -390,6 +392,16 @@ def _record(
     for upd, res in items:
         ids_by_error.setdefault(res.error, []).extend(log_ids.get(upd.record_id, ()))
     lead_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    # What the connector wrote along with the values (a Salesforce Rating): logged as confirmed
+    # writes of this run, so that checks and rollback see them like the others.
+    side_rows = [
+        {"run_id": run_id, "crm": crm, "record_id": upd.record_id, "field": field,
+         "before": None if before is None else str(before), "after": None if after is None else str(after),
+         "model_version": None, "status": "confirmed", "attempts": 1, "error": None,
+         "created_at": stamp, "updated_at": stamp}
+        for upd, res in items if status == "confirmed"
+        for field, before, after in res.side_writes
+    ]
     if status == "confirmed":
         for upd, _ in items:
             values = _lead_values(upd.values)
@@ -406,6 +418,8 @@ def _record(
                     .where(push_log.c.id.in_(chunk), push_log.c.status.in_(("pending", "superseded")))
                     .values(status=status, attempts=push_log.c.attempts + increment, error=error, updated_at=stamp)
                 )
+        if side_rows:
+            conn.execute(push_log.insert(), side_rows)
         for columns, params in lead_groups.items():
             lead_stmt = (
                 update(leads)

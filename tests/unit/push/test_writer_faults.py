@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -286,3 +287,24 @@ def test_given_rejected_record_whose_scored_at_changes_each_run_then_attempts_st
     by_run = log.groupby("run_id")
     assert {r: sorted(set(g["attempts"])) for r, g in by_run} == {"r1": [1], "r2": [2], "r3": [2]}
     assert set(log[log["run_id"] == "r3"]["status"]) == {"failed"}
+
+
+class RatingConnector(ScriptedConnector):
+    """Reports the Rating it set with each record's stage as a side write, as Salesforce does."""
+
+    def push(self, updates):
+        results = super().push(updates)
+        return [replace(r, side_writes=(("rating", "Hot", "Warm"),)) if r.status in ("confirmed", "unknown") else r
+                for r in results]
+
+
+@pytest.mark.parametrize("answer", ["confirmed", "unknown"])
+def test_given_side_write_then_it_is_logged_as_a_confirmed_write_of_the_run(sqlite_warehouse, answer):
+    _land(sqlite_warehouse, ["a"])
+    out = push_changes(sqlite_warehouse, RatingConnector([{"a": answer}]), "hubspot", "r1", _changes(["a"]), "v1",
+                       sleep=lambda s: None)
+    assert out.pushed == 1  # an unknown outcome is confirmed by the read-back, its side write kept
+    log = _log(sqlite_warehouse).set_index("field")
+    assert (log.loc["rating", "before"], log.loc["rating", "after"], log.loc["rating", "status"]) == (
+        "Hot", "Warm", "confirmed")
+    assert log.loc["rating", "run_id"] == "r1"
