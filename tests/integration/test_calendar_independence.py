@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -36,13 +38,18 @@ def _child_env() -> dict[str, str]:
 def test_given_the_clock_moved_then_date_sensitive_tests_pass(moved_to):
     faketime = shutil.which("faketime")
     assert faketime, "faketime is missing: run scripts/ensure_test_tools.sh (make test does)"
-    date = subprocess.run([faketime, "-f", f"@{moved_to}", "date", "+%F"], capture_output=True, text=True,
+    # An offset, not a start time: every process of the child run (servers, workers) sees the same
+    # moved clock, whenever it starts.
+    target = datetime.fromisoformat(moved_to).replace(tzinfo=timezone.utc)
+    offset = f"{int(target.timestamp() - time.time()):+d}"
+    env = {**_child_env(), "TZ": "UTC"}
+    date = subprocess.run([faketime, "-f", offset, "date", "+%F"], capture_output=True, text=True, env=env,
                           check=True).stdout.strip()
     assert date == moved_to[:10]  # the clock really moved for the child processes
     result = subprocess.run(
-        [faketime, "-f", f"@{moved_to}", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [faketime, "-f", offset, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "-m", "not slow", *CALENDAR_SENSITIVE],
-        cwd=REPO, env=_child_env(), capture_output=True, text=True, timeout=600)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     tail = "\n".join(result.stdout.splitlines()[-25:])
     assert result.returncode == 0, f"with the clock at {moved_to}:\n{tail}\n{result.stderr[-2000:]}"
     assert " passed" in tail and "failed" not in tail and "skipped" not in tail, tail
