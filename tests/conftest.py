@@ -31,6 +31,17 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # Tests never write into the checkout.
 os.environ.setdefault("LEADFLOW_VAR_DIR", tempfile.mkdtemp(prefix="leadflow-var-"))
 
+# `TEST_MOVE_CLOCK_DAYS=N make test` runs the session with this process's wall clock moved N days
+# (time-machine, ticking; monotonic time untouched): a check that no test depends on the date.
+# libfaketime cannot move the whole suite: Python's timed condition waits hang under it.
+if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
+    import datetime as _dt
+
+    import time_machine
+
+    time_machine.travel(_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=int(os.environ["TEST_MOVE_CLOCK_DAYS"])),
+                        tick=True).start()
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
