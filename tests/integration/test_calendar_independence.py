@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,7 +30,12 @@ CALENDAR_SENSITIVE = [
 def _child_env() -> dict[str, str]:
     """This session's environment less what tests/conftest.py set for it: the child makes its own."""
     return {k: v for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW", "LEADFLOW_", "PYTEST_", "GX_"))}
+            if not k.startswith(("AIRFLOW", "LEADFLOW_", "PYTEST_", "GX_", "TEST_MOVE_CLOCK"))}
+
+
+def _system_now() -> float:
+    """The machine's clock, also when this session's own clock is moved (TEST_MOVE_CLOCK_DAYS)."""
+    return float(subprocess.run(["date", "+%s"], capture_output=True, text=True, check=True).stdout)
 
 
 @pytest.mark.slow
@@ -42,9 +46,10 @@ def test_given_the_clock_moved_then_date_sensitive_tests_pass(days_ahead, at):
     # An offset, not a start time: every process of the child run (servers, workers) sees the same
     # moved clock whenever it starts. Forward only: libfaketime mis-handles absolute sleeps on the
     # monotonic clock under a negative offset (EINVAL), which is libfaketime's fault, not ours.
-    day = (datetime.now(timezone.utc) + timedelta(days=days_ahead)).date()
+    now = _system_now()
+    day = (datetime.fromtimestamp(now, timezone.utc) + timedelta(days=days_ahead)).date()
     target = datetime.fromisoformat(f"{day.isoformat()} {at}").replace(tzinfo=timezone.utc)
-    offset = f"{int(target.timestamp() - time.time()):+d}"
+    offset = f"{int(target.timestamp() - now):+d}"
     env = {**_child_env(), "TZ": "UTC"}
     date = subprocess.run([faketime, "-f", offset, "date", "+%F"], capture_output=True, text=True, env=env,
                           check=True).stdout.strip()
