@@ -23,7 +23,6 @@ from leadflow.crm.base import CrmAuthError, CrmConnector, CrmError, CrmUnavailab
 
 log = logging.getLogger(__name__)
 
-TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
 # What leadflow calls: contacts (pull, push), their companies (enrichment), and the leadflow_*
 # contact properties it creates on first push.
 HUBSPOT_REQUIRED_SCOPES = ("crm.objects.contacts.read", "crm.objects.contacts.write",
@@ -99,7 +98,7 @@ class HubSpotHook(_LeadflowCrmHook):
                 return False, "no access token: put the private app's access token in the Password field"
             session = HubSpotSession.from_connection(conn)
             try:
-                info = session.request_json("POST", TOKEN_INFO_PATH, json={"tokenKey": conn.token}, idempotent=True)
+                info = session.token_info()
             finally:
                 session.close()
         except CrmAuthError:

@@ -393,16 +393,19 @@ def validate_scores(ctx: RunContext) -> dict[str, Any]:
 
 
 # --- push ---------------------------------------------------------------------------------------
-def _changes(ctx: RunContext, shard: int | None, shards: int) -> tuple[pd.DataFrame, str | None]:
-    from leadflow.push.diff import compute_changes
+def _changes(ctx: RunContext, shard: int | None, shards: int) -> tuple[Any, str | None]:
+    """The diff of this shard (`push.diff.Diff`: changes and overrides) and the model version."""
+    from leadflow.push.diff import diff_leads
+    from leadflow.push.overrides import last_written, standing_overrides
 
     scores = repo.load_scores(ctx.engine, ctx.crm, shard, shards)
     current = repo.load_leads(ctx.engine, ctx.crm, shard=shard, shards=shards)
     if ctx.only_record_ids:
         scores = scores[scores["record_id"].isin(set(ctx.only_record_ids))]
-    changes = compute_changes(scores, current, ctx.settings.diff())
+    diff = diff_leads(scores, current, ctx.settings.diff(), last_written(ctx.engine, ctx.crm),
+                      standing_overrides(ctx.engine, ctx.crm), now_ms=repo.now_ms())
     model_version = str(scores["model_version"].iloc[0]) if len(scores) else None
-    return changes, model_version
+    return diff, model_version
 
 
 def plan_push(ctx: RunContext) -> dict[str, Any]:
@@ -413,11 +416,13 @@ def plan_push(ctx: RunContext) -> dict[str, Any]:
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "plan_push"):
-        changes, _ = _changes(ctx, None, 1)
+        diff, _ = _changes(ctx, None, 1)
+        changes = diff.changes
         changed = int(changes["record_id"].nunique()) if len(changes) else 0
         scored = max(1, repo.count_scores(engine, ctx.crm))
         share = changed / scored
-        summary.update({"changed": changed, "change_share": round(share, 4), "preview": preview(changes)})
+        summary.update({"changed": changed, "change_share": round(share, 4), "preview": preview(changes),
+                        "overrides_planned": len(diff.overrides)})
     limit = ctx.settings.push.max_change_share
     # Until one push has finished, everything is new (a killed first push is still "first").
     first_push = not repo.has_finished_push(engine, ctx.crm)
@@ -441,8 +446,11 @@ def push(ctx: RunContext) -> dict[str, Any]:
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "push"):
-        changes, model_version = _changes(ctx, ctx.shard, ctx.shards)
+        diff, model_version = _changes(ctx, ctx.shard, ctx.shards)
+        changes = diff.changes
         summary["changed_in_shard"] = int(changes["record_id"].nunique()) if len(changes) else 0
+        # Someone else's values the diff already knows: left alone, recorded for the report.
+        summary["overrides"] = _record_diff_overrides(ctx, diff.overrides)
         if ctx.dry_run or not ctx.push_enabled:
             summary.update({"pushed": 0, "rejected": 0, "failed": 0, "unknown": 0, "write_calls": 0,
                             "dry_run": ctx.dry_run, "push_enabled": ctx.push_enabled})
@@ -462,8 +470,10 @@ def push(ctx: RunContext) -> dict[str, Any]:
                                            ctx.settings.push.writer(), on_batch=advance)
             finally:
                 connector.close()
+                summary["overrides"] += outcome.overridden
             summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,
                             "unknown": outcome.unknown, "write_calls": outcome.write_calls, "dry_run": False,
+                            "skipped_unchanged": outcome.skipped, "prewrite_reads": outcome.read_calls,
                             "push_enabled": True,
                             # ids (first 100 per shard) so the report lists what needs a look
                             "rejected_records": list(outcome.rejected_ids),
@@ -473,8 +483,20 @@ def push(ctx: RunContext) -> dict[str, Any]:
     return _record(ctx, "push", summary, shard=ctx.shard)
 
 
+def _record_diff_overrides(ctx: RunContext, overrides: pd.DataFrame) -> int:
+    """Store the overrides the diff found (someone else's values leadflow leaves alone)."""
+    from leadflow.push.overrides import overrides_frame_rows, record_overrides
+
+    rows = overrides_frame_rows(overrides)
+    if rows:
+        with ctx.engine.begin() as conn:
+            record_overrides(conn, ctx.crm, ctx.run_id, rows, repo.now_ms())
+        log.info("push %s shard %s: %d shared values left to their owners (overrides)", ctx.crm, ctx.shard, len(rows))
+    return len(rows)
+
+
 # --- report -------------------------------------------------------------------------------------
-REPORT_KEYS = ("pulled", "scored", "changed", "pushed", "rejected")
+REPORT_KEYS = ("pulled", "scored", "changed", "pushed", "rejected", "overrides")
 
 
 def report(ctx: RunContext, status: str | None = None) -> dict[str, Any]:

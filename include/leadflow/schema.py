@@ -115,6 +115,10 @@ PUSHED_FIELDS: tuple[str, ...] = OWNED_FIELDS + ("lifecycle_stage", "lead_status
 # ("crm_score", "crm_grade", ...) so the push can diff desired against current.
 CRM_VALUE_PREFIX = "crm_"
 CRM_OWNED_VALUE_COLUMNS: dict[str, str] = {f"{CRM_VALUE_PREFIX}{f}": "str" for f in OWNED_FIELDS}
+# The CRM's own value of each shared field, mapped or not: a value outside the mapping has no
+# canonical `lifecycle_stage` / `lead_status`, and must still be seen as someone else's.
+CRM_RAW_PREFIX = "crm_raw_"
+CRM_RAW_VALUE_COLUMNS: dict[str, str] = {f"{CRM_RAW_PREFIX}{f}": "str" for f in ("lifecycle_stage", "lead_status")}
 
 # --- scores -------------------------------------------------------------------------------------
 SCORE_COLUMNS: dict[str, str] = {

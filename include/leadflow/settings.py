@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from leadflow.enrich.settings import EnrichmentSettings
 from leadflow.env import leadflow_env
+from leadflow.ownership import ReclaimPolicy
 from leadflow.push.diff import DiffSettings
 from leadflow.push.writer import PushSettings as WriterSettings
 from leadflow.validation import problems
@@ -30,10 +31,13 @@ class PushPolicy(BaseModel):
     max_change_share: float = Field(0.5, gt=0, le=1)
     lease_ttl_s: float = Field(300.0, gt=0)
     calls_in_flight: int = Field(4, ge=1, le=16)
+    # When leadflow may take a shared field (stage, status) back from someone else's value.
+    # Absent (the default): never; a person hands a field back by clearing it.
+    reclaim: ReclaimPolicy | None = None
 
     def writer(self) -> WriterSettings:
         return WriterSettings(max_attempts=self.max_attempts, calls_in_flight=self.calls_in_flight,
-                              lease_ttl_s=self.lease_ttl_s)
+                              lease_ttl_s=self.lease_ttl_s, reclaim=self.reclaim)
 
 
 class PipelineSettings(BaseModel):
@@ -48,7 +52,7 @@ class PipelineSettings(BaseModel):
         return {} if value is None else value
 
     def diff(self) -> DiffSettings:
-        return DiffSettings(min_score_delta=self.push.min_score_delta)
+        return DiffSettings(min_score_delta=self.push.min_score_delta, reclaim=self.push.reclaim)
 
 
 def load_pipeline_settings(path: str | Path | None = None) -> PipelineSettings:

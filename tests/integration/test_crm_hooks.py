@@ -13,7 +13,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from leadflow.airflow_hooks import HUBSPOT_REQUIRED_SCOPES, TOKEN_INFO_PATH, HubSpotHook, SalesforceHook
+from leadflow.airflow_hooks import HUBSPOT_REQUIRED_SCOPES, HubSpotHook, SalesforceHook
+from leadflow.crm.hubspot_session import TOKEN_INFO_PATH
 from leadflow.sandbox.hubspot_api import SANDBOX_HUB_ID
 from leadflow.sandbox.server import running_sandbox
 

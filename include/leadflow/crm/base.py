@@ -7,7 +7,10 @@ this boundary in the canonical shape of `leadflow.schema` (plain dicts keyed by 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from leadflow.ownership import Observed
 
 
 class CrmError(Exception):
@@ -106,6 +109,12 @@ class CrmConnector(Protocol):
 
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Current values of the pushed fields (canonical names, plus record_id)."""
+        ...
+
+    def observe(self, record_ids: Sequence[str]) -> dict[str, dict[str, "Observed"]]:
+        """record_id -> shared field (`ownership.SHARED_FIELDS`) -> its value now and who last
+        wrote it, from the CRM's own history; records that no longer exist are left out. Called
+        right before a write batch, so it reads only what the ownership rule needs."""
         ...
 
     def close(self) -> None: ...

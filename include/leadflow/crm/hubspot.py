@@ -31,6 +31,7 @@ from leadflow.crm.hubspot_mapping import (
     company_to_row,
     contact_to_lead,
     format_owned_value,
+    observed_shared,
     owned_values_from_properties,
     parse_epoch_ms,
 )
@@ -39,6 +40,7 @@ from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotS
 from leadflow.crm.hubspot_window import iter_pages
 from leadflow.crm.mapping import HubSpotMapping, load_mapping
 from leadflow.crm.ratelimit import Clock, Sleeper
+from leadflow.ownership import Observed
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ CONTACTS = "/crm/v3/objects/contacts"
 COMPANIES = "/crm/v3/objects/companies"
 PROPERTIES = "/crm/v3/properties/{object_type}"
 ID_PROPERTY = "hs_object_id"
+# HubSpot answers a batch read asking for property histories only up to this many inputs.
+HISTORY_BATCH = 50
+_UNSET = object()
 
 
 def search_body(filters: list[dict[str, Any]], sort_property: str, limit: int, properties: Sequence[str]) -> dict[str, Any]:
@@ -105,6 +110,7 @@ class HubSpotConnector:
         self._wall_clock = wall_clock
         self._portal_props: dict[str, dict[str, dict[str, Any]]] = {}
         self._options: dict[str, list[str]] = {}
+        self._app_id: object = _UNSET
 
     @classmethod
     def from_connection(
@@ -232,12 +238,16 @@ class HubSpotConnector:
                      len(leads), len(companies), len(issues), window.watermark.modified_ms)
             yield LeadPage(leads=leads, companies=companies, watermark=window.watermark, issues=issues)
 
-    def _batch_read(self, path: str, ids: Sequence[str], properties: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(results, errors) of batch reads of `ids`, 100 per call."""
+    def _batch_read(self, path: str, ids: Sequence[str], properties: Sequence[str],
+                    with_history: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(results, errors) of batch reads of `ids`: 100 per call, or HISTORY_BATCH when the
+        history of `with_history` is asked for (HubSpot's limit for property histories)."""
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
-        for chunk in chunks(list(ids), 100):
-            body = {"inputs": [{"id": i} for i in chunk], "properties": list(properties)}
+        for chunk in chunks(list(ids), HISTORY_BATCH if with_history else 100):
+            body: dict[str, Any] = {"inputs": [{"id": i} for i in chunk], "properties": list(properties)}
+            if with_history:
+                body["propertiesWithHistory"] = list(with_history)
             answer = self.session.request_json("POST", f"{path}/batch/read", json=body, idempotent=True) or {}
             results.extend(answer.get("results") or [])
             errors.extend(answer.get("errors") or [])
@@ -425,6 +435,29 @@ class HubSpotConnector:
             row["lead_status"] = lead["lead_status"]
             rows.append(row)
         return rows
+
+    def observe(self, record_ids: Sequence[str]) -> dict[str, dict[str, Observed]]:
+        """The shared fields (lifecycle stage, lead status) of the records that exist, with who
+        last wrote each (property history): what the ownership rule needs right before a write."""
+        mapping = self.mapping
+        names = [mapping.stage_property, mapping.lead_status_property]
+        found, _ = self._batch_read(CONTACTS, list(dict.fromkeys(str(r) for r in record_ids)), names, names)
+        app_id = self._own_app_id()
+        return {str(r.get("id")): observed_shared(r, mapping, app_id) for r in found}
+
+    def _own_app_id(self) -> str | None:
+        """leadflow's app id as HubSpot attributes its writes (INTEGRATION, sourceId), asked once.
+        None when the token is not a private app's (or the introspection fails): the push log
+        then tells leadflow's values apart."""
+        if self._app_id is _UNSET:
+            try:
+                app = self.session.token_info().get("appId")
+            except CrmError as exc:
+                log.warning("hubspot: token introspection failed (%s); leadflow's own writes are recognised "
+                            "by the push log only", type(exc).__name__)
+                app = None
+            self._app_id = None if app in (None, "") else str(app)
+        return self._app_id  # type: ignore[return-value]
 
     def format_value(self, field: str, value: Any) -> str:
         """How `value` of owned `field` is written to HubSpot; compare with pulled `crm_<field>`."""

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from leadflow.crm.base import RecordIssue
 from leadflow.crm.mapping import HubSpotMapping
+from leadflow.ownership import Observed, Writer
 from leadflow.schema import (
     COMPANY_COLUMNS,
+    CRM_RAW_PREFIX,
+    CRM_RAW_VALUE_COLUMNS,
     CRM_VALUE_PREFIX,
     LEAD_COLUMNS,
     MAX_TEXT_LENGTH,
@@ -162,7 +165,7 @@ def contact_to_lead(record: Mapping[str, Any], mapping: HubSpotMapping) -> tuple
         issues.append(_issue(rid, "record_id", "record has no id", None))
 
     columns = {c: p for c, p in mapping.contact_properties.items() if c not in ("lifecycle_stage", "lead_status")}
-    lead: dict[str, Any] = dict.fromkeys(LEAD_COLUMNS)
+    lead: dict[str, Any] = dict.fromkeys([*LEAD_COLUMNS, *CRM_RAW_VALUE_COLUMNS])
     lead.update(_convert_columns(rid, props, columns, LEAD_COLUMNS, issues))
     lead["crm"] = CRM
     lead["record_id"] = record_id
@@ -171,6 +174,7 @@ def contact_to_lead(record: Mapping[str, Any], mapping: HubSpotMapping) -> tuple
         raw = props.get(mapping.contact_properties[column])
         if _blank(raw):
             continue
+        lead[f"{CRM_RAW_PREFIX}{column}"] = str(raw).strip()
         canonical = _lookup(table, str(raw).strip())
         if canonical is None:
             issues.append(_issue(rid, column, "unknown value (not in the mapping)", raw))
@@ -287,3 +291,66 @@ def _to_epoch_ms(value: Any) -> int | None:
         moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         return int(round(moment.timestamp() * 1000))
     return parse_epoch_ms(value)
+
+
+# --- who changed what (property history) ---------------------------------------------------------
+# sourceType values of a person acting in HubSpot (the app, its mobile apps, the inbox/sales tools).
+PERSON_SOURCES = frozenset({"CRM_UI", "SALES", "EMAIL", "MOBILE_IOS", "MOBILE_ANDROID", "CONVERSATIONS"})
+WORKFLOW_SOURCES = frozenset({"WORKFLOW", "AUTOMATION_PLATFORM"})
+# A history entry this close to the record's creation holds the value it was created with.
+CREATION_TOLERANCE_MS = 5_000
+
+
+def history_writer(entries: Sequence[Mapping[str, Any]] | None, *, created_ms: int | None,
+                   own_app_id: str | None) -> tuple[Writer, int | None, str | None]:
+    """(writer, changed_at ms, changed_by) of a property's current value from its
+    `propertiesWithHistory` entries (newest first, as HubSpot returns them).
+
+    A person (CRM_UI, ...) and a workflow are told by `sourceType`; leadflow's own writes are
+    INTEGRATION entries from its app (`own_app_id`; when it is not known, UNKNOWN, and the push
+    log decides). A value still as the record was created by a form, an import or an API call
+    is a DEFAULT, nobody's decision; set later by anything else, it is someone else's.
+    """
+    if not entries:
+        return Writer.UNKNOWN, None, None
+    newest = entries[0]
+    source = str(newest.get("sourceType") or "").upper()
+    source_id = str(newest.get("sourceId") or "") or None
+    user = newest.get("updatedByUserId")
+    try:
+        at = parse_epoch_ms(newest.get("timestamp"))
+    except ValueError:
+        at = None
+    by = f"user:{user}" if user not in (None, "") else source_id
+    if source in PERSON_SOURCES:
+        return Writer.PERSON, at, by
+    if source in WORKFLOW_SOURCES:
+        return Writer.WORKFLOW, at, by
+    if source == "INTEGRATION" and own_app_id is not None and source_id == str(own_app_id):
+        return Writer.LEADFLOW, at, by
+    if created_ms is not None and at is not None and at - created_ms <= CREATION_TOLERANCE_MS:
+        return Writer.DEFAULT, at, by
+    if source == "INTEGRATION" and own_app_id is None:
+        return Writer.UNKNOWN, at, by
+    return Writer.INTEGRATION, at, by
+
+
+def observed_shared(record: Mapping[str, Any], mapping: HubSpotMapping,
+                    own_app_id: str | None) -> dict[str, Observed]:
+    """The shared fields (lifecycle stage, lead status) of one batch-read contact with history."""
+    props: Mapping[str, Any] = record.get("properties") or {}
+    history: Mapping[str, Any] = record.get("propertiesWithHistory") or {}
+    try:
+        created_ms = parse_epoch_ms(record.get("createdAt") or props.get("createdate"))
+    except ValueError:
+        created_ms = None
+    out: dict[str, Observed] = {}
+    for column, table in (("lifecycle_stage", mapping.lifecycle_stages), ("lead_status", mapping.lead_statuses)):
+        name = mapping.contact_properties[column]
+        raw = props.get(name)
+        raw = None if _blank(raw) else str(raw).strip()
+        canonical = None if raw is None else _lookup(table, raw)
+        known = raw is None or canonical is not None
+        writer, at, by = history_writer(history.get(name), created_ms=created_ms, own_app_id=own_app_id)
+        out[column] = Observed(canonical if known else raw, known=known, writer=writer, changed_at=at, changed_by=by)
+    return out

@@ -67,6 +67,9 @@ class HubSpotSettings(BaseModel):
             ) from None
 
 
+TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
+
+
 class HubSpotSession(RestSession):
     """REST session speaking HubSpot's error and rate-limit dialect."""
 
@@ -130,6 +133,11 @@ class HubSpotSession(RestSession):
             rate_limit_wait_s=settings.rate_limit_wait_s,
             search_rate_wait_s=settings.search_rate_wait_s,
         )
+
+    def token_info(self) -> dict[str, Any]:
+        """HubSpot's introspection of this session's private-app token: portal (`hubId`), `appId`,
+        `userId`, `scopes`. The token travels in the body, as HubSpot asks."""
+        return self.request_json("POST", TOKEN_INFO_PATH, json={"tokenKey": self._token}, idempotent=True) or {}
 
     # --- declarations ------------------------------------------------------------------------------
     def parse_error(self, response: requests.Response) -> ErrorInfo:

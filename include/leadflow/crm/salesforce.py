@@ -52,11 +52,19 @@ from leadflow.crm.http import (
 )
 from leadflow.crm.hubspot_session import AIRFLOW_HTTP_EXTRA_KEYS
 from leadflow.crm.ratelimit import Clock, Sleeper
-from leadflow.crm.salesforce_mapping import COMPATIBLE_TYPES, SalesforceMapping, lead_to_rows, load_mapping
+from leadflow.crm.salesforce_mapping import (
+    COMPATIBLE_TYPES,
+    SalesforceMapping,
+    lead_to_rows,
+    load_mapping,
+    observed_shared,
+)
 from leadflow.crm.salesforce_push import RATING, assert_writable, plan_update, results_from_collection
+from leadflow.ownership import Observed
 from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
 
 log = logging.getLogger(__name__)
+_UNSET = object()
 
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
@@ -289,6 +297,7 @@ class SalesforceConnector:
         self.max_batch_size = min(self.max_batch_size, self.settings.batch_size)
         self._wall_clock = wall_clock
         self._describe: dict[str, dict[str, Any]] | None = None
+        self._user_id: object = _UNSET
         self._schema_checked = False
         self.budget_exhausted = False
         self._lengths: dict[str, int] = {}
@@ -543,6 +552,61 @@ class SalesforceConnector:
         return results_from_collection(ids, body)
 
     # --- read ----------------------------------------------------------------------------------------------
+    def observe(self, record_ids: Sequence[str]) -> dict[str, dict[str, Observed]]:
+        """The shared fields (lifecycle stage, lead status) of the live records with who last set
+        each: one SOQL for the values, one LeadHistory SOQL for who set them (per 200 records).
+        `LastModifiedById` is no shortcut: leadflow writing a score last says nothing about who
+        set the status before."""
+        mapping = self.mapping
+        wanted = list(dict.fromkeys(str(r) for r in record_ids))
+        if not wanted:
+            return {}
+        records = self._query_ids(self._present(["Id", mapping.stage_field, mapping.status_field]), wanted)
+        own = self._own_user_id()
+        history: dict[str, list[dict[str, Any]]] = {}
+        if records and mapping.field_history_tracked:
+            fields = ", ".join(soql_string(f) for f in dict.fromkeys([mapping.stage_field, mapping.status_field]))
+            for chunk in chunks(list(records), 200):
+                soql = ("SELECT LeadId, Field, CreatedById, CreatedDate FROM LeadHistory WHERE LeadId IN "
+                        f"({', '.join(soql_string(i) for i in chunk)}) AND Field IN ({fields}) "
+                        "ORDER BY CreatedDate DESC")
+                for row in self._query_all_pages(soql):
+                    history.setdefault(str(row.get("LeadId")), []).append(row)
+        return {rid: observed_shared(rec, history.get(rid, []), mapping, own,
+                                     history_tracked=mapping.field_history_tracked)
+                for rid, rec in records.items()}
+
+    def _query_ids(self, names: Sequence[str], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        by_id: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(ids), 200):
+            soql = (f"SELECT {', '.join(names)} FROM {self.mapping.sobject} WHERE Id IN "
+                    f"({', '.join(soql_string(i) for i in chunk)})")
+            for record in self._query_all_pages(soql):
+                by_id[str(record.get("Id"))] = record
+        return by_id
+
+    def _query_all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
+        answer = self.session.request_json("GET", f"{self.api_path}/query", params={"q": soql}) or {}
+        while True:
+            yield from answer.get("records") or []
+            if answer.get("done", True) or not answer.get("nextRecordsUrl"):
+                return
+            answer = self.session.request_json("GET", str(answer["nextRecordsUrl"])) or {}
+
+    def _own_user_id(self) -> str | None:
+        """The id of the user leadflow's session acts as (OpenID userinfo), asked once; None when
+        it cannot be had: leadflow's own values are then recognised by the push log only."""
+        if self._user_id is _UNSET:
+            try:
+                info = self.session.request_json("GET", "/services/oauth2/userinfo") or {}
+                user = info.get("user_id")
+            except CrmError as exc:
+                log.warning("salesforce: userinfo failed (%s); leadflow's own writes are recognised by the push "
+                            "log only", type(exc).__name__)
+                user = None
+            self._user_id = None if user in (None, "") else str(user)
+        return self._user_id  # type: ignore[return-value]
+
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Current values of the pushed fields for the live records, in request order."""
         mapping = self.mapping
@@ -552,17 +616,7 @@ class SalesforceConnector:
         names = self._present(["Id", mapping.converted_field, mapping.stage_field, mapping.status_field,
                                *mapping.owned_field_names.values(),
                                *([mapping.rating_field] if mapping.rating_field else [])])
-        by_id: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(wanted, 200):
-            soql = (f"SELECT {', '.join(names)} FROM {mapping.sobject} WHERE Id IN "
-                    f"({', '.join(soql_string(i) for i in chunk)})")
-            answer = self.session.request_json("GET", f"{self.api_path}/query", params={"q": soql}) or {}
-            while True:
-                for record in answer.get("records") or []:
-                    by_id[str(record.get("Id"))] = record
-                if answer.get("done", True) or not answer.get("nextRecordsUrl"):
-                    break
-                answer = self.session.request_json("GET", str(answer["nextRecordsUrl"])) or {}
+        by_id = self._query_ids(names, wanted)
         rows = []
         for rid in record_ids:
             record = by_id.get(str(rid))

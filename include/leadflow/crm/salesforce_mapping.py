@@ -14,7 +14,7 @@ import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
@@ -28,8 +28,11 @@ from leadflow.crm.hubspot_mapping import (
     parse_number,
     truncate_text,
 )
+from leadflow.ownership import Observed, Writer
 from leadflow.schema import (
     COMPANY_COLUMNS,
+    CRM_RAW_PREFIX,
+    CRM_RAW_VALUE_COLUMNS,
     CRM_VALUE_PREFIX,
     LEAD_COLUMNS,
     MAX_TEXT_LENGTH,
@@ -94,6 +97,10 @@ class SalesforceMapping(BaseModel):
     rating_field: str | None = None
     rating_by_stage: dict[str, str] = {}
     lead_statuses: dict[str, str | None]
+    # Field history tracking is on for the stage and status fields (Setup > Object Manager > Lead
+    # > Fields & Relationships > Set History Tracking): LeadHistory then says who set a value.
+    # Off, leadflow cannot tell a default from a rep's decision and leaves values it never wrote.
+    field_history_tracked: bool = True
 
     @field_validator("lead_fields")
     @classmethod
@@ -289,7 +296,7 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
     issues: list[RecordIssue] = []
     if record_id is None:
         issues.append(_issue(rid, "record_id", "record has no id", None))
-    lead: dict[str, Any] = dict.fromkeys(LEAD_COLUMNS)
+    lead: dict[str, Any] = dict.fromkeys([*LEAD_COLUMNS, *CRM_RAW_VALUE_COLUMNS])
     columns = {c: f for c, f in mapping.lead_fields.items() if c not in ("lifecycle_stage", "lead_status")}
     _convert_into(lead, rid, record, columns, LEAD_COLUMNS, issues)
     lead["crm"] = CRM
@@ -297,6 +304,7 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
 
     raw_stage = _get(record, mapping.stage_field)
     if raw_stage not in (None, ""):
+        lead[f"{CRM_RAW_PREFIX}lifecycle_stage"] = str(raw_stage).strip()
         found, canonical = _lookup(mapping.lifecycle_stages, str(raw_stage).strip())
         if not found:
             issues.append(_issue(rid, "lifecycle_stage", "unknown value (not in the mapping)", raw_stage))
@@ -305,6 +313,7 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
         lead["lifecycle_stage"] = mapping.converted_stage  # a converted lead is won
     raw_status = _get(record, mapping.status_field)
     if raw_status not in (None, ""):
+        lead[f"{CRM_RAW_PREFIX}lead_status"] = str(raw_status).strip()
         found, canonical = _lookup(mapping.lead_statuses, str(raw_status).strip())
         if not found:
             issues.append(_issue(rid, "lead_status", "unknown value (not in the mapping)", raw_status))
@@ -386,3 +395,40 @@ def format_write_value(owned_type: str, value: Any, max_length: int | None = Non
 
 def render_kind(owned_type: str) -> str:
     return _RENDER_AS[owned_type]
+
+
+# --- who changed what (LastModifiedById, LeadHistory) ----------------------------------------------
+def observed_shared(record: Mapping[str, Any], history: Sequence[Mapping[str, Any]], mapping: SalesforceMapping,
+                    own_user_id: str | None, *, history_tracked: bool = True) -> dict[str, Observed]:
+    """The shared fields (lifecycle stage, lead status) of one Lead as read right before a write.
+
+    `history`: the record's LeadHistory rows for those fields, newest first. The newest row of
+    a field says who set its value: leadflow's own user, or someone else (Salesforce does not
+    tell a person from a flow running as one: both are someone else's decision). No row means
+    the value is the one the lead was created with (a DEFAULT), when field history is tracked;
+    when it is not (`history_tracked` False), nobody can tell, and the push log decides.
+    A value outside the mapping (or mapped to no canonical value) is someone else's.
+    """
+    out: dict[str, Observed] = {}
+    for column, name, table in (("lifecycle_stage", mapping.stage_field, mapping.lifecycle_stages),
+                                ("lead_status", mapping.status_field, mapping.lead_statuses)):
+        raw = _get(record, name)
+        raw = None if raw in (None, "") else str(raw).strip()
+        found, canonical = (True, None) if raw is None else _lookup(table, raw)
+        known = raw is None or (found and canonical is not None)
+        rows = [h for h in history if str(_get(h, "Field") or "").casefold() == name.casefold()]
+        if rows:
+            by = str(_get(rows[0], "CreatedById") or "") or None
+            try:
+                at = parse_epoch_ms(_get(rows[0], "CreatedDate"))
+            except ValueError:
+                at = None
+            if own_user_id is None:
+                writer = Writer.UNKNOWN
+            else:
+                writer = Writer.LEADFLOW if by == own_user_id else Writer.PERSON
+        else:
+            by, at = None, None
+            writer = Writer.DEFAULT if history_tracked else Writer.UNKNOWN
+        out[column] = Observed(canonical if known else raw, known=known, writer=writer, changed_at=at, changed_by=by)
+    return out

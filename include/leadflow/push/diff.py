@@ -4,28 +4,31 @@ Pure functions over DataFrames; no I/O. The rules:
 - a field is sent only when its desired value differs from the CRM's current one;
 - score changes smaller than `min_score_delta` are ignored unless grade or stage change too;
 - the lifecycle stage only moves forward and never leaves or enters a sales-owned stage;
-- the lead status is set only while it is empty or one leadflow itself sets: a status a
-  salesperson chose (in progress, connected, ...) wins;
+- the lifecycle stage and the lead status are shared with people: `leadflow.ownership` decides
+  whether leadflow may write them. Someone else's value is an *override* (left alone, reported);
+  a value leadflow never wrote is a candidate (`verify`) that the writer settles with the CRM's
+  history right before the write;
 - `scored_at` and `model_version` travel with any other change, never alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from dataclasses import field as dataclass_field
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from leadflow.schema import CRM_VALUE_PREFIX, SALES_OWNED_STAGES, STAGE_RANK, LeadStatus
+from leadflow.ownership import SHARED_FIELDS, Decision, Observed, ReclaimPolicy, decide
+from leadflow.schema import CRM_RAW_PREFIX, CRM_VALUE_PREFIX, SALES_OWNED_STAGES, STAGE_RANK
 
 NUMERIC_FIELDS = ("score", "fit_score", "engagement_score", "bant_count")
 TEXT_FIELDS = ("grade", "reasons", "disqualification_reason")
 # Fields that never justify a write on their own.
 PASSENGER_FIELDS = ("model_version", "scored_at")
-LEADFLOW_STATUSES = frozenset(
-    {LeadStatus.NEW.value, LeadStatus.OPEN.value, LeadStatus.NURTURE.value, LeadStatus.UNQUALIFIED.value}
-)
+CHANGE_COLUMNS = ["record_id", "field", "before", "after", "verify"]
+OVERRIDE_COLUMNS = ["record_id", "field", "current", "wanted", "last_written"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,17 @@ class DiffSettings:
     min_score_delta: float = 2.0
     push_stage: bool = True
     push_status: bool = True
+    reclaim: ReclaimPolicy | None = None
+
+
+@dataclass
+class Diff:
+    """`changes`: one row per (record_id, field) to write; `verify` marks a shared field the
+    writer must settle against the CRM's history first. `overrides`: shared fields leadflow
+    would change but someone else decided (their `current` value, what leadflow `wanted`)."""
+
+    changes: pd.DataFrame
+    overrides: pd.DataFrame = dataclass_field(default_factory=lambda: pd.DataFrame(columns=OVERRIDE_COLUMNS))
 
 
 def _num(series: pd.Series) -> np.ndarray:
@@ -49,14 +63,31 @@ def _stage_rank(series: pd.Series) -> np.ndarray:
 
 
 def compute_changes(
-    desired: pd.DataFrame, current: pd.DataFrame, settings: DiffSettings = DiffSettings()
+    desired: pd.DataFrame, current: pd.DataFrame, settings: DiffSettings = DiffSettings(),
+    last_written: Mapping[tuple[str, str], str | None] | None = None, now_ms: int = 0,
 ) -> pd.DataFrame:
-    """One row per (record_id, field) to write, with `before` and `after` as strings.
+    """The changes of `diff_leads` (the overrides left out)."""
+    return diff_leads(desired, current, settings, last_written, now_ms=now_ms).changes
+
+
+def diff_leads(
+    desired: pd.DataFrame, current: pd.DataFrame, settings: DiffSettings = DiffSettings(),
+    last_written: Mapping[tuple[str, str], str | None] | None = None,
+    standing: Mapping[tuple[str, str], str | None] | None = None, now_ms: int = 0,
+) -> Diff:
+    """What to write, one row per (record_id, field) with `before` and `after` as strings, and
+    the overrides.
 
     `desired`: score rows (schema.SCORE_COLUMNS). `current`: lead rows with `record_id`,
-    `lifecycle_stage`, `lead_status` and the `crm_<field>` current values of owned fields.
+    `lifecycle_stage`, `lead_status` (canonical), their raw CRM values `crm_raw_<field>` when
+    known (a raw value without a canonical one is outside the mapping) and the `crm_<field>`
+    current values of owned fields. `last_written`: (record_id, field) -> the value of
+    leadflow's last confirmed write of a shared field (push log). `standing`: (record_id,
+    field) -> someone else's value found at the last override; while the CRM still holds it,
+    the decision stands and is not read again.
     """
-    cur_cols = ["record_id", "lifecycle_stage", "lead_status"] + [
+    raw_cols = [f"{CRM_RAW_PREFIX}{f}" for f in SHARED_FIELDS]
+    cur_cols = ["record_id", "lifecycle_stage", "lead_status"] + raw_cols + [
         f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS
     ]
     for col in cur_cols:
@@ -92,8 +123,20 @@ def compute_changes(
     )
     cur_status = _text(merged["cur_status"])
     want_status = _text(merged["lead_status"])
-    status_ours = np.isin(cur_status, list(LEADFLOW_STATUSES)) | (cur_status == "")
-    status_change = settings.push_status & status_ours & (want_status != cur_status) & (want_status != "")
+    status_change = settings.push_status & (want_status != cur_status) & (want_status != "")
+    # An unmapped raw value has no canonical one: the wanted change must face it, not an empty field.
+    stage_change |= settings.push_stage & _unmapped(merged, "lifecycle_stage", "cur_stage") & (want_rank >= 0) \
+        & ~want_owned
+    status_change |= settings.push_status & _unmapped(merged, "lead_status", "cur_status") & (want_status != "")
+    verify: dict[str, np.ndarray] = {}
+    override_parts: list[pd.DataFrame] = []
+    for name, mask, cur_col, want_col in (("lifecycle_stage", stage_change, "cur_stage", "stage"),
+                                          ("lead_status", status_change, "cur_status", "lead_status")):
+        allowed, verify[name], overridden = _ownership(merged, mask, name, cur_col, want_col, settings,
+                                                       last_written or {}, standing or {}, now_ms)
+        mask &= allowed
+        if overridden is not None:
+            override_parts.append(overridden)
 
     grade_change = changed["grade"]
     for field in ("score", "fit_score", "engagement_score"):
@@ -126,12 +169,53 @@ def compute_changes(
                     "field": field,
                     "before": [_fmt(v) for v in sel[before_cols[field]].to_numpy()],
                     "after": [_fmt(v) for v in sel[after_cols[field]].to_numpy()],
+                    "verify": verify[field][mask] if field in verify else False,
                 }
             )
         )
+    overrides = (pd.concat(override_parts, ignore_index=True) if override_parts
+                 else pd.DataFrame(columns=OVERRIDE_COLUMNS))
     if not parts:
-        return pd.DataFrame(columns=["record_id", "field", "before", "after"])
-    return pd.concat(parts, ignore_index=True).sort_values(["record_id", "field"], kind="stable")
+        return Diff(pd.DataFrame(columns=CHANGE_COLUMNS), overrides)
+    changes = pd.concat(parts, ignore_index=True).sort_values(["record_id", "field"], kind="stable")
+    return Diff(changes.reset_index(drop=True), overrides)
+
+
+def _unmapped(merged: pd.DataFrame, name: str, cur_col: str) -> np.ndarray:
+    raw = _text(merged[f"{CRM_RAW_PREFIX}{name}"])
+    return (raw != "") & (_text(merged[cur_col]) == "")
+
+
+def _ownership(merged: pd.DataFrame, mask: np.ndarray, name: str, cur_col: str, want_col: str,
+               settings: DiffSettings, last_written: Mapping[tuple[str, str], str | None],
+               standing: Mapping[tuple[str, str], str | None], now_ms: int
+               ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """For the rows of `mask` (leadflow wants `name` changed): (may write, must verify,
+    overrides frame). Only those rows go through the rule: a handful per night."""
+    allowed = np.zeros(len(merged), dtype=bool)
+    verify = np.zeros(len(merged), dtype=bool)
+    rows = np.flatnonzero(mask)
+    if not len(rows):
+        return allowed, verify, None
+    ids = merged["record_id"].to_numpy(dtype=object)
+    canonical = _text(merged[cur_col])
+    raw = _text(merged[f"{CRM_RAW_PREFIX}{name}"])
+    wanted = _text(merged[want_col])
+    found: list[dict[str, Any]] = []
+    for i in rows:
+        known = canonical[i] != "" or raw[i] == ""
+        observed = Observed(canonical[i] if known else raw[i], known=known)
+        key = (str(ids[i]), name)
+        mine = last_written.get(key)
+        decision = decide(observed, wanted[i], mine, now_ms=now_ms, reclaim=settings.reclaim)
+        if decision is Decision.VERIFY and key in standing and standing[key] == observed.value:
+            decision = Decision.OVERRIDE
+        if decision is Decision.OVERRIDE:
+            found.append({"record_id": ids[i], "field": name, "current": observed.value, "wanted": wanted[i],
+                          "last_written": mine})
+        allowed[i] = decision in (Decision.WRITE, Decision.VERIFY)
+        verify[i] = decision is Decision.VERIFY
+    return allowed, verify, pd.DataFrame(found, columns=OVERRIDE_COLUMNS) if found else None
 
 
 def _fmt(value: Any) -> str | None:

@@ -2,7 +2,10 @@
 
 Every intended change is logged as `pending` before any call, then resolved to `confirmed`,
 `rejected` (the CRM refused it; retried on later runs), `failed` (refused too often) or left
-for the next run when the outcome stayed unknown. Confirmed values are copied onto the lead rows
+for the next run when the outcome stayed unknown. Right before each batch that writes a shared
+field (lifecycle stage, lead status), the connector reads those fields fresh with their history
+and `push.overrides.settle` applies the ownership rule: a value someone set since the pull is
+`overridden` (left alone and recorded), one the CRM already holds is `skipped`. Confirmed values are copied onto the lead rows
 so that re-running the push without a new pull sends nothing.
 """
 
@@ -22,8 +25,10 @@ from sqlalchemy import Engine, bindparam, func, select, update
 
 from leadflow.batching import chunks
 from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
+from leadflow.ownership import SHARED_FIELDS, ReclaimPolicy
 from leadflow.crm.http import TRANSIENT_TRANSPORT_ERRORS, WriteOutcomeUnknown
 from leadflow.push.inflight import send_in_order
+from leadflow.push.overrides import Finding, Settled, last_written, record_overrides, settle
 from leadflow.push.lease import (
     LeaseBusy,
     current_holder,
@@ -51,6 +56,7 @@ class PushSettings:
     transient_backoff_s: float = 2.0
     calls_in_flight: int = 1  # write calls outstanding at once (push.calls_in_flight in the config)
     lease_ttl_s: float = 300.0  # each renewal extends the push lease this far (push.lease_ttl_s)
+    reclaim: ReclaimPolicy | None = None  # when leadflow may take a shared field back (never)
 
 
 @dataclass
@@ -61,7 +67,10 @@ class PushOutcome:
     rejected: int = 0
     failed: int = 0
     unknown: int = 0
+    overridden: int = 0  # shared values someone else set, found right before the write
+    skipped: int = 0  # values the CRM already held, or records gone from it
     write_calls: int = 0
+    read_calls: int = 0  # pre-write reads
     # Record ids for the run report (the first REPORT_IDS of each).
     rejected_ids: list[str] = field(default_factory=list)
     failed_ids: list[str] = field(default_factory=list)
@@ -200,15 +209,18 @@ def push_changes(
         # records). Pending entries of this run for other records belong to a sibling shard.
         ours = {r["record_id"] for r in rows if r["status"] == "pending"}
         log_ids: dict[str, list[int]] = {}
-        pending_now = select(push_log.c.id, push_log.c.record_id).where(
+        field_ids: dict[tuple[str, str], int] = {}
+        pending_now = select(push_log.c.id, push_log.c.record_id, push_log.c.field).where(
             push_log.c.crm == crm, push_log.c.run_id == run_id, push_log.c.status == "pending")
-        for log_id, rec in conn.execute(pending_now):
+        for log_id, rec, name in conn.execute(pending_now):
             if rec in ours:
                 log_ids.setdefault(rec, []).append(log_id)
+                field_ids[(rec, name)] = log_id
     failed_ids = sorted({r["record_id"] for r in rows if r["status"] == "failed"})
     outcome.failed = len(failed_ids)
     outcome.failed_ids = failed_ids[:REPORT_IDS]
     todo: dict[str, dict[str, Any]] = {}
+    verify = _verify_set(changes)
     for r in rows:
         if r["status"] == "pending":
             values = todo.setdefault(r["record_id"], {})
@@ -219,11 +231,14 @@ def push_changes(
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
     updates = [RecordUpdate(record_id=rec, values=vals) for rec, vals in todo.items()]
-    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, log_ids, clock, on_batch)
+    check = _PreWriteCheck(engine, connector, crm, todo, verify, settings.reclaim, clock)
+    ledger = _Ledger(log_ids, field_ids)
+    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, ledger, clock, on_batch, check)
     log.info(
-        "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, %d calls",
+        "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, "
+        "%d overridden, %d skipped, %d write calls, %d pre-write reads",
         crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
-        outcome.unknown, outcome.write_calls,
+        outcome.unknown, outcome.overridden, outcome.skipped, outcome.write_calls, outcome.read_calls,
     )
     return outcome
 
@@ -237,9 +252,10 @@ def _push_rounds(
     settings: PushSettings,
     sleep: Callable[[float], None],
     outcome: PushOutcome,
-    log_ids: Mapping[str, Sequence[int]],
+    ledger: "_Ledger | Mapping[str, Sequence[int]]",
     clock: Callable[[], int] = now_ms,
     on_batch: Callable[[int], None] | None = None,
+    check: "_PreWriteCheck | None" = None,
 ) -> None:
     """Send `updates` in full batches, in rounds. Records answered with a transient error
     (locked, rate limited) wait for the next round instead of holding up the rest: one backoff
@@ -252,12 +268,23 @@ def _push_rounds(
     (`_Heartbeat`): a run that lost it raises `LeaseLost` before writing anything more."""
     size = connector.max_batch_size
     todo = list(updates)
+    if not isinstance(ledger, _Ledger):
+        ledger = _Ledger(ledger, {})
+    log_ids = ledger.by_record
     beat = _Heartbeat(engine, crm, run_id, settings.lease_ttl_s, clock=clock)
     for round_no in range(settings.transient_retries + 1):
         retry: list[RecordUpdate] = []
         unknown: list[tuple[RecordUpdate, RecordResult]] = []
-        send = partial(_send_batch, connector, beat)
-        for batch, results in send_in_order(send, chunks(todo, size), settings.calls_in_flight):
+        send = partial(_send_batch, connector, beat, check)
+        for asked, sent in send_in_order(send, chunks(todo, size), settings.calls_in_flight):
+            if sent.settled is not None:
+                outcome.read_calls += 1
+                _record_settled(engine, crm, run_id, sent.settled, ledger, outcome, clock)
+            batch, results = sent.updates, sent.results
+            if not batch:
+                if on_batch is not None:
+                    on_batch(len(asked))
+                continue
             outcome.write_calls += 1
             by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
             for upd, res in zip(batch, results):
@@ -267,7 +294,7 @@ def _push_rounds(
             retry.extend(upd for upd, _ in by_status.get("retryable", []))
             unknown.extend(by_status.get("unknown", []))
             if on_batch is not None:
-                on_batch(len(batch))
+                on_batch(len(asked))
         if unknown:
             # The calls timed out: the CRM may or may not hold the values. Read back, decide.
             confirmed_now, still, undecided = _resolve_unknown(connector, unknown)
@@ -285,17 +312,123 @@ def _push_rounds(
     _record(engine, crm, run_id, left, "unknown", outcome, log_ids)
 
 
-def _send_batch(connector: CrmConnector, beat: "_Heartbeat", batch: Sequence[RecordUpdate]) -> list[RecordResult]:
-    """`connector.push(batch)` once the lease is known to be ours; a call whose outcome is
-    unknown (a timeout or a cut-off answer after the request was sent, which a connector may
-    raise rather than report per record) becomes "unknown" results, read back like any other."""
+@dataclass
+class _Sent:
+    updates: list[RecordUpdate]  # what was sent, after the pre-write check
+    results: list[RecordResult]
+    settled: Settled | None = None  # the pre-write check's findings, None when none ran
+
+
+def _send_batch(connector: CrmConnector, beat: "_Heartbeat", check: "_PreWriteCheck | None",
+                batch: Sequence[RecordUpdate]) -> _Sent:
+    """`connector.push(batch)` once the lease is known to be ours and the pre-write check has
+    taken out what no longer holds; a call whose outcome is unknown (a timeout or a cut-off
+    answer after the request was sent, which a connector may raise rather than report per
+    record) becomes "unknown" results, read back like any other. Runs on a worker thread with
+    calls in flight: it only talks to the CRM; the caller records."""
     beat()
+    settled = check(batch) if check is not None else None
+    sending = list(batch) if settled is None else settled.updates
+    if not sending:
+        return _Sent([], [], settled)
     try:
-        return connector.push(batch)
+        return _Sent(sending, connector.push(sending), settled)
     except (WriteOutcomeUnknown, *TRANSIENT_TRANSPORT_ERRORS) as exc:
         log.warning("push: write of %d records ended without an answer (%s): reading them back",
-                    len(batch), type(exc).__name__)
-        return [RecordResult(u.record_id, "unknown", type(exc).__name__, "TIMEOUT") for u in batch]
+                    len(sending), type(exc).__name__)
+        return _Sent(sending, [RecordResult(u.record_id, "unknown", type(exc).__name__, "TIMEOUT")
+                               for u in sending], settled)
+
+
+def _verify_set(changes: pd.DataFrame) -> set[tuple[str, str]]:
+    """(record, field) pairs the diff could not settle without the CRM's history."""
+    if "verify" not in changes.columns:
+        return set()
+    flagged = changes[changes["verify"].fillna(False).astype(bool)]
+    return set(zip(flagged["record_id"].tolist(), flagged["field"].tolist()))
+
+
+@dataclass
+class _Ledger:
+    """This attempt's pending push-log ids: by record, and by (record, field)."""
+
+    by_record: Mapping[str, Sequence[int]]
+    by_field: Mapping[tuple[str, str], int]
+
+
+class _PreWriteCheck:
+    """Reads a batch's shared fields from the CRM with their history (one read per batch, only
+    when the batch writes one) and settles them with the ownership rule. A connector that
+    cannot read history (`observe` missing) keeps the diff's sure writes and drops its
+    candidates: without the history nobody can tell a default from a decision."""
+
+    def __init__(self, engine: Engine, connector: CrmConnector, crm: str, todo: Mapping[str, Mapping[str, Any]],
+                 verify: set[tuple[str, str]], reclaim: ReclaimPolicy | None, clock: Callable[[], int]) -> None:
+        shared_ids = [rec for rec, values in todo.items() if any(f in values for f in SHARED_FIELDS)]
+        self.connector, self.verify, self.reclaim, self.clock = connector, verify, reclaim, clock
+        self.written = last_written(engine, crm, shared_ids) if shared_ids else {}
+        self.observe = getattr(connector, "observe", None)
+
+    def __call__(self, batch: Sequence[RecordUpdate]) -> Settled | None:
+        ids = [u.record_id for u in batch if any(f in u.values for f in SHARED_FIELDS)]
+        if not ids:
+            return None
+        if self.observe is None:
+            return _without_history(batch, self.verify)
+        observed = self.observe(ids)
+        return settle(batch, observed, self.written, now_ms=self.clock(), reclaim=self.reclaim,
+                      current_stage_key=CURRENT_STAGE)
+
+
+def _without_history(batch: Sequence[RecordUpdate], verify: set[tuple[str, str]]) -> Settled:
+    out = Settled(updates=[])
+    for upd in batch:
+        doubtful = [f for f in SHARED_FIELDS if f in upd.values and (upd.record_id, f) in verify]
+        if not doubtful:
+            out.updates.append(upd)
+            continue
+        values = {k: v for k, v in upd.values.items() if k not in doubtful}
+        if "lifecycle_stage" not in values:
+            values.pop(CURRENT_STAGE, None)
+        out.findings.extend(Finding(upd.record_id, f, "overridden", "no history to tell a default from a decision",
+                                    {"record_id": upd.record_id, "field": f, "current": None,
+                                     "wanted": upd.values[f], "last_written": None})
+                            for f in doubtful)
+        if any(k not in PASSENGER_FIELDS and k != CURRENT_STAGE for k in values):
+            out.updates.append(RecordUpdate(upd.record_id, values))
+        else:
+            out.dropped.append(upd.record_id)
+    return out
+
+
+def _record_settled(engine: Engine, crm: str, run_id: str, settled: Settled, ledger: _Ledger,
+                    outcome: PushOutcome, clock: Callable[[], int]) -> None:
+    """Close the log entries the pre-write check took out (overridden / skipped), and those of
+    records left with nothing to write, and store the overrides: one transaction."""
+    if not settled.findings and not settled.dropped:
+        return
+    stamp = clock()
+    by_status: dict[tuple[str, str], list[int]] = {}
+    for finding in settled.findings:
+        log_id = ledger.by_field.get((finding.record_id, finding.field))
+        if log_id is not None:
+            by_status.setdefault((finding.status, finding.reason), []).append(log_id)
+    taken = {i for ids in by_status.values() for i in ids}
+    for rec in settled.dropped:
+        rest = [i for i in ledger.by_record.get(rec, ()) if i not in taken]
+        by_status.setdefault(("skipped", "nothing left to write"), []).extend(rest)
+    with engine.begin() as conn:
+        for (status, reason), ids in by_status.items():
+            for chunk in chunks(ids, LOG_IDS_PER_STATEMENT):
+                conn.execute(update(push_log).where(push_log.c.id.in_(chunk), push_log.c.status == "pending")
+                             .values(status=status, error=reason, updated_at=stamp))
+        overrides = [f.override for f in settled.findings if f.override is not None]
+        record_overrides(conn, crm, run_id, overrides, stamp)
+    outcome.overridden += sum(f.status == "overridden" for f in settled.findings)
+    outcome.skipped += sum(f.status == "skipped" for f in settled.findings)
+    if overrides:
+        log.info("push %s run %s: %d shared values left to their owners (overrides), %d records with nothing "
+                 "left to write", crm, run_id, len(overrides), len(settled.dropped))
 
 
 class _Heartbeat:

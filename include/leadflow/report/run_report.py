@@ -83,6 +83,7 @@ def render_run_report(engine: Engine, crm: str, run_id: str) -> str:
         dq=queries.dq_results_for_run(engine, crm, run_id),
         preview=preview,
         push_status=queries.push_status_counts(engine, crm, run_id),
+        overrides=queries.overrides(engine, crm, run_id),
         disqualification=queries.top_disqualification_reasons(engine, crm),
         other={k: (v if isinstance(v, (str, int, float, bool)) or v is None
                    else json.dumps(v, sort_keys=True, default=str)) for k, v in other.items()},

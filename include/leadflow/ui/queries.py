@@ -28,7 +28,7 @@ HISTOGRAM_BINS = 10  # 0-10, 10-20, ..., 90-100
 FAILED_PUSH_STATUSES: tuple[str, ...] = ("rejected", "failed", "unknown")
 # Per-run counts shown in the runs table, in column order.
 RUN_COUNT_KEYS: tuple[str, ...] = (
-    "pulled", "enriched", "quarantined", "scored", "changed", "pushed", "rejected",
+    "pulled", "enriched", "quarantined", "scored", "changed", "pushed", "rejected", "overrides",
 )
 
 
@@ -336,6 +336,25 @@ def push_status_counts(engine: Engine, crm: str, run_id: str | None = None) -> d
         return {str(s): int(n) for s, n in conn.execute(query)}
 
 
+@_guard(list)
+def overrides(engine: Engine, crm: str, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Shared values someone else set that leadflow left alone (newest first; one run, or the
+    latest finding per record and field across runs)."""
+    from leadflow.push.tables import push_overrides as po
+
+    columns = (po.c.run_id, po.c.record_id, po.c.field, po.c.current, po.c.wanted, po.c.writer, po.c.changed_by,
+               po.c.changed_at, po.c.seen_at)
+    query = select(*columns).where(po.c.crm == crm)
+    if run_id is not None:
+        query = query.where(po.c.run_id == run_id)
+    else:
+        latest = select(func.max(po.c.id)).where(po.c.crm == crm).group_by(po.c.record_id, po.c.field)
+        query = query.where(po.c.id.in_(latest.scalar_subquery()))
+    query = query.order_by(po.c.seen_at.desc(), po.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
 # --- dry-run preview ----------------------------------------------------------------------------------
 def latest_preview(run_rows: list[dict[str, Any]], prefer_dry_run: bool = True) -> dict[str, Any] | None:
     """The push preview to show: the newest dry run's (what a dry run is for), else the newest
@@ -372,5 +391,6 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10) -> dict[str, Any]:
         "disqualification_reasons": top_disqualification_reasons(engine, crm),
         "failed_pushes": failed_pushes(engine, crm),
         "push_status": push_status_counts(engine, crm),
+        "overrides": overrides(engine, crm),
         "preview": latest_preview(run_rows),
     }

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import URL, Engine, Table, create_engine, event, make_url
+from sqlalchemy import URL, Engine, Table, create_engine, event, inspect, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.batching import chunks
@@ -126,6 +126,27 @@ def ensure_schema(engine: Engine) -> None:
             if not exc.name or not module.startswith(exc.name):
                 raise
     metadata.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A warehouse made by an earlier version gets the nullable columns added since (their
+    value is filled by the next pull); create_all only creates missing tables. A missing
+    NOT NULL column cannot be added this way and is reported."""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in present]
+        for column in missing:
+            if not column.nullable:
+                raise RuntimeError(f"warehouse table {table.name!r} lacks the required column {column.name!r}: "
+                                   "migrate it by hand or start from an empty warehouse")
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+            log.info("warehouse table %s: added column %s", table.name, column.name)
 
 
 def upsert(

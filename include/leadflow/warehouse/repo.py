@@ -19,6 +19,7 @@ from leadflow.crm.base import RecordIssue, Watermark
 from leadflow.schema import (
     COMPANY_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,
+    CRM_RAW_VALUE_COLUMNS,
     LEAD_COLUMNS,
     SCORE_COLUMNS,
 )
@@ -225,7 +226,7 @@ def _json_default(value: Any) -> Any:
 
 
 # --- leads and companies ------------------------------------------------------------------------
-_LEAD_KINDS = {**LEAD_COLUMNS, **CRM_OWNED_VALUE_COLUMNS}
+_LEAD_KINDS = {**LEAD_COLUMNS, **CRM_OWNED_VALUE_COLUMNS, **CRM_RAW_VALUE_COLUMNS}
 _LEAD_FIELDS = list(_LEAD_KINDS)
 
 

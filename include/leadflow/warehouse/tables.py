@@ -20,7 +20,13 @@ from sqlalchemy import (
     Text,
 )
 
-from leadflow.schema import COMPANY_COLUMNS, CRM_OWNED_VALUE_COLUMNS, LEAD_COLUMNS, SCORE_COLUMNS
+from leadflow.schema import (
+    COMPANY_COLUMNS,
+    CRM_OWNED_VALUE_COLUMNS,
+    CRM_RAW_VALUE_COLUMNS,
+    LEAD_COLUMNS,
+    SCORE_COLUMNS,
+)
 
 metadata = MetaData()
 
@@ -40,6 +46,7 @@ leads = Table(
     metadata,
     *_columns(LEAD_COLUMNS, {"crm", "record_id"}),
     *_columns(CRM_OWNED_VALUE_COLUMNS, set()),
+    *_columns(CRM_RAW_VALUE_COLUMNS, set()),
     Column("pulled_at", BigInteger, nullable=False),
     Column("pull_run_id", String(250), nullable=False),
     # Stable hash of record_id: mapped tasks take the leads with shard_key % shards == shard.

@@ -16,7 +16,7 @@ from leadflow.crm.hubspot_mapping import (
     parse_number,
 )
 from leadflow.crm.mapping import HubSpotMapping
-from leadflow.schema import COMPANY_COLUMNS, CRM_OWNED_VALUE_COLUMNS, LEAD_COLUMNS, MAX_TEXT_LENGTH
+from leadflow.schema import COMPANY_COLUMNS, CRM_OWNED_VALUE_COLUMNS, CRM_RAW_VALUE_COLUMNS, LEAD_COLUMNS, MAX_TEXT_LENGTH
 
 JAN_1_2024_MS = 1_704_067_200_000
 
@@ -76,7 +76,8 @@ def test_contact_maps_every_lead_column_and_owned_value(mapping: HubSpotMapping)
         mapping,
     )
     assert issues == []
-    assert set(lead) == set(LEAD_COLUMNS) | set(CRM_OWNED_VALUE_COLUMNS)
+    assert set(lead) == set(LEAD_COLUMNS) | set(CRM_OWNED_VALUE_COLUMNS) | set(CRM_RAW_VALUE_COLUMNS)
+    assert lead["crm_raw_lifecycle_stage"] == "marketingqualifiedlead"
     assert lead["crm"] == "hubspot" and lead["record_id"] == "101"
     assert lead["page_views"] == 42.0 and lead["annual_revenue"] == 1500000.5
     assert lead["lifecycle_stage"] == "mql" and lead["lead_status"] == "nurture"

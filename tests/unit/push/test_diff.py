@@ -1,10 +1,11 @@
-"""The diff decides what leadflow writes: only real changes, stages forward, human statuses respected."""
+"""The diff decides what leadflow writes: only real changes, stages forward, other people's values
+left to them (overrides), values only the CRM's history can settle marked for the pre-write read."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from leadflow.push.diff import DiffSettings, compute_changes
+from leadflow.push.diff import DiffSettings, compute_changes, diff_leads
 
 
 def _desired(**over) -> pd.DataFrame:
@@ -66,14 +67,59 @@ def test_given_sales_owned_stage_then_stage_is_never_touched():
     assert "lifecycle_stage" not in _fields(changes)
 
 
-def test_given_status_set_by_a_salesperson_then_leadflow_does_not_overwrite_it():
-    changes = compute_changes(_desired(lead_status="nurture"), _current(lead_status="connected"))
-    assert "lead_status" not in _fields(changes)
+def _row(changes: pd.DataFrame, field: str) -> dict:
+    return changes[changes["field"] == field].iloc[0].to_dict()
 
 
-def test_given_status_leadflow_owns_then_it_is_updated():
-    changes = compute_changes(_desired(lead_status="unqualified"), _current(lead_status="open"))
-    assert "lead_status" in _fields(changes)
+def test_given_status_someone_changed_after_leadflow_wrote_it_then_it_is_an_override():
+    # leadflow opened the lead; a rep rejected it. The next run must not set it back to open.
+    diff = diff_leads(_desired(lead_status="open"), _current(lead_status="unqualified"),
+                      last_written={("1", "lead_status"): "open"})
+    assert "lead_status" not in _fields(diff.changes)
+    assert diff.overrides.to_dict("records") == [
+        {"record_id": "1", "field": "lead_status", "current": "unqualified", "wanted": "open", "last_written": "open"}]
+
+
+def test_given_status_still_what_leadflow_wrote_then_it_is_updated_without_a_history_check():
+    diff = diff_leads(_desired(lead_status="unqualified"), _current(lead_status="open"),
+                      last_written={("1", "lead_status"): "open"})
+    assert not _row(diff.changes, "lead_status")["verify"]
+    assert diff.overrides.empty
+
+
+def test_given_status_leadflow_never_wrote_then_it_is_a_candidate_for_the_history_check():
+    # A status nobody at leadflow wrote may be the portal's default or a rep's decision: only the
+    # CRM's history can tell, so the writer reads it right before the write.
+    diff = diff_leads(_desired(lead_status="nurture"), _current(lead_status="connected"))
+    assert bool(_row(diff.changes, "lead_status")["verify"]) is True
+    assert diff.overrides.empty
+
+
+def test_given_an_override_still_standing_then_it_is_not_read_again():
+    diff = diff_leads(_desired(lead_status="nurture"), _current(lead_status="in_progress"),
+                      standing={("1", "lead_status"): "in_progress"})
+    assert "lead_status" not in _fields(diff.changes)
+    assert list(diff.overrides["current"]) == ["in_progress"]
+
+
+def test_given_a_value_outside_the_mapping_then_it_is_left_and_never_treated_as_empty():
+    current = _current(lead_status=None, crm_raw_lead_status="PARTNER_REFERRAL",
+                       lifecycle_stage=None, crm_raw_lifecycle_stage="1234567")
+    diff = diff_leads(_desired(lead_status="open", stage="mql"), current)
+    assert not {"lead_status", "lifecycle_stage"} & _fields(diff.changes)
+    assert sorted(diff.overrides["current"]) == ["1234567", "PARTNER_REFERRAL"]
+
+
+def test_given_an_empty_shared_field_then_it_is_written():
+    diff = diff_leads(_desired(lead_status="open"), _current(lead_status=None))
+    assert not _row(diff.changes, "lead_status")["verify"]
+
+
+def test_given_stage_a_person_moved_back_then_the_same_evidence_does_not_promote_it_again():
+    diff = diff_leads(_desired(stage="mql"), _current(lifecycle_stage="lead"),
+                      last_written={("1", "lifecycle_stage"): "mql"})
+    assert "lifecycle_stage" not in _fields(diff.changes)
+    assert list(diff.overrides["field"]) == ["lifecycle_stage"]
 
 
 def test_given_only_scored_at_differs_then_nothing_is_written():

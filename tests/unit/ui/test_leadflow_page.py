@@ -70,11 +70,11 @@ def test_page_shows_runs_table_with_counts_per_run(client):
     rows = _table(html, "runs-table")
     header, newest, older = rows
     assert header[:4] == ["run", "status", "started", "duration s"]
-    assert header[4:11] == ["pulled", "enriched", "quarantined", "scored", "changed", "pushed", "rejected"]
+    assert header[4:12] == ["pulled", "enriched", "quarantined", "scored", "changed", "pushed", "rejected", "overrides"]
     assert newest[0].startswith(RUN_2) and "dry run" in newest[0]
     assert newest[4:11] == ["30", "25", "1", "111", "9", "0", "0"]
     assert older[0] == RUN_1 and older[4:11] == ["120", "100", "7", "110", "40", "38", "2"]
-    assert "1/2 passed" in older[11] and "1/1 passed" in newest[11]
+    assert "1/2 passed" in older[12] and "1/1 passed" in newest[12]
 
 
 def test_page_shows_funnel_chart_and_table_per_run(client):

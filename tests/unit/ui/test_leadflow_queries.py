@@ -15,7 +15,7 @@ def test_queries_aggregate_the_seeded_warehouse_on_each_database(warehouse):
     assert [r["run_id"] for r in runs] == [RUN_2, RUN_1]  # newest first
     assert runs[0]["dry_run"] is True and runs[1]["dry_run"] is False
     assert runs[1]["counts"] == {"pulled": 120, "enriched": 100, "quarantined": 7, "scored": 110,
-                                 "changed": 40, "pushed": 38, "rejected": 2}
+                                 "changed": 40, "pushed": 38, "rejected": 2, "overrides": None}
     assert runs[1]["duration_s"] == 65.0
 
     hist = queries.score_histogram(warehouse, CRM)

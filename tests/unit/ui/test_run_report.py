@@ -23,7 +23,7 @@ def test_report_has_summary_dq_transitions_and_charts(seeded):
     html = render_run_report(seeded, CRM, RUN_1)
     cards = dict(re.findall(r'data-key="(\w+)">([\d,—]+)<', html))
     assert cards == {"pulled": "120", "enriched": "100", "quarantined": "7", "scored": "110",
-                     "changed": "40", "pushed": "38", "rejected": "2"}
+                     "changed": "40", "pushed": "38", "rejected": "2", "overrides": "—"}
     assert "quarantine_share" in html and "required:email" in html and "1 failed" in html
     assert "lead -&gt; mql" in html  # stage transitions
     assert html.count("<svg") >= 4  # stages, transitions, histogram, grades
