@@ -113,6 +113,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     else:
         since = repo.get_watermark(engine, ctx.crm)
     pulled = companies = issues = pages = 0
+    removed = {"deleted": 0, "merged": 0}
     held: list[str] = []  # leads quarantined for values the warehouse cannot store
     connector = _connector(ctx)
     try:
@@ -123,13 +124,15 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                         landed = repo.land_page(
                             conn, ctx.crm, ctx.run_id, page.leads, page.companies, page.issues
                         )
+                        for kind, n in repo.mark_removed(conn, ctx.crm, page.removed).items():
+                            removed[kind] += n
                         if page.watermark is not None:
                             repo.set_watermark(conn, ctx.crm, page.watermark)
                     pulled += landed.leads
                     held.extend(landed.held_ids)
                     companies += len(page.companies)
                     issues += len(page.issues)
-                    pages += 1
+                    pages += 1 if page.leads else 0
                     advance(len(page.leads))
             except CrmBudgetExhausted as exc:
                 summary["warning"] = f"API budget exhausted after {pulled} leads; resumes next run ({exc})"
@@ -147,12 +150,15 @@ def extract(ctx: RunContext) -> dict[str, Any]:
             "quarantined_unstorable": len(held),
             "pages": pages,
             "full_refresh": ctx.full_refresh,
-            "marked_deleted": deleted,
+            "marked_deleted": deleted + removed["deleted"] + removed["merged"],
+            "removed_deleted": removed["deleted"],
+            "removed_merged": removed["merged"],
             "extract_api": stats,
         }
     )
     log.info("extract %s: %d leads (%d quarantined for unstorable values), %d companies, "
-             "%d input issues in %d pages", ctx.crm, pulled, len(held), companies, issues, pages)
+             "%d input issues in %d pages; %d archived or deleted, %d merged away", ctx.crm, pulled, len(held),
+             companies, issues, pages, removed["deleted"], removed["merged"])
     return _record(ctx, "extract", summary)
 
 

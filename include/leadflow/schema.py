@@ -119,6 +119,8 @@ CRM_OWNED_VALUE_COLUMNS: dict[str, str] = {f"{CRM_VALUE_PREFIX}{f}": "str" for f
 # canonical `lifecycle_stage` / `lead_status`, and must still be seen as someone else's.
 CRM_RAW_PREFIX = "crm_raw_"
 CRM_RAW_VALUE_COLUMNS: dict[str, str] = {f"{CRM_RAW_PREFIX}{f}": "str" for f in ("lifecycle_stage", "lead_status")}
+# A lead merged away in the CRM: the record that survived it (the lead is also is_deleted).
+LEAD_REMOVAL_COLUMNS: dict[str, str] = {"merged_into": "str"}
 
 # --- scores -------------------------------------------------------------------------------------
 SCORE_COLUMNS: dict[str, str] = {

@@ -53,6 +53,15 @@ class RecordIssue:
     value: str | None = None  # truncated to 200 characters by the connector
 
 
+@dataclass(frozen=True)
+class RemovedRecord:
+    """A lead the CRM archived, deleted or merged into another (`merged_into`) since the last
+    pull: an incremental pull does not return it, so the connector reports it."""
+
+    record_id: str
+    merged_into: str | None = None
+
+
 @dataclass
 class LeadPage:
     """One page of an incremental pull: canonical leads, their companies, and the watermark that
@@ -62,6 +71,7 @@ class LeadPage:
     companies: list[dict[str, Any]]
     watermark: Watermark | None
     issues: list[RecordIssue] = field(default_factory=list)
+    removed: list[RemovedRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from leadflow.crm.base import (
     RecordIssue,
     RecordResult,
     RecordUpdate,
+    RemovedRecord,
     Watermark,
 )
 from leadflow.crm.http import Stats, WriteOutcomeUnknown
@@ -31,6 +32,7 @@ from leadflow.crm.hubspot_mapping import (
     company_to_row,
     contact_to_lead,
     format_owned_value,
+    merged_ids,
     observed_shared,
     owned_values_from_properties,
     parse_epoch_ms,
@@ -49,6 +51,8 @@ CONTACTS = "/crm/v3/objects/contacts"
 COMPANIES = "/crm/v3/objects/companies"
 PROPERTIES = "/crm/v3/properties/{object_type}"
 ID_PROPERTY = "hs_object_id"
+# On a merge's survivor: the ids of the contacts merged into it (";"-separated).
+MERGED_IDS = "hs_merged_object_ids"
 # HubSpot answers a batch read asking for property histories only up to this many inputs.
 HISTORY_BATCH = 50
 _UNSET = object()
@@ -176,7 +180,7 @@ class HubSpotConnector:
         """Yield pages of contacts modified at/after `since` (everything when None)."""
         mapping, settings = self.mapping, self.settings
         cursor = mapping.cursor_property
-        wanted = [*mapping.contact_properties.values(), *mapping.owned_property_names.values()]
+        wanted = [*mapping.contact_properties.values(), *mapping.owned_property_names.values(), MERGED_IDS]
         properties = self._existing("contacts", wanted)
         essential = [ID_PROPERTY, cursor, mapping.contact_properties.get("company_id", "associatedcompanyid")]
         search_props, later_props = split_search_properties(
@@ -214,11 +218,14 @@ class HubSpotConnector:
                 records = self._merge_properties(records, later_props)
             leads: list[dict[str, Any]] = []
             issues: list[RecordIssue] = []
+            removed: list[RemovedRecord] = []
             for record in records:
                 lead, record_issues = contact_to_lead(record, mapping)
                 issues.extend(record_issues)
                 if lead["record_id"] is not None:
                     leads.append(lead)
+                    removed.extend(RemovedRecord(loser, merged_into=lead["record_id"])
+                                   for loser in merged_ids((record.get("properties") or {}).get(MERGED_IDS)))
             company_ids = [
                 cid for cid in dict.fromkeys(str(l["company_id"]) for l in leads if l.get("company_id"))
                 if cid not in fetched_companies
@@ -236,7 +243,38 @@ class HubSpotConnector:
             self.stats.add("issues", len(issues))
             log.info("HubSpot pull page: %d leads, %d companies, %d issues, watermark %s",
                      len(leads), len(companies), len(issues), window.watermark.modified_ms)
-            yield LeadPage(leads=leads, companies=companies, watermark=window.watermark, issues=issues)
+            yield LeadPage(leads=leads, companies=companies, watermark=window.watermark, issues=issues,
+                           removed=removed)
+        if since is not None:
+            archived = self._archived_since(since.modified_ms)
+            if archived:
+                yield LeadPage(leads=[], companies=[], watermark=None, removed=archived)
+
+    def _archived_since(self, since_ms: int) -> list[RemovedRecord]:
+        """Contacts archived (deleted) at or after `since_ms`. Search never returns archived
+        records, and the archived list cannot be filtered: it is paged through, asking for no
+        properties, and filtered on `archivedAt`."""
+        out: list[RemovedRecord] = []
+        after: str | None = None
+        seen = 0
+        while True:
+            params: dict[str, Any] = {"archived": "true", "limit": 100, "properties": ID_PROPERTY}
+            if after:
+                params["after"] = after
+            answer = self.session.request_json("GET", CONTACTS, params=params) or {}
+            for record in answer.get("results") or []:
+                seen += 1
+                try:
+                    at = parse_epoch_ms(record.get("archivedAt") or record.get("updatedAt"))
+                except ValueError:
+                    at = None
+                if record.get("id") is not None and (at is None or at >= since_ms):
+                    out.append(RemovedRecord(str(record["id"])))
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+        log.info("HubSpot archived contacts: %d listed, %d archived since the watermark", seen, len(out))
+        return out
 
     def _batch_read(self, path: str, ids: Sequence[str], properties: Sequence[str],
                     with_history: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ layer can compare `format_owned_value(field, desired)` with them to see what cha
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -354,3 +355,11 @@ def observed_shared(record: Mapping[str, Any], mapping: HubSpotMapping,
         writer, at, by = history_writer(history.get(name), created_ms=created_ms, own_app_id=own_app_id)
         out[column] = Observed(canonical if known else raw, known=known, writer=writer, changed_at=at, changed_by=by)
     return out
+
+
+def merged_ids(value: Any) -> list[str]:
+    """The ids in a survivor's `hs_merged_object_ids` (";"-separated; HubSpot has also been seen
+    sending commas)."""
+    if _blank(value):
+        return []
+    return [part.strip() for part in re.split(r"[;,]", str(value)) if part.strip().isdigit()]

@@ -35,6 +35,7 @@ from leadflow.schema import (
     CRM_RAW_VALUE_COLUMNS,
     CRM_VALUE_PREFIX,
     LEAD_COLUMNS,
+    LEAD_REMOVAL_COLUMNS,
     MAX_TEXT_LENGTH,
     OWNED_FIELDS,
     STAGE_ORDER,
@@ -204,7 +205,7 @@ class SalesforceMapping(BaseModel):
 
     def select_fields(self) -> list[str]:
         """Every field a pull asks for, de-duplicated, Id first."""
-        names = ["Id", "IsDeleted", self.converted_field, self.cursor_field, *self.lead_fields.values(),
+        names = ["Id", "IsDeleted", "MasterRecordId", self.converted_field, self.cursor_field, *self.lead_fields.values(),
                  *self.company_fields.values(), *self.owned_field_names.values()]
         out: dict[str, str] = {}
         for n in names:
@@ -296,7 +297,7 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
     issues: list[RecordIssue] = []
     if record_id is None:
         issues.append(_issue(rid, "record_id", "record has no id", None))
-    lead: dict[str, Any] = dict.fromkeys([*LEAD_COLUMNS, *CRM_RAW_VALUE_COLUMNS])
+    lead: dict[str, Any] = dict.fromkeys([*LEAD_COLUMNS, *CRM_RAW_VALUE_COLUMNS, *LEAD_REMOVAL_COLUMNS])
     columns = {c: f for c, f in mapping.lead_fields.items() if c not in ("lifecycle_stage", "lead_status")}
     _convert_into(lead, rid, record, columns, LEAD_COLUMNS, issues)
     lead["crm"] = CRM
@@ -319,6 +320,9 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
             issues.append(_issue(rid, "lead_status", "unknown value (not in the mapping)", raw_status))
         lead["lead_status"] = canonical
     lead["is_deleted"] = _get(record, "IsDeleted") is True
+    master = _get(record, "MasterRecordId")
+    if lead["is_deleted"] and master not in (None, ""):
+        lead["merged_into"] = str(master)  # the loser of a merge (queryAll shows it deleted)
     if lead["email"] is None:
         issues.append(_issue(rid, "email", "missing email", None))
     if lead.get("do_not_contact") is None and "do_not_contact" in mapping.lead_fields:

@@ -15,11 +15,12 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Engine, and_, func, select, update
 
-from leadflow.crm.base import RecordIssue, Watermark
+from leadflow.crm.base import RecordIssue, RemovedRecord, Watermark
 from leadflow.schema import (
     COMPANY_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,
     CRM_RAW_VALUE_COLUMNS,
+    LEAD_REMOVAL_COLUMNS,
     LEAD_COLUMNS,
     SCORE_COLUMNS,
 )
@@ -226,7 +227,7 @@ def _json_default(value: Any) -> Any:
 
 
 # --- leads and companies ------------------------------------------------------------------------
-_LEAD_KINDS = {**LEAD_COLUMNS, **CRM_OWNED_VALUE_COLUMNS, **CRM_RAW_VALUE_COLUMNS}
+_LEAD_KINDS = {**LEAD_COLUMNS, **CRM_OWNED_VALUE_COLUMNS, **CRM_RAW_VALUE_COLUMNS, **LEAD_REMOVAL_COLUMNS}
 _LEAD_FIELDS = list(_LEAD_KINDS)
 
 
@@ -316,6 +317,21 @@ def land_page(
         log.warning("landing %s page: %d of %d leads quarantined for values the warehouse cannot store "
                     "(ids %s)", crm, len(held), len(lead_batch), sorted(held)[:20])
     return LandedPage(leads=len(lead_batch), held_ids=tuple(sorted(held)))
+
+
+def mark_removed(conn: Any, crm: str, removed: Sequence[RemovedRecord]) -> dict[str, int]:
+    """Mark leads the CRM archived, deleted or merged away (inside the page's transaction): they
+    leave the population, so they are neither scored nor pushed from this run on. Returns how
+    many known leads were newly marked, per kind."""
+    counts = {"deleted": 0, "merged": 0}
+    for item in removed:
+        result = conn.execute(
+            update(leads)
+            .where(leads.c.crm == crm, leads.c.record_id == item.record_id, leads.c.is_deleted.is_not(True))
+            .values(is_deleted=True, merged_into=item.merged_into)
+        )
+        counts["merged" if item.merged_into else "deleted"] += result.rowcount or 0
+    return counts
 
 
 def mark_unseen_deleted(engine: Engine, crm: str, run_id: str) -> int:

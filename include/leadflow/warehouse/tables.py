@@ -25,6 +25,7 @@ from leadflow.schema import (
     CRM_OWNED_VALUE_COLUMNS,
     CRM_RAW_VALUE_COLUMNS,
     LEAD_COLUMNS,
+    LEAD_REMOVAL_COLUMNS,
     SCORE_COLUMNS,
 )
 
@@ -47,6 +48,7 @@ leads = Table(
     *_columns(LEAD_COLUMNS, {"crm", "record_id"}),
     *_columns(CRM_OWNED_VALUE_COLUMNS, set()),
     *_columns(CRM_RAW_VALUE_COLUMNS, set()),
+    *_columns(LEAD_REMOVAL_COLUMNS, set()),
     Column("pulled_at", BigInteger, nullable=False),
     Column("pull_run_id", String(250), nullable=False),
     # Stable hash of record_id: mapped tasks take the leads with shard_key % shards == shard.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -44,6 +44,7 @@ class FakeHubSpot:
         self.bad_ids: set[str] = set()  # ids that make the whole batch a 400
         self.update_failure: "Reply | BaseException | None" = None
         self.calls: list[tuple[str, str, Any]] = []
+        self.archived: list[dict[str, Any]] = []  # {"id", "archivedAt"} of archived contacts
         if owned_exists:
             self.add_property("leadflow_score", "number")
 
@@ -83,6 +84,15 @@ class FakeHubSpot:
             return Reply(200, self._read(self.companies, body))
         if route == ("POST", "/crm/v3/objects/contacts/batch/update"):
             return self._update(body)
+        if route == ("GET", "/crm/v3/objects/contacts"):
+            query = parse_qs(urlsplit(request.url).query)
+            if query.get("archived") != ["true"]:
+                return Reply(400, {"status": "error", "message": "only the archived list is faked"})
+            start, limit = int(query.get("after", ["0"])[0]), int(query["limit"][0])
+            page = self.archived[start:start + limit]
+            more = start + limit < len(self.archived)
+            return Reply(200, {"results": [{**r, "archived": True, "properties": {}} for r in page],
+                               **({"paging": {"next": {"after": str(start + limit)}}} if more else {})})
         return Reply(404, {"status": "error", "message": f"no route {route}"})
 
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +193,30 @@ def test_incremental_pull_filters_on_the_watermark(hubspot: FakeHubSpot, clock: 
     connector = _connector(hubspot, clock, mapping)
     leads = [l for p in connector.pull(Watermark(modified_ms=T0 + 4)) for l in p.leads]
     assert sorted(l["record_id"] for l in leads) == ["4", "5"]
+
+
+def test_given_contacts_archived_since_the_watermark_then_the_incremental_pull_reports_them(
+        hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.archived = [{"id": str(900 + i), "archivedAt": "2020-01-01T00:00:00Z"} for i in range(150)]
+    hubspot.archived.append({"id": "77", "archivedAt": T0 + 10})  # after the watermark
+    removed = [r for p in _connector(hubspot, clock, mapping).pull(Watermark(modified_ms=T0 + 4)) for r in p.removed]
+    assert [(r.record_id, r.merged_into) for r in removed] == [("77", None)]
+    lists = [p for m, p, b in hubspot.calls if m == "GET" and p == "/crm/v3/objects/contacts"]
+    assert len(lists) == 2  # paged through every archived contact
+
+
+def test_given_a_full_refresh_then_archived_contacts_are_not_listed(hubspot: FakeHubSpot, clock: FakeClock,
+                                                                    mapping: HubSpotMapping) -> None:
+    list(_connector(hubspot, clock, mapping).pull(None))
+    assert ("GET", "/crm/v3/objects/contacts") not in [(m, p) for m, p, _ in hubspot.calls]
+
+
+def test_given_a_merge_survivor_then_its_merged_ids_are_reported_as_merged_into_it(
+        hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot.add_property("hs_merged_object_ids", "enumeration")
+    hubspot.contacts["5"]["hs_merged_object_ids"] = "31;32"
+    removed = [r for p in _connector(hubspot, clock, mapping).pull(Watermark(modified_ms=T0 + 4)) for r in p.removed]
+    assert [(r.record_id, r.merged_into) for r in removed] == [("31", "5"), ("32", "5")]
 
 
 def test_given_owned_property_in_portal_then_current_value_is_pulled(clock: FakeClock, mapping: HubSpotMapping) -> None:

@@ -90,7 +90,12 @@ def test_converted_lead_is_won_and_deleted_lead_is_marked_deleted() -> None:
     lead, _, _ = lead_to_rows(_record(IsConverted=True, Status="Closed - Converted"), MAPPING)
     assert lead["lifecycle_stage"] == "customer" and lead["lead_status"] is None
     gone, _, _ = lead_to_rows(_record(IsDeleted=True), MAPPING)
-    assert gone["is_deleted"] is True
+    assert gone["is_deleted"] is True and gone["merged_into"] is None
+
+
+def test_merged_away_lead_names_the_lead_it_was_merged_into() -> None:
+    loser, _, _ = lead_to_rows(_record(IsDeleted=True, MasterRecordId="00Q000000000WIN"), MAPPING)
+    assert (loser["is_deleted"], loser["merged_into"]) == (True, "00Q000000000WIN")
 
 
 def test_bad_values_are_cleared_and_reported_not_raised() -> None:
