@@ -61,7 +61,7 @@ def test_users_list_the_integration_user_import_user_reps_and_admins(sf: Any) ->
     assert {u["profile"] for u in users.values()} == {"Integration User", "Data Import", "Sales Rep",
                                                       "System Administrator"}
     assert len([u for u in users.values() if u["profile"] == "Sales Rep"]) == 2
-    assert sf.context.users.reps[0].token == users["rep1@sandbox.example"]["token"]  # the Python API
+    assert sf.users.reps[0].token == users["rep1@sandbox.example"]["token"]  # the Python API
 
 
 def test_given_a_reps_session_updates_status_then_lead_and_history_name_the_rep(sf: Any) -> None:
