@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from leadflow.sandbox.faults import FaultInjector, RequestFaults
 from leadflow.sandbox.salesforce_schema import (
     LEAD,
+    HISTORY_EVENTS,
     LEAD_FIELDS,
     LEAD_HISTORY,
     OPPORTUNITY_PREFIX,
@@ -261,7 +262,7 @@ class SalesforceService:
         if sobject.lower() == SOBJECT.lower():
             obj, fields, writable = LEAD, [self._org_field(f).describe() for f in LEAD_FIELDS], True
         elif sobject.lower() == LEAD_HISTORY.name.lower():
-            picklist = ("created", "leadConverted", "leadMerged", *self.tracked_fields)
+            picklist = (*HISTORY_EVENTS, *self.tracked_fields)
             fields = [(dataclasses.replace(f, picklist=picklist) if f.name == "Field" else f).describe()
                       for f in LEAD_HISTORY.fields]
             obj, writable = LEAD_HISTORY, False
@@ -307,8 +308,9 @@ class SalesforceService:
     def _save_system(self, records: list[dict[str, Any]], changes: list[tuple[str, str, Any, Any]],
                      user: SalesforceUser, history: list[tuple[str, str, Any, Any]],
                      drop_history_of: Sequence[str] = ()) -> int:
-        """Save records changed by something other than a field update (delete, merge, convert)
-        as `user`; tracked fields among `changes` get their history rows. Returns the time."""
+        """Save `records` as changed by `user` (LastModifiedById, SystemModstamp now) with the
+        field `changes` logged, a LeadHistory row per tracked field among them plus the event rows
+        `history`, all in one transaction. Returns the time of the change (epoch ms)."""
         at_ms = self._now_ms()
         for rec in records:
             rec["LastModifiedById"] = user.id
