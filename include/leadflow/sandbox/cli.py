@@ -60,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve_p.add_argument("--salesforce-token", help="Salesforce session id (default: random, kept in the db file)")
     serve_p.add_argument("--salesforce-daily-limit", type=int, default=100_000,
                          help="Salesforce API requests per 24 h before 403 REQUEST_LIMIT_EXCEEDED (default: 100000)")
+    serve_p.add_argument("--salesforce-users", type=int, default=3, metavar="N",
+                         help="Salesforce sales reps, each with its own session id (GET /_sandbox/users; default: 3)")
+    serve_p.add_argument("--salesforce-admins", type=int, default=1, metavar="N",
+                         help="Salesforce system administrators with their own session id (default: 1)")
+    serve_p.add_argument("--salesforce-history-fields", metavar="F1,F2",
+                         help="Lead fields with field history tracking, shown in LeadHistory (default: Status, "
+                              "Rating and leadflow's Leadflow_*__c fields)")
     serve_p.add_argument("--ready-file", type=Path, help="also write the export lines to this file once listening")
     serve_p.set_defaults(func=cmd_serve, log_level=logging.INFO)
 
@@ -183,6 +190,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.salesforce_port >= 0:
         from leadflow.sandbox.salesforce_api import SalesforceSettings
 
+        history = {} if args.salesforce_history_fields is None else {
+            "history_fields": [f.strip() for f in args.salesforce_history_fields.split(",") if f.strip()]}
         try:
             salesforce = SalesforceSettings(
                 token=resolve_secret(store, "salesforce_token", args.salesforce_token, "00D5g000000LfLw!sandbox."),
@@ -190,6 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 client_secret=resolve_secret(store, "salesforce_client_secret", None, ""),
                 password=resolve_secret(store, "salesforce_password", None, ""),
                 daily_limit=args.salesforce_daily_limit, faults=args.faults, fault_seed=args.fault_seed,
+                users=args.salesforce_users, admins=args.salesforce_admins, **history,
                 timeout_seconds=args.timeout_seconds, slow_seconds=args.slow_seconds)
         except ValidationError as exc:
             store.close()

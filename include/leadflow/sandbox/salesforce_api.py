@@ -5,11 +5,16 @@ Routes (any API version `vNN.N` from 20.0):
   GET   /services/data/                              versions
   GET   /services/data/vNN.N/query?q= | queryAll?q=  SOQL (see salesforce_soql), 2,000 per batch
   GET   /services/data/vNN.N/query/<locator>         next batch (`nextRecordsUrl`)
-  GET   /services/data/vNN.N/sobjects/Lead/describe
-  GET|PATCH|DELETE /services/data/vNN.N/sobjects/Lead/<id>
+  GET   /services/data/vNN.N/sobjects/Lead/describe | sobjects/LeadHistory/describe
+  GET|PATCH|DELETE /services/data/vNN.N/sobjects/Lead/<id>   PATCH honours If-Unmodified-Since (412)
   PATCH /services/data/vNN.N/composite/sobjects      up to 200 records, allOrNone, per-record results
   GET   /services/data/vNN.N/limits
-  /_sandbox/health|stats|faults|limits|touch          admin (bearer token), not counted
+  /_sandbox/health|stats|faults|limits|touch          admin (org session), not counted
+  /_sandbox/users | picklist-values | merge | convert   sandbox-only stand-ins for what people do in
+                                                        the Salesforce UI and Setup (see below)
+Every /services/data call is made by a user: the integration user (the org session, which the
+OAuth token endpoint hands out) or one of the configured reps and admins, each with its own session
+id (`GET /_sandbox/users`; the password flow also logs them in with the org's sandbox password).
 Every /services/data answer carries `Sforce-Limit-Info: api-usage=N/M`; once the allocation is
 spent the answer is 403 REQUEST_LIMIT_EXCEEDED. Fault flags are the HubSpot part's: 429 becomes
 Salesforce's transient 403 "ConcurrentPerOrgLongTxn Limit exceeded.", 5xx a 503, partial and
@@ -32,19 +37,28 @@ from typing import Any, Awaitable, Callable
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs
 
 from leadflow.sandbox.app import Stats
 from leadflow.sandbox.faults import FaultInjector, FaultSpec, RequestFaults
 from leadflow.sandbox.responses import JSONResponse
-from leadflow.sandbox.salesforce_service import MAX_BATCH, ApiUsage, SalesforceApiError, SalesforceService
+from leadflow.sandbox.salesforce_service import (
+    DEFAULT_TRACKED_FIELDS,
+    MAX_BATCH,
+    ApiUsage,
+    SalesforceApiError,
+    SalesforceService,
+    check_tracked_fields,
+)
 from leadflow.sandbox.salesforce_store import SalesforceStore
+from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID, SalesforceUser, UserDirectory
 
 log = logging.getLogger(__name__)
 Sleeper = Callable[[float], Awaitable[None]]
 _ID_SEGMENT = re.compile(r"/(00Q[0-9A-Za-z]{12,15}|01g[0-9A-Fa-f]+-\d+)(?=/|$)")
 ORG_ID = "00D5g000000LfLwEAK"
-USER_ID = "0055g00000ALfWnAAL"
+USER_ID = INTEGRATION_USER_ID
 
 
 class SalesforceSettings(BaseModel):
@@ -63,12 +77,21 @@ class SalesforceSettings(BaseModel):
     timeout_seconds: float = Field(30.0, ge=0)
     slow_seconds: float = Field(1.5, ge=0)
     api_version: str = "59.0"
+    users: int = Field(3, ge=0, le=100, description="sales reps, each with its own session (--salesforce-users)")
+    admins: int = Field(1, ge=0, le=100, description="system administrators with their own session")
+    history_fields: tuple[str, ...] = Field(DEFAULT_TRACKED_FIELDS,
+                                            description="Lead fields with field history tracking (LeadHistory)")
 
     @field_validator("faults")
     @classmethod
     def _check_faults(cls, value: str) -> str:
         FaultSpec.parse(value)
         return value
+
+    @field_validator("history_fields")
+    @classmethod
+    def _check_history_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_tracked_fields(value)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -87,7 +110,10 @@ class SalesforceContext:
         self.settings = settings
         self.store = store
         self.faults = FaultInjector(FaultSpec.parse(settings.faults), settings.fault_seed)
-        self.service = SalesforceService(store, faults=self.faults, clock=clock, version=settings.api_version)
+        self.users = UserDirectory(settings.token, reps=settings.users, admins=settings.admins,
+                                   username=settings.username)
+        self.service = SalesforceService(store, faults=self.faults, clock=clock, version=settings.api_version,
+                                         users=self.users, tracked_fields=settings.history_fields)
         self.usage = ApiUsage(settings.daily_limit)
         self.stats = Stats()
         self.clock = clock
@@ -138,8 +164,10 @@ async def _handle(ctx: SalesforceContext, request: Request, call_next: Callable[
         return await call_next(request)
     if not path.startswith("/services/data"):
         return _error(404, "NOT_FOUND", "The requested resource does not exist")
-    if token != ctx.settings.token:
+    user = ctx.users.by_token(token)
+    if user is None:
         return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+    request.scope["salesforce.user"] = user
     if not ctx.usage.hit():
         return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.",
                       {"Sforce-Limit-Info": ctx.usage.header()})
@@ -186,15 +214,19 @@ def _oauth_router() -> APIRouter:
         if form.get("client_secret") != s.client_secret:
             return JSONResponse({"error": "invalid_client", "error_description": "invalid client credentials"},
                                 status_code=400)
+        user = ctx.users.integration
         if grant == "password":
-            if form.get("username") != s.username or not form.get("password", "").startswith(s.password):
+            # the org's people log in with their username and the org's sandbox password
+            found = ctx.users.find(form.get("username") or "")
+            if found is None or found.token is None or not form.get("password", "").startswith(s.password):
                 return JSONResponse({"error": "invalid_grant", "error_description": "authentication failure"},
                                     status_code=400)
+            user = found
         issued = str(int(ctx.clock() * 1000))
-        identity = f"{ctx.instance_url}/id/{ORG_ID}/{USER_ID}"
+        identity = f"{ctx.instance_url}/id/{ORG_ID}/{user.id}"
         signature = base64.b64encode(hmac.new(s.client_secret.encode(), (identity + issued).encode(),
                                               hashlib.sha256).digest()).decode()
-        return JSONResponse({"access_token": s.token, "instance_url": ctx.instance_url, "id": identity,
+        return JSONResponse({"access_token": user.token, "instance_url": ctx.instance_url, "id": identity,
                              "token_type": "Bearer", "issued_at": issued, "signature": signature,
                              "scope": "api"})
 
@@ -215,6 +247,28 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw or b"null")
     except ValueError:
         raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Unexpected character in the request body") from None
+
+
+def _user(request: Request) -> SalesforceUser:
+    """The user whose session made the call (set by the gate)."""
+    user = request.scope.get("salesforce.user")
+    return user if user is not None else request.app.state.salesforce.users.integration
+
+
+def _unmodified_since_ms(request: Request) -> int | None:
+    """`If-Unmodified-Since` (an HTTP date) as epoch ms; an unreadable one is 400, as Salesforce
+    answers an invalid conditional header on PATCH."""
+    raw = request.headers.get("if-unmodified-since")
+    if raw is None:
+        return None
+    try:
+        moment = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise SalesforceApiError(400, "INVALID_HEADER_VALUE", "If-Unmodified-Since must be an HTTP date in GMT, "
+                                 "e.g. 'Wed, 21 Oct 2026 07:28:00 GMT'")
+    return int(moment.timestamp() * 1000)
 
 
 def _batch_size(request: Request) -> int:
@@ -259,6 +313,12 @@ def _data_router() -> APIRouter:
         _version(request, version)
         return JSONResponse(request.app.state.salesforce.service.describe())
 
+    @router.get("/{version}/sobjects/LeadHistory/describe")
+    @router.get("/{version}/sobjects/LeadHistory/describe/")
+    async def describe_history(request: Request, version: str) -> JSONResponse:
+        _version(request, version)
+        return JSONResponse(request.app.state.salesforce.service.describe("LeadHistory"))
+
     @router.get("/{version}/limits")
     @router.get("/{version}/limits/")
     async def limits(request: Request, version: str) -> JSONResponse:
@@ -272,7 +332,7 @@ def _data_router() -> APIRouter:
         ctx: SalesforceContext = request.app.state.salesforce
         body = await _json_body(request)
         faults: RequestFaults = request.scope.get("salesforce.faults") or RequestFaults()
-        results, applied = ctx.service.update_collection(body, faults)
+        results, applied = ctx.service.update_collection(body, faults, _user(request))
         request.scope["salesforce.applied"] = applied
         return JSONResponse(results)
 
@@ -287,21 +347,23 @@ def _data_router() -> APIRouter:
     async def update_record(request: Request, version: str, record_id: str) -> Response:
         _version(request, version)
         body = await _json_body(request)
-        request.app.state.salesforce.service.update_one(record_id, body)
+        request.app.state.salesforce.service.update_one(record_id, body, _user(request),
+                                                        unmodified_since_ms=_unmodified_since_ms(request))
         request.scope["salesforce.applied"] = True
         return Response(status_code=204)
 
     @router.delete("/{version}/sobjects/Lead/{record_id}")
     async def delete_record(request: Request, version: str, record_id: str) -> Response:
         _version(request, version)
-        request.app.state.salesforce.service.delete(record_id)
+        request.app.state.salesforce.service.delete(record_id, _user(request))
         request.scope["salesforce.applied"] = True
         return Response(status_code=204)
 
     @router.api_route("/{version}/sobjects/{sobject}/{rest:path}", methods=["GET", "PATCH", "POST", "DELETE"])
     async def other_sobject(request: Request, version: str, sobject: str, rest: str) -> JSONResponse:
         _version(request, version)
-        return _error(404, "NOT_FOUND", f"The requested resource does not exist (the sandbox serves Lead only)")
+        return _error(404, "NOT_FOUND", "The requested resource does not exist (the sandbox serves Lead rows and "
+                      "the Lead and LeadHistory describes)")
 
     return router
 
@@ -346,6 +408,49 @@ def _admin_router() -> APIRouter:
         usage.set(limit=body.get("daily_limit"), used=body.get("used"))
         return JSONResponse({"daily_limit": usage.limit, "used": usage.used})
 
+    @router.get("/users")
+    async def users(request: Request) -> JSONResponse:
+        """The org's users with their session ids (for tests and manual runs: this is the admin API)."""
+        directory: UserDirectory = request.app.state.salesforce.users
+        return JSONResponse({"users": [u.describe(with_token=u.token is not None) for u in directory.all]})
+
+    @router.post("/picklist-values")
+    async def add_picklist_value(request: Request) -> JSONResponse:
+        """`{"field": "Status", "value": "Recycled", "converted": false}`: add a value to the org's
+        picklist (in Salesforce an admin does this in Setup or with the Metadata API)."""
+        body = await _admin_body(request, required={"field", "value"}, optional={"converted"})
+        service: SalesforceService = request.app.state.salesforce.service
+        try:
+            return JSONResponse(service.add_picklist_value(str(body["field"]), body["value"],
+                                                           converted=bool(body.get("converted", False))))
+        except ValueError as exc:
+            return _error(400, "INVALID_INPUT", str(exc))
+
+    @router.post("/merge")
+    async def merge(request: Request) -> JSONResponse:
+        """`{"masterId": A, "mergedId": B, "asUser": id or username}`: merge lead B into A as that
+        user (default: the integration user), as a person does in the Salesforce UI."""
+        body = await _admin_body(request, required={"masterId", "mergedId"}, optional={"asUser"})
+        ctx: SalesforceContext = request.app.state.salesforce
+        user = _acting(ctx, body)
+        if isinstance(user, JSONResponse):
+            return user
+        return JSONResponse(ctx.service.merge(str(body["masterId"]), str(body["mergedId"]), user))
+
+    @router.post("/convert")
+    async def convert(request: Request) -> JSONResponse:
+        """`{"leadId": L, "asUser": ..., "convertedStatus"?, "accountId"?, "createOpportunity"?}`:
+        convert the lead as that user (Salesforce's convertLead)."""
+        body = await _admin_body(request, required={"leadId"},
+                                 optional={"asUser", "convertedStatus", "accountId", "createOpportunity"})
+        ctx: SalesforceContext = request.app.state.salesforce
+        user = _acting(ctx, body)
+        if isinstance(user, JSONResponse):
+            return user
+        return JSONResponse(ctx.service.convert(
+            str(body["leadId"]), user, converted_status=body.get("convertedStatus"),
+            account_id=body.get("accountId"), create_opportunity=bool(body.get("createOpportunity", False))))
+
     @router.post("/touch")
     async def touch(request: Request) -> Response:
         """`{"ids": [...], "modstampMs": 1700000000000}`: give many leads one SystemModstamp."""
@@ -356,3 +461,23 @@ def _admin_router() -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+async def _admin_body(request: Request, *, required: set[str], optional: set[str]) -> dict[str, Any]:
+    """The JSON object of an admin call, with exactly the keys it may have (400 naming the rest)."""
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise SalesforceApiError(400, "INVALID_INPUT", f"expected a JSON object with {sorted(required)}")
+    missing = required - set(body)
+    unknown = set(body) - required - optional
+    if missing or unknown:
+        raise SalesforceApiError(400, "INVALID_INPUT", f"missing keys: {sorted(missing)}; unknown keys: "
+                                 f"{sorted(unknown)} (allowed: {sorted(required | optional)})")
+    return body
+
+
+def _acting(ctx: SalesforceContext, body: dict[str, Any]) -> SalesforceUser | JSONResponse:
+    try:
+        return ctx.users.acting(body.get("asUser"))
+    except ValueError as exc:
+        return _error(400, "INVALID_INPUT", str(exc))

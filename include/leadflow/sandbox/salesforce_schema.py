@@ -1,16 +1,21 @@
-"""The sandbox org's Lead object: field definitions (what `describe` returns), 18-character ids,
-and conversion of values between the wire (JSON as Salesforce sends it) and the store (typed:
-numbers, booleans, epoch milliseconds for datetimes)."""
+"""The sandbox org's objects: Lead and LeadHistory field definitions (what `describe` returns),
+18-character ids, and conversion of values between the wire (JSON as Salesforce sends it) and the
+store (typed: numbers, booleans, epoch milliseconds for datetimes, 'YYYY-MM-DD' for dates)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 SOBJECT = "Lead"
 ID_PREFIX = "00Q"
+USER_PREFIX = "005"
+HISTORY_PREFIX = "017"
+CONTACT_PREFIX = "003"
+ACCOUNT_PREFIX = "001"
+OPPORTUNITY_PREFIX = "006"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -30,10 +35,14 @@ BUDGET_VALUES: tuple[str, ...] = ("<5k", "5k-25k", "25k-100k", ">100k")
 TIMEFRAME_VALUES: tuple[str, ...] = ("this_quarter", "6_months", "12_months", "just_researching")
 
 
+# Types whose values are record ids: compared exactly (ids are case-sensitive), never NOCASE.
+ID_TYPES = ("id", "reference")
+
+
 @dataclass(frozen=True)
 class FieldDef:
     name: str
-    type: str  # id string email phone url picklist double currency int boolean datetime textarea
+    type: str  # id reference string email phone url picklist double currency int boolean datetime date textarea anyType
     label: str
     length: int = 0
     updateable: bool = True
@@ -42,16 +51,26 @@ class FieldDef:
     picklist: tuple[str, ...] = ()
     restricted: bool = False
     default_value: Any = None
+    reference_to: tuple[str, ...] = ()
+    # anyType (LeadHistory's OldValue/NewValue) can be neither filtered nor sorted in Salesforce
+    filterable: bool = True
+
+    @property
+    def sortable(self) -> bool:
+        return self.filterable and self.type != "textarea"
 
     def describe(self) -> dict[str, Any]:
         number = self.type in ("double", "currency", "int", "percent")
+        reference = self.type == "reference"
         return {
             "name": self.name, "label": self.label, "type": self.type, "length": self.length,
             "custom": self.custom, "updateable": self.updateable, "createable": self.updateable,
-            "nillable": self.nillable, "filterable": True, "sortable": self.type != "textarea",
+            "nillable": self.nillable, "filterable": self.filterable, "sortable": self.sortable,
             "precision": 18 if number else 0, "scale": 2 if number and self.type != "int" else 0,
             "digits": 9 if self.type == "int" else 0, "defaultValue": self.default_value,
             "restrictedPicklist": self.restricted, "calculated": False, "unique": False,
+            "referenceTo": list(self.reference_to),
+            "relationshipName": self.name[:-2] if reference and self.name.endswith("Id") else None,
             "soapType": _SOAP.get(self.type, "xsd:string"),
             "picklistValues": [
                 {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
@@ -60,7 +79,7 @@ class FieldDef:
         }
 
 
-_SOAP = {"id": "tns:ID", "double": "xsd:double", "currency": "xsd:double", "int": "xsd:int",
+_SOAP = {"id": "tns:ID", "reference": "tns:ID", "date": "xsd:date", "anyType": "xsd:anyType", "double": "xsd:double", "currency": "xsd:double", "int": "xsd:int",
          "boolean": "xsd:boolean", "datetime": "xsd:dateTime"}
 
 
@@ -88,8 +107,17 @@ LEAD_FIELDS: tuple[FieldDef, ...] = (
     _f("Description", "textarea", "Description", 32000),
     _f("HasOptedOutOfEmail", "boolean", "Email Opt Out", nillable=False, default_value=False),
     _f("IsConverted", "boolean", "Converted", updateable=False, nillable=False, default_value=False),
+    _f("ConvertedDate", "date", "Converted Date", updateable=False),
+    _f("ConvertedContactId", "reference", "Converted Contact ID", 18, updateable=False, reference_to=("Contact",)),
+    _f("ConvertedAccountId", "reference", "Converted Account ID", 18, updateable=False, reference_to=("Account",)),
+    _f("ConvertedOpportunityId", "reference", "Converted Opportunity ID", 18, updateable=False,
+       reference_to=("Opportunity",)),
+    _f("MasterRecordId", "reference", "Master Record ID", 18, updateable=False, reference_to=("Lead",)),
     _f("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+    _f("CreatedById", "reference", "Created By ID", 18, updateable=False, nillable=False, reference_to=("User",)),
     _f("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
+    _f("LastModifiedById", "reference", "Last Modified By ID", 18, updateable=False, nillable=False,
+       reference_to=("User",)),
     _f("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
     # custom fields of the org: form answers, behaviour, firmographics from enrichment
     _f("Lifecycle_Stage__c", "picklist", "Lifecycle Stage", 255, picklist=STAGE_VALUES, restricted=True),
@@ -133,6 +161,53 @@ def lookup_field(name: str) -> FieldDef | None:
     return FIELDS_BY_LOWER.get(name.lower())
 
 
+# What Salesforce writes in LeadHistory.Field besides the API names of tracked fields.
+HISTORY_EVENTS: tuple[str, ...] = ("created", "leadConverted", "leadMerged")
+HISTORY_FIELDS: tuple[FieldDef, ...] = (
+    _f("Id", "id", "Lead History ID", 18, updateable=False, nillable=False),
+    _f("IsDeleted", "boolean", "Deleted", updateable=False, nillable=False, default_value=False),
+    _f("LeadId", "reference", "Lead ID", 18, updateable=False, nillable=False, reference_to=("Lead",)),
+    _f("CreatedById", "reference", "Created By ID", 18, updateable=False, nillable=False, reference_to=("User",)),
+    _f("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+    _f("Field", "picklist", "Changed Field", 255, updateable=False, nillable=False,
+       picklist=HISTORY_EVENTS + tuple(f.name for f in LEAD_FIELDS if f.updateable)),
+    _f("OldValue", "anyType", "Old Value", updateable=False, filterable=False),
+    _f("NewValue", "anyType", "New Value", updateable=False, filterable=False),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SObjectType:
+    """One queryable object of the sandbox org: its fields and where the store keeps them
+    (`columns`: field -> SQL column; any other field is in the row's `fields` JSON document)."""
+
+    name: str
+    key_prefix: str
+    label: str
+    fields: tuple[FieldDef, ...]
+    table: str
+    columns: dict[str, str]
+    _by_lower: dict[str, FieldDef] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_lower.update({f.name.lower(): f for f in self.fields})
+
+    def lookup(self, name: str) -> FieldDef | None:
+        return self._by_lower.get(name.lower())
+
+    def column_sql(self, fdef: FieldDef) -> str:
+        column = self.columns.get(fdef.name)
+        return column if column else f"json_extract(fields, '$.{fdef.name}')"
+
+
+LEAD = SObjectType(SOBJECT, ID_PREFIX, "Lead", LEAD_FIELDS, "sf_lead", COLUMN_FIELDS)
+LEAD_HISTORY = SObjectType(
+    "LeadHistory", HISTORY_PREFIX, "Lead History", HISTORY_FIELDS, "sf_lead_history",
+    {"Id": "id", "IsDeleted": "is_deleted", "LeadId": "lead_id", "CreatedById": "created_by",
+     "CreatedDate": "created_ms", "Field": "field", "OldValue": "old_value", "NewValue": "new_value"})
+SOBJECTS: dict[str, SObjectType] = {o.name.lower(): o for o in (LEAD, LEAD_HISTORY)}
+
+
 # --- ids ----------------------------------------------------------------------------------------
 def _suffix(id15: str) -> str:
     """The 3-character case-safety suffix of an 18-character id: one character per 5-character
@@ -147,8 +222,9 @@ def _suffix(id15: str) -> str:
     return "".join(out)
 
 
-def lead_id(number: int) -> str:
-    """The Lead id of the world's contact `number`; ids sort (as strings) in number order."""
+def record_id(prefix: str, number: int) -> str:
+    """The reproducible 18-character id `number` of the object with key prefix `prefix` (`00Q`
+    Lead, `005` User, `003` Contact, ...); ids of one prefix sort (as strings) in number order."""
     if number < 0:
         raise ValueError("id number must be >= 0")
     digits = []
@@ -158,8 +234,24 @@ def lead_id(number: int) -> str:
         digits.append(_BASE62[r])
     if n:
         raise ValueError("id number too large")
-    id15 = ID_PREFIX + "5g0" + "".join(reversed(digits))
+    id15 = prefix + "5g0" + "".join(reversed(digits))
     return id15 + _suffix(id15)
+
+
+def lead_id(number: int) -> str:
+    """The Lead id of the world's contact `number`; ids sort (as strings) in number order."""
+    return record_id(ID_PREFIX, number)
+
+
+def id_number(value: str) -> int:
+    """The number `record_id` encoded in an id (ValueError if it is not one of the sandbox's)."""
+    text = to_18(value)
+    if text[3:6] != "5g0":
+        raise ValueError(f"not a sandbox record id: {value}")
+    n = 0
+    for ch in text[6:15]:
+        n = n * 62 + _BASE62.index(ch)
+    return n
 
 
 def to_18(value: str) -> str:
@@ -194,6 +286,11 @@ def parse_datetime(text: str) -> int:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
     return int(round(moment.timestamp() * 1000))
+
+
+def format_date(ms: int) -> str:
+    """Epoch ms -> its UTC day, 'YYYY-MM-DD' (Salesforce's date fields)."""
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
 def to_wire(fdef: FieldDef, value: Any) -> Any:

@@ -24,6 +24,7 @@ from leadflow.connections import SALESFORCE_CONN_TYPE
 from leadflow.sandbox.salesforce_api import SalesforceContext, SalesforceSettings, create_salesforce_app
 from leadflow.sandbox.salesforce_store import SalesforceStore
 from leadflow.sandbox.salesforce_tls import make_self_signed
+from leadflow.sandbox.salesforce_users import UserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class SalesforceHandle:
     _server: uvicorn.Server
     _thread: threading.Thread
     _sock: Any
+
+    @property
+    def users(self) -> UserDirectory:
+        """The org's users (integration, import, reps, admins) with their session ids."""
+        return self.context.users
 
     @property
     def client_id(self) -> str:

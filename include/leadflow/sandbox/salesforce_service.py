@@ -1,35 +1,84 @@
-"""Salesforce behaviour of the sandbox, independent of HTTP: SOQL queries with snapshot cursors and
-`nextRecordsUrl` batches, the daily API allocation, describe, and sObject writes with Salesforce's
-per-record errors and `allOrNone` semantics."""
+"""Salesforce behaviour of the sandbox, independent of HTTP: SOQL queries (Lead, LeadHistory) with
+snapshot cursors and `nextRecordsUrl` batches, the daily API allocation, describe with the org's
+own picklist values, and sObject writes with Salesforce's per-record errors and `allOrNone`
+semantics. Every write is made by a user: it sets `LastModifiedById`, and each changed tracked
+field gets a LeadHistory row in the same transaction. What people do in the Salesforce UI
+(merge, convert, add a Status value in Setup) is offered as plain methods for the sandbox's
+admin routes."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from leadflow.sandbox.faults import FaultInjector, RequestFaults
 from leadflow.sandbox.salesforce_schema import (
+    LEAD,
+    HISTORY_EVENTS,
     LEAD_FIELDS,
+    LEAD_HISTORY,
+    OPPORTUNITY_PREFIX,
     SOBJECT,
     DeserializeProblem,
     FieldDef,
+    SObjectType,
     WriteProblem,
+    format_date,
+    format_datetime,
     from_wire,
+    id_number,
     lookup_field,
+    record_id,
     to_18,
     to_wire,
 )
 from leadflow.sandbox.salesforce_soql import SoqlError, parse
-from leadflow.sandbox.salesforce_store import SalesforceStore
+from leadflow.sandbox.salesforce_store import SalesforceStore, converted_ids
+from leadflow.sandbox.salesforce_users import SalesforceUser, UserDirectory
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000
 MIN_BATCH = 200
 MAX_COLLECTION = 200
 MAX_CURSORS = 100
+# Field history tracking of the org: Status, Rating and the fields leadflow writes.
+DEFAULT_TRACKED_FIELDS: tuple[str, ...] = ("Status", "Rating") + tuple(
+    f.name for f in LEAD_FIELDS if f.name.startswith("Leadflow_"))
+DEFAULT_CONVERTED_STATUS = "Closed - Converted"
+HISTORY_VALUE_LENGTH = 255  # Salesforce keeps the first 255 characters of a text value in history
+_PICKLIST_META = "picklist:"
+_CONVERTED_META = "converted_statuses"
+
+
+def check_tracked_fields(names: Iterable[str]) -> tuple[str, ...]:
+    """The tracked fields by their API names (ValueError naming an unknown or read-only one)."""
+    out = []
+    for name in names:
+        fdef = lookup_field(name)
+        if fdef is None or not fdef.updateable:
+            writable = ", ".join(f.name for f in LEAD_FIELDS if f.updateable)
+            raise ValueError(f"history field {name!r} is not a writable Lead field (one of: {writable})")
+        out.append(fdef.name)
+    return tuple(dict.fromkeys(out))
+
+
+def history_value(fdef: FieldDef, value: Any) -> Any:
+    """A value as LeadHistory shows it: long text areas record that they changed, not the text;
+    other text is cut to 255 characters."""
+    if fdef.type == "textarea" or value is None:
+        return None
+    wire = to_wire(fdef, value)
+    if isinstance(wire, str):
+        return wire[:HISTORY_VALUE_LENGTH]
+    return wire
 
 
 class SalesforceApiError(Exception):
@@ -83,18 +132,76 @@ class Cursor:
     position: int
     batch: int
     all_rows: bool
+    sobject: SObjectType = LEAD
 
 
 class SalesforceService:
     def __init__(self, store: SalesforceStore, *, faults: FaultInjector, clock: Callable[[], float] = time.time,
-                 version: str = "59.0") -> None:
+                 version: str = "59.0", users: UserDirectory | None = None,
+                 tracked_fields: Sequence[str] = DEFAULT_TRACKED_FIELDS) -> None:
         self.store = store
         self.faults = faults
         self.clock = clock
         self.version = version
+        self.users = users if users is not None else UserDirectory("sandbox-org-session", reps=0, admins=0)
+        self.tracked_fields = check_tracked_fields(tracked_fields)
         self._cursors: OrderedDict[str, Cursor] = OrderedDict()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        # The org's picklist values, read from the store once (only this service changes them):
+        # validating a 200-record write must not read the db once per picklist value written.
+        self._picklists: dict[str, tuple[str, ...]] = {}
+
+    # --- the org's picklists (Setup) ---------------------------------------------------------------
+    def picklist_values(self, name: str) -> tuple[str, ...]:
+        """The org's values of a picklist field: what an admin added, else the sandbox's defaults."""
+        fdef = lookup_field(name)
+        if fdef is None or fdef.type != "picklist":
+            raise ValueError(f"{name!r} is not a picklist field of Lead")
+        values = self._picklists.get(fdef.name)
+        if values is None:
+            stored = self.store.meta_json(_PICKLIST_META + fdef.name)
+            values = self._picklists[fdef.name] = tuple(stored) if stored is not None else fdef.picklist
+        return values
+
+    def converted_statuses(self) -> tuple[str, ...]:
+        stored = self.store.meta_json(_CONVERTED_META)
+        return tuple(stored) if stored is not None else (DEFAULT_CONVERTED_STATUS,)
+
+    def _org_field(self, fdef: FieldDef) -> FieldDef:
+        if fdef.type != "picklist":
+            return fdef
+        values = self.picklist_values(fdef.name)
+        return fdef if values == fdef.picklist else dataclasses.replace(fdef, picklist=values)
+
+    def add_picklist_value(self, name: str, value: Any, *, converted: bool = False) -> dict[str, Any]:
+        """Add `value` to the org's picklist `name` (what an admin does in Setup); `converted`
+        marks a Status value as one a conversion may set. Adding a present value changes nothing."""
+        fdef = lookup_field(name)
+        if fdef is None or fdef.type != "picklist":
+            picklists = ", ".join(f.name for f in LEAD_FIELDS if f.type == "picklist")
+            raise ValueError(f"field {str(name)[:80]!r} is not a picklist of Lead (picklists: {picklists})")
+        if not isinstance(value, str) or not value.strip() or len(value) > 255:
+            raise ValueError("value must be a non-empty string of at most 255 characters")
+        if converted and fdef.name != "Status":
+            raise ValueError("only Status values can be converted statuses")
+        with self._write_lock:
+            values = self.picklist_values(fdef.name)
+            added = value not in values
+            if added:
+                values = (*values, value)
+                self.store.set_meta(_PICKLIST_META + fdef.name, json.dumps(list(values)))
+                self._picklists[fdef.name] = values
+            converted_values = self.converted_statuses()
+            if converted and value not in converted_values:
+                converted_values = (*converted_values, value)
+                self.store.set_meta(_CONVERTED_META, json.dumps(list(converted_values)))
+        if added:
+            log.info("picklist %s.%s: added a value (%d values now)", SOBJECT, fdef.name, len(values))
+        out: dict[str, Any] = {"field": fdef.name, "values": list(values), "added": added}
+        if fdef.name == "Status":
+            out["convertedStatuses"] = list(converted_values)
+        return out
 
     # --- query -----------------------------------------------------------------------------------
     def query(self, soql: str, *, all_rows: bool, batch_size: int = MAX_BATCH, version: str) -> dict[str, Any]:
@@ -105,9 +212,9 @@ class SalesforceService:
         where = q.where_sql
         if not all_rows:
             where = f"is_deleted = 0 AND ({where})" if where else "is_deleted = 0"
-        ids = self.store.select_ids(where, q.params, q.order_sql, q.limit, q.offset)
+        ids = self.store.select_ids(where, q.params, q.order_sql, q.limit, q.offset, table=q.sobject.table)
         cursor = Cursor(ids=ids, fields=q.fields, position=0, batch=max(MIN_BATCH, min(MAX_BATCH, batch_size)),
-                        all_rows=all_rows)
+                        all_rows=all_rows, sobject=q.sobject)
         return self._next_batch(cursor, None, version)
 
     def more(self, locator: str, *, version: str) -> dict[str, Any]:
@@ -121,8 +228,8 @@ class SalesforceService:
     def _next_batch(self, cursor: Cursor, cursor_id: str | None, version: str) -> dict[str, Any]:
         chunk = cursor.ids[cursor.position:cursor.position + cursor.batch]
         cursor.position += len(chunk)
-        found = self.store.get(chunk)
-        records = [self._render(found[i], cursor.fields, version) for i in chunk if i in found]
+        found = self.store.get(chunk) if cursor.sobject is LEAD else self.store.get_history(chunk)
+        records = [self._render(found[i], cursor.fields, version, cursor.sobject) for i in chunk if i in found]
         done = cursor.position >= len(cursor.ids)
         body: dict[str, Any] = {"totalSize": len(cursor.ids), "done": done, "records": records}
         with self._lock:
@@ -139,20 +246,34 @@ class SalesforceService:
                 body["nextRecordsUrl"] = f"/services/data/v{version}/{kind}/{cursor_id}-{cursor.position}"
         return body
 
-    def _render(self, rec: dict[str, Any], fields: Sequence[FieldDef], version: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"attributes": {"type": SOBJECT,
-                                              "url": f"/services/data/v{version}/sobjects/{SOBJECT}/{rec['Id']}"}}
+    def _render(self, rec: dict[str, Any], fields: Sequence[FieldDef], version: str,
+                sobject: SObjectType = LEAD) -> dict[str, Any]:
+        out: dict[str, Any] = {"attributes": {"type": sobject.name,
+                                              "url": f"/services/data/v{version}/sobjects/{sobject.name}/{rec['Id']}"}}
         for fdef in fields:
-            out[fdef.name] = to_wire(fdef, rec.get(fdef.name))
+            value = rec.get(fdef.name)
+            # LeadHistory keeps OldValue/NewValue in wire form already
+            out[fdef.name] = value if fdef.type == "anyType" else to_wire(fdef, value)
         return out
 
     # --- sObject rows ----------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
+    def describe(self, sobject: str = SOBJECT) -> dict[str, Any]:
+        """Describe of Lead (with the org's picklist values) or LeadHistory (read-only)."""
+        if sobject.lower() == SOBJECT.lower():
+            obj, fields, writable = LEAD, [self._org_field(f).describe() for f in LEAD_FIELDS], True
+        elif sobject.lower() == LEAD_HISTORY.name.lower():
+            picklist = (*HISTORY_EVENTS, *self.tracked_fields)
+            fields = [(dataclasses.replace(f, picklist=picklist) if f.name == "Field" else f).describe()
+                      for f in LEAD_HISTORY.fields]
+            obj, writable = LEAD_HISTORY, False
+        else:
+            raise SalesforceApiError(404, "NOT_FOUND", f"The requested resource does not exist (the sandbox "
+                                     f"serves Lead and LeadHistory, not {sobject[:40]})")
         return {
-            "name": SOBJECT, "label": "Lead", "labelPlural": "Leads", "keyPrefix": "00Q", "custom": False,
-            "queryable": True, "updateable": True, "createable": True, "deletable": True,
-            "fields": [f.describe() for f in LEAD_FIELDS],
-            "urls": {"describe": f"/services/data/v{self.version}/sobjects/Lead/describe"},
+            "name": obj.name, "label": obj.label, "labelPlural": obj.label + ("s" if obj is LEAD else ""),
+            "keyPrefix": obj.key_prefix, "custom": False, "queryable": True, "updateable": writable,
+            "createable": writable, "deletable": writable, "retrieveable": True, "fields": fields,
+            "urls": {"describe": f"/services/data/v{self.version}/sobjects/{obj.name}/describe"},
         }
 
     def get_record(self, record_id: str, version: str, fields: Sequence[str] | None = None) -> dict[str, Any]:
@@ -165,14 +286,103 @@ class SalesforceService:
             raise SalesforceApiError(400, "INVALID_FIELD", "No such column on sobject of type Lead")
         return self._render(rec, [d for d in defs if d is not None], version)
 
-    def delete(self, record_id: str) -> None:
+    def delete(self, record_id: str, user: SalesforceUser | None = None) -> None:
+        """`DELETE sobjects/Lead/{id}`: to the recycle bin (IsDeleted, seen by queryAll) with its history."""
+        user = user or self.users.integration
         rid = self._id(record_id)
+        with self._write_lock:
+            rec = self._live(rid)
+            self._save_system([{**rec, "IsDeleted": True}], [(rid, "IsDeleted", False, True)], user, [],
+                              drop_history_of=[rid])
+        log.info("lead %s deleted by user %s", rid, user.id)
+
+    def _live(self, rid: str, *, what: str = "lead") -> dict[str, Any]:
+        """The current lead `rid`, neither missing nor deleted (SalesforceApiError otherwise)."""
         rec = self.store.get([rid]).get(rid)
         if rec is None:
-            raise SalesforceApiError(404, "NOT_FOUND", "The requested resource does not exist")
+            raise SalesforceApiError(404, "NOT_FOUND", f"The requested resource does not exist ({what} {rid})")
         if rec.get("IsDeleted"):
-            raise SalesforceApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
-        self.store.mark_deleted([rid], self._now_ms())
+            raise SalesforceApiError(404, "ENTITY_IS_DELETED", f"entity is deleted ({what} {rid})")
+        return rec
+
+    def _save_system(self, records: list[dict[str, Any]], changes: list[tuple[str, str, Any, Any]],
+                     user: SalesforceUser, history: list[tuple[str, str, Any, Any]],
+                     drop_history_of: Sequence[str] = ()) -> int:
+        """Save `records` as changed by `user` (LastModifiedById, SystemModstamp now) with the
+        field `changes` logged, a LeadHistory row per tracked field among them plus the event rows
+        `history`, all in one transaction. Returns the time of the change (epoch ms)."""
+        at_ms = self._now_ms()
+        for rec in records:
+            rec["LastModifiedById"] = user.id
+        history = history + self._tracked(changes)
+        self.store.save(records, at_ms, changes, user_id=user.id, history=history, drop_history_of=drop_history_of)
+        return at_ms
+
+    def _tracked(self, changes: Sequence[tuple[str, str, Any, Any]]) -> list[tuple[str, str, Any, Any]]:
+        out = []
+        for rid, name, old, new in changes:
+            if name in self.tracked_fields:
+                fdef = lookup_field(name)
+                assert fdef is not None  # tracked fields are checked at start
+                out.append((rid, name, history_value(fdef, old), history_value(fdef, new)))
+        return out
+
+    # --- what people do in the UI (sandbox admin routes) -------------------------------------------
+    def merge(self, master_id: str, merged_id: str, user: SalesforceUser | None = None) -> dict[str, Any]:
+        """Merge lead `merged_id` into `master_id` as `user`, as Salesforce's merge does: the
+        merged lead is deleted with `MasterRecordId` = the master (queryAll shows it), both get
+        LastModifiedById/SystemModstamp moved, the master a `leadMerged` history row. The master
+        keeps its own values."""
+        user = user or self.users.integration
+        master, merged = self._id(master_id), self._id(merged_id)
+        if master == merged:
+            raise SalesforceApiError(400, "INVALID_ID_FIELD", f"cannot merge lead {master} with itself")
+        with self._write_lock:
+            keep, gone = self._live(master, what="master lead"), self._live(merged, what="merged lead")
+            for rec in (keep, gone):
+                if rec.get("IsConverted"):
+                    raise SalesforceApiError(400, "CANNOT_UPDATE_CONVERTED_LEAD",
+                                             f"cannot reference converted lead {rec['Id']}")
+            at_ms = self._save_system(
+                [dict(keep), {**gone, "IsDeleted": True, "MasterRecordId": master}],
+                [(merged, "IsDeleted", False, True), (merged, "MasterRecordId", None, master)], user,
+                [(master, "leadMerged", None, None)], drop_history_of=[merged])
+        log.info("lead %s merged into %s by user %s", merged, master, user.id)
+        return {"id": master, "mergedRecordIds": [merged], "success": True, "errors": [],
+                "systemModstamp": format_datetime(at_ms)}
+
+    def convert(self, lead: str, user: SalesforceUser | None = None, *, converted_status: str | None = None,
+                account_id: str | None = None, create_opportunity: bool = False) -> dict[str, Any]:
+        """Convert a lead as `user` (Salesforce's convertLead): IsConverted, a new Contact (and
+        Account unless `account_id` names one, an Opportunity when asked), ConvertedDate today
+        (UTC), Status the org's converted status. A converted lead can no longer be updated."""
+        user = user or self.users.integration
+        rid = self._id(lead)
+        statuses = self.converted_statuses()
+        status = converted_status or statuses[0]
+        if status not in statuses:
+            raise SalesforceApiError(400, "INVALID_STATUS", f"convertedStatus {status!r} is not a converted "
+                                     f"status of the org (converted statuses: {', '.join(statuses)})")
+        with self._write_lock:
+            rec = self._live(rid)
+            if rec.get("IsConverted"):
+                raise SalesforceApiError(400, "CANNOT_UPDATE_CONVERTED_LEAD", f"cannot reference converted lead {rid}")
+            number = id_number(rid)
+            ids = converted_ids(number)
+            if account_id:
+                try:
+                    ids["ConvertedAccountId"] = to_18(account_id)
+                except ValueError:
+                    raise SalesforceApiError(400, "MALFORMED_ID", f"accountId: invalid id {account_id[:40]}") from None
+            if create_opportunity:
+                ids["ConvertedOpportunityId"] = record_id(OPPORTUNITY_PREFIX, number)
+            new = {**rec, **ids, "IsConverted": True, "Status": status, "ConvertedDate": format_date(self._now_ms())}
+            changes = [(rid, name, rec.get(name), new[name]) for name in ("IsConverted", "Status", *ids, "ConvertedDate")
+                       if rec.get(name) != new[name]]
+            self._save_system([new], changes, user, [(rid, "leadConverted", None, None)])
+        log.info("lead %s converted by user %s", rid, user.id)
+        return {"leadId": rid, "contactId": ids["ConvertedContactId"], "accountId": ids["ConvertedAccountId"],
+                "opportunityId": ids.get("ConvertedOpportunityId"), "success": True, "errors": []}
 
     @staticmethod
     def _id(value: str) -> str:
@@ -186,8 +396,13 @@ class SalesforceService:
         return int(self.clock() * 1000)
 
     # --- writes ----------------------------------------------------------------------------------
-    def update_collection(self, body: Any, faults: RequestFaults) -> tuple[list[dict[str, Any]], bool]:
-        """`PATCH composite/sobjects`: ordered per-record results; (results, anything applied)."""
+    def update_collection(self, body: Any, faults: RequestFaults, user: SalesforceUser | None = None, *,
+                          unmodified_since_ms: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """`PATCH composite/sobjects` as `user` (default: the integration user): ordered
+        per-record results; (results, anything applied). `unmodified_since_ms` (single-record
+        PATCH with If-Unmodified-Since) fails a record modified after that second with
+        PRECONDITION_FAILED."""
+        user = user or self.users.integration
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize the request: expected "
                                      "{\"allOrNone\": bool, \"records\": [...]}")
@@ -220,6 +435,11 @@ class SalesforceService:
                         error = WriteProblem("DUPLICATE_VALUE", f"Duplicate id in list: {rid}", [])
                     elif rec is None:
                         error = WriteProblem("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
+                    elif unmodified_since_ms is not None and rec["LastModifiedDate"] // 1000 * 1000 > unmodified_since_ms:
+                        # HTTP dates have whole seconds: compare LastModifiedDate truncated to its second
+                        error = WriteProblem("PRECONDITION_FAILED", "The record was modified since "
+                                             f"{format_datetime(unmodified_since_ms)} (LastModifiedDate "
+                                             f"{format_datetime(rec['LastModifiedDate'])})", [])
                     elif rec.get("IsDeleted"):
                         error = WriteProblem("ENTITY_IS_DELETED", "entity is deleted", [])
                     elif rec.get("IsConverted"):
@@ -253,19 +473,25 @@ class SalesforceService:
                 changes = [(rid, name, current[rid].get(name), rec.get(name))
                            for rid, rec in to_save.items() for name in rec
                            if name not in ("Id",) and rec.get(name) != current[rid].get(name)]
-                self.store.save(list(to_save.values()), self._now_ms(), changes)
+                self._save_system(list(to_save.values()), changes, user, [])
+                log.debug("collection update by user %s: %d records, %d field changes", user.id, len(to_save),
+                          len(changes))
         return results, bool(to_save)
 
-    def update_one(self, record_id: str, body: Any) -> None:
-        """`PATCH sobjects/Lead/{id}` (204, or an error list)."""
+    def update_one(self, record_id: str, body: Any, user: SalesforceUser | None = None, *,
+                   unmodified_since_ms: int | None = None) -> None:
+        """`PATCH sobjects/Lead/{id}` as `user` (204, or an error list; 412 when the record was
+        modified after `unmodified_since_ms`, from If-Unmodified-Since)."""
         rid = self._id(record_id)
         if not isinstance(body, dict):
             raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize the request body")
         item = {"attributes": {"type": SOBJECT}, "id": rid, **body}
-        results, _ = self.update_collection({"allOrNone": True, "records": [item]}, RequestFaults())
+        results, _ = self.update_collection({"allOrNone": True, "records": [item]}, RequestFaults(), user,
+                                            unmodified_since_ms=unmodified_since_ms)
         if not results[0]["success"]:
             err = results[0]["errors"][0]
-            status = 404 if err["statusCode"] in ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY") else 400
+            status = {"ENTITY_IS_DELETED": 404, "INVALID_CROSS_REFERENCE_KEY": 404,
+                      "PRECONDITION_FAILED": 412}.get(err["statusCode"], 400)
             raise SalesforceApiError(status, err["statusCode"], err["message"], err["fields"])
 
     def _parse_item(self, item: Any) -> tuple[str | None, dict[str, Any], WriteProblem | None]:
@@ -285,6 +511,7 @@ class SalesforceService:
             fdef = lookup_field(key)
             if fdef is None:
                 raise SalesforceApiError(400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {SOBJECT}")
+            fdef = self._org_field(fdef)
             if not fdef.updateable:
                 readonly.append(fdef.name)
                 continue

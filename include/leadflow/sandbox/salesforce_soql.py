@@ -1,10 +1,13 @@
-"""The part of SOQL the sandbox understands, compiled to SQLite over `sf_lead`.
+"""The part of SOQL the sandbox understands, compiled to SQLite over `sf_lead` (Lead) or
+`sf_lead_history` (LeadHistory).
 
-Supported: `SELECT f1, f2 FROM Lead [WHERE cond] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...]
+Supported: `SELECT f1, f2 FROM Lead|LeadHistory [WHERE cond] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...]
 [LIMIT n] [OFFSET n]`; conditions are comparisons (= != <> < <= > >= LIKE), `IN (...)`,
 `NOT IN (...)`, AND / OR / NOT and parentheses (AND and OR may not be mixed without parentheses,
 as in Salesforce). Literals: 'strings' (backslash escapes), numbers, true/false, null, datetime
 (`2025-01-01T00:00:00Z`, unquoted, optional fraction and offset) and date (`2025-01-01`).
+LeadHistory's OldValue and NewValue can be selected but neither filtered nor sorted, as in
+Salesforce.
 
 Anything else raises `SoqlError` with Salesforce's error code (MALFORMED_QUERY, INVALID_FIELD,
 INVALID_TYPE) so the API answers 400 the way Salesforce does.
@@ -16,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadflow.sandbox.salesforce_schema import COLUMN_FIELDS, SOBJECT, FieldDef, lookup_field, parse_datetime, to_18
+from leadflow.sandbox.salesforce_schema import ID_TYPES, LEAD, SOBJECTS, FieldDef, SObjectType, parse_datetime, to_18
 
 
 class SoqlError(Exception):
@@ -72,13 +75,11 @@ class Query:
     order_sql: str = ""
     limit: int | None = None
     offset: int = 0
+    sobject: SObjectType = LEAD
 
 
-def column_sql(fdef: FieldDef) -> str:
-    column = COLUMN_FIELDS.get(fdef.name)
-    if column:
-        return column
-    return f"json_extract(fields, '$.{fdef.name}')"
+def column_sql(fdef: FieldDef, sobject: SObjectType = LEAD) -> str:
+    return sobject.column_sql(fdef)
 
 
 def _unescape(literal: str) -> str:
@@ -92,6 +93,7 @@ class _Parser:
         self.tokens = tokenize(text)
         self.i = 0
         self.params: list[Any] = []
+        self.obj: SObjectType = LEAD  # set by FROM, which comes after the select list
 
     # helpers
     def peek(self, offset: int = 0) -> Token | None:
@@ -119,31 +121,45 @@ class _Parser:
         if tok.text != text:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}' (expected '{text}')")
 
-    def field(self) -> FieldDef:
+    def field_token(self) -> Token:
         tok = self.take()
         if tok.kind != "word":
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}'")
-        fdef = lookup_field(tok.text)
+        if self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+            raise SoqlError("MALFORMED_QUERY", f"the sandbox does not support the function {tok.text}()")
+        return tok
+
+    def resolve(self, tok: Token) -> FieldDef:
+        fdef = self.obj.lookup(tok.text)
         if fdef is None:
-            if self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
-                raise SoqlError("MALFORMED_QUERY", f"the sandbox does not support the function {tok.text}()")
-            raise SoqlError("INVALID_FIELD", f"No such column '{tok.text}' on entity '{SOBJECT}'. If you are "
+            raise SoqlError("INVALID_FIELD", f"No such column '{tok.text}' on entity '{self.obj.name}'. If you are "
                             "attempting to use a custom field, be sure to append the '__c' after the custom "
                             "field name.")
+        return fdef
+
+    def field(self) -> FieldDef:
+        return self.resolve(self.field_token())
+
+    def filter_field(self) -> FieldDef:
+        fdef = self.field()
+        if not fdef.filterable:
+            raise SoqlError("INVALID_FIELD", f"field '{fdef.name}' can not be filtered in a query call")
         return fdef
 
     # grammar
     def query(self) -> Query:
         self.expect_kw("select")
-        fields = [self.field()]
+        names = [self.field_token()]
         while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
             self.take()
-            fields.append(self.field())
+            names.append(self.field_token())
         self.expect_kw("from")
         obj = self.take()
-        if obj.kind != "word" or obj.text.lower() != SOBJECT.lower():
+        sobject = SOBJECTS.get(obj.text.lower()) if obj.kind == "word" else None
+        if sobject is None:
             raise SoqlError("INVALID_TYPE", f"sObject type '{obj.text}' is not supported.")
-        q = Query(fields=list(dict.fromkeys(fields)))
+        self.obj = sobject
+        q = Query(fields=list(dict.fromkeys(self.resolve(t) for t in names)), sobject=sobject)
         if self.at_kw("where"):
             self.take()
             q.where_sql = self.condition()
@@ -174,7 +190,7 @@ class _Parser:
         parts = []
         while True:
             fdef = self.field()
-            if fdef.type == "textarea":
+            if not fdef.sortable:
                 raise SoqlError("INVALID_FIELD", f"field '{fdef.name}' can not be sorted in a query call")
             direction = "ASC"
             if self.at_kw("asc", "desc"):
@@ -185,8 +201,8 @@ class _Parser:
                 if not self.at_kw("first", "last"):
                     raise SoqlError("MALFORMED_QUERY", "NULLS must be followed by FIRST or LAST")
                 nulls = self.take().text.upper()
-            expr = column_sql(fdef)
-            collate = " COLLATE NOCASE" if fdef.type not in ("id", "double", "currency", "int", "boolean",
+            expr = self.obj.column_sql(fdef)
+            collate = " COLLATE NOCASE" if fdef.type not in (*ID_TYPES, "double", "currency", "int", "boolean",
                                                                "datetime") else ""
             parts.append(f"({expr} IS NULL) {'DESC' if nulls == 'FIRST' else 'ASC'}, {expr}{collate} {direction}")
             if self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
@@ -222,8 +238,8 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> str:
-        fdef = self.field()
-        expr = column_sql(fdef)
+        fdef = self.filter_field()
+        expr = self.obj.column_sql(fdef)
         if self.at_kw("not"):
             self.take()
             self.expect_kw("in")
@@ -250,7 +266,7 @@ class _Parser:
                 return f"{expr} IS NOT NULL"
             raise SoqlError("MALFORMED_QUERY", f"null can only be compared with = or !=")
         self.params.append(value)
-        collate = " COLLATE NOCASE" if isinstance(value, str) and fdef.type != "id" else ""
+        collate = " COLLATE NOCASE" if isinstance(value, str) and fdef.type not in ID_TYPES else ""
         if op == "!=":
             return f"({expr} IS NULL OR {expr} != ?{collate})"
         return f"{expr} {op} ?{collate}"
@@ -286,6 +302,11 @@ class _Parser:
                 return 1 if tok.text.lower() == "true" else 0
             raise SoqlError("INVALID_FIELD", f"value of filter criterion for field '{fdef.name}' must be of type "
                             "boolean and should not be enclosed in quotes")
+        if t == "date":
+            if tok.kind == "date":
+                return tok.text
+            raise SoqlError("INVALID_FIELD", f"value of filter criterion for field '{fdef.name}' must be of type "
+                            "date (YYYY-MM-DD) and should not be enclosed in quotes")
         if t in ("double", "currency", "int"):
             if tok.kind == "num":
                 return float(tok.text)
@@ -294,7 +315,7 @@ class _Parser:
         if tok.kind != "str":
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{tok.text}' (string fields take 'quoted' values)")
         text = _unescape(tok.text)
-        if t == "id":
+        if t in ID_TYPES:
             try:
                 return to_18(text)
             except ValueError:

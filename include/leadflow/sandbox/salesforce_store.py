@@ -5,6 +5,10 @@ Columns that SOQL filters and sorts on are real, indexed columns (`id`, `modstam
 `created_ms`, `is_deleted`, `is_converted`); every other field lives typed in the `fields` JSON
 document (numbers, booleans, epoch ms). Own connection, guarded by a lock (WAL lets it share the
 file with the HubSpot store).
+
+`sf_lead_history` holds LeadHistory (tracked field changes, values in wire form) and `sf_writes`
+every applied field change with the user who made it (the sandbox's own log for tests). A write
+saves records, history and log in one transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from leadflow.sandbox.salesforce_schema import COLUMN_FIELDS, LEAD_SOURCES, lead_id
+from leadflow.sandbox.salesforce_schema import (
+    ACCOUNT_PREFIX,
+    COLUMN_FIELDS,
+    CONTACT_PREFIX,
+    HISTORY_PREFIX,
+    LEAD_SOURCES,
+    format_date,
+    lead_id,
+    record_id,
+)
+from leadflow.sandbox.salesforce_users import IMPORT_USER_ID
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +79,27 @@ class SalesforceStore:
             self._conn.execute("CREATE TABLE IF NOT EXISTS sf_meta (key TEXT PRIMARY KEY, value TEXT)")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS sf_writes (seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, "
-                "record_id TEXT NOT NULL, field TEXT NOT NULL, old_value TEXT, new_value TEXT)")
+                "record_id TEXT NOT NULL, field TEXT NOT NULL, old_value TEXT, new_value TEXT, user_id TEXT)")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS sf_lead_history (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                "lead_id TEXT NOT NULL, field TEXT NOT NULL, old_value TEXT, new_value TEXT, "
+                "created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, is_deleted INTEGER NOT NULL DEFAULT 0)")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS ix_sf_lead_history_lead "
+                               "ON sf_lead_history (lead_id, created_ms)")
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a db file written before users existed up to date: `sf_writes` gains `user_id`,
+        and leads without `CreatedById` get the import user (they can only come from seeding)."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(sf_writes)")}
+        if "user_id" not in columns:
+            self._conn.execute("ALTER TABLE sf_writes ADD COLUMN user_id TEXT")
+        cur = self._conn.execute(
+            "UPDATE sf_lead SET fields = json_set(fields, '$.CreatedById', ?, '$.LastModifiedById', "
+            "coalesce(json_extract(fields, '$.LastModifiedById'), ?)) "
+            "WHERE json_extract(fields, '$.CreatedById') IS NULL", (IMPORT_USER_ID, IMPORT_USER_ID))
+        if cur.rowcount:
+            log.info("gave %d Salesforce leads of an older db file the import user as creator", cur.rowcount)
 
     def close(self) -> None:
         with self._lock:
@@ -82,6 +116,10 @@ class SalesforceStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO sf_meta VALUES (?, ?)", (key, value))
+
+    def meta_json(self, key: str) -> Any:
+        raw = self.get_meta(key)
+        return None if raw is None else json.loads(raw)
 
     def count(self, *, deleted: bool = False) -> int:
         with self._lock:
@@ -102,37 +140,67 @@ class SalesforceStore:
     _COLS = "id, created_ms, modstamp_ms, is_deleted, is_converted, fields"
 
     def select_ids(self, where_sql: str, params: Sequence[Any], order_sql: str, limit: int | None,
-                   offset: int = 0) -> list[str]:
-        sql = f"SELECT id FROM sf_lead WHERE {where_sql or '1=1'}"
+                   offset: int = 0, *, table: str = "sf_lead") -> list[str]:
+        """Ids of `table` (sf_lead or sf_lead_history) matching compiled SOQL."""
+        if table not in ("sf_lead", "sf_lead_history"):
+            raise ValueError(f"unknown table {table!r}")
+        sql = f"SELECT id FROM {table} WHERE {where_sql or '1=1'}"
         if order_sql:
             sql += f" ORDER BY {order_sql}"
         sql += " LIMIT ? OFFSET ?"
         with self._lock:
             return [r[0] for r in self._conn.execute(sql, [*params, -1 if limit is None else limit, offset])]
 
-    def get(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(dict.fromkeys(ids))
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+    def _rows_by_id(self, columns: str, table: str, ids: Iterable[str]) -> list[Sequence[Any]]:
+        """Rows of `table` whose id is in `ids` (unique), 500 ids per statement."""
+        unique = list(dict.fromkeys(ids))
+        rows: list[Sequence[Any]] = []
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
             marks = ",".join("?" * len(chunk))
             with self._lock:
-                rows = self._conn.execute(f"SELECT {self._COLS} FROM sf_lead WHERE id IN ({marks})", chunk).fetchall()
-            out.update({r[0]: self._record(r) for r in rows})
-        return out
+                rows.extend(self._conn.execute(f"SELECT {columns} FROM {table} WHERE id IN ({marks})", chunk))
+        return rows
+
+    def get(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {r[0]: self._record(r) for r in self._rows_by_id(self._COLS, "sf_lead", ids)}
+
+    def get_history(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """LeadHistory rows by id, as records (OldValue/NewValue already in wire form)."""
+        rows = self._rows_by_id("id, is_deleted, lead_id, created_by, created_ms, field, old_value, new_value",
+                                "sf_lead_history", ids)
+        return {r[0]: {"Id": r[0], "IsDeleted": bool(r[1]), "LeadId": r[2], "CreatedById": r[3], "CreatedDate": r[4],
+                       "Field": r[5], "OldValue": None if r[6] is None else json.loads(r[6]),
+                       "NewValue": None if r[7] is None else json.loads(r[7])} for r in rows}
 
     # --- writing ----------------------------------------------------------------------------------
     def save(self, records: Sequence[dict[str, Any]], at_ms: int,
-             changes: Sequence[tuple[str, str, Any, Any]] = ()) -> None:
-        """Write full records back (SystemModstamp = at_ms) and log the field `changes`
-        (record id, field, old, new) in one transaction."""
+             changes: Sequence[tuple[str, str, Any, Any]] = (), *, user_id: str | None = None,
+             history: Sequence[tuple[str, str, Any, Any]] = (), drop_history_of: Sequence[str] = ()) -> None:
+        """Write full records back (SystemModstamp = at_ms) in one transaction with: the field
+        `changes` (record id, field, old, new; stored values) logged under `user_id`, the
+        LeadHistory rows `history` (lead id, field, old, new; wire values) created by `user_id`,
+        and the history of the leads `drop_history_of` (deleted or merged away) marked deleted."""
+        if history and user_id is None:
+            raise ValueError("history rows need the user who made the change")
         with self._lock:
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(
-                    "INSERT INTO sf_writes (at_ms, record_id, field, old_value, new_value) VALUES (?, ?, ?, ?, ?)",
-                    [(at_ms, rid, f, None if old is None else json.dumps(old), None if new is None else json.dumps(new))
-                     for rid, f, old, new in changes])
+                    "INSERT INTO sf_writes (at_ms, record_id, field, old_value, new_value, user_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(at_ms, rid, f, None if old is None else json.dumps(old), None if new is None else json.dumps(new),
+                      user_id) for rid, f, old, new in changes])
+                if history:
+                    seq = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM sf_lead_history").fetchone()[0])
+                    self._conn.executemany(
+                        "INSERT INTO sf_lead_history (seq, id, lead_id, field, old_value, new_value, created_by, "
+                        "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(seq + n, record_id(HISTORY_PREFIX, seq + n), lid, f,
+                          None if old is None else json.dumps(old), None if new is None else json.dumps(new),
+                          user_id, at_ms) for n, (lid, f, old, new) in enumerate(history, start=1)])
+                self._conn.executemany("UPDATE sf_lead_history SET is_deleted = 1 WHERE lead_id = ?",
+                                       [(i,) for i in drop_history_of])
                 self._conn.executemany(
                     "UPDATE sf_lead SET modstamp_ms = ?, is_deleted = ?, is_converted = ?, fields = ? WHERE id = ?",
                     [(at_ms, int(r.get("IsDeleted") or False), int(r.get("IsConverted") or False),
@@ -144,23 +212,19 @@ class SalesforceStore:
                 raise
 
     def writes(self, since_seq: int = 0) -> list[dict[str, Any]]:
-        """Applied field changes in order: seq, at_ms, record_id, field, old, new (stored values)."""
+        """Applied field changes in order: seq, at_ms, record_id, field, old, new (stored values),
+        user_id (who made it; None in a db file older than users)."""
         with self._lock:
-            rows = self._conn.execute("SELECT seq, at_ms, record_id, field, old_value, new_value FROM sf_writes "
-                                      "WHERE seq > ? ORDER BY seq", (since_seq,)).fetchall()
+            rows = self._conn.execute("SELECT seq, at_ms, record_id, field, old_value, new_value, user_id "
+                                      "FROM sf_writes WHERE seq > ? ORDER BY seq", (since_seq,)).fetchall()
         return [{"seq": r[0], "at_ms": r[1], "record_id": r[2], "field": r[3],
-                 "old": None if r[4] is None else json.loads(r[4]), "new": None if r[5] is None else json.loads(r[5])}
+                 "old": None if r[4] is None else json.loads(r[4]), "new": None if r[5] is None else json.loads(r[5]),
+                 "user_id": r[6]}
                 for r in rows]
 
     def set_modstamp(self, ids: Sequence[str], modstamp_ms: int) -> None:
         with self._lock:
             self._conn.executemany("UPDATE sf_lead SET modstamp_ms = ? WHERE id = ?", [(modstamp_ms, i) for i in ids])
-
-    def mark_deleted(self, ids: Sequence[str], at_ms: int) -> int:
-        with self._lock:
-            cur = self._conn.executemany("UPDATE sf_lead SET is_deleted = 1, modstamp_ms = ? WHERE id = ? "
-                                         "AND is_deleted = 0", [(at_ms, i) for i in ids])
-            return cur.rowcount
 
     def insert(self, rows: Iterable[tuple[str, int, int, int, int, str]]) -> None:
         with self._lock:
@@ -204,6 +268,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_OWN_ACCOUNT_BASE = 10**12
+
+
+def converted_ids(lead_number: int, company_number: Any = None) -> dict[str, str]:
+    """The Contact and Account a lead became on conversion: numbered after the lead (each lead
+    converts once) and, for the account, after the world's company when the lead has one (a
+    lead without one gets its own account, numbered apart from the companies')."""
+    account = int(company_number) if company_number is not None else _OWN_ACCOUNT_BASE + lead_number
+    return {"ConvertedContactId": record_id(CONTACT_PREFIX, lead_number),
+            "ConvertedAccountId": record_id(ACCOUNT_PREFIX, account)}
+
+
 def world_to_lead_rows(contacts: pd.DataFrame, companies: pd.DataFrame) -> Iterable[tuple[str, int, int, int, int, str]]:
     """The world's contacts as Lead rows. A Lead has no company object: the firmographics of the
     contact's company (as the CRM holds them, blanks included) are copied onto the lead, the way
@@ -237,6 +313,7 @@ def world_to_lead_rows(contacts: pd.DataFrame, companies: pd.DataFrame) -> Itera
                 fields[name] = value
         stage = HUBSPOT_STAGE_TO_SF.get(str(rec.get("lifecyclestage")))
         converted = stage == "Customer"
+        number = int(rec["id"])
         if stage:
             fields["Lifecycle_Stage__c"] = stage
             if stage in RATING_BY_STAGE:
@@ -246,7 +323,11 @@ def world_to_lead_rows(contacts: pd.DataFrame, companies: pd.DataFrame) -> Itera
             status = "Closed - Converted"
         if status:
             fields["Status"] = status
-        number = int(rec["id"])
         fields["LeadSource"] = LEAD_SOURCES[number % len(LEAD_SOURCES)]
+        # Seeded leads came in through a data import: created by, and last changed by, that user.
+        fields["CreatedById"] = fields["LastModifiedById"] = IMPORT_USER_ID
+        if converted:
+            fields.update(converted_ids(number, cid))
+            fields["ConvertedDate"] = format_date(int(rec["modified_ms"]))
         yield (lead_id(number), int(rec["created_ms"]), int(rec["modified_ms"]), 0, int(converted),
                json.dumps(fields, separators=(",", ":")))
