@@ -67,7 +67,8 @@ ALWAYS_RETURNED: dict[str, tuple[str, ...]] = {
     "contacts": ("createdate", "hs_object_id", "lastmodifieddate"),
     "companies": ("createdate", "hs_lastmodifieddate", "hs_object_id"),
 }
-READ_ONLY: frozenset[str] = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate"})
+READ_ONLY: frozenset[str] = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate",
+                                       "hs_merged_object_ids"})
 OBJECT_LABEL: dict[str, str] = {"contacts": "CONTACT", "companies": "COMPANY"}
 
 
@@ -220,6 +221,7 @@ def seeded_properties() -> dict[str, list[PropertyDef]]:
         _p("trial_started_at", "Trial started at", "datetime", "date", "conversioninformation", custom=True),
         _p("webinar_attended_at", "Webinar attended at", "datetime", "date", "conversioninformation",
            custom=True),
+        _p("hs_merged_object_ids", "Merged Contact IDs", "enumeration", "checkbox", "contactinformation"),
     ]
     companies = [
         _p("hs_object_id", "Record ID", "number", "number", "companyinformation"),
@@ -235,6 +237,7 @@ def seeded_properties() -> dict[str, list[PropertyDef]]:
         _p("founded_year", "Year Founded", "string", "text", "companyinformation"),
         _p("web_technologies", "Web Technologies", "enumeration", "checkbox", "companyinformation",
            TECHNOLOGIES, custom=True),
+        _p("hs_merged_object_ids", "Merged Company IDs", "enumeration", "checkbox", "companyinformation"),
     ]
     for props in (contacts, companies):
         for order, prop in enumerate(props):
