@@ -87,6 +87,7 @@ class PropertyDef:
     display_order: int = -1
     has_unique_value: bool = False
     created_ms: int = 0
+    updated_ms: int = 0  # 0: never changed since created
 
     def option_values(self) -> list[str]:
         return [str(o["value"]) for o in self.options]
@@ -110,7 +111,7 @@ class PropertyDef:
             "externalOptions": False,
             "archived": False,
             "createdAt": created,
-            "updatedAt": created,
+            "updatedAt": ms_to_iso(self.updated_ms) if self.updated_ms else created,
             "modificationMetadata": {
                 "archivable": not self.hubspot_defined,
                 "readOnlyDefinition": self.hubspot_defined,
@@ -132,6 +133,7 @@ class PropertyDef:
             display_order=int(data.get("displayOrder", -1)),
             has_unique_value=bool(data.get("hasUniqueValue", False)),
             created_ms=int(data.get("created_ms", 0)),
+            updated_ms=int(data.get("updated_ms", 0)),
         )
 
 

@@ -222,6 +222,7 @@ class SandboxStore:
     def _put_property(self, object_type: str, prop: PropertyDef) -> None:
         data = prop.to_api()
         data["created_ms"] = prop.created_ms
+        data["updated_ms"] = prop.updated_ms
         self._conn.execute("INSERT OR REPLACE INTO properties VALUES (?, ?, ?)",
                            (object_type, prop.name, json.dumps(data)))
         self._schema_cache.pop(object_type, None)
@@ -244,6 +245,12 @@ class SandboxStore:
     def add_property(self, object_type: str, prop: PropertyDef) -> None:
         with self._lock:
             prop.created_ms = prop.created_ms or self.now_ms()
+            self._put_property(object_type, prop)
+
+    def update_property(self, object_type: str, prop: PropertyDef) -> None:
+        """Store a changed definition (same name), stamped with the time of the change."""
+        with self._lock:
+            prop.updated_ms = self.now_ms()
             self._put_property(object_type, prop)
 
     def groups(self, object_type: str) -> list[dict[str, Any]]:
