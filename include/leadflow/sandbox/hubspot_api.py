@@ -296,8 +296,9 @@ async def update_property(object_type: str, name: str, request: Request) -> JSON
 @router.post("/oauth/v2/private-apps/get/access-token-info")
 async def access_token_info(request: Request) -> JSONResponse:
     """HubSpot's private-app token introspection: `{"tokenKey": "<token>"}` -> the portal, app,
-    user and scopes of that token. The token travels in the body (no Authorization header is
-    needed); an unknown one is a 401 like everywhere else."""
+    user and scopes of that token: leadflow's, or an `app` principal's (its own appId). The token
+    travels in the body (no Authorization header is needed); an unknown one, or a user's or
+    workflow's (not private-app tokens), is a 401 like everywhere else."""
     body = await read_json(request)
     token = body.get("tokenKey") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:

@@ -176,6 +176,8 @@ class SandboxStore:
             cur.execute("CREATE TABLE IF NOT EXISTS enrichment (domain TEXT PRIMARY KEY, data TEXT NOT NULL)")
             if self.get_meta("schema_seeded") is None:
                 self._seed_schema()
+            else:
+                self._add_missing_properties()
 
     def _add_columns(self) -> None:
         """Give a db file made by an older sandbox the columns added since (NULL / default filled)."""
@@ -197,6 +199,17 @@ class SandboxStore:
                 prop.created_ms = now_ms
                 self._put_property(object_type, prop)
         self.set_meta("schema_seeded", "1")
+
+    def _add_missing_properties(self) -> None:
+        """A db file seeded by an older sandbox gains the HubSpot properties added since
+        (e.g. hs_merged_object_ids); properties it has, changed or not, stay as they are."""
+        have = {(t, n) for t, n in self._conn.execute("SELECT object_type, name FROM properties")}
+        now_ms = self.now_ms()
+        for object_type, props in seeded_properties().items():
+            for prop in props:
+                if (object_type, prop.name) not in have:
+                    prop.created_ms = now_ms
+                    self._put_property(object_type, prop)
 
     def close(self) -> None:
         with self._lock:

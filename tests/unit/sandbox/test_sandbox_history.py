@@ -206,3 +206,17 @@ def test_given_a_db_file_from_before_history_then_opening_it_adds_the_columns(tm
         assert store.get_rows("contacts", [1])[1] == Row(1, 1, 2, False, None, None, {})
     finally:
         store.close()
+
+
+def test_given_a_db_file_seeded_before_merges_then_reopening_adds_hs_merged_object_ids(tmp_path, clock):
+    store = SandboxStore(tmp_path / "old.db", clock=clock)
+    store._conn.execute("DELETE FROM properties WHERE name = 'hs_merged_object_ids'")
+    store.update_property("contacts", store.properties("contacts")["budget_range"])  # a portal's own change
+    store.close()
+    reopened = SandboxStore(tmp_path / "old.db", clock=clock)
+    try:
+        props = reopened.properties("contacts")
+        assert props["hs_merged_object_ids"].type == "enumeration"
+        assert props["budget_range"].updated_ms == int(clock() * 1000)
+    finally:
+        reopened.close()
