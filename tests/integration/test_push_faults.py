@@ -81,7 +81,7 @@ def run(conn: Connection, url: str, run_id: str) -> dict:
 def leadflow_writes(store, mapping) -> pd.DataFrame:
     allowed = set(mapping.writable_properties)
     columns = ["seq", "at_ms", "object_type", "object_id", "property", "old", "new"]
-    entries = [dataclasses.astuple(e) for e in store.writes(object_type="contacts", limit=10_000_000)
+    entries = [dataclasses.astuple(e)[:len(columns)] for e in store.writes(object_type="contacts", limit=10_000_000)
                if e.property in allowed]
     return pd.DataFrame(entries, columns=columns)
 

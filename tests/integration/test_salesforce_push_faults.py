@@ -132,6 +132,9 @@ class DyingConnector:
     def read(self, record_ids):
         return self._real.read(record_ids)
 
+    def observe(self, record_ids):
+        return self._real.observe(record_ids)
+
     def close(self) -> None:
         self._real.close()
 

@@ -1,5 +1,11 @@
 """The sandbox ASGI app: HubSpot routes, enrichment API, admin routes, and the middleware that
-applies auth, rate limits, injected faults and request statistics around them."""
+applies auth, rate limits, injected faults and request statistics around them.
+
+Auth accepts leadflow's token and every configured principal's (`SandboxSettings.principals`)
+and hands the handler who the token belongs to, so each write is attributed to it. Rate limits
+count per token, as HubSpot's burst limit counts per app: people and workflows acting in the
+portal never spend leadflow's budget. The admin routes (`/_sandbox/...`) take leadflow's token only.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from leadflow.sandbox import enrichment_api, hubspot_api
 from leadflow.sandbox.errors import HubSpotError, correlation_id, error_body
 from leadflow.sandbox.faults import FaultInjector, FaultSpec, RequestFaults
+from leadflow.sandbox.history import ChangeSource
 from leadflow.sandbox.hubspot_api import RequestContext, read_json
 from leadflow.sandbox.hubspot_service import HubSpotService
 from leadflow.sandbox.properties import OBJECT_TYPES
@@ -83,6 +90,16 @@ class SandboxContext:
     stats: Stats = field(default_factory=Stats)
     clock: Callable[[], float] = time.time
     sleep: Sleeper = asyncio.sleep
+    _sources: tuple[SandboxSettings, dict[str, ChangeSource]] | None = field(default=None, repr=False)
+
+    def source_of(self, token: str | None) -> ChangeSource | None:
+        """Who a HubSpot bearer token belongs to; None for an unknown token."""
+        if token is None:
+            return None
+        # Settings are replaced (never mutated) when limits change at run time.
+        if self._sources is None or self._sources[0] is not self.settings:
+            self._sources = (self.settings, self.settings.sources_by_token())
+        return self._sources[1].get(token)
 
     def build_limits(self, rate: str, search_rate: str, enrichment_rate: str) -> None:
         """(Re)build the limiters, e.g. when a test switches limits at run time."""
@@ -195,10 +212,11 @@ async def _handle(ctx: SandboxContext, request: Request, call_next: Callable[[Re
         return await _enrichment_gate(ctx, request, call_next, token)
     if not (path.startswith("/crm/") or path.startswith("/_sandbox/")):
         return await call_next(request)
-    if token != ctx.settings.token:
+    source = ctx.source_of(token)
+    if source is None:
         return _unauthorized()
     if path.startswith("/_sandbox/"):
-        return await call_next(request)
+        return await call_next(request) if token == ctx.settings.token else _unauthorized()
 
     is_search = bool(_SEARCH.match(path))
     daily = ctx.limits.daily.hit(token)
@@ -222,7 +240,7 @@ async def _handle(ctx: SandboxContext, request: Request, call_next: Callable[[Re
         return _server_error(faults)
     if faults.slow:
         await ctx.sleep(ctx.settings.slow_seconds)
-    rctx = RequestContext(faults)
+    rctx = RequestContext(faults, source)
     request.scope["sandbox.ctx"] = rctx
     response = await call_next(request)
     if faults.timeout and rctx.applied:

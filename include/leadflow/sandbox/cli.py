@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from leadflow.console import EXAMPLE_FORMATTER, UsageError
 
@@ -66,7 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          help="Salesforce system administrators with their own session id (default: 1)")
     serve_p.add_argument("--salesforce-history-fields", metavar="F1,F2",
                          help="Lead fields with field history tracking, shown in LeadHistory (default: Status, "
-                              "Rating and leadflow's Leadflow_*__c fields)")
+                              "Lifecycle_Stage__c, Rating and leadflow's Leadflow_*__c fields)")
+    serve_p.add_argument("--users", type=_count("--users"), default=0, metavar="N",
+                         help="also accept N people's tokens: their writes show as CRM_UI with their user id in "
+                              "propertiesWithHistory (tokens derived from --token; printed; default: 0)")
+    serve_p.add_argument("--workflows", type=_count("--workflows"), default=0, metavar="N",
+                         help="also accept N workflow tokens (sandbox only: HubSpot workflows call no API), whose "
+                              "writes show as WORKFLOW (default: 0)")
     serve_p.add_argument("--ready-file", type=Path, help="also write the export lines to this file once listening")
     serve_p.set_defaults(func=cmd_serve, log_level=logging.INFO)
 
@@ -107,6 +114,18 @@ def _world_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reseed", action="store_true", help="discard an existing world in --db and seed anew")
     parser.add_argument("--shared-timestamp-every", type=int, default=0, metavar="N",
                         help="make each run of N consecutive contacts share one lastmodifieddate")
+
+
+def _count(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if not 0 <= value <= 100:
+            raise argparse.ArgumentTypeError(f"{flag} must be between 0 and 100, got {value}")
+        return value
+    return parse
 
 
 def _salesforce_port(text: str) -> int:
@@ -160,7 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from leadflow.sandbox.enrichment_api import parse_enrichment_faults
     from leadflow.sandbox.server import prepare_store, resolve_secret, serve
-    from leadflow.sandbox.settings import SandboxSettings
+    from leadflow.sandbox.settings import SandboxSettings, generated_principals
 
     if args.contacts < 1:
         raise UsageError(f"--contacts must be at least 1, got {args.contacts}")
@@ -169,9 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if report is not None:
         print(f"# seeded {report.contacts} contacts into {args.db}", file=sys.stderr)
     try:
+        token = resolve_secret(store, "token", args.token, "pat-sandbox-")
         settings = SandboxSettings(
             db_path=args.db,
-            token=resolve_secret(store, "token", args.token, "pat-sandbox-"),
+            token=token, principals=generated_principals(args.users, args.workflows, token),
             enrichment_key=resolve_secret(store, "enrichment_key", args.enrichment_key, "ek-sandbox-"),
             rate_limit=args.rate_limit, search_rate_limit=args.search_rate_limit, daily_limit=args.daily_limit,
             enrichment_rate_limit=args.enrichment_rate_limit, enrichment_queued_share=args.enrichment_queued_share,
@@ -181,6 +201,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         store.close()
         raise UsageError(_flag_errors(exc, "--")) from None
+    for principal in settings.principals:
+        # Comment lines: the output stays eval-able like the export lines.
+        print(f"# HubSpot {principal.kind} {principal.id} ({principal.label}) token: {principal.token}")
+    sys.stdout.flush()
     try:
         parse_enrichment_faults(args.enrichment_faults)
     except ValueError as exc:

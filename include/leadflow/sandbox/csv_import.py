@@ -59,6 +59,7 @@ from leadflow import progress
 from leadflow.predict.mapping import SHIPPED_MAPPINGS, Mapping, MappingError, load_mapping
 from leadflow.quality.emails import FAST_EMAIL_PATTERN, is_valid_email
 from leadflow.sandbox.errors import HubSpotError
+from leadflow.sandbox.history import IMPORT
 from leadflow.sandbox.hubspot_service import MAX_BATCH_INPUTS, HubSpotService
 from leadflow.sandbox.properties import COLUMN_PROPERTIES, READ_ONLY, PropertyDef, parse_time_ms
 from leadflow.sandbox.store import SandboxStore
@@ -534,7 +535,7 @@ def import_csv(store: SandboxStore, csv_path: str | Path, mapping: Mapping | str
     report.world_created = _ensure_world(store, path)
 
     converter = RowConverter(mapping, config)
-    service = HubSpotService(store)
+    service = HubSpotService(store, default_source=IMPORT)  # the history shows these values as imported
     seen: dict[str, int] = {}  # email -> first row
     batch: list[tuple[int, str, dict[str, Any]]] = []
     for rec in progress.iterate(records, f"import {path.name}", total=limit, unit="rows"):

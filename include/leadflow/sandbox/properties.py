@@ -67,7 +67,8 @@ ALWAYS_RETURNED: dict[str, tuple[str, ...]] = {
     "contacts": ("createdate", "hs_object_id", "lastmodifieddate"),
     "companies": ("createdate", "hs_lastmodifieddate", "hs_object_id"),
 }
-READ_ONLY: frozenset[str] = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate"})
+READ_ONLY: frozenset[str] = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate",
+                                       "hs_merged_object_ids"})
 OBJECT_LABEL: dict[str, str] = {"contacts": "CONTACT", "companies": "COMPANY"}
 
 
@@ -86,6 +87,7 @@ class PropertyDef:
     display_order: int = -1
     has_unique_value: bool = False
     created_ms: int = 0
+    updated_ms: int = 0  # 0: never changed since created
 
     def option_values(self) -> list[str]:
         return [str(o["value"]) for o in self.options]
@@ -109,7 +111,7 @@ class PropertyDef:
             "externalOptions": False,
             "archived": False,
             "createdAt": created,
-            "updatedAt": created,
+            "updatedAt": ms_to_iso(self.updated_ms) if self.updated_ms else created,
             "modificationMetadata": {
                 "archivable": not self.hubspot_defined,
                 "readOnlyDefinition": self.hubspot_defined,
@@ -131,6 +133,7 @@ class PropertyDef:
             display_order=int(data.get("displayOrder", -1)),
             has_unique_value=bool(data.get("hasUniqueValue", False)),
             created_ms=int(data.get("created_ms", 0)),
+            updated_ms=int(data.get("updated_ms", 0)),
         )
 
 
@@ -220,6 +223,7 @@ def seeded_properties() -> dict[str, list[PropertyDef]]:
         _p("trial_started_at", "Trial started at", "datetime", "date", "conversioninformation", custom=True),
         _p("webinar_attended_at", "Webinar attended at", "datetime", "date", "conversioninformation",
            custom=True),
+        _p("hs_merged_object_ids", "Merged Contact IDs", "enumeration", "checkbox", "contactinformation"),
     ]
     companies = [
         _p("hs_object_id", "Record ID", "number", "number", "companyinformation"),
@@ -235,6 +239,7 @@ def seeded_properties() -> dict[str, list[PropertyDef]]:
         _p("founded_year", "Year Founded", "string", "text", "companyinformation"),
         _p("web_technologies", "Web Technologies", "enumeration", "checkbox", "companyinformation",
            TECHNOLOGIES, custom=True),
+        _p("hs_merged_object_ids", "Merged Company IDs", "enumeration", "checkbox", "companyinformation"),
     ]
     for props in (contacts, companies):
         for order, prop in enumerate(props):

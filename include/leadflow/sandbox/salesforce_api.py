@@ -2,6 +2,7 @@
 
 Routes (any API version `vNN.N` from 20.0):
   POST  /services/oauth2/token                       client_credentials and password grants
+  GET   /services/oauth2/userinfo                    the user a session acts as (user_id)
   GET   /services/data/                              versions
   GET   /services/data/vNN.N/query?q= | queryAll?q=  SOQL (see salesforce_soql), 2,000 per batch
   GET   /services/data/vNN.N/query/<locator>         next batch (`nextRecordsUrl`)
@@ -229,6 +230,18 @@ def _oauth_router() -> APIRouter:
         return JSONResponse({"access_token": user.token, "instance_url": ctx.instance_url, "id": identity,
                              "token_type": "Bearer", "issued_at": issued, "signature": signature,
                              "scope": "api"})
+
+    @router.get("/services/oauth2/userinfo")
+    async def userinfo(request: Request) -> JSONResponse:
+        """OpenID Connect userinfo: who the session's token acts as (leadflow asks it once to
+        tell its own writes in LeadHistory apart)."""
+        ctx: SalesforceContext = request.app.state.salesforce
+        user = ctx.users.by_token(_session_token(request))
+        if user is None:
+            return JSONResponse({"error": "invalid_token", "error_description": "Session expired or invalid"},
+                                status_code=401)
+        return JSONResponse({"sub": f"{ctx.instance_url}/id/{ORG_ID}/{user.id}", "user_id": user.id,
+                             "organization_id": ORG_ID, "preferred_username": user.username, "name": user.name})
 
     return router
 

@@ -49,8 +49,8 @@ MAX_BATCH = 2000
 MIN_BATCH = 200
 MAX_COLLECTION = 200
 MAX_CURSORS = 100
-# Field history tracking of the org: Status, Rating and the fields leadflow writes.
-DEFAULT_TRACKED_FIELDS: tuple[str, ...] = ("Status", "Rating") + tuple(
+# Field history tracking of the org: Status, the stage, Rating and the fields leadflow writes.
+DEFAULT_TRACKED_FIELDS: tuple[str, ...] = ("Status", "Lifecycle_Stage__c", "Rating") + tuple(
     f.name for f in LEAD_FIELDS if f.name.startswith("Leadflow_"))
 DEFAULT_CONVERTED_STATUS = "Closed - Converted"
 HISTORY_VALUE_LENGTH = 255  # Salesforce keeps the first 255 characters of a text value in history

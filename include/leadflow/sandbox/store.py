@@ -4,8 +4,14 @@ One table per object type. The columns HubSpot clients sort and page on are real
 INTEGER columns (`id` = hs_object_id, `created_ms` = createdate, `modified_ms` =
 lastmodifieddate / hs_lastmodifieddate, `company_id` = associatedcompanyid) plus a lower-cased
 `unique_key` (email / domain); every other property lives in the `props` JSON document, typed
-(numbers, epoch ms, booleans) so SQL can compare it. The file persists: a push is visible to the
-next pull, and a restarted server reuses the world.
+(numbers, epoch ms, booleans) so SQL can compare it. `archived` is 0 (live), 1 (archived, with
+`archived_ms`) or 2 (merged into `merged_into`: in no list, search or archived list);
+`created_by` holds the `ChangeSource` of a record created through the API (NULL for a seeded
+one). The file persists: a push is visible to the next pull, and a restarted server reuses the
+world.
+
+The `writes` table is both the write log and the property history: one row per applied property
+change with its old and new wire value and who made it (`source_*`, `user_id`).
 
 All access goes through one connection guarded by a lock: the server is single-process and every
 statement is short, so this is simpler and faster than a pool.
@@ -26,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from leadflow.sandbox.history import API, ChangeSource
 from leadflow.sandbox.properties import (
     COLUMN_PROPERTIES,
     OBJECT_TYPES,
@@ -44,6 +51,13 @@ _INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_{t}_unique ON obj_{t} (unique_key)",
     "CREATE INDEX IF NOT EXISTS ix_{t}_company ON obj_{t} (company_id)",
 )
+ARCHIVED, MERGED = 1, 2  # values of the `archived` column besides 0 (live)
+# Columns added after the first release: (table kind, column, type). Old db files gain them on open.
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("obj", "archived_ms", "INTEGER"), ("obj", "merged_into", "INTEGER"), ("obj", "created_by", "TEXT"),
+    ("writes", "source_type", "TEXT NOT NULL DEFAULT 'API'"), ("writes", "source_id", "TEXT"),
+    ("writes", "source_label", "TEXT"), ("writes", "user_id", "INTEGER"),
+)
 
 
 @dataclass
@@ -57,6 +71,9 @@ class Row:
     unique_key: str | None
     company_id: int | None
     props: dict[str, Any] = field(default_factory=dict)
+    archived_ms: int | None = None
+    merged_into: int | None = None
+    created_by: ChangeSource | None = None  # None: a seeded record (its origin comes from the seed)
 
     def value(self, object_type: str, name: str) -> Any:
         """Internal value of any property, column-backed or not."""
@@ -77,10 +94,11 @@ class WriteEntry:
     property: str
     old: str | None
     new: str | None
+    source: ChangeSource = API
 
     def to_api(self) -> dict[str, Any]:
         return {"seq": self.seq, "atMs": self.at_ms, "objectType": self.object_type, "objectId": self.object_id,
-                "property": self.property, "old": self.old, "new": self.new}
+                "property": self.property, "old": self.old, "new": self.new, **self.source.to_api()}
 
 
 # Strings SQLite's JSON writer copies verbatim (no quote, backslash or control character).
@@ -150,9 +168,25 @@ class SandboxStore:
                 "new_value TEXT)"
             )
             cur.execute("CREATE INDEX IF NOT EXISTS ix_writes_at ON writes (at_ms)")
+            self._add_columns()
+            for t in OBJECT_TYPES:  # partial: seeded records (never merged) cost it nothing
+                cur.execute(f"CREATE INDEX IF NOT EXISTS ix_{t}_merged ON obj_{t} (merged_into) "
+                            "WHERE merged_into IS NOT NULL")
+            cur.execute("CREATE INDEX IF NOT EXISTS ix_writes_object ON writes (object_type, object_id, property, seq)")
             cur.execute("CREATE TABLE IF NOT EXISTS enrichment (domain TEXT PRIMARY KEY, data TEXT NOT NULL)")
             if self.get_meta("schema_seeded") is None:
                 self._seed_schema()
+            else:
+                self._add_missing_properties()
+
+    def _add_columns(self) -> None:
+        """Give a db file made by an older sandbox the columns added since (NULL / default filled)."""
+        tables = {"obj": [f"obj_{t}" for t in OBJECT_TYPES], "writes": ["writes"]}
+        for kind, column, ddl in _ADDED_COLUMNS:
+            for table in tables[kind]:
+                have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
 
     def _seed_schema(self) -> None:
         now_ms = self.now_ms()
@@ -165,6 +199,17 @@ class SandboxStore:
                 prop.created_ms = now_ms
                 self._put_property(object_type, prop)
         self.set_meta("schema_seeded", "1")
+
+    def _add_missing_properties(self) -> None:
+        """A db file seeded by an older sandbox gains the HubSpot properties added since
+        (e.g. hs_merged_object_ids); properties it has, changed or not, stay as they are."""
+        have = {(t, n) for t, n in self._conn.execute("SELECT object_type, name FROM properties")}
+        now_ms = self.now_ms()
+        for object_type, props in seeded_properties().items():
+            for prop in props:
+                if (object_type, prop.name) not in have:
+                    prop.created_ms = now_ms
+                    self._put_property(object_type, prop)
 
     def close(self) -> None:
         with self._lock:
@@ -190,6 +235,7 @@ class SandboxStore:
     def _put_property(self, object_type: str, prop: PropertyDef) -> None:
         data = prop.to_api()
         data["created_ms"] = prop.created_ms
+        data["updated_ms"] = prop.updated_ms
         self._conn.execute("INSERT OR REPLACE INTO properties VALUES (?, ?, ?)",
                            (object_type, prop.name, json.dumps(data)))
         self._schema_cache.pop(object_type, None)
@@ -214,6 +260,12 @@ class SandboxStore:
             prop.created_ms = prop.created_ms or self.now_ms()
             self._put_property(object_type, prop)
 
+    def update_property(self, object_type: str, prop: PropertyDef) -> None:
+        """Store a changed definition (same name), stamped with the time of the change."""
+        with self._lock:
+            prop.updated_ms = self.now_ms()
+            self._put_property(object_type, prop)
+
     def groups(self, object_type: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
@@ -233,12 +285,13 @@ class SandboxStore:
                                (object_type, name, label, display_order))
 
     # --- reading objects ------------------------------------------------------------------------
-    _COLUMNS = "id, created_ms, modified_ms, archived, unique_key, company_id, props"
+    _COLUMNS = "id, created_ms, modified_ms, archived, unique_key, company_id, props, archived_ms, merged_into, created_by"
 
     @staticmethod
     def _row(rec: Sequence[Any]) -> Row:
         return Row(id=rec[0], created_ms=rec[1], modified_ms=rec[2], archived=bool(rec[3]), unique_key=rec[4],
-                   company_id=rec[5], props=json.loads(rec[6]))
+                   company_id=rec[5], props=json.loads(rec[6]), archived_ms=rec[7], merged_into=rec[8],
+                   created_by=ChangeSource.from_json(rec[9]) if rec[9] else None)
 
     def count(self, object_type: str, *, archived: bool = False) -> int:
         with self._lock:
@@ -314,41 +367,52 @@ class SandboxStore:
 
     # --- writing objects ------------------------------------------------------------------------
     def save(self, object_type: str, rows: Sequence[Row], changes: Sequence[tuple[int, str, Any, Any]],
-             at_ms: int) -> None:
-        """Persist updated rows and log their property changes in one transaction.
+             at_ms: int, source: ChangeSource = API, merged: tuple[int, int] | None = None) -> None:
+        """Persist updated rows and log their property changes, made by `source`, in one transaction.
 
-        `changes` are (object id, property, old internal value, new internal value).
+        `changes` are (object id, property, old internal value, new internal value). `merged`
+        (merged-away id, survivor id) repoints the records once merged into the merged-away one
+        to the survivor, so a read of any merged id finds the live record in one step.
         """
         defs = self.properties(object_type)
         with self._lock, self._transaction():
             self._conn.executemany(
                 f"UPDATE obj_{object_type} SET modified_ms = ?, unique_key = ?, company_id = ?, props = ?, "
-                "archived = ? WHERE id = ?",
+                "archived = ?, archived_ms = ?, merged_into = ? WHERE id = ?",
                 [(r.modified_ms, r.unique_key, r.company_id, json.dumps(r.props, separators=(",", ":")),
-                  int(r.archived), r.id) for r in rows])
-            self._log(object_type, changes, at_ms, defs)
+                  MERGED if r.merged_into else int(r.archived), r.archived_ms, r.merged_into, r.id) for r in rows])
+            if merged is not None:
+                self._conn.execute(f"UPDATE obj_{object_type} SET merged_into = ? WHERE merged_into = ?",
+                                   (merged[1], merged[0]))
+            self._log(object_type, changes, at_ms, defs, source)
 
-    def create(self, object_type: str, rows: Sequence[Row], at_ms: int) -> list[Row]:
-        """Insert new rows (ids assigned by SQLite when `id` is 0) and log their values."""
+    def create(self, object_type: str, rows: Sequence[Row], at_ms: int, source: ChangeSource = API) -> list[Row]:
+        """Insert new rows (ids assigned by SQLite when `id` is 0) created by `source`, and log their values."""
         defs = self.properties(object_type)
         created: list[Row] = []
         with self._lock, self._transaction():
             for r in rows:
+                r.created_by = source
                 cur = self._conn.execute(
                     f"INSERT INTO obj_{object_type} (id, created_ms, modified_ms, archived, unique_key, company_id, "
-                    "props) VALUES (?, ?, ?, 0, ?, ?, ?)",
+                    "props, created_by) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
                     (r.id or None, r.created_ms, r.modified_ms, r.unique_key, r.company_id,
-                     json.dumps(r.props, separators=(",", ":"))))
+                     json.dumps(r.props, separators=(",", ":")), source.to_json()))
                 r.id = int(cur.lastrowid)
                 created.append(r)
-                self._log(object_type, [(r.id, k, None, v) for k, v in r.props.items() if v is not None], at_ms, defs)
+                self._log(object_type, [(r.id, k, None, v) for k, v in r.props.items() if v is not None], at_ms, defs,
+                          source)
         return created
 
     def _log(self, object_type: str, changes: Sequence[tuple[int, str, Any, Any]], at_ms: int,
-             defs: dict[str, PropertyDef]) -> None:
+             defs: dict[str, PropertyDef], source: ChangeSource) -> None:
+        # One executemany per batch: the history must not slow a batch update down.
+        s = source
         self._conn.executemany(
-            "INSERT INTO writes (at_ms, object_type, object_id, property, old_value, new_value) VALUES (?,?,?,?,?,?)",
-            [(at_ms, object_type, str(oid), name, render_value(defs.get(name), old), render_value(defs.get(name), new))
+            "INSERT INTO writes (at_ms, object_type, object_id, property, old_value, new_value, source_type, "
+            "source_id, source_label, user_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(at_ms, object_type, str(oid), name, render_value(defs.get(name), old), render_value(defs.get(name), new),
+              s.source_type, s.source_id, s.source_label, s.user_id)
              for oid, name, old, new in changes])
 
     def _transaction(self) -> "_Tx":
@@ -363,8 +427,7 @@ class SandboxStore:
     # --- write log ------------------------------------------------------------------------------
     def writes(self, *, since_ms: int = 0, since_seq: int = 0, object_type: str | None = None,
                limit: int = 10_000) -> list[WriteEntry]:
-        sql = "SELECT seq, at_ms, object_type, object_id, property, old_value, new_value FROM writes " \
-              "WHERE at_ms >= ? AND seq > ?"
+        sql = f"SELECT {self._WRITE_COLUMNS} FROM writes WHERE at_ms >= ? AND seq > ?"
         params: list[Any] = [since_ms, since_seq]
         if object_type:
             sql += " AND object_type = ?"
@@ -373,7 +436,30 @@ class SandboxStore:
         params.append(limit)
         with self._lock:
             recs = self._conn.execute(sql, params).fetchall()
-        return [WriteEntry(*rec) for rec in recs]
+        return [self._write_entry(rec) for rec in recs]
+
+    _WRITE_COLUMNS = ("seq, at_ms, object_type, object_id, property, old_value, new_value, source_type, source_id, "
+                      "source_label, user_id")
+
+    @staticmethod
+    def _write_entry(rec: Sequence[Any]) -> WriteEntry:
+        return WriteEntry(*rec[:7], source=ChangeSource(*rec[7:]))
+
+    def history(self, object_type: str, ids: Sequence[int], names: Sequence[str]) -> dict[tuple[int, str],
+                                                                                        list[WriteEntry]]:
+        """Logged changes of these properties of these records, newest first, by (id, property)."""
+        ids, names = list(dict.fromkeys(ids)), list(dict.fromkeys(names))
+        if not ids or not names:
+            return {}
+        sql = (f"SELECT {self._WRITE_COLUMNS} FROM writes WHERE object_type = ? AND object_id IN "
+               f"({','.join('?' * len(ids))}) AND property IN ({','.join('?' * len(names))}) ORDER BY seq DESC")
+        with self._lock:
+            recs = self._conn.execute(sql, [object_type, *map(str, ids), *names]).fetchall()
+        out: dict[tuple[int, str], list[WriteEntry]] = {}
+        for rec in recs:
+            entry = self._write_entry(rec)
+            out.setdefault((int(entry.object_id), entry.property), []).append(entry)
+        return out
 
     # --- bulk load (seeding) --------------------------------------------------------------------
     def bulk_load(self, object_type: str, columns: dict[str, list[Any]], prop_names: Sequence[str],

@@ -311,3 +311,165 @@ def test_settings_reject_bad_values_naming_the_key(tmp_path):
         SandboxSettings(db_path=tmp_path / "x.db", rate_limit="fast")
     with pytest.raises(ValueError, match="faults"):
         SandboxSettings(db_path=tmp_path / "x.db", faults="429=2")
+
+
+# --- principals, history, merge, archive, property options over HTTP ----------------------------
+USER_TOKEN, WORKFLOW_TOKEN, APP_TOKEN = "pat-user-token-1", "pat-workflow-token", "pat-other-app-token"
+PRINCIPALS = ({"token": USER_TOKEN, "kind": "user", "id": 501, "label": "Ada"},
+              {"token": WORKFLOW_TOKEN, "kind": "workflow", "id": 9001, "label": "Nurture"},
+              {"token": APP_TOKEN, "kind": "app", "id": 777, "label": "Zapier"})
+
+
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _stage_history(client, object_id: str) -> list[dict]:
+    r = client.get(f"/crm/v3/objects/contacts/{object_id}?properties=lifecyclestage"
+                   "&propertiesWithHistory=lifecyclestage,hs_lead_status")
+    assert r.status_code == 200, r.text
+    return r.json()["propertiesWithHistory"]["lifecyclestage"]
+
+
+def test_given_principals_then_each_token_writes_under_its_own_source_type(make_client):
+    client, _ = make_client(rate_limit="off", principals=PRINCIPALS)
+    for token, stage in ((TOKEN, "marketingqualifiedlead"), (USER_TOKEN, "salesqualifiedlead"),
+                         (WORKFLOW_TOKEN, "opportunity"), (APP_TOKEN, "customer")):
+        r = client.patch("/crm/v3/objects/contacts/7", json={"properties": {"lifecyclestage": stage}}, headers=_as(token))
+        assert r.status_code == 200, r.text
+    history = _stage_history(client, "7")
+    assert [{k: e.get(k) for k in ("value", "sourceType", "sourceId", "sourceLabel", "updatedByUserId")}
+            for e in history[:4]] == [
+        {"value": "customer", "sourceType": "INTEGRATION", "sourceId": "777", "sourceLabel": "Zapier",
+         "updatedByUserId": None},
+        {"value": "opportunity", "sourceType": "WORKFLOW", "sourceId": "9001", "sourceLabel": "Nurture",
+         "updatedByUserId": None},
+        {"value": "salesqualifiedlead", "sourceType": "CRM_UI", "sourceId": "userId:501", "sourceLabel": None,
+         "updatedByUserId": 501},
+        {"value": "marketingqualifiedlead", "sourceType": "INTEGRATION", "sourceId": "3141592", "sourceLabel": None,
+         "updatedByUserId": None}]
+    assert all(e["timestamp"].endswith("Z") and len(e["timestamp"]) == 24 for e in history)
+    writes = client.get("/_sandbox/writes").json()["results"]
+    assert [(w["new"], w["sourceType"], w.get("updatedByUserId")) for w in writes[-4:]] == [
+        ("marketingqualifiedlead", "INTEGRATION", None), ("salesqualifiedlead", "CRM_UI", 501),
+        ("opportunity", "WORKFLOW", None), ("customer", "INTEGRATION", None)]
+
+
+def test_given_an_unknown_token_or_a_principal_on_the_admin_api_then_401(make_client):
+    client, _ = make_client(principals=PRINCIPALS)
+    assert client.get("/crm/v3/objects/contacts/1", headers=_as("pat-nobody-at-all")).status_code == 401
+    assert client.get("/crm/v3/objects/contacts/1", headers=_as(USER_TOKEN)).status_code == 200
+    assert client.get("/_sandbox/writes", headers=_as(USER_TOKEN)).status_code == 401
+
+
+def test_given_other_principals_use_up_their_burst_then_leadflow_keeps_its_budget(make_client):
+    client, _ = make_client(rate_limit="3/10", principals=PRINCIPALS)
+    statuses = [client.get("/crm/v3/objects/contacts/1", headers=_as(USER_TOKEN)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    ours = client.get("/crm/v3/objects/contacts/1")
+    assert ours.status_code == 200 and ours.headers["X-HubSpot-RateLimit-Remaining"] == "2"
+
+
+def test_token_info_answers_app_principals_and_refuses_user_tokens(make_client):
+    client, _ = make_client(principals=PRINCIPALS)
+    url = "/oauth/v2/private-apps/get/access-token-info"
+    assert client.post(url, json={"tokenKey": APP_TOKEN}).json()["appId"] == 777
+    assert client.post(url, json={"tokenKey": TOKEN}).json()["appId"] == 3_141_592
+    assert client.post(url, json={"tokenKey": USER_TOKEN}).status_code == 401
+
+
+@pytest.mark.parametrize(("principals", "message"), [
+    ([{"token": TOKEN, "kind": "user", "id": 1, "label": "x"}], "principals[0].token is already used by token"),
+    ([{"token": "pat-a-token", "kind": "robot", "id": 1, "label": "x"}], "principals.0.kind"),
+    ([{"token": "pat-a-token", "kind": "user", "id": 1, "label": "x"},
+      {"token": "pat-b-token", "kind": "user", "id": 1, "label": "y"}], "principals[1].id 1 is used by another user"),
+    ([{"token": "short", "kind": "user", "id": 1, "label": "x"}], "principals.0.token"),
+])
+def test_given_bad_principals_then_settings_fail_naming_the_key(tmp_path, principals, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        SandboxSettings(db_path=tmp_path / "x.db", token=TOKEN, principals=principals)
+    assert message in str(err.value).replace("\n", " ")
+
+
+def test_given_generated_principals_then_tokens_repeat_for_the_same_seed_and_differ_per_seed():
+    from leadflow.sandbox.settings import generated_principals
+
+    first = generated_principals(2, 1, "pat-seed")
+    assert first == generated_principals(2, 1, "pat-seed")
+    assert [(p.kind, p.id) for p in first] == [("user", 77_002), ("user", 77_003), ("workflow", 9_001)]
+    assert {p.token for p in first}.isdisjoint(p.token for p in generated_principals(2, 1, "pat-other"))
+
+
+def test_list_and_batch_read_return_history_only_when_asked(make_client):
+    client, _ = make_client(rate_limit="off", principals=PRINCIPALS)
+    client.patch("/crm/v3/objects/contacts/2", json={"properties": {"jobtitle": "CTO"}}, headers=_as(USER_TOKEN))
+    page = client.get("/crm/v3/objects/contacts?limit=2&propertiesWithHistory=jobtitle").json()["results"]
+    assert page[1]["propertiesWithHistory"]["jobtitle"][0]["sourceId"] == "userId:501"
+    assert "propertiesWithHistory" not in client.get("/crm/v3/objects/contacts?limit=2").json()["results"][0]
+    read = client.post("/crm/v3/objects/contacts/batch/read", json={
+        "inputs": [{"id": "2"}], "properties": ["jobtitle"], "propertiesWithHistory": ["jobtitle"]}).json()
+    assert read["results"][0]["propertiesWithHistory"]["jobtitle"][0]["value"] == "CTO"
+
+
+def test_patch_property_options_then_old_values_are_refused_with_invalid_option(make_client):
+    client, _ = make_client(rate_limit="off")
+    options = [{"label": "New", "value": "NEW", "hidden": False}, {"label": "Nurturing", "value": "NURTURING",
+                                                                    "hidden": False}]
+    r = client.patch("/crm/v3/properties/contacts/hs_lead_status", json={"options": options})
+    assert r.status_code == 200 and [o["value"] for o in r.json()["options"]] == ["NEW", "NURTURING"]
+    assert client.get("/crm/v3/properties/contacts/hs_lead_status").json()["options"][1]["label"] == "Nurturing"
+    ok = client.patch("/crm/v3/objects/contacts/3", json={"properties": {"hs_lead_status": "NURTURING"}})
+    assert ok.status_code == 200
+    refused = client.patch("/crm/v3/objects/contacts/3", json={"properties": {"hs_lead_status": "OPEN"}})
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["code"] == "INVALID_OPTION"
+    assert "OPEN was not one of the allowed options: [NEW, NURTURING]" in refused.json()["message"]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "says"), [
+    ("hs_lead_status", {"label": "Status"}, 400, "HubSpot-defined property: only its options can change"),
+    ("email", {"options": [{"label": "a", "value": "a"}]}, 400, "only enumeration properties have options"),
+    ("hs_lead_status", {"options": [{"label": "a", "value": "a"}, {"value": "a"}]}, 400, "more than once"),
+    ("hs_lead_status", {"type": "string"}, 400, "cannot change type"),
+    ("budget_range", {"groupName": "nope"}, 400, "'nope' does not exist"),
+    ("no_such_property", {"options": []}, 404, "Unable to find property no_such_property"),
+])
+def test_patch_property_refuses_what_it_cannot_change_and_says_why(make_client, name, body, status, says):
+    client, _ = make_client(rate_limit="off")
+    r = client.patch(f"/crm/v3/properties/contacts/{name}", json=body)
+    assert r.status_code == status and says in r.json()["message"]
+
+
+def test_patch_custom_property_label_and_order(make_client, clock):
+    client, _ = make_client(rate_limit="off")
+    clock.advance(30)
+    r = client.patch("/crm/v3/properties/contacts/budget_range", json={"label": "Budget", "displayOrder": 3})
+    assert r.status_code == 200 and r.json()["label"] == "Budget" and r.json()["displayOrder"] == 3
+    assert r.json()["updatedAt"] == "2023-11-14T22:13:50.000Z"  # the injected clock's now
+
+
+def test_merge_over_http_attributes_it_and_the_merged_id_reads_as_the_survivor(make_client):
+    client, _ = make_client(rate_limit="off", principals=PRINCIPALS)
+    r = client.post("/crm/v3/objects/contacts/merge", json={"primaryObjectId": "10", "objectIdToMerge": "11"},
+                    headers=_as(USER_TOKEN))
+    assert r.status_code == 200 and r.json()["id"] == "10"
+    assert r.json()["properties"]["hs_merged_object_ids"] == "11"
+    assert client.get("/crm/v3/objects/contacts/11").json()["id"] == "10"
+    history = client.get("/crm/v3/objects/contacts/10?propertiesWithHistory=hs_merged_object_ids").json()
+    assert history["propertiesWithHistory"]["hs_merged_object_ids"][0]["sourceId"] == "userId:501"
+    search = _search(client, filterGroups=[{"filters": [{"propertyName": "hs_object_id", "operator": "EQ",
+                                                          "value": "11"}]}]).json()
+    assert search["total"] == 0
+
+
+def test_batch_archive_then_archived_list_shows_archived_at(make_client, clock):
+    client, _ = make_client(rate_limit="off")
+    r = client.post("/crm/v3/objects/contacts/batch/archive", json={"inputs": [{"id": "20"}, {"id": "21"}]})
+    assert r.status_code == 204
+    archived = client.get("/crm/v3/objects/contacts?archived=true").json()["results"]
+    assert [(o["id"], o["archived"]) for o in archived] == [("20", True), ("21", True)]
+    assert archived[0]["archivedAt"] == "2023-11-14T22:13:20.000Z"  # the injected clock's now
+    assert client.get("/crm/v3/objects/contacts/20").status_code == 404
+    assert client.get("/crm/v3/objects/contacts/20?archived=true").json()["archivedAt"] == archived[0]["archivedAt"]
