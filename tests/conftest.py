@@ -31,16 +31,23 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # Tests never write into the checkout.
 os.environ.setdefault("LEADFLOW_VAR_DIR", tempfile.mkdtemp(prefix="leadflow-var-"))
 
-# `TEST_MOVE_CLOCK_DAYS=N make test` runs the session with this process's wall clock moved N days
-# (time-machine, ticking; monotonic time untouched): a check that no test depends on the date.
-# libfaketime cannot move the whole suite: Python's timed condition waits hang under it.
+# `TEST_MOVE_CLOCK_DAYS=N make test` runs the session with the wall clock of this process and of
+# every Python process it starts (leadflow runs, Airflow, the sandbox) moved N days (time-machine,
+# ticking; monotonic time untouched): a check that no test depends on the date. Children get it
+# through a `sitecustomize` on PYTHONPATH. libfaketime cannot move the whole suite: Python's timed
+# condition waits hang under it.
+_MOVED_CLOCK = """\
+import datetime, os
 if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
-    import datetime as _dt
-
     import time_machine
-
-    time_machine.travel(_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=int(os.environ["TEST_MOVE_CLOCK_DAYS"])),
-                        tick=True).start()
+    time_machine.travel(datetime.datetime.now(datetime.timezone.utc)
+                        + datetime.timedelta(days=int(os.environ["TEST_MOVE_CLOCK_DAYS"])), tick=True).start()
+"""
+if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
+    _clock_dir = Path(tempfile.mkdtemp(prefix="leadflow-moved-clock-"))
+    (_clock_dir / "sitecustomize.py").write_text(_MOVED_CLOCK, encoding="utf-8")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_clock_dir), os.environ.get("PYTHONPATH")) if p)
+    exec(compile(_MOVED_CLOCK, "moved-clock", "exec"))
 
 
 def _free_port() -> int:

@@ -476,7 +476,7 @@ def push(ctx: RunContext) -> dict[str, Any]:
                                            ctx.settings.push.writer(), on_batch=advance)
             finally:
                 connector.close()
-                summary["overrides"] += outcome.overridden
+            summary["overrides"] += outcome.overridden
             summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,
                             "unknown": outcome.unknown, "write_calls": outcome.write_calls, "dry_run": False,
                             "skipped_unchanged": outcome.skipped, "prewrite_reads": outcome.read_calls,

@@ -20,13 +20,16 @@ class CertFiles:
     key_path: Path  # PEM private key (server side only)
 
 
-def make_self_signed(directory: Path, *, name: str = "leadflow-salesforce-sandbox", days: int = 30) -> CertFiles:
+NOT_BEFORE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+NO_EXPIRY = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+
+
+def make_self_signed(directory: Path, *, name: str = "leadflow-salesforce-sandbox") -> CertFiles:
     """Write `<name>.pem` and `<name>.key` into `directory`, valid for 127.0.0.1, ::1 and localhost."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1"),
                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "leadflow sandbox")])
-    now = dt.datetime.now(dt.timezone.utc)
     san = x509.SubjectAlternativeName([
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
@@ -38,8 +41,11 @@ def make_self_signed(directory: Path, *, name: str = "leadflow-salesforce-sandbo
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        # A throw-away loopback certificate made at every start: its validity does not depend on
+        # any clock (RFC 5280's "no well-defined expiration date"), so a process whose clock
+        # disagrees with OpenSSL's (a test with a moved clock) still trusts it.
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NO_EXPIRY)
         .add_extension(san, critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
