@@ -52,6 +52,10 @@ MERGED_IDS = "hs_merged_object_ids"
 _MODIFIED_PROPERTIES = frozenset({"lastmodifieddate", "hs_lastmodifieddate"})
 
 
+# HubSpot's limit on a batch read that asks for property histories (100 without them).
+MAX_HISTORY_BATCH = 50
+
+
 @dataclass(frozen=True)
 class BatchAnswer:
     status_code: int
@@ -245,6 +249,9 @@ class HubSpotService:
         history = body.get("propertiesWithHistory") or []
         if not isinstance(history, list) or not all(isinstance(n, str) for n in history):
             raise validation_error("propertiesWithHistory must be a list of property names")
+        if history and len(inputs) > MAX_HISTORY_BATCH:
+            raise validation_error(f"The maximum number of inputs supported in a batch request for property "
+                                   f"histories is {MAX_HISTORY_BATCH}. Please reduce the number of items and try again")
         # A merged-away id and its survivor's id answer one object, once.
         rows = list({found[k].id: found[k] for k in dict.fromkeys(keys) if k in found}.values())
         results = self.render_many(object_type, rows, wanted, history)

@@ -1,0 +1,270 @@
+"""People and automation who share the sandbox CRM with leadflow.
+
+Reproducible sales reps, workflows and admins act on the records between runs and while a push
+is in flight: they reject and work leads, set a status their team added, move a stage back or on
+to opportunity, edit titles, merge duplicates and delete contacts. They act through the CRM's
+public API (and, for what Salesforce only does in its UI, the sandbox's admin calls) with their
+own tokens, so every change lands in the CRM's own history with its real source, and a test can
+judge leadflow against that record instead of against leadflow's log.
+
+`plan_acts` is pure (what to do, drawn from a seeded RNG over the records' current state);
+`HubSpotActors` and `SalesforceActors` read that state and carry the acts out.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, Sequence
+
+import requests
+
+log = logging.getLogger(__name__)
+
+# What the actors do, and how often relative to each other.
+ACTION_WEIGHTS: dict[str, int] = {
+    "reject": 5, "work": 5, "custom_status": 2, "stage_back": 2, "to_opportunity": 2, "edit_title": 2,
+    "merge": 1, "delete": 1,
+}
+# Canonical states an action needs: a rep rejects or works what marketing handed over.
+_ELIGIBLE: dict[str, tuple[str, frozenset[str]]] = {
+    "reject": ("status", frozenset({"new", "open"})),
+    "work": ("status", frozenset({"new", "open"})),
+    "stage_back": ("stage", frozenset({"mql", "sql"})),
+    "to_opportunity": ("stage", frozenset({"lead", "mql", "sql"})),
+}
+STAGE_BEFORE = {"mql": "lead", "sql": "mql"}
+TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A record as the actors see it: canonical stage and status (None when empty or unmapped)."""
+
+    record_id: str
+    stage: str | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class Act:
+    action: str  # a key of ACTION_WEIGHTS
+    record_id: str
+    other_id: str | None = None  # merge: the duplicate merged into `record_id`
+    stage: str | None = None  # stage_back: the canonical stage to go back to
+
+
+def plan_acts(records: Sequence[Seen], *, share: float, rng: random.Random) -> list[Act]:
+    """About `share` of `records` acted on, each record at most once, actions drawn by weight
+    among those the record's state allows (a merge takes two records)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    pool = sorted(records, key=lambda r: r.record_id)
+    rng.shuffle(pool)
+    wanted = max(1, round(len(pool) * share))
+    used: set[str] = set()
+    acts: list[Act] = []
+    names, weights = list(ACTION_WEIGHTS), list(ACTION_WEIGHTS.values())
+    for record in pool:
+        if len(acts) >= wanted:
+            break
+        if record.record_id in used:
+            continue
+        action = rng.choices(names, weights)[0]
+        need = _ELIGIBLE.get(action)
+        if need is not None and getattr(record, need[0]) not in need[1]:
+            action = "edit_title"
+        if action == "merge":
+            other = next((r for r in pool if r.record_id not in used and r.record_id != record.record_id), None)
+            if other is None:
+                continue
+            used.add(other.record_id)
+            acts.append(Act("merge", record.record_id, other_id=other.record_id))
+        else:
+            acts.append(Act(action, record.record_id,
+                            stage=STAGE_BEFORE.get(record.stage or "") if action == "stage_back" else None))
+        used.add(record.record_id)
+    return acts
+
+
+class CrmActors(Protocol):
+    def snapshot(self) -> list[Seen]: ...
+
+    def apply(self, act: Act) -> None: ...
+
+
+def act_night(actors: CrmActors, *, share: float, seed: int, ids: Sequence[str] | None = None) -> list[Act]:
+    """One night of other people's work: plan over the CRM's current state (only `ids` when
+    given) and carry it out. Returns the acts; logs their counts."""
+    seen = actors.snapshot()
+    if ids is not None:
+        keep = set(ids)
+        seen = [s for s in seen if s.record_id in keep]
+    acts = plan_acts(seen, share=share, rng=random.Random(seed))
+    for act in acts:
+        actors.apply(act)
+    log.info("sandbox actors: %d acts (%s)", len(acts), ", ".join(f"{k} {v}" for k, v in
+                                                              sorted(Counter(a.action for a in acts).items())))
+    return acts
+
+
+def _check(response: requests.Response, what: str) -> Any:
+    if response.status_code >= 400:
+        raise RuntimeError(f"sandbox actor {what}: {response.status_code} {response.text[:300]}")
+    return response.json() if response.content else None
+
+
+class HubSpotActors:
+    """Acts on a HubSpot sandbox: a rep (a user token: CRM_UI) and a workflow (WORKFLOW)."""
+
+    STATUS = {"reject": "UNQUALIFIED", "work": "IN_PROGRESS"}
+    STAGES = {"lead": "lead", "mql": "marketingqualifiedlead", "sql": "salesqualifiedlead"}
+    STAGE_CANONICAL = {"subscriber": "subscriber", "lead": "lead", "marketingqualifiedlead": "mql",
+                       "salesqualifiedlead": "sql", "opportunity": "opportunity", "customer": "customer"}
+    STATUS_CANONICAL = {"NEW": "new", "OPEN": "open", "IN_PROGRESS": "in_progress", "UNQUALIFIED": "unqualified"}
+    CUSTOM_STATUS = ("PARTNER_REFERRAL", "Partner referral")
+
+    def __init__(self, base_url: str, rep_token: str, workflow_token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.rep = requests.Session()
+        self.rep.headers["Authorization"] = f"Bearer {rep_token}"
+        self.workflow = requests.Session()
+        self.workflow.headers["Authorization"] = f"Bearer {workflow_token}"
+        self._custom_added = False
+
+    def snapshot(self) -> list[Seen]:
+        return [Seen(str(r["id"]), self.STAGE_CANONICAL.get((r.get("properties") or {}).get("lifecyclestage") or ""),
+                     self.STATUS_CANONICAL.get((r.get("properties") or {}).get("hs_lead_status") or ""))
+                for r in self._contacts()]
+
+    def _contacts(self) -> Iterator[dict[str, Any]]:
+        after = None
+        while True:
+            params: dict[str, Any] = {"limit": 100, "properties": "lifecyclestage,hs_lead_status"}
+            if after:
+                params["after"] = after
+            page = _check(self.rep.get(f"{self.base_url}/crm/v3/objects/contacts", params=params, timeout=TIMEOUT_S),
+                          "list contacts")
+            yield from page.get("results") or []
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def _set(self, session: requests.Session, record_id: str, **properties: str) -> None:
+        _check(session.patch(f"{self.base_url}/crm/v3/objects/contacts/{record_id}",
+                             json={"properties": properties}, timeout=TIMEOUT_S), f"update {record_id}")
+
+    def _add_custom_status(self) -> None:
+        """An admin adds the team's own lead status (once)."""
+        if self._custom_added:
+            return
+        url = f"{self.base_url}/crm/v3/properties/contacts/hs_lead_status"
+        prop = _check(self.rep.get(url, timeout=TIMEOUT_S), "read hs_lead_status")
+        options = list(prop.get("options") or [])
+        value, label = self.CUSTOM_STATUS
+        if value not in {o.get("value") for o in options}:
+            options.append({"label": label, "value": value, "displayOrder": len(options), "hidden": False})
+            _check(self.rep.patch(url, json={"options": options}, timeout=TIMEOUT_S), "add a lead status")
+        self._custom_added = True
+
+    def apply(self, act: Act) -> None:
+        rid = act.record_id
+        if act.action in self.STATUS:
+            self._set(self.rep, rid, hs_lead_status=self.STATUS[act.action])
+        elif act.action == "custom_status":
+            self._add_custom_status()
+            self._set(self.rep, rid, hs_lead_status=self.CUSTOM_STATUS[0])
+        elif act.action == "stage_back":
+            # HubSpot only moves a stage forward: a workflow clears it, then sets the earlier one.
+            self._set(self.workflow, rid, lifecyclestage="")
+            self._set(self.workflow, rid, lifecyclestage=self.STAGES[act.stage or "lead"])
+        elif act.action == "to_opportunity":
+            self._set(self.rep, rid, lifecyclestage="opportunity")
+        elif act.action == "edit_title":
+            self._set(self.rep, rid, jobtitle=f"Title edited by a rep ({rid})")
+        elif act.action == "merge":
+            _check(self.rep.post(f"{self.base_url}/crm/v3/objects/contacts/merge",
+                                 json={"primaryObjectId": rid, "objectIdToMerge": act.other_id}, timeout=TIMEOUT_S),
+                   f"merge {act.other_id} into {rid}")
+        elif act.action == "delete":
+            _check(self.rep.delete(f"{self.base_url}/crm/v3/objects/contacts/{rid}", timeout=TIMEOUT_S),
+                   f"delete {rid}")
+        else:
+            raise ValueError(f"unknown action {act.action!r}")
+
+
+def tls_session(cert_path: Any, token: str) -> requests.Session:
+    session = requests.Session()
+    # Not from the environment: REQUESTS_CA_BUNDLE would replace the sandbox's certificate.
+    session.trust_env = False
+    session.verify = str(cert_path)
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+class SalesforceActors:
+    """Acts on a Salesforce sandbox as a rep (their own session) and, for what Salesforce does
+    in its UI (merge, convert, a new picklist value), through the sandbox's admin calls
+    attributed to that rep."""
+
+    STATUS = {"reject": "Closed - Not Converted", "work": "Working - Contacted"}
+    STAGES = {"lead": "Lead", "mql": "MQL", "sql": "SQL"}
+    STAGE_CANONICAL = {"Subscriber": "subscriber", "Lead": "lead", "MQL": "mql", "SQL": "sql",
+                       "Opportunity": "opportunity", "Customer": "customer"}
+    STATUS_CANONICAL = {"Open - Not Contacted": "new", "Open": "open", "Closed - Not Converted": "unqualified"}
+    CUSTOM_STATUS = "Partner Referral"
+    API = "/services/data/v59.0"
+
+    def __init__(self, base_url: str, cert_path: Any, org_token: str, rep_id: str, rep_token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.rep_id = rep_id
+        self.rep = tls_session(cert_path, rep_token)
+        self.admin = tls_session(cert_path, org_token)
+        self._custom_added = False
+
+    def snapshot(self) -> list[Seen]:
+        out: list[Seen] = []
+        url = f"{self.base_url}{self.API}/query"
+        answer = _check(self.rep.get(url, params={"q": "SELECT Id, Status, Lifecycle_Stage__c FROM Lead "
+                                                       "WHERE IsConverted = false"}, timeout=TIMEOUT_S), "query")
+        while True:
+            out.extend(Seen(str(r["Id"]), self.STAGE_CANONICAL.get(r.get("Lifecycle_Stage__c") or ""),
+                            self.STATUS_CANONICAL.get(r.get("Status") or "")) for r in answer.get("records") or [])
+            if answer.get("done", True):
+                return out
+            answer = _check(self.rep.get(f"{self.base_url}{answer['nextRecordsUrl']}", timeout=TIMEOUT_S), "query")
+
+    def _set(self, record_id: str, **fields: str) -> None:
+        response = self.rep.patch(f"{self.base_url}{self.API}/sobjects/Lead/{record_id}", json=fields,
+                                  timeout=TIMEOUT_S)
+        if response.status_code != 204:
+            _check(response, f"update {record_id}")
+
+    def _admin(self, call: str, body: dict[str, Any]) -> None:
+        _check(self.admin.post(f"{self.base_url}/_sandbox/{call}", json=body, timeout=TIMEOUT_S), call)
+
+    def apply(self, act: Act) -> None:
+        rid = act.record_id
+        if act.action in self.STATUS:
+            self._set(rid, Status=self.STATUS[act.action])
+        elif act.action == "custom_status":
+            if not self._custom_added:
+                self._admin("picklist-values", {"field": "Status", "value": self.CUSTOM_STATUS})
+                self._custom_added = True
+            self._set(rid, Status=self.CUSTOM_STATUS)
+        elif act.action == "stage_back":
+            self._set(rid, Lifecycle_Stage__c=self.STAGES[act.stage or "lead"])
+        elif act.action == "to_opportunity":
+            self._admin("convert", {"leadId": rid, "asUser": self.rep_id})
+        elif act.action == "edit_title":
+            self._set(rid, Title=f"Title edited by a rep ({rid})")
+        elif act.action == "merge":
+            self._admin("merge", {"masterId": rid, "mergedId": act.other_id, "asUser": self.rep_id})
+        elif act.action == "delete":
+            response = self.rep.delete(f"{self.base_url}{self.API}/sobjects/Lead/{rid}", timeout=TIMEOUT_S)
+            if response.status_code != 204:
+                _check(response, f"delete {rid}")
+        else:
+            raise ValueError(f"unknown action {act.action!r}")

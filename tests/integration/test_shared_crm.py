@@ -1,0 +1,236 @@
+"""leadflow on a CRM it shares with people: reps, workflows and admins act between runs and while
+a push is in flight, and after every run the CRM's own history (not leadflow's log) shows that
+leadflow overwrote nobody's value, left the values outside its mapping alone, and took merged and
+deleted records out of scoring."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+import requests
+
+from leadflow.connections import Connection
+from leadflow.crm.hubspot import HubSpotConnector
+from leadflow.crm.hubspot_mapping import parse_epoch_ms
+from leadflow.crm.registry import get_connector
+from leadflow.crm.salesforce import SalesforceConnector
+from leadflow.pipeline import RunContext, run_all
+from leadflow.push.rollback import confirmed_writes, rollback_run
+from leadflow.sandbox.actors import HubSpotActors, SalesforceActors, tls_session, act_night
+from leadflow.sandbox.history import LEADFLOW_APP
+from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
+from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID
+from leadflow.sandbox.server import running_sandbox
+from leadflow.sandbox.settings import generated_principals
+from leadflow.warehouse import repo
+from leadflow.warehouse.db import get_engine
+
+CONTACTS = 1500
+NIGHTS = 3
+SHARE = 0.03  # of the records other people change each night
+IN_FLIGHT_SHARE = 0.02  # changed by people while leadflow's push is running
+SHARED_HUBSPOT = ("lifecyclestage", "hs_lead_status")
+SHARED_SALESFORCE = ("Status", "Lifecycle_Stage__c", "Rating")
+CREATION_MS = 5_000
+# The shared field each actor action changes.
+_ACTION_FIELD = {"reject": "lead_status", "work": "lead_status", "custom_status": "lead_status",
+                 "stage_back": "lifecycle_stage", "to_opportunity": "lifecycle_stage"}
+
+
+class _InFlight:
+    """Makes people act once, right after leadflow's first write batch of a run.
+
+    The runs write one batch at a time (`_one_call_at_a_time`): the pre-write read keeps a
+    change made *between* two batches, and that is what is tested here. A change landing inside
+    one batch's read-to-write round trip (tens of milliseconds) would still be lost: HubSpot has
+    no conditional update, and Salesforce none for collections."""
+
+    def __init__(self, monkeypatch, connector_class, actors, seed: int) -> None:
+        self.acted: list[Any] = []
+        self.error: Exception | None = None
+        original = connector_class.push
+        state = {"done": False}
+
+        def push(connector, updates):
+            results = original(connector, updates)
+            if not state["done"]:
+                state["done"] = True
+                try:
+                    self.acted = act_night(actors, share=IN_FLIGHT_SHARE, seed=seed)
+                except Exception as exc:  # the writer would take it for a transport error: keep it apart
+                    self.error = exc
+            return results
+
+        monkeypatch.setattr(connector_class, "push", push)
+
+
+def _one_call_at_a_time(run_id: str, crm: str, url: str, conn: Connection) -> RunContext:
+    ctx = RunContext(crm=crm, run_id=run_id, warehouse_url=url, connection=conn)
+    ctx.settings = ctx.settings.model_copy(update={"push": ctx.settings.push.model_copy(update={"calls_in_flight": 1})})
+    return ctx
+
+
+def _accounting_holds(summary: dict[str, Any]) -> None:
+    assert summary["scored"] + summary["quarantined"] + summary["skipped_owned"] == summary["total"], summary
+
+
+def _removed_out_of_scoring(url: str, crm: str, removed_ids: set[str]) -> None:
+    engine = get_engine(url)
+    try:
+        live = set(repo.load_leads(engine, crm)["record_id"])
+        scored = set(repo.load_scores(engine, crm)["record_id"])
+    finally:
+        engine.dispose()
+    assert not removed_ids & live and not removed_ids & scored
+
+
+def _nights(monkeypatch, crm: str, connector_class, actors, url: str, conn: Connection, judge) -> tuple[dict, Counter]:
+    """NIGHTS runs with people acting in flight and between runs, each judged from the CRM's
+    history (`judge()` -> (overwrites, writers)); then one more run, which must have taken
+    every merged and deleted record out of scoring. Returns the last night's summary and
+    writers."""
+    removed: set[str] = set()
+    for night in range(NIGHTS):
+        in_flight = _InFlight(monkeypatch, connector_class, actors, seed=1000 + night)
+        summary = run_all(_one_call_at_a_time(f"night-{night}", crm, url, conn))
+        _accounting_holds(summary)
+        _removed_out_of_scoring(url, crm, removed)
+        assert in_flight.error is None and in_flight.acted, in_flight.error
+        if night == 0:
+            assert summary["pushed"] > 0
+        acts = in_flight.acted + act_night(actors, share=SHARE, seed=night)
+        removed |= {a.record_id for a in acts if a.action == "delete"}
+        removed |= {a.other_id for a in acts if a.action == "merge"}
+        overwrites, writers = judge()
+        assert overwrites == [], overwrites[:10]
+    # Rolling the last night back restores what nobody touched since, and leaves the rest: people
+    # first work on some of the records that run wrote.
+    engine = get_engine(url)
+    log = confirmed_writes(engine, crm, f"night-{NIGHTS - 1}")
+    wrote = {rid: set(group["field"]) for rid, group in log.groupby("record_id")}
+    touched = act_night(actors, share=0.3, seed=99, ids=sorted(wrote))
+    # The records where a person changed (or removed) something that run wrote.
+    contested = {a.record_id for a in touched if a.action == "delete"
+                 or _ACTION_FIELD.get(a.action) in wrote[a.record_id]}
+    contested |= {a.other_id for a in touched if a.action == "merge" and a.other_id in wrote}  # merged away
+    assert contested
+    connector = get_connector(crm, conn)
+    try:
+        undone = rollback_run(engine, connector, crm, f"night-{NIGHTS - 1}")
+    finally:
+        connector.close()
+        engine.dispose()
+    assert undone.restored > 0 and undone.rejected == 0, undone.as_dict()
+    restored_anyway = contested - set(undone.skipped_changed)
+    assert not restored_anyway, [(a, wrote[a.record_id]) for a in touched if a.record_id in restored_anyway]
+    overwrites, _ = judge()
+    assert overwrites == [], overwrites[:10]
+    _accounting_holds(run_all(RunContext(crm=crm, run_id="after", warehouse_url=url, connection=conn)))
+    _removed_out_of_scoring(url, crm, removed)
+    return summary, writers
+
+
+# --- HubSpot -------------------------------------------------------------------------------------
+def _hubspot_overwrites(base_url: str, token: str, ids: list[str]) -> tuple[list[tuple], Counter]:
+    """Every leadflow write of a shared property that replaced a non-empty value somebody else
+    (a person, a workflow, another app) had set after the record was created, from HubSpot's
+    propertiesWithHistory; and who wrote what, for the test's own sanity checks."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    found, writers = [], Counter()
+    for start in range(0, len(ids), 50):
+        body = {"inputs": [{"id": i} for i in ids[start:start + 50]], "properties": list(SHARED_HUBSPOT),
+                "propertiesWithHistory": list(SHARED_HUBSPOT)}
+        answer = session.post(f"{base_url}/crm/v3/objects/contacts/batch/read", json=body, timeout=30).json()
+        for record in answer.get("results") or []:
+            created = parse_epoch_ms(record["createdAt"])
+            for name, entries in (record.get("propertiesWithHistory") or {}).items():
+                oldest_first = list(reversed(entries))
+                for before, after in zip(oldest_first, oldest_first[1:]):
+                    writers[(name, after["sourceType"])] += 1
+                    ours = after["sourceType"] == "INTEGRATION" and after.get("sourceId") == LEADFLOW_APP.source_id
+                    theirs = not (before["sourceType"] == "INTEGRATION"
+                                  and before.get("sourceId") == LEADFLOW_APP.source_id)
+                    decided = parse_epoch_ms(before["timestamp"]) - created > CREATION_MS
+                    if ours and theirs and decided and before.get("value"):
+                        found.append((record["id"], name, before["value"], before["sourceType"], after["value"]))
+    return found, writers
+
+
+@pytest.mark.slow
+def test_hubspot_shared_with_reps_and_workflows_overwrites_nothing_over_several_nights(tmp_path, monkeypatch):
+    principals = generated_principals(1, 1, "shared-crm")
+    rep, workflow = (p.token for p in principals)
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    with running_sandbox(contacts=CONTACTS, seed=21, rate_limit="off", search_rate_limit="off",
+                         principals=principals) as sb:
+        conn = Connection("leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http", password=sb.token)
+        actors = HubSpotActors(sb.base_url, rep, workflow)
+        summary, writers = _nights(monkeypatch, "hubspot", HubSpotConnector, actors, url, conn, lambda: _hubspot_overwrites(
+            sb.base_url, sb.token, [s.record_id for s in actors.snapshot()]))
+        # The last run saw the previous nights' decisions: it left them and said so.
+        assert summary["overrides"] > 0
+        assert writers[("hs_lead_status", "CRM_UI")] > 0 and writers[("lifecyclestage", "WORKFLOW")] > 0
+        assert writers[("lifecyclestage", "INTEGRATION")] > 0  # leadflow still moved stages nobody decided
+
+
+# --- Salesforce ----------------------------------------------------------------------------------
+def _salesforce_overwrites(sf, cert) -> tuple[list[tuple], Counter]:
+    """Every LeadHistory change by leadflow's user to a shared field that followed a change by
+    another user: an overwritten decision."""
+    session = tls_session(cert, sf.token)
+    fields = ", ".join(f"'{f}'" for f in SHARED_SALESFORCE)
+    soql = (f"SELECT LeadId, Field, OldValue, NewValue, CreatedById, CreatedDate FROM LeadHistory "
+            f"WHERE Field IN ({fields}) ORDER BY CreatedDate ASC")
+    rows: list[dict] = []
+    answer = session.get(f"{sf.base_url}/services/data/v59.0/queryAll", params={"q": soql}, timeout=60).json()
+    while True:
+        rows.extend(answer.get("records") or [])
+        if answer.get("done", True):
+            break
+        answer = session.get(f"{sf.base_url}{answer['nextRecordsUrl']}", timeout=60).json()
+    last: dict[tuple[str, str], dict] = {}
+    found, writers = [], Counter()
+    for row in rows:
+        key = (row["LeadId"], row["Field"])
+        writers[(row["Field"], row["CreatedById"] == INTEGRATION_USER_ID)] += 1
+        before = last.get(key)
+        if row["CreatedById"] == INTEGRATION_USER_ID and before is not None \
+                and before["CreatedById"] != INTEGRATION_USER_ID and before.get("NewValue"):
+            found.append((row["LeadId"], row["Field"], before["NewValue"], row["NewValue"]))
+        last[key] = row
+    return found, writers
+
+
+@pytest.mark.slow
+def test_salesforce_shared_with_reps_overwrites_nothing_over_several_nights(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    with running_salesforce_sandbox(contacts=CONTACTS, seed=22) as sf:
+        rep = sf.users.reps[0]
+        conn = Connection("leadflow_salesforce", host="127.0.0.1", port=sf.port, schema="https",
+                          password=sf.token, extra={"verify": str(sf.cert_path)})
+        actors = SalesforceActors(sf.base_url, sf.cert_path, sf.token, rep.id, rep.token)
+        summary, writers = _nights(monkeypatch, "salesforce", SalesforceConnector, actors, url, conn,
+                                   lambda: _salesforce_overwrites(sf, sf.cert_path))
+        assert summary["overrides"] > 0
+        assert writers[("Status", False)] > 0 and writers[("Lifecycle_Stage__c", True)] > 0
+
+
+def test_actor_plans_are_reproducible_and_respect_each_records_state():
+    from leadflow.sandbox.actors import Seen, plan_acts
+
+    seen = [Seen(str(i), "mql" if i % 2 else "lead", "open" if i % 3 else "in_progress") for i in range(200)]
+    first = plan_acts(seen, share=0.2, rng=random.Random(4))
+    assert first == plan_acts(seen, share=0.2, rng=random.Random(4))
+    assert 35 <= len(first) <= 40
+    by_id = {s.record_id: s for s in seen}
+    touched = [a.record_id for a in first] + [a.other_id for a in first if a.other_id]
+    assert len(touched) == len(set(touched))  # each record acted on once
+    for act in first:
+        if act.action in ("reject", "work"):
+            assert by_id[act.record_id].status in ("new", "open")
+        if act.action == "stage_back":
+            assert by_id[act.record_id].stage in ("mql", "sql") and act.stage == "lead"
