@@ -234,3 +234,51 @@ def test_actor_plans_are_reproducible_and_respect_each_records_state():
             assert by_id[act.record_id].status in ("new", "open")
         if act.action == "stage_back":
             assert by_id[act.record_id].stage in ("mql", "sql") and act.stage == "lead"
+
+
+@pytest.mark.slow
+def test_serve_with_actors_lets_people_change_records_in_rounds_attributed_in_the_history(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from leadflow.sandbox.store import SandboxStore
+
+    db, ready = tmp_path / "crm.db", tmp_path / "ready.sh"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leadflow.sandbox.cli", "sandbox", "serve", "--db", str(db), "--contacts", "200",
+         "--users", "1", "--workflows", "1", "--actors", "share=0.05,every=0.5,seed=3", "--rate-limit", "off",
+         "--salesforce-port", "-1", "--ready-file", str(ready)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the sandbox did not become ready"
+            time.sleep(0.1)
+        sources: Counter = Counter()
+        while time.monotonic() < deadline and sources["CRM_UI"] < 10:  # two rounds of a rep's changes
+            time.sleep(0.5)
+            store = SandboxStore(db)
+            try:
+                sources = Counter(w.source.source_type for w in store.writes())
+            finally:
+                store.close()
+        assert sources["CRM_UI"] >= 10, sources
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def test_given_a_bad_actor_spec_then_serve_names_it_and_exits_2(tmp_path, capsys):
+    from leadflow.cli import main
+
+    code = main(["sandbox", "serve", "--db", str(tmp_path / "crm.db"), "--contacts", "5", "--users", "1",
+                 "--workflows", "1", "--actors", "share=3"])
+    assert code == 2 and "invalid --actors: share" in capsys.readouterr().err

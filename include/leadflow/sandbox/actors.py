@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -268,3 +270,41 @@ class SalesforceActors:
                 _check(response, f"delete {rid}")
         else:
             raise ValueError(f"unknown action {act.action!r}")
+
+
+class ActorSchedule(BaseModel):
+    """`leadflow sandbox serve --actors share=0.02,every=300,seed=1`: every `every` seconds the
+    actors change about `share` of the records (night n draws with seed + n)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share: float = Field(0.02, gt=0, le=1)
+    every: float = Field(300.0, gt=0, description="seconds between two rounds")
+    seed: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "ActorSchedule":
+        """`key=value` pairs separated by commas; a bad key or value raises ValueError naming it."""
+        values: dict[str, str] = {}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"{part!r}: expected key=value (keys: share, every, seed)")
+            values[key.strip()] = value.strip()
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+
+
+def run_actors(schedule: ActorSchedule, actors: Sequence[CrmActors], stop: threading.Event) -> None:
+    """Rounds of `act_night` on each CRM until `stop` is set (a server's background thread). A
+    failed round is logged and the next one runs: the actors never take the sandbox down."""
+    night = 0
+    while not stop.wait(schedule.every):
+        for crm_actors in actors:
+            try:
+                act_night(crm_actors, share=schedule.share, seed=schedule.seed + night)
+            except Exception:
+                log.exception("sandbox actors: round %d on %s failed", night, type(crm_actors).__name__)
+        night += 1

@@ -74,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve_p.add_argument("--workflows", type=_count("--workflows"), default=0, metavar="N",
                          help="also accept N workflow tokens (sandbox only: HubSpot workflows call no API), whose "
                               "writes show as WORKFLOW (default: 0)")
+    serve_p.add_argument("--actors", metavar="SPEC",
+                         help="people and workflows act on the records while serving, e.g. "
+                              "'share=0.02,every=300,seed=1' (about 2%% every 5 min: rejections, worked leads, a "
+                              "custom status, stages moved, merges, deletes; needs --users and --workflows >= 1)")
     serve_p.add_argument("--ready-file", type=Path, help="also write the export lines to this file once listening")
     serve_p.set_defaults(func=cmd_serve, log_level=logging.INFO)
 
@@ -228,8 +232,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             store.close()
             raise UsageError(_flag_errors(exc, "--salesforce-")) from None
+    schedule = None
+    if args.actors:
+        from leadflow.sandbox.actors import ActorSchedule
+
+        try:
+            schedule = ActorSchedule.parse(args.actors)
+        except ValueError as exc:
+            store.close()
+            raise UsageError(f"invalid --actors: {exc}") from None
+        if not args.users or not args.workflows:
+            store.close()
+            raise UsageError("--actors needs --users 1 and --workflows 1 (or more): the actors act with their tokens")
     serve(settings, host=args.host, port=args.port, store=store, ready_file=args.ready_file,
-          salesforce=salesforce, salesforce_port=args.salesforce_port, enrichment_faults=args.enrichment_faults)
+          salesforce=salesforce, salesforce_port=args.salesforce_port, enrichment_faults=args.enrichment_faults,
+          actors=schedule)
     return 0
 
 

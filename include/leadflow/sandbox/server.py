@@ -87,7 +87,8 @@ def _server(app: Any) -> uvicorn.Server:
 
 def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, store: SandboxStore,
           ready_file: Path | None = None, out: TextIO = sys.stdout, salesforce: Any = None,
-          salesforce_port: int | None = None, enrichment_faults: str | None = None) -> None:
+          salesforce_port: int | None = None, enrichment_faults: str | None = None,
+          actors: Any = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers and shuts down gracefully).
 
     Once listening, prints the `export AIRFLOW_CONN_...` lines (and writes them to `ready_file`,
@@ -95,6 +96,9 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
     (0 = a free one), the Salesforce part is served over TLS beside it (certificate next to the
     db file) and its `AIRFLOW_CONN_LEADFLOW_SALESFORCE` line is printed too.
     `enrichment_faults` ("5xx=0.05,timeout=0.02") are injected into the enrichment API.
+    `actors` (`sandbox.actors.ActorSchedule`): people and workflows act on the records in rounds
+    while it serves, with the first user and workflow principal's tokens (and the first
+    Salesforce rep's).
     """
     enrichment_spec = parse_enrichment_faults(enrichment_faults)
     app = create_app(settings, store=store)
@@ -126,6 +130,11 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
         log.info("sandbox listening on http://%s:%d (%d contacts)", host, bound_port, store.count("contacts"))
 
     threading.Thread(target=announce, name="sandbox-announce", daemon=True).start()
+    stop_actors = threading.Event()
+    if actors is not None:
+        crm_actors = _actors(settings, f"http://{host}:{bound_port}", sf_handle)
+        threading.Thread(target=_run_actors_when_up, args=(server, actors, crm_actors, stop_actors),
+                         name="sandbox-actors", daemon=True).start()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the handler
     # that was installed before it; ours just notes it, so a requested stop exits with status 0.
     received: list[int] = []
@@ -135,6 +144,7 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
     try:
         server.run(sockets=[sock])
     finally:
+        stop_actors.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
@@ -143,6 +153,31 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
         store.close()
     if received:
         log.info("sandbox stopped on %s", signal.Signals(received[0]).name)
+
+
+def _actors(settings: SandboxSettings, base_url: str, sf_handle: Any) -> list[Any]:
+    from leadflow.sandbox.actors import HubSpotActors, SalesforceActors
+
+    users = [p for p in settings.principals if p.kind == "user"]
+    workflows = [p for p in settings.principals if p.kind == "workflow"]
+    if not users or not workflows:
+        raise ValueError("actors need a user and a workflow token: serve with --users 1 --workflows 1 or more")
+    out: list[Any] = [HubSpotActors(base_url, users[0].token, workflows[0].token)]
+    if sf_handle is not None and sf_handle.users.reps:
+        rep = sf_handle.users.reps[0]
+        out.append(SalesforceActors(sf_handle.base_url, sf_handle.cert_path, sf_handle.token, rep.id, rep.token))
+    return out
+
+
+def _run_actors_when_up(server: Any, schedule: Any, crm_actors: list[Any], stop: threading.Event) -> None:
+    from leadflow.sandbox.actors import run_actors
+
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        log.info("sandbox actors: %d CRM(s), %.0f%% of the records every %.0f s", len(crm_actors),
+                 schedule.share * 100, schedule.every)
+        run_actors(schedule, crm_actors, stop)
 
 
 @dataclass
