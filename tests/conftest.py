@@ -177,3 +177,22 @@ def x_education_csv() -> Path:
     """The X Education development split shipped in tests/data (see its README)."""
     assert X_EDUCATION_DEV.is_file(), f"missing test data: {X_EDUCATION_DEV}"
     return X_EDUCATION_DEV
+
+
+def _terminate(proc, timeout: float = 20.0) -> int:
+    """SIGTERM a server process and wait for it (kill it after `timeout`); its exit code."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+@pytest.fixture
+def terminate():
+    """`terminate(proc)`: stop a server process gracefully, forcefully after 20 s."""
+    return _terminate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 90) -> str:
     raise AssertionError("the sandbox did not become ready")
 
 
-def test_serve_prints_an_evaluable_salesforce_connection_that_the_connector_uses(tmp_path: Path) -> None:
+def test_serve_prints_an_evaluable_salesforce_connection_that_the_connector_uses(tmp_path: Path, terminate) -> None:
     ready = tmp_path / "ready.sh"
     proc = subprocess.Popen(
         [sys.executable, "-m", "leadflow.sandbox.cli", "sandbox", "serve", "--db", str(tmp_path / "crm.db"),
@@ -47,16 +46,11 @@ def test_serve_prints_an_evaluable_salesforce_connection_that_the_connector_uses
             ids = [lead["record_id"] for page in connector.pull(None) for lead in page.leads]
         assert len(ids) == 120
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
     assert proc.returncode == 0
 
 
-def test_salesforce_port_off_serves_hubspot_only(tmp_path: Path) -> None:
+def test_salesforce_port_off_serves_hubspot_only(tmp_path: Path, terminate) -> None:
     ready = tmp_path / "ready.sh"
     proc = subprocess.Popen(
         [sys.executable, "-m", "leadflow.sandbox.cli", "sandbox", "serve", "--db", str(tmp_path / "crm.db"),
@@ -66,9 +60,4 @@ def test_salesforce_port_off_serves_hubspot_only(tmp_path: Path) -> None:
         text = _wait_for(ready, proc)
         assert "AIRFLOW_CONN_LEADFLOW_HUBSPOT" in text and "LEADFLOW_SALESFORCE" not in text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)

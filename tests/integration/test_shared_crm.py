@@ -237,9 +237,8 @@ def test_actor_plans_are_reproducible_and_respect_each_records_state():
 
 
 @pytest.mark.slow
-def test_serve_with_actors_lets_people_change_records_in_rounds_attributed_in_the_history(tmp_path):
+def test_serve_with_actors_lets_people_change_records_in_rounds_attributed_in_the_history(tmp_path, terminate):
     import os
-    import signal
     import subprocess
     import sys
     import time
@@ -267,12 +266,7 @@ def test_serve_with_actors_lets_people_change_records_in_rounds_attributed_in_th
                 store.close()
         assert sources["CRM_UI"] >= 10, sources
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
     assert proc.returncode == 0
 
 
