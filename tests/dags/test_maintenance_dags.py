@@ -61,6 +61,13 @@ class FakeConnector:
     def read(self, ids):
         return [{"record_id": i, **self.crm.get(i, {})} for i in ids]
 
+    def observe(self, ids):
+        """Shared fields as leadflow left them (nobody else writes this CRM)."""
+        from leadflow.ownership import Observed, Writer
+
+        return {i: {f: Observed(self.crm[i].get(f), writer=Writer.LEADFLOW) for f in ("lifecycle_stage", "lead_status")}
+                for i in ids if i in self.crm}
+
     def close(self):
         self.closed = True
 
