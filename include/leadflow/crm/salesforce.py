@@ -60,7 +60,7 @@ from leadflow.crm.salesforce_mapping import (
     observed_shared,
 )
 from leadflow.crm.salesforce_push import RATING, assert_writable, plan_update, results_from_collection
-from leadflow.ownership import Observed
+from leadflow.ownership import Decision, Observed, decide
 from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
 
 log = logging.getLogger(__name__)
@@ -298,6 +298,7 @@ class SalesforceConnector:
         self._wall_clock = wall_clock
         self._describe: dict[str, dict[str, Any]] | None = None
         self._user_id: object = _UNSET
+        self._observed_ratings: dict[str, Observed] = {}
         self._schema_checked = False
         self.budget_exhausted = False
         self._lengths: dict[str, int] = {}
@@ -498,7 +499,10 @@ class SalesforceConnector:
                 results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
                 continue
             records.append({"attributes": {"type": self.mapping.sobject}, "id": plan.record_id, **plan.fields})
+        self._leave_others_ratings(records)
         ratings_before = self._ratings_before(records)
+        for rid in ids:
+            self._observed_ratings.pop(rid, None)
         if records:
             results.update(self._write(records))
         for record in records:  # the Rating set with the stage goes to the push log too
@@ -513,13 +517,30 @@ class SalesforceConnector:
         self.stats.count_results(ordered)
         return ordered
 
+    def _leave_others_ratings(self, records: list[dict[str, Any]]) -> None:
+        """Take the Rating out of records whose current Rating someone else set (the ownership
+        rule, from the pre-write read just made); the stage still moves."""
+        field = self.mapping.rating_field
+        if not field or not self._observed_ratings:
+            return
+        now = int(self._wall_clock() * 1000)
+        for record in records:
+            seen = self._observed_ratings.get(str(record["id"]))
+            if field in record and seen is not None and \
+                    decide(seen, record[field], None, now_ms=now, verified=True) is Decision.OVERRIDE:
+                del record[field]
+                self.stats.add("ratings_left")
+
     def _ratings_before(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """The current Rating of the records about to get one (the stage moves): what a rollback
-        restores. An empty dict when the read fails: the write goes on, its Rating unlogged."""
+        restores. From the pre-write read when it saw them, else read now; an empty dict when
+        the read fails: the write goes on, its Rating unlogged."""
         field = self.mapping.rating_field
         ids = [str(r["id"]) for r in records if field and field in r]
         if not ids:
             return {}
+        if all(i in self._observed_ratings for i in ids):
+            return {i: self._observed_ratings[i].value for i in ids}
         try:
             return {row["record_id"]: row.get(RATING) for row in self.read(ids)}
         except CrmError as exc:
@@ -561,20 +582,26 @@ class SalesforceConnector:
         wanted = list(dict.fromkeys(str(r) for r in record_ids))
         if not wanted:
             return {}
-        records = self._query_ids(self._present(["Id", mapping.stage_field, mapping.status_field]), wanted)
+        shared = [mapping.stage_field, mapping.status_field, *([mapping.rating_field] if mapping.rating_field else [])]
+        records = self._query_ids(self._present(["Id", *shared]), wanted)
         own = self._own_user_id()
         history: dict[str, list[dict[str, Any]]] = {}
         if records and mapping.field_history_tracked:
-            fields = ", ".join(soql_string(f) for f in dict.fromkeys([mapping.stage_field, mapping.status_field]))
+            fields = ", ".join(soql_string(f) for f in dict.fromkeys(shared))
             for chunk in chunks(list(records), 200):
                 soql = ("SELECT LeadId, Field, CreatedById, CreatedDate FROM LeadHistory WHERE LeadId IN "
                         f"({', '.join(soql_string(i) for i in chunk)}) AND Field IN ({fields}) "
                         "ORDER BY CreatedDate DESC")
                 for row in self._query_all_pages(soql):
                     history.setdefault(str(row.get("LeadId")), []).append(row)
-        return {rid: observed_shared(rec, history.get(rid, []), mapping, own,
-                                     history_tracked=mapping.field_history_tracked)
-                for rid, rec in records.items()}
+        observed = {rid: observed_shared(rec, history.get(rid, []), mapping, own,
+                                         history_tracked=mapping.field_history_tracked)
+                    for rid, rec in records.items()}
+        # The Rating written with a stage follows the same rule: the push of these records consults
+        # (and drops) what was just read. Merged, not replaced: with calls in flight another
+        # batch's read may come between this one's read and its write.
+        self._observed_ratings.update({rid: seen["rating"] for rid, seen in observed.items() if "rating" in seen})
+        return observed
 
     def _query_ids(self, names: Sequence[str], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         by_id: dict[str, dict[str, Any]] = {}

@@ -414,11 +414,17 @@ def observed_shared(record: Mapping[str, Any], history: Sequence[Mapping[str, An
     A value outside the mapping (or mapped to no canonical value) is someone else's.
     """
     out: dict[str, Observed] = {}
-    for column, name, table in (("lifecycle_stage", mapping.stage_field, mapping.lifecycle_stages),
-                                ("lead_status", mapping.status_field, mapping.lead_statuses)):
+    fields = [("lifecycle_stage", mapping.stage_field, mapping.lifecycle_stages),
+              ("lead_status", mapping.status_field, mapping.lead_statuses)]
+    if mapping.rating_field:  # set with the stage: shared the same way (every value "mapped")
+        fields.append(("rating", mapping.rating_field, None))
+    for column, name, table in fields:
         raw = _get(record, name)
         raw = None if raw in (None, "") else str(raw).strip()
-        found, canonical = (True, None) if raw is None else _lookup(table, raw)
+        if table is None:
+            found, canonical = True, raw
+        else:
+            found, canonical = (True, None) if raw is None else _lookup(table, raw)
         known = raw is None or (found and canonical is not None)
         rows = [h for h in history if str(_get(h, "Field") or "").casefold() == name.casefold()]
         if rows:

@@ -249,7 +249,9 @@ class SalesforceActors:
 
     def apply(self, act: Act) -> None:
         rid = act.record_id
-        if act.action in self.STATUS:
+        if act.action == "work":  # a rep working a lead rates it too
+            self._set(rid, Status=self.STATUS["work"], Rating="Hot")
+        elif act.action in self.STATUS:
             self._set(rid, Status=self.STATUS[act.action])
         elif act.action == "custom_status":
             if not self._custom_added:
