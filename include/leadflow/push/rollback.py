@@ -1,7 +1,8 @@
 """Undo one run's writes: restore the before-values where the CRM still holds leadflow's value.
 
-A record somebody changed since (any field the run wrote no longer holds the run's value) is
-skipped and reported: leadflow does not overwrite a human's later decision. Fields a connector
+A record somebody changed since (any field the run wrote no longer holds the run's value, or the
+CRM's history says someone else wrote a shared field last, even the same value) is skipped and
+reported: leadflow does not overwrite a human's later decision. Fields a connector
 wrote along with the values (the Salesforce Rating set with the stage) are in the push log as
 well, so they are checked and restored the same way. The rollback's own
 writes go to the push log under the run id `rollback__<run id>`.
@@ -17,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from leadflow.crm.base import CrmConnector, RecordUpdate
+from leadflow.ownership import SHARED_FIELDS, Writer
 from leadflow.push.lease import push_lease
 from leadflow.push.writer import CURRENT_STAGE, same_value
 from leadflow.schema import PUSHED_FIELDS
@@ -71,13 +73,16 @@ def rollback_run(
     size = connector.max_batch_size
     ids = list(by_record)
     for start in range(0, len(ids), size):
-        current = {row["record_id"]: row for row in connector.read(ids[start : start + size])}
-        for rid in ids[start : start + size]:
+        chunk = ids[start : start + size]
+        current = {row["record_id"]: row for row in connector.read(chunk)}
+        writers = _shared_writers(connector, [r for r in chunk if set(by_record[r]["field"]) & set(SHARED_FIELDS)])
+        for rid in chunk:
             grp = by_record[rid]
             now = current.get(rid, {})
             still_ours = all(
                 same_value(now.get(f), after) for f, after in zip(grp["field"], grp["after"]) if f not in PASSENGERS
-            )
+            ) and all(writers.get((rid, f), Writer.UNKNOWN) in (Writer.LEADFLOW, Writer.UNKNOWN)
+                      for f in grp["field"] if f in SHARED_FIELDS)
             if not still_ours:
                 report.skipped_changed.append(rid)
                 continue
@@ -110,6 +115,15 @@ def rollback_run(
     log.info("rollback %s of %s: %d restored, %d refused, %d skipped (changed since)",
              crm, run_id, report.restored, report.rejected, len(report.skipped_changed))
     return report
+
+
+def _shared_writers(connector: CrmConnector, ids: list[str]) -> dict[tuple[str, str], Writer]:
+    """(record, shared field) -> who last wrote it, per the CRM's history (nothing for a
+    connector that cannot read it: the value comparison alone decides then)."""
+    observe = getattr(connector, "observe", None)
+    if observe is None or not ids:
+        return {}
+    return {(rid, name): seen.writer for rid, fields in observe(ids).items() for name, seen in fields.items()}
 
 
 def _log_rollback(engine, crm, rollback_id, batch, results, by_record) -> None:

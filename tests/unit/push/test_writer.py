@@ -143,3 +143,26 @@ def test_rollback_restores_values_where_crm_still_holds_ours_and_skips_human_cha
     assert report.restored == 1 and report.skipped_changed == ["b"]
     assert fake.crm["a"]["score"] == "10" and fake.crm["b"]["score"] == "99"
     assert repo.load_leads(sqlite_warehouse, "hubspot").set_index("record_id").loc["a", "crm_score"] == "10"
+
+
+def test_rollback_skips_a_shared_value_a_person_set_again_even_when_it_equals_leadflows(sqlite_warehouse):
+    from leadflow.ownership import Observed, Writer
+    from leadflow.push.rollback import rollback_run
+
+    _land(sqlite_warehouse, ["a", "b"])
+
+    class WithHistory(FakeConnector):
+        writers = {"a": Writer.LEADFLOW, "b": Writer.PERSON}  # b: a rep re-set the very same status
+
+        def observe(self, ids):
+            return {i: {"lead_status": Observed(self.crm.get(i, {}).get("lead_status"), writer=self.writers[i])}
+                    for i in ids}
+
+    fake = WithHistory()
+    changes = pd.DataFrame({"record_id": ["a", "b"], "field": "lead_status", "before": ["new", "new"],
+                            "after": "open"})
+    push_changes(sqlite_warehouse, fake, "hubspot", "r1", changes, "v1")
+    release(sqlite_warehouse, "hubspot", "r1")
+    report = rollback_run(sqlite_warehouse, fake, "hubspot", "r1")
+    assert report.restored == 1 and report.skipped_changed == ["b"]
+    assert (fake.crm["a"]["lead_status"], fake.crm["b"]["lead_status"]) == ("new", "open")
