@@ -490,15 +490,17 @@ def push(ctx: RunContext) -> dict[str, Any]:
 
 
 def _record_diff_overrides(ctx: RunContext, overrides: pd.DataFrame) -> int:
-    """Store the overrides the diff found (someone else's values leadflow leaves alone)."""
+    """Store the new overrides the diff found (someone else's values leadflow leaves alone);
+    returns how many it found, standing ones included."""
     from leadflow.push.overrides import overrides_frame_rows, record_overrides
 
     rows = overrides_frame_rows(overrides)
     if rows:
         with ctx.engine.begin() as conn:
             record_overrides(conn, ctx.crm, ctx.run_id, rows, repo.now_ms())
-        log.info("push %s shard %s: %d shared values left to their owners (overrides)", ctx.crm, ctx.shard, len(rows))
-    return len(rows)
+    log.info("push %s shard %s: %d shared values left to their owners (overrides), %d of them new", ctx.crm,
+             ctx.shard, len(overrides), len(rows))
+    return len(overrides)
 
 
 # --- report -------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ TEXT_FIELDS = ("grade", "reasons", "disqualification_reason")
 # Fields that never justify a write on their own.
 PASSENGER_FIELDS = ("model_version", "scored_at")
 CHANGE_COLUMNS = ["record_id", "field", "before", "after", "verify"]
-OVERRIDE_COLUMNS = ["record_id", "field", "current", "wanted", "last_written"]
+# `standing`: the same value was already recorded as an override (counted, not recorded again).
+OVERRIDE_COLUMNS = ["record_id", "field", "current", "wanted", "last_written", "standing"]
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _ownership(merged: pd.DataFrame, mask: np.ndarray, name: str, cur_col: str, 
             decision = Decision.OVERRIDE
         if decision is Decision.OVERRIDE:
             found.append({"record_id": ids[i], "field": name, "current": observed.value, "wanted": wanted[i],
-                          "last_written": mine})
+                          "last_written": mine, "standing": key in standing and standing[key] == observed.value})
         allowed[i] = decision in (Decision.WRITE, Decision.VERIFY)
         verify[i] = decision is Decision.VERIFY
     return allowed, verify, pd.DataFrame(found, columns=OVERRIDE_COLUMNS) if found else None

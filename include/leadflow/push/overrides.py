@@ -123,11 +123,12 @@ def record_overrides(conn: Any, crm: str, run_id: str, rows: Sequence[Mapping[st
 
 
 def overrides_frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of the diff's overrides frame, ready for `record_overrides`."""
+    """Rows of the diff's overrides frame that are new (not standing), ready for
+    `record_overrides`: a decision seen night after night is recorded once, counted each run."""
     if frame is None or frame.empty:
         return []
     return [{"record_id": str(r.record_id), "field": r.field, "current": r.current, "wanted": r.wanted,
-             "last_written": r.last_written} for r in frame.itertuples(index=False)]
+             "last_written": r.last_written} for r in frame.itertuples(index=False) if not r.standing]
 
 
 def standing_overrides(engine: Engine, crm: str) -> dict[tuple[str, str], str | None]:

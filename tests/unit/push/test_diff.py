@@ -77,7 +77,8 @@ def test_given_status_someone_changed_after_leadflow_wrote_it_then_it_is_an_over
                       last_written={("1", "lead_status"): "open"})
     assert "lead_status" not in _fields(diff.changes)
     assert diff.overrides.to_dict("records") == [
-        {"record_id": "1", "field": "lead_status", "current": "unqualified", "wanted": "open", "last_written": "open"}]
+        {"record_id": "1", "field": "lead_status", "current": "unqualified", "wanted": "open", "last_written": "open",
+         "standing": False}]
 
 
 def test_given_status_still_what_leadflow_wrote_then_it_is_updated_without_a_history_check():
@@ -99,7 +100,7 @@ def test_given_an_override_still_standing_then_it_is_not_read_again():
     diff = diff_leads(_desired(lead_status="nurture"), _current(lead_status="in_progress"),
                       standing={("1", "lead_status"): "in_progress"})
     assert "lead_status" not in _fields(diff.changes)
-    assert list(diff.overrides["current"]) == ["in_progress"]
+    assert list(diff.overrides["current"]) == ["in_progress"] and list(diff.overrides["standing"]) == [True]
 
 
 def test_given_a_value_outside_the_mapping_then_it_is_left_and_never_treated_as_empty():
