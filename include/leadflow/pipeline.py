@@ -479,7 +479,7 @@ def push(ctx: RunContext) -> dict[str, Any]:
             summary["overrides"] += outcome.overridden
             summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,
                             "unknown": outcome.unknown, "write_calls": outcome.write_calls, "dry_run": False,
-                            "skipped_unchanged": outcome.skipped, "prewrite_reads": outcome.read_calls,
+                            "skipped_unchanged": outcome.skipped, "prewrite_checks": outcome.prewrite_checks,
                             "push_enabled": True,
                             # ids (first 100 per shard) so the report lists what needs a look
                             "rejected_records": list(outcome.rejected_ids),

@@ -70,7 +70,7 @@ class PushOutcome:
     overridden: int = 0  # shared values someone else set, found right before the write
     skipped: int = 0  # values the CRM already held, or records gone from it
     write_calls: int = 0
-    read_calls: int = 0  # pre-write reads
+    prewrite_checks: int = 0  # batches checked against the CRM right before the write (a read each, or two)
     # Record ids for the run report (the first REPORT_IDS of each).
     rejected_ids: list[str] = field(default_factory=list)
     failed_ids: list[str] = field(default_factory=list)
@@ -236,9 +236,9 @@ def push_changes(
     _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, ledger, clock, on_batch, check)
     log.info(
         "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, "
-        "%d overridden, %d skipped, %d write calls, %d pre-write reads",
+        "%d overridden, %d skipped, %d write calls, %d pre-write checks",
         crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
-        outcome.unknown, outcome.overridden, outcome.skipped, outcome.write_calls, outcome.read_calls,
+        outcome.unknown, outcome.overridden, outcome.skipped, outcome.write_calls, outcome.prewrite_checks,
     )
     return outcome
 
@@ -278,7 +278,7 @@ def _push_rounds(
         send = partial(_send_batch, connector, beat, check)
         for asked, sent in send_in_order(send, chunks(todo, size), settings.calls_in_flight):
             if sent.settled is not None:
-                outcome.read_calls += 1
+                outcome.prewrite_checks += 1
                 _record_settled(engine, crm, run_id, sent.settled, ledger, outcome, clock)
             batch, results = sent.updates, sent.results
             if not batch:

@@ -66,7 +66,7 @@ def test_given_a_rep_changed_the_status_after_the_pull_then_it_is_left_and_recor
     changes = _changes([("1", "lead_status", "new", "open", False), ("1", "scored_at", None, "5", False)])
     out = push_changes(sqlite_warehouse, crm, "hubspot", "r1", changes, "v1", clock=lambda: NOW)
     assert crm.written == []  # only a passenger was left: nothing to send
-    assert (out.overridden, out.write_calls, out.read_calls) == (1, 0, 1)
+    assert (out.overridden, out.write_calls, out.prewrite_checks) == (1, 0, 1)
     assert _statuses(sqlite_warehouse) == {("1", "lead_status"): "overridden", ("1", "scored_at"): "skipped"}
     row = _overrides(sqlite_warehouse).iloc[0]
     assert (row["current"], row["wanted"], row["writer"], row["changed_by"]) == ("in_progress", "open", "person",
