@@ -162,6 +162,7 @@ def summary_lines(summary: Mapping[str, Any], *, quarantine_reasons: Sequence[Ma
     lines.append(f"  changed      {_n(s.get('changed'))}")
     lines.append(f"  pushed       {_n(s.get('pushed'))} in {_n(s.get('write_calls'))} calls, rejected "
                  f"{_n(s.get('rejected'))}, failed {_n(s.get('failed'))}")
+    lines.append(f"  overrides    {_n(s.get('overrides'))} values people or other systems set, left to them")
     lines.append(f"  API calls    {_n(api.get('requests'))} to pull + {_n(s.get('write_calls'))} to push; "
                  f"{_n(api.get('rate_limited'))} answered 429, {_seconds(api.get('throttled_s'))} throttled")
     durations = s.get("durations_s") or {}
