@@ -36,12 +36,23 @@ os.environ.setdefault("LEADFLOW_VAR_DIR", tempfile.mkdtemp(prefix="leadflow-var-
 # ticking; monotonic time untouched): a check that no test depends on the date. Children get it
 # through a `sitecustomize` on PYTHONPATH. libfaketime cannot move the whole suite: Python's timed
 # condition waits hang under it.
+# The database servers keep the real clock: SQL's now() (Airflow's scheduler picks runs with
+# `run_after <= now()`) is compiled with the same offset, on SQLite and PostgreSQL.
 _MOVED_CLOCK = """\
 import datetime, os
 if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
     import time_machine
-    time_machine.travel(datetime.datetime.now(datetime.timezone.utc)
-                        + datetime.timedelta(days=int(os.environ["TEST_MOVE_CLOCK_DAYS"])), tick=True).start()
+    _days = int(os.environ["TEST_MOVE_CLOCK_DAYS"])
+    time_machine.travel(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=_days),
+                        tick=True).start()
+    try:
+        from sqlalchemy.ext.compiler import compiles
+        from sqlalchemy.sql import functions
+    except ImportError:
+        pass
+    else:
+        compiles(functions.now, "sqlite")(lambda element, compiler, **kw: f"datetime('now', '{_days:+d} days')")
+        compiles(functions.now, "postgresql")(lambda element, compiler, **kw: f"(now() + interval '{_days} days')")
 """
 if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
     _clock_dir = Path(tempfile.mkdtemp(prefix="leadflow-moved-clock-"))
