@@ -65,6 +65,17 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
 
 
+# Date (and Date.now) shifted by a fixed number of milliseconds, for every page the browser opens.
+_MOVED_DATE_JS = """(() => {
+  const offset = %d, RealDate = Date;
+  class MovedDate extends RealDate {
+    constructor(...args) { if (args.length === 0) super(RealDate.now() + offset); else super(...args); }
+    static now() { return RealDate.now() + offset; }
+  }
+  globalThis.Date = MovedDate;
+})();"""
+
+
 class WebDriver:
     """The handful of W3C WebDriver commands this test needs, over plain HTTP."""
 
@@ -89,6 +100,12 @@ class WebDriver:
         resp = requests.post(f"{self.base}/session", json=caps, timeout=120)
         resp.raise_for_status()
         self.session = resp.json()["value"]["sessionId"]
+        days = int(os.environ.get("TEST_MOVE_CLOCK_DAYS") or 0)
+        if days:
+            # A moved-clock session moves the browser too: the UI's trigger form sends the
+            # browser's "now" as the run's logical date, and Airflow refuses one in its future.
+            self._cmd("POST", "/goog/cdp/execute", {"cmd": "Page.addScriptToEvaluateOnNewDocument",
+                                                    "params": {"source": _MOVED_DATE_JS % (days * 86_400_000)}})
 
     def _cmd(self, method: str, path: str, body: dict | None = None):
         resp = requests.request(method, f"{self.base}/session/{self.session}{path}",
@@ -320,6 +337,9 @@ def test_leadflow_page_shows_funnel_runs_and_the_preview_of_a_dry_run_triggered_
         assert requests.get(f"{base}/leadflow/api/data", timeout=10).status_code == 401
 
         _login(browser, base, password)
+        # The browser's clock is the session's (moved too when the session's is): the trigger
+        # form below sends it as the run's logical date.
+        assert abs(browser.js("return Date.now()") / 1000 - time.time()) < 600
         rows = _runs_table(browser)
         assert len(rows) == 2  # header + the in-process run
         header, first = rows
