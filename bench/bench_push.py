@@ -43,6 +43,7 @@ from sqlalchemy import select
 
 from leadflow.connections import Connection
 from leadflow.crm.hubspot import HubSpotConnector
+from leadflow.ownership import SHARED_FIELDS
 from leadflow.pipeline import RunContext, run_all
 from leadflow.push.diff import compute_changes
 from leadflow.sandbox.faults import FaultSpec
@@ -184,11 +185,15 @@ def part_efficiency(args, tmp: Path) -> dict:
         changed = int(third.get("changed", 0))
         bound = math.ceil(changed / 100) * 1.05
         reads3 = _read_calls(sb)
+        by_endpoint3 = dict(sb.context.stats.snapshot()["byEndpoint"])
+        nightly_calls = sum(int(v) for v in by_endpoint3.values())
         minimum = max(1, math.ceil(changed / 100))
         engine = RunContext(crm="hubspot", run_id="bench", warehouse_url=url).engine
         with engine.connect() as c:
             logged = {r[0] for r in c.execute(select(push_log.c.record_id).where(
                 push_log.c.run_id == "bench-3").distinct())}
+            shared_writers = {r[0] for r in c.execute(select(push_log.c.record_id).where(
+                push_log.c.run_id == "bench-3", push_log.c.field.in_(SHARED_FIELDS)).distinct())}
         touched = {str(i) for i in picked}
         out["run3_changed"] = {
             "contacts_touched": len(picked), "changed_records": changed,
@@ -200,9 +205,16 @@ def part_efficiency(args, tmp: Path) -> dict:
             # records per read with history): the same run's figure with those reads, beside the
             # write-only one above, and the nightly's API calls over its write-bound minimum.
             "prewrite_read_calls": reads3,
+            "changed_records_writing_stage_or_status": len(shared_writers),
             "calls_per_changed_record_with_reads": round((calls3 + reads3) / max(1, changed), 4),
             "api_calls_over_write_minimum": round((calls3 + reads3) / minimum, 3),
             "within_1_3x_write_minimum": (calls3 + reads3) <= 1.3 * minimum,
+            # The whole nightly (pull, archived list, companies, checks, writes) beside the same
+            # run's calls without the pre-write reads.
+            "nightly_api_calls": nightly_calls,
+            "nightly_api_calls_without_reads": nightly_calls - reads3,
+            "nightly_calls_over_without_reads": round(nightly_calls / max(1, nightly_calls - reads3), 3),
+            "calls_by_endpoint": by_endpoint3,
             "overrides": third.get("overrides", 0),
             "calls_per_touched_contact": round(calls3 / max(1, len(picked)), 4), "wall_s": round(t3, 1),
             "push_s": third.get("durations_s", {}).get("push"), "write_calls_s": round(write_s[0], 3),
@@ -210,7 +222,8 @@ def part_efficiency(args, tmp: Path) -> dict:
             "api_bound_s_with_reads": round((calls3 + reads3) / HUBSPOT_CALLS_PER_S, 1),
         }
         print(f"run 3 ({len(picked)} contacts changed in the CRM, {changed} records with values to write): "
-              f"{calls3} write calls (bound {bound:.2f}) + {reads3} pre-write reads, {t3:.0f} s", flush=True)
+              f"{calls3} write calls (bound {bound:.2f}) + {reads3} pre-write reads for the {len(shared_writers)} "
+              f"writing a stage or status, {t3:.0f} s", flush=True)
 
         with engine.connect() as c:
             written = [r[0] for r in c.execute(select(push_log.c.record_id).where(
@@ -300,6 +313,11 @@ def main() -> int:
         "bound": run3["bound_ceil_changed_100_x1_05"],
         "within_bound": run3["within_bound"],
         "calls_per_changed_record": run3["calls_per_changed_record"],
+        "prewrite_read_calls": run3["prewrite_read_calls"],
+        "calls_per_changed_record_with_reads": run3["calls_per_changed_record_with_reads"],
+        "push_calls_over_write_minimum": run3["api_calls_over_write_minimum"],
+        "nightly_api_calls": run3["nightly_api_calls"],
+        "nightly_calls_over_without_reads": run3["nightly_calls_over_without_reads"],
         "calls_per_touched_contact": run3["calls_per_touched_contact"],
         "sdk_calls_per_record": sdk["calls_per_record"],
         "run_wall_s": [efficiency["run1"]["wall_s"], efficiency["run2_no_change"]["wall_s"], run3["wall_s"]],
@@ -323,6 +341,7 @@ def main() -> int:
     print(f"{'':34}{'leadflow':>14}{'SDK loop':>14}")
     print(f"{'write calls for changed records':34}{run3['write_calls']:>14}{run3['changed_records']:>14}")
     print(f"{'calls per changed record':34}{run3['calls_per_changed_record']:>14}{sdk['calls_per_record']:>14}")
+    print(f"{'  with the pre-write reads':34}{run3['calls_per_changed_record_with_reads']:>14}{'':>14}")
     sdk_per_contact = round(run3["changed_records"] / max(1, run3["contacts_touched"]), 4)
     print(f"{'calls per contact changed in CRM':34}{run3['calls_per_touched_contact']:>14}{sdk_per_contact:>14}")
     print(f"{'wall time of the write calls (s)':34}{run3['write_calls_s']:>14}{sdk['extrapolated_wall_s']:>14}")
@@ -330,6 +349,10 @@ def main() -> int:
     print(f"{'API-bound minimum at 10/s (s)':34}{run3['api_bound_min_s']:>14}{sdk['api_bound_min_s']:>14}")
     print(f"no-change run write calls: {headline['no_change_run_write_calls']}; "
           f"bound ceil(changed/100)*1.05 = {run3['bound_ceil_changed_100_x1_05']} -> within: {run3['within_bound']}")
+    print(f"pre-write reads: {run3['prewrite_read_calls']} for {run3['changed_records_writing_stage_or_status']} "
+          f"records writing a stage or status; push calls {run3['api_calls_over_write_minimum']}x the write minimum; "
+          f"nightly {run3['nightly_api_calls']} calls = {run3['nightly_calls_over_without_reads']}x the same run "
+          f"without the reads")
     if faults:
         print(f"faults ({faults['contacts']} contacts): converged {faults['converged_share']:.2%}, "
               f"values written twice {faults['values_written_twice']}, statuses {faults['push_log_statuses']}")

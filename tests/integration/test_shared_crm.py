@@ -5,6 +5,7 @@ deleted records out of scoring."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections import Counter
 from typing import Any
@@ -15,8 +16,10 @@ import requests
 from leadflow.connections import Connection
 from leadflow.crm.hubspot import HubSpotConnector
 from leadflow.crm.hubspot_mapping import parse_epoch_ms
+from leadflow.crm.mapping import load_mapping as load_hubspot_mapping
 from leadflow.crm.registry import get_connector
 from leadflow.crm.salesforce import SalesforceConnector
+from leadflow.crm.salesforce_mapping import load_mapping as load_salesforce_mapping
 from leadflow.pipeline import RunContext, run_all
 from leadflow.push.rollback import confirmed_writes, rollback_run
 from leadflow.sandbox.actors import HubSpotActors, SalesforceActors, tls_session, act_night
@@ -28,9 +31,10 @@ from leadflow.sandbox.settings import generated_principals
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import get_engine
 
-CONTACTS = 1500
-NIGHTS = 3
-SHARE = 0.03  # of the records other people change each night
+# `make test` size; `make test-shared-crm-full` runs the issue's 20,000 contacts x 5 nights at 2 %.
+CONTACTS = int(os.environ.get("TEST_SHARED_CRM_CONTACTS", "1500"))
+NIGHTS = int(os.environ.get("TEST_SHARED_CRM_NIGHTS", "3"))
+SHARE = float(os.environ.get("TEST_SHARED_CRM_SHARE", "0.03"))  # of the records people change each night
 IN_FLIGHT_SHARE = 0.02  # changed by people while leadflow's push is running
 SHARED_HUBSPOT = ("lifecyclestage", "hs_lead_status")
 SHARED_SALESFORCE = ("Status", "Lifecycle_Stage__c", "Rating")
@@ -136,8 +140,12 @@ def _nights(monkeypatch, crm: str, connector_class, actors, url: str, conn: Conn
 # --- HubSpot -------------------------------------------------------------------------------------
 def _hubspot_overwrites(base_url: str, token: str, ids: list[str]) -> tuple[list[tuple], Counter]:
     """Every leadflow write of a shared property that replaced a non-empty value somebody else
-    (a person, a workflow, another app) had set after the record was created, from HubSpot's
-    propertiesWithHistory; and who wrote what, for the test's own sanity checks."""
+    (a person, a workflow, another app) had set after the record was created, or any value
+    outside the mapping whenever it was set, from HubSpot's propertiesWithHistory; and who wrote
+    what, for the test's own sanity checks."""
+    mapping = load_hubspot_mapping()
+    known = {"lifecyclestage": {v.casefold() for v in mapping.lifecycle_stages},
+             "hs_lead_status": {v.casefold() for v in mapping.lead_statuses}}
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     found, writers = [], Counter()
@@ -155,7 +163,8 @@ def _hubspot_overwrites(base_url: str, token: str, ids: list[str]) -> tuple[list
                     theirs = not (before["sourceType"] == "INTEGRATION"
                                   and before.get("sourceId") == LEADFLOW_APP.source_id)
                     decided = parse_epoch_ms(before["timestamp"]) - created > CREATION_MS
-                    if ours and theirs and decided and before.get("value"):
+                    unmapped = bool(before.get("value")) and before["value"].casefold() not in known[name]
+                    if ours and theirs and (unmapped or (decided and before.get("value"))):
                         found.append((record["id"], name, before["value"], before["sourceType"], after["value"]))
     return found, writers
 
@@ -192,15 +201,24 @@ def _salesforce_overwrites(sf, cert) -> tuple[list[tuple], Counter]:
         if answer.get("done", True):
             break
         answer = session.get(f"{sf.base_url}{answer['nextRecordsUrl']}", timeout=60).json()
+    mapping = load_salesforce_mapping()
+    known = {"Status": {v.casefold() for v in mapping.lead_statuses},
+             "Lifecycle_Stage__c": {v.casefold() for v in mapping.lifecycle_stages},
+             "Rating": {v.casefold() for v in mapping.rating_by_stage.values()}}
     last: dict[tuple[str, str], dict] = {}
     found, writers = [], Counter()
     for row in rows:
         key = (row["LeadId"], row["Field"])
         writers[(row["Field"], row["CreatedById"] == INTEGRATION_USER_ID)] += 1
         before = last.get(key)
-        if row["CreatedById"] == INTEGRATION_USER_ID and before is not None \
-                and before["CreatedById"] != INTEGRATION_USER_ID and before.get("NewValue"):
-            found.append((row["LeadId"], row["Field"], before["NewValue"], row["NewValue"]))
+        ours = row["CreatedById"] == INTEGRATION_USER_ID
+        # A value leadflow replaced: somebody else's, or outside the mapping (an org's own value)
+        # even when it was the record's first.
+        replaced = before["NewValue"] if before is not None else row.get("OldValue")
+        theirs = before is not None and before["CreatedById"] != INTEGRATION_USER_ID
+        unmapped = bool(replaced) and str(replaced).casefold() not in known[row["Field"]]
+        if ours and replaced and (theirs or unmapped):
+            found.append((row["LeadId"], row["Field"], replaced, row["NewValue"]))
         last[key] = row
     return found, writers
 

@@ -119,3 +119,15 @@ def test_given_a_connector_without_history_then_candidates_are_left_and_sure_wri
     out = push_changes(sqlite_warehouse, crm, "hubspot", "r1", changes, "v1", clock=lambda: NOW)
     assert crm.written == [("2", {"lead_status": "open"})]
     assert out.overridden == 1
+
+
+def test_given_stage_writes_scattered_among_score_writes_then_they_share_one_read(sqlite_warehouse):
+    ids = [str(i) for i in range(1, 31)]
+    _land(sqlite_warehouse, ids)
+    # Every third record also moves its stage; the connector writes 10 records per call.
+    rows = [(i, "score", None, "50", False) for i in ids]
+    rows += [(i, "lifecycle_stage", None, "mql", False) for i in ids if int(i) % 3 == 0]
+    crm = HistoryConnector({})
+    out = push_changes(sqlite_warehouse, crm, "hubspot", "r1", _changes(rows), "v1", clock=lambda: NOW)
+    assert crm.observed_calls == [[str(i) for i in range(3, 31, 3)]]
+    assert (out.write_calls, out.prewrite_checks, out.pushed) == (3, 1, 30)
