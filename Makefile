@@ -21,13 +21,12 @@ endif
 # Expectations (GX's import goes from ~8 s to ~20 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup airflow-db run test test-shared-crm-full bench airflow lock clean
+.PHONY: help setup airflow-db run test bench airflow lock clean
 help:
 	@echo "make run     set up, start the CRM sandbox, run the leadflow_hubspot DAG, print the summary"
 	@echo "make test    set up, run the whole test suite (SQLite and a throw-away PostgreSQL)"
 	@echo "make airflow Airflow UI (airflow standalone) plus the sandbox"
 	@echo "make bench   benchmarks with same-run baselines"
-	@echo "make test-shared-crm-full  the shared-CRM acceptance at full size (20,000 contacts, 5 nights)"
 
 setup:
 	@scripts/bootstrap.sh
@@ -51,12 +50,6 @@ run: setup airflow-db
 test: setup
 	@scripts/ensure_test_tools.sh
 	@python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
-
-# `make test` runs the shared-CRM acceptance at 1,500 contacts x 3 nights; this is its full size.
-test-shared-crm-full: setup
-	@scripts/ensure_test_tools.sh
-	@TEST_SHARED_CRM_CONTACTS=20000 TEST_SHARED_CRM_NIGHTS=5 TEST_SHARED_CRM_SHARE=0.02 \
-		python -m pytest -q -p no:cacheprovider tests/integration/test_shared_crm.py -k several_nights --durations=0
 
 bench: setup
 	@python bench/run_all.py
