@@ -194,3 +194,29 @@ def test_cli_names_a_bad_history_field_flag(tmp_path: Path, capsys: pytest.Captu
     assert code == 2
     err = capsys.readouterr().err
     assert "--salesforce-history-fields" in err and "Shoe_Size__c" in err
+
+
+def test_histories_sub_query_returns_each_leads_history_nested_and_null_without_any(sf: Any) -> None:
+    rep = _users(sf)["rep2@sandbox.example"]
+    candidates = _open_leads(_client(sf), 30, 60)
+    quoted = ", ".join(f"'{rid}'" for rid in candidates)
+    with_history = {r["LeadId"] for r in _client(sf).query_all(
+        f"SELECT LeadId FROM LeadHistory WHERE LeadId IN ({quoted})")["records"]}
+    changed, untouched = [rid for rid in candidates if rid not in with_history][:2]
+    assert _client(sf, rep["token"]).Lead.update(changed, {"Status": "Working - Contacted"}) == 204
+    answer = _client(sf).query(
+        "SELECT Id, Status, (SELECT Field, NewValue, CreatedById FROM Histories WHERE Field IN ('Status', 'Rating') "
+        f"ORDER BY CreatedDate DESC) FROM Lead WHERE Id IN ('{changed}', '{untouched}') ORDER BY Id")
+    by_id = {r["Id"]: r for r in answer["records"]}
+    nested = by_id[changed]["Histories"]
+    assert nested["done"] and nested["totalSize"] == 1
+    assert [(r["Field"], r["NewValue"], r["CreatedById"]) for r in nested["records"]] == [
+        ("Status", "Working - Contacted", rep["id"])]
+    assert nested["records"][0]["attributes"]["type"] == "LeadHistory"
+    assert by_id[untouched]["Histories"] is None  # Salesforce answers null, not an empty result
+
+
+def test_sub_query_on_an_unknown_relationship_is_refused_like_salesforce(sf: Any) -> None:
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        _client(sf).query("SELECT Id, (SELECT Id FROM Contacts) FROM Lead LIMIT 1")
+    assert refused.value.content[0]["errorCode"] == "INVALID_TYPE"

@@ -32,7 +32,7 @@ from leadflow.warehouse import repo
 from leadflow.warehouse.db import get_engine
 
 # The acceptance's size (about 5 min for both CRMs on 2 vCPUs); smaller for a quick local check,
-# e.g. TEST_SHARED_CRM_CONTACTS=1500 TEST_SHARED_CRM_NIGHTS=3.
+# e.g. TEST_SHARED_CRM_CONTACTS=1500 TEST_SHARED_CRM_NIGHTS=3 TEST_SHARED_CRM_SHARE=0.03.
 CONTACTS = int(os.environ.get("TEST_SHARED_CRM_CONTACTS", "20000"))
 NIGHTS = int(os.environ.get("TEST_SHARED_CRM_NIGHTS", "5"))
 SHARE = float(os.environ.get("TEST_SHARED_CRM_SHARE", "0.02"))  # of the records people change each night

@@ -64,6 +64,8 @@ from leadflow.ownership import Decision, Observed, decide
 from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
 
 log = logging.getLogger(__name__)
+# The child relationship of an object's field history (LeadHistory under Lead).
+HISTORY_RELATIONSHIP = "Histories"
 _UNSET = object()
 
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -575,26 +577,22 @@ class SalesforceConnector:
     # --- read ----------------------------------------------------------------------------------------------
     def observe(self, record_ids: Sequence[str]) -> dict[str, dict[str, Observed]]:
         """The shared fields (lifecycle stage, lead status) of the live records with who last set
-        each: one SOQL for the values, one LeadHistory SOQL for who set them (per 200 records).
-        `LastModifiedById` is no shortcut: leadflow writing a score last says nothing about who
-        set the status before."""
+        each: one SOQL per 200 records, the values with their field history as a `Histories`
+        sub-query. `LastModifiedById` is no shortcut: leadflow writing a score last says nothing
+        about who set the status before."""
         mapping = self.mapping
         wanted = list(dict.fromkeys(str(r) for r in record_ids))
         if not wanted:
             return {}
         shared = [mapping.stage_field, mapping.status_field, *([mapping.rating_field] if mapping.rating_field else [])]
-        records = self._query_ids(self._present(["Id", *shared]), wanted)
-        own = self._own_user_id()
-        history: dict[str, list[dict[str, Any]]] = {}
-        if records and mapping.field_history_tracked:
+        names = self._present(["Id", *shared])
+        if mapping.field_history_tracked:
             fields = ", ".join(soql_string(f) for f in dict.fromkeys(shared))
-            for chunk in chunks(list(records), 200):
-                soql = ("SELECT LeadId, Field, CreatedById, CreatedDate FROM LeadHistory WHERE LeadId IN "
-                        f"({', '.join(soql_string(i) for i in chunk)}) AND Field IN ({fields}) "
-                        "ORDER BY CreatedDate DESC")
-                for row in self._query_all_pages(soql):
-                    history.setdefault(str(row.get("LeadId")), []).append(row)
-        observed = {rid: observed_shared(rec, history.get(rid, []), mapping, own,
+            names = [*names, f"(SELECT Field, CreatedById, CreatedDate FROM {HISTORY_RELATIONSHIP} "
+                             f"WHERE Field IN ({fields}) ORDER BY CreatedDate DESC)"]
+        records = self._query_ids(names, wanted)
+        own = self._own_user_id()
+        observed = {rid: observed_shared(rec, self._child_records(rec, HISTORY_RELATIONSHIP), mapping, own,
                                          history_tracked=mapping.field_history_tracked)
                     for rid, rec in records.items()}
         # The Rating written with a stage follows the same rule: the push of these records consults
@@ -611,6 +609,16 @@ class SalesforceConnector:
             for record in self._query_all_pages(soql):
                 by_id[str(record.get("Id"))] = record
         return by_id
+
+    def _child_records(self, record: Mapping[str, Any], relationship: str) -> list[dict[str, Any]]:
+        """A sub-query's rows of one record (null when it has none), following the sub-query's
+        own `nextRecordsUrl` when Salesforce paged it."""
+        answer = record.get(relationship) or {}
+        rows = list(answer.get("records") or [])
+        while not answer.get("done", True) and answer.get("nextRecordsUrl"):
+            answer = self.session.request_json("GET", str(answer["nextRecordsUrl"])) or {}
+            rows.extend(answer.get("records") or [])
+        return rows
 
     def _query_all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
         answer = self.session.request_json("GET", f"{self.api_path}/query", params={"q": soql}) or {}

@@ -39,7 +39,7 @@ from leadflow.sandbox.salesforce_schema import (
     to_18,
     to_wire,
 )
-from leadflow.sandbox.salesforce_soql import SoqlError, parse
+from leadflow.sandbox.salesforce_soql import Query, SoqlError, parse
 from leadflow.sandbox.salesforce_store import SalesforceStore, converted_ids
 from leadflow.sandbox.salesforce_users import SalesforceUser, UserDirectory
 
@@ -133,6 +133,7 @@ class Cursor:
     batch: int
     all_rows: bool
     sobject: SObjectType = LEAD
+    children: dict[str, Query] = dataclasses.field(default_factory=dict)
 
 
 class SalesforceService:
@@ -214,7 +215,7 @@ class SalesforceService:
             where = f"is_deleted = 0 AND ({where})" if where else "is_deleted = 0"
         ids = self.store.select_ids(where, q.params, q.order_sql, q.limit, q.offset, table=q.sobject.table)
         cursor = Cursor(ids=ids, fields=q.fields, position=0, batch=max(MIN_BATCH, min(MAX_BATCH, batch_size)),
-                        all_rows=all_rows, sobject=q.sobject)
+                        all_rows=all_rows, sobject=q.sobject, children=q.children)
         return self._next_batch(cursor, None, version)
 
     def more(self, locator: str, *, version: str) -> dict[str, Any]:
@@ -230,6 +231,9 @@ class SalesforceService:
         cursor.position += len(chunk)
         found = self.store.get(chunk) if cursor.sobject is LEAD else self.store.get_history(chunk)
         records = [self._render(found[i], cursor.fields, version, cursor.sobject) for i in chunk if i in found]
+        for name, child in cursor.children.items():
+            for record in records:
+                record[name] = self._child_rows(record["Id"], child, cursor.all_rows, version)
         done = cursor.position >= len(cursor.ids)
         body: dict[str, Any] = {"totalSize": len(cursor.ids), "done": done, "records": records}
         with self._lock:
@@ -245,6 +249,21 @@ class SalesforceService:
                 kind = "queryAll" if cursor.all_rows else "query"
                 body["nextRecordsUrl"] = f"/services/data/v{version}/{kind}/{cursor_id}-{cursor.position}"
         return body
+
+    def _child_rows(self, parent_id: str, child: Query, all_rows: bool, version: str) -> dict[str, Any] | None:
+        """One parent's sub-query answer in Salesforce's shape: null when it has no rows. Always
+        whole (`done`): Salesforce may page a large one with its own `nextRecordsUrl`, which
+        leadflow follows, but the sandbox's histories stay small."""
+        where = f"lead_id = ? AND ({child.where_sql})" if child.where_sql else "lead_id = ?"
+        if not all_rows:
+            where = f"is_deleted = 0 AND {where}"
+        ids = self.store.select_ids(where, [parent_id, *child.params], child.order_sql, child.limit,
+                                    table=child.sobject.table)
+        if not ids:
+            return None
+        found = self.store.get_history(ids)
+        rows = [self._render(found[i], child.fields, version, child.sobject) for i in ids if i in found]
+        return {"totalSize": len(rows), "done": True, "records": rows}
 
     def _render(self, rec: dict[str, Any], fields: Sequence[FieldDef], version: str,
                 sobject: SObjectType = LEAD) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 `sf_lead_history` (LeadHistory).
 
 Supported: `SELECT f1, f2 FROM Lead|LeadHistory [WHERE cond] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...]
-[LIMIT n] [OFFSET n]`; conditions are comparisons (= != <> < <= > >= LIKE), `IN (...)`,
+[LIMIT n] [OFFSET n]`, and on Lead the parent-to-child sub-query `(SELECT ... FROM Histories [WHERE ...]
+[ORDER BY ...] [LIMIT n])` in the select list; conditions are comparisons (= != <> < <= > >= LIKE), `IN (...)`,
 `NOT IN (...)`, AND / OR / NOT and parentheses (AND and OR may not be mixed without parentheses,
 as in Salesforce). Literals: 'strings' (backslash escapes), numbers, true/false, null, datetime
 (`2025-01-01T00:00:00Z`, unquoted, optional fraction and offset) and date (`2025-01-01`).
@@ -19,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadflow.sandbox.salesforce_schema import ID_TYPES, LEAD, SOBJECTS, FieldDef, SObjectType, parse_datetime, to_18
+from leadflow.sandbox.salesforce_schema import ID_TYPES, LEAD, LEAD_HISTORY, SOBJECTS, FieldDef, SObjectType, parse_datetime, to_18
 
 
 class SoqlError(Exception):
@@ -76,6 +77,13 @@ class Query:
     limit: int | None = None
     offset: int = 0
     sobject: SObjectType = LEAD
+    # Parent-to-child sub-queries in the select list: relationship name -> its query.
+    children: dict[str, "Query"] = field(default_factory=dict)
+
+
+# Child relationships a sub-query may name: (parent, relationship) -> child object and the child's
+# field that points at the parent.
+CHILD_RELATIONSHIPS: dict[tuple[str, str], tuple[SObjectType, str]] = {("lead", "histories"): (LEAD_HISTORY, "LeadId")}
 
 
 def column_sql(fdef: FieldDef, sobject: SObjectType = LEAD) -> str:
@@ -149,10 +157,18 @@ class _Parser:
     # grammar
     def query(self) -> Query:
         self.expect_kw("select")
-        names = [self.field_token()]
-        while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+        names: list[Token] = []
+        subqueries: list[tuple[int, int]] = []  # token spans of "(SELECT ...)", parsed once FROM is known
+        while True:
+            if self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+                start = self.i
+                self._skip_parenthesised()
+                subqueries.append((start, self.i))
+            else:
+                names.append(self.field_token())
+            if self.peek() is None or self.peek().text != ",":  # type: ignore[union-attr]
+                break
             self.take()
-            names.append(self.field_token())
         self.expect_kw("from")
         obj = self.take()
         sobject = SOBJECTS.get(obj.text.lower()) if obj.kind == "word" else None
@@ -160,6 +176,11 @@ class _Parser:
             raise SoqlError("INVALID_TYPE", f"sObject type '{obj.text}' is not supported.")
         self.obj = sobject
         q = Query(fields=list(dict.fromkeys(self.resolve(t) for t in names)), sobject=sobject)
+        resume = self.i
+        for start, end in subqueries:
+            name, child = self._subquery(start, end, sobject)
+            q.children[name] = child
+        self.i, self.obj = resume, sobject
         if self.at_kw("where"):
             self.take()
             q.where_sql = self.condition()
@@ -179,6 +200,39 @@ class _Parser:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{self.peek().text}'")  # type: ignore[union-attr]
         q.params = self.params
         return q
+
+    def _skip_parenthesised(self) -> None:
+        depth = 0
+        while True:
+            tok = self.take()
+            depth += {"(": 1, ")": -1}.get(tok.text, 0)
+            if depth == 0:
+                return
+
+    def _subquery(self, start: int, end: int, parent: SObjectType) -> tuple[str, Query]:
+        """`(SELECT f, ... FROM <relationship> [WHERE ...] [ORDER BY ...] [LIMIT n])` of `parent`."""
+        tokens = self.tokens[start + 1:end - 1]
+        at_from = next((k for k, t in enumerate(tokens) if t.kind == "kw" and t.text.lower() == "from"), None)
+        if at_from is None or at_from + 1 >= len(tokens):
+            raise SoqlError("MALFORMED_QUERY", "a sub-query needs FROM and a child relationship")
+        relationship = tokens[at_from + 1].text
+        found = CHILD_RELATIONSHIPS.get((parent.name.lower(), relationship.lower()))
+        if found is None:
+            raise SoqlError("INVALID_TYPE", f"Didn't understand relationship '{relationship}' in FROM part of query "
+                            "call. If you are attempting to use a custom relationship, be sure to append the '__r' "
+                            "after the custom relationship name.")
+        child_type, _parent_field = found
+        inner = _Parser.__new__(_Parser)
+        inner.text, inner.i, inner.params, inner.obj = self.text, 0, [], child_type
+        # The relationship stands where the child object's name would: parse it as that object.
+        inner.tokens = [*tokens[:at_from + 1], Token("word", child_type.name, tokens[at_from + 1].pos),
+                        *tokens[at_from + 2:]]
+        child = inner.query()
+        if child.children:
+            raise SoqlError("MALFORMED_QUERY", "sub-queries cannot be nested")
+        if child.offset:
+            raise SoqlError("MALFORMED_QUERY", "OFFSET is not allowed in a sub-query")
+        return relationship, child
 
     def integer(self, what: str) -> int:
         tok = self.take()
