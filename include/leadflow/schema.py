@@ -108,6 +108,10 @@ OWNED_FIELDS: tuple[str, ...] = (
     "model_version",
     "disqualification_reason",
     "scored_at",
+    # The handoff to sales: what sales sees of a sales-ready lead (flag, since when, why).
+    "sales_ready",
+    "sales_ready_since",
+    "sales_ready_reason",
 )
 PUSHED_FIELDS: tuple[str, ...] = OWNED_FIELDS + ("lifecycle_stage", "lead_status")
 
