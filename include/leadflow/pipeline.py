@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from leadflow import progress
 from leadflow.crm.base import CrmBudgetExhausted, Watermark
 from leadflow.runtime import keep_freed_memory
-from leadflow.schema import LEAD_COLUMNS, SALES_OWNED_STAGES
+from leadflow.schema import CRM_VALUE_PREFIX, LEAD_COLUMNS, SALES_OWNED_STAGES
 from leadflow.settings import PipelineSettings, load_pipeline_settings
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import ensure_schema, get_engine
@@ -333,9 +333,23 @@ def _score_counts(scores: pd.Series) -> list[int]:
     return [int(c) for c in np.bincount(values, minlength=101)]
 
 
+def _crm_sales_ready_since(leads: pd.DataFrame) -> pd.Series | None:
+    """The handoff time each lead holds in the CRM (epoch ms by record id), from the pulled
+    `crm_sales_ready_since` values (rendered as ISO 8601 UTC)."""
+    column = f"{CRM_VALUE_PREFIX}sales_ready_since"
+    if column not in leads.columns or not leads[column].notna().any():
+        return None
+    held = leads[leads[column].notna()]
+    moments = pd.to_datetime(held[column], utc=True, errors="coerce", format="ISO8601")
+    ms = pd.Series(moments.to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1_000_000,
+                   index=held["record_id"].to_numpy(), dtype=float)
+    return ms[moments.notna().to_numpy()]
+
+
 def qualify(ctx: RunContext) -> dict[str, Any]:
     """Score every open, unquarantined lead (of this shard) with the configured model."""
     from leadflow.qualify import load_model, score_leads
+    from leadflow.qualify.handoff import carry_since
     from leadflow.quality import quarantined_ids
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
@@ -357,6 +371,10 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
             predictive=None if predictive is None else predictive["score"].astype(float),
             predictive_factors=None if predictive is None else predictive["factors"],
         )
+        # A lead that stays sales-ready keeps the time it was first handed over.
+        fresh = scores["sales_ready_since"]
+        scores["sales_ready_since"] = carry_since(scores, previous, _crm_sales_ready_since(leads))
+        handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
                          replace=not ctx.only_record_ids)
     summary.update(
@@ -365,12 +383,15 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
             "model_version": model.version,
             "proposed_stages": {str(k): int(v) for k, v in scores["stage"].value_counts().items()},
             "disqualified": int(scores["disqualification_reason"].notna().sum()),
+            "sales_ready": int(scores["sales_ready"].sum()),
+            "handed_over": handed_over,  # sales-ready now, not before: new for sales
             # Shards add up; validate_scores compares the two distributions (drift).
             "score_counts": _score_counts(scores["score"]),
             "previous_score_counts": _score_counts(previous["score"]) if len(previous) else [],
         }
     )
-    log.info("qualify %s shard %s: %d scored with model %s", ctx.crm, ctx.shard, summary["scored"], model.version)
+    log.info("qualify %s shard %s: %d scored with model %s, %d sales-ready (%d handed over now)", ctx.crm,
+             ctx.shard, summary["scored"], model.version, summary["sales_ready"], handed_over)
     return _record(ctx, "qualify", summary, shard=ctx.shard)
 
 

@@ -108,6 +108,10 @@ OWNED_FIELDS: tuple[str, ...] = (
     "model_version",
     "disqualification_reason",
     "scored_at",
+    # The handoff to sales: what sales sees of a sales-ready lead (flag, since when, why).
+    "sales_ready",
+    "sales_ready_since",
+    "sales_ready_reason",
 )
 PUSHED_FIELDS: tuple[str, ...] = OWNED_FIELDS + ("lifecycle_stage", "lead_status")
 
@@ -140,6 +144,11 @@ SCORE_COLUMNS: dict[str, str] = {
     "stage": "str",  # the lifecycle stage leadflow wants the record in (never backwards)
     "lead_status": "str",
     "reasons": "str",  # rendered text, "; "-separated, e.g. "+15 decider title: VP Sales"
+    # The handoff to sales (qualify/handoff.py): the lead meets the model's sales-ready criteria
+    # (`stages.sql`); since when (epoch ms, kept while it stays sales-ready) and why.
+    "sales_ready": "bool",
+    "sales_ready_since": "ts",
+    "sales_ready_reason": "str",
 }
 
 # Hard limits applied when landing data: longer text is truncated and reported.

@@ -22,6 +22,7 @@ def _setup(engine, changed: int, total: int = 10, finished_push: bool = True) ->
         "engagement_score": 10.0, "grade": "C3", "bant_budget": False, "bant_authority": False,
         "bant_need": False, "bant_timeline": True, "bant_count": 1.0, "disqualification_reason": None,
         "stage": "lead", "lead_status": "open", "reasons": "+10 x",
+        "sales_ready": False, "sales_ready_since": None, "sales_ready_reason": None,
     })
     repo.save_scores(engine, "hubspot", "scoring", scores)
     if finished_push:

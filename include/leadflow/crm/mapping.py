@@ -68,6 +68,9 @@ class OwnedProperty(BaseModel):
         }
         if self.description:
             body["description"] = self.description
+        if self.type == "bool":  # HubSpot's checkbox needs its two options
+            body["options"] = [{"label": "Yes", "value": "true", "displayOrder": 0},
+                               {"label": "No", "value": "false", "displayOrder": 1}]
         return body
 
 

@@ -25,6 +25,7 @@ from leadflow.crm.hubspot_mapping import (
     format_owned_value,
     normalise_technologies,
     parse_epoch_ms,
+    parse_bool,
     parse_number,
     truncate_text,
 )
@@ -55,9 +56,10 @@ COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
     "string": frozenset({"string", "textarea"}),
     "textarea": frozenset({"textarea", "string"}),
     "datetime": frozenset({"datetime"}),
+    "boolean": frozenset({"boolean"}),
 }
 # how each owned type is rendered for comparison (the HubSpot rendering of the same kind)
-_RENDER_AS = {"double": "number", "string": "string", "textarea": "string", "datetime": "datetime"}
+_RENDER_AS = {"double": "number", "string": "string", "textarea": "string", "datetime": "datetime", "boolean": "bool"}
 
 
 class MappingConfigError(ValueError):
@@ -73,7 +75,7 @@ def _check_name(value: str) -> str:
 class OwnedField(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    type: Literal["double", "string", "textarea", "datetime"]
+    type: Literal["double", "string", "textarea", "datetime", "boolean"]
 
     @field_validator("name")
     @classmethod
@@ -362,6 +364,8 @@ def owned_values(record: Mapping[str, Any], mapping: SalesforceMapping) -> dict[
                 rendered = "" if number is None else format_number(number)
             elif spec.type == "datetime":
                 rendered = format_owned_value("datetime", parse_epoch_ms(raw))
+            elif spec.type == "boolean":
+                rendered = format_owned_value("bool", raw)
             else:
                 rendered = str(raw)
         except (ValueError, TypeError, OverflowError):
@@ -374,7 +378,10 @@ def owned_values(record: Mapping[str, Any], mapping: SalesforceMapping) -> dict[
 # --- outgoing -------------------------------------------------------------------------------------------
 def format_write_value(owned_type: str, value: Any, max_length: int | None = None) -> Any:
     """A canonical value as JSON for a Salesforce field: numbers as numbers, datetimes as ISO 8601
-    UTC strings, text cut to the field's length; None/NaN/"" -> None (clears the field)."""
+    UTC strings, text cut to the field's length; None/NaN/"" -> None (clears the field), except
+    for a checkbox, which cannot be empty: false."""
+    if owned_type == "boolean":
+        return parse_bool(None if isinstance(value, float) and math.isnan(value) else value) is True
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return None
     if owned_type == "double":

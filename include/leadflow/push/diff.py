@@ -8,7 +8,10 @@ Pure functions over DataFrames; no I/O. The rules:
   whether leadflow may write them. Someone else's value is an *override* (left alone, reported);
   a value leadflow never wrote is a candidate (`verify`) that the writer settles with the CRM's
   history right before the write;
-- `scored_at` and `model_version` travel with any other change, never alone.
+- `scored_at` and `model_version` travel with any other change, never alone;
+- the handoff fields (`sales_ready`, its `since` and `reason`) are compared as the CRM renders
+  them; an empty flag counts as false, so that turning the handoff on writes only the leads
+  that are sales-ready, not a `false` to every lead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from leadflow.crm.hubspot_mapping import format_owned_value
 from leadflow.ownership import SHARED_FIELDS, Decision, Observed, ReclaimPolicy, decide
 from leadflow.schema import CRM_RAW_PREFIX, CRM_VALUE_PREFIX, SALES_OWNED_STAGES, STAGE_RANK
 
@@ -27,6 +31,8 @@ NUMERIC_FIELDS = ("score", "fit_score", "engagement_score", "bant_count")
 TEXT_FIELDS = ("grade", "reasons", "disqualification_reason")
 # Fields that never justify a write on their own.
 PASSENGER_FIELDS = ("model_version", "scored_at")
+# The handoff to sales (leadflow-owned, see qualify/handoff.py).
+HANDOFF_FIELDS = ("sales_ready", "sales_ready_since", "sales_ready_reason")
 CHANGE_COLUMNS = ["record_id", "field", "before", "after", "verify"]
 # `standing`: the same value was already recorded as an override (counted, not recorded again).
 OVERRIDE_COLUMNS = ["record_id", "field", "current", "wanted", "last_written", "standing"]
@@ -89,11 +95,14 @@ def diff_leads(
     """
     raw_cols = [f"{CRM_RAW_PREFIX}{f}" for f in SHARED_FIELDS]
     cur_cols = ["record_id", "lifecycle_stage", "lead_status"] + raw_cols + [
-        f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS
+        f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS + HANDOFF_FIELDS
     ]
     for col in cur_cols:
         if col not in current.columns:
             current = current.assign(**{col: None})
+    for col in HANDOFF_FIELDS:  # score rows from before the handoff: nobody is sales-ready
+        if col not in desired.columns:
+            desired = desired.assign(**{col: None})
     merged = desired.merge(
         current[cur_cols].rename(
             columns={"lifecycle_stage": "cur_stage", "lead_status": "cur_status"}
@@ -110,6 +119,12 @@ def diff_leads(
         changed[field] = missing_now | differs
     for field in TEXT_FIELDS:
         changed[field] = _text(merged[field]) != _text(merged[f"{CRM_VALUE_PREFIX}{field}"])
+    want_ready = merged["sales_ready"].isin([True]).to_numpy()
+    merged["want_sales_ready"] = np.where(want_ready, "true", "false")
+    changed["sales_ready"] = want_ready != (_text(merged[f"{CRM_VALUE_PREFIX}sales_ready"]) == "true")
+    merged["want_sales_ready_since"] = _datetime_text(merged["sales_ready_since"])
+    changed["sales_ready_since"] = merged["want_sales_ready_since"].to_numpy() != _datetime_text(
+        merged[f"{CRM_VALUE_PREFIX}sales_ready_since"])
 
     # Small score moves alone are noise: skip them unless the grade or stage also moves.
     score_delta = np.abs(_num(merged["score"]) - _num(merged[f"{CRM_VALUE_PREFIX}score"]))
@@ -144,6 +159,11 @@ def diff_leads(
         changed[field] = changed[field] & ~(small & ~grade_change & ~stage_change)
     # The reasons explain the score: they move with it, not on their own when it did not.
     changed["reasons"] = changed["reasons"] & (changed["score"] | grade_change | stage_change)
+    # The handoff reason quotes the score: the same, and it comes and goes with the handoff.
+    want_reason, have_reason = _text(merged["sales_ready_reason"]), _text(merged[f"{CRM_VALUE_PREFIX}sales_ready_reason"])
+    changed["sales_ready_reason"] = (want_reason != have_reason) & (
+        changed["score"] | grade_change | stage_change | changed["sales_ready"] | changed["sales_ready_since"]
+        | ((want_reason == "") != (have_reason == "")))
     changed["lifecycle_stage"] = stage_change
     changed["lead_status"] = status_change
     any_change = np.zeros(len(merged), dtype=bool)
@@ -155,9 +175,10 @@ def diff_leads(
     before_cols = {
         "lifecycle_stage": "cur_stage",
         "lead_status": "cur_status",
-        **{f: f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS},
+        **{f: f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS + HANDOFF_FIELDS},
     }
-    after_cols = {"lifecycle_stage": "stage", **{f: f for f in before_cols if f != "lifecycle_stage"}}
+    after_cols = {"lifecycle_stage": "stage", **{f: f for f in before_cols if f != "lifecycle_stage"},
+                  "sales_ready": "want_sales_ready", "sales_ready_since": "want_sales_ready_since"}
     parts = []
     for field, mask in changed.items():
         if not mask.any():
@@ -180,6 +201,19 @@ def diff_leads(
         return Diff(pd.DataFrame(columns=CHANGE_COLUMNS), overrides)
     changes = pd.concat(parts, ignore_index=True).sort_values(["record_id", "field"], kind="stable")
     return Diff(changes.reset_index(drop=True), overrides)
+
+
+def _datetime_text(series: pd.Series) -> np.ndarray:
+    """Timestamps (epoch ms, or text as pulled) as the CRM renders them ('' when empty); only the
+    few sales-ready rows hold one."""
+    out = np.full(len(series), "", dtype=object)
+    values = series.to_numpy(dtype=object)
+    for i in np.flatnonzero(pd.notna(series).to_numpy()):
+        try:
+            out[i] = format_owned_value("datetime", values[i])
+        except (TypeError, ValueError, OverflowError):
+            out[i] = str(values[i]).strip()  # kept verbatim: differs, and is overwritten
+    return out
 
 
 def _unmapped(merged: pd.DataFrame, name: str, cur_col: str) -> np.ndarray:

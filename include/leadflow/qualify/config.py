@@ -253,16 +253,27 @@ class StageRule(_Strict):
     requires_bant: bool = False
 
 
+class SqlStageRule(StageRule):
+    """The sales-ready criteria. A lead meeting them is handed over to sales (leadflow's own
+    `sales_ready` fields); sales accepts it as SQL. `auto: true` makes leadflow set SQL itself,
+    a departure from the waterfall (marketing qualifies, sales accepts and confirms)."""
+
+    auto: bool = False
+
+
 class Stages(_Strict):
     lead: StageRule
     mql: StageRule
-    sql: StageRule
+    sql: SqlStageRule
 
 
 class LeadStatusRules(_Strict):
-    """Status of qualified leads: "open" from this proposed stage on, "new" below it."""
+    """Status of qualified leads: "open" from this stage on, "new" below it; `sales_ready`, when
+    set, is the status a handed-over lead gets (the one the team uses for "new for sales").
+    Only "new" and "open" are allowed: the working statuses belong to sales."""
 
     open_from_stage: Literal["subscriber", "lead", "mql", "sql"] = "mql"
+    sales_ready: Literal["new", "open"] | None = None
 
 
 class Predictive(_Strict):

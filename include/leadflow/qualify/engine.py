@@ -1,7 +1,7 @@
 """The vectorised qualification engine: one pass of numpy over all leads.
 
 `evaluate` computes everything as arrays (points per reason slot, sub-scores, BANT, disqualifier,
-stage, status); `to_frame` turns an `Evaluation` into the `schema.SCORE_COLUMNS` frame, rendering
+stage, status, the handoff to sales); `to_frame` turns an `Evaluation` into the `schema.SCORE_COLUMNS` frame, rendering
 reason text only when asked. `score_leads` does both. The row-by-row reference that the tests
 compare against lives in tests/unit/qualify/reference.py.
 
@@ -35,6 +35,7 @@ from leadflow.qualify.conditions import (
 )
 from leadflow.qualify.config import BANT_CRITERIA, QualificationModel, RuleGroup, ScoreRule
 from leadflow.qualify.fields import FIELD_KINDS
+from leadflow.qualify.handoff import reason_texts
 from leadflow.qualify.reasons import Slot, render
 from leadflow.qualify.stages import (
     KEEP,
@@ -43,6 +44,7 @@ from leadflow.qualify.stages import (
     STATUS_VALUES,
     current_stage_ranks,
     final_stage_ranks,
+    stage_cap,
     status_codes,
 )
 from leadflow.qualify.text import compile_pattern
@@ -149,7 +151,9 @@ class Evaluation:
     bant_advanced: np.ndarray
     disqualifier: np.ndarray  # index into model.disqualifiers, -1 none
     nurture: np.ndarray
-    proposed_rank: np.ndarray  # proposed model stage rank
+    proposed_rank: np.ndarray  # proposed model stage rank (SQL: the sales-ready criteria are met)
+    sales_ready: np.ndarray  # handed over to sales (not disqualified, not in a sales-owned stage)
+    now_ms: int  # the scoring time: the "since" of a lead found sales-ready now
     stage_rank: np.ndarray  # final stage rank, KEEP / NONE codes
     status_code: np.ndarray  # index into STATUS_VALUES, STATUS_KEEP
     persona: TextColumn
@@ -470,10 +474,12 @@ def evaluate(
     proposed = np.where(nurture, np.minimum(proposed, STAGE_RANK[model.nurture.max_stage]), proposed)
     stage_col = cols.text("lifecycle_stage")
     current = current_stage_ranks(stage_col)
-    final = final_stage_ranks(current, proposed, disqualified)
+    sales_ready = (proposed >= STAGE_RANK["sql"]) & ~disqualified & (current != KEEP)
+    written = np.minimum(proposed, np.int8(stage_cap(model.stages.sql.auto)), dtype=np.int8)
+    final = final_stage_ranks(current, written, disqualified)
     status = status_codes(
         final, cols.text("lead_status"), disqualified, nurture,
-        STAGE_RANK[model.lead_status.open_from_stage],
+        STAGE_RANK[model.lead_status.open_from_stage], sales_ready, model.lead_status.sales_ready,
     )
 
     result = Evaluation(
@@ -495,6 +501,8 @@ def evaluate(
         disqualifier=disq,
         nurture=nurture,
         proposed_rank=proposed.astype(np.int8),
+        sales_ready=sales_ready,
+        now_ms=ev.now_ns // 1_000_000,
         stage_rank=final,
         status_code=status,
         persona=persona,
@@ -503,8 +511,8 @@ def evaluate(
         shown={f: cols.text(f) for f in compiled.shown_fields},
     )
     logger.info(
-        "scored %d leads with model %s: %d disqualified, %d nurture",
-        n, model.version, int(disqualified.sum()), int(nurture.sum()),
+        "scored %d leads with model %s: %d disqualified, %d nurture, %d sales-ready",
+        n, model.version, int(disqualified.sum()), int(nurture.sum()), int(sales_ready.sum()),
     )
     return result
 
@@ -587,6 +595,9 @@ def to_frame(evaluation: Evaluation, *, render: bool = True) -> pd.DataFrame:
         "stage": stage,
         "lead_status": status,
         "reasons": ev.render_reasons() if render else np.full(n, None, dtype=object),
+        "sales_ready": ev.sales_ready,
+        "sales_ready_since": np.where(ev.sales_ready, float(ev.now_ms), np.nan),
+        "sales_ready_reason": reason_texts(model, ev.sales_ready, ev.score, ev.bant, ev.persona.codes),
         "persona": _categorical([p.id for p in model.personas], persona_codes),
         "authority": _categorical(authority_names, ev.persona.lookup(authority_of, -1)),
         "bant_weight": ev.bant_weight,

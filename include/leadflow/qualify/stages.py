@@ -5,8 +5,10 @@ Rules (the CRM must never see a stage move backwards by accident):
   stage and its lead status untouched;
 - a disqualified record keeps its stage (even when empty) and gets status "unqualified";
 - a record with no stage gets the proposed stage; otherwise the later of current and proposed;
+  SQL is proposed only with `stages.sql.auto` (by default sales sets it: `stage_cap`);
 - qualified records: "nurture" when nurtured, a sales-working status (in progress, connected, ...)
-  is kept, else "open" from `lead_status.open_from_stage` on and "new" below it.
+  is kept, else the `lead_status.sales_ready` status for a sales-ready lead when configured,
+  else "open" from `lead_status.open_from_stage` on and "new" below it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ def is_sales_owned(value: str) -> bool:
     return normalize(value) in SALES_OWNED_STAGES
 
 
+def stage_cap(auto_sql: bool) -> int:
+    """The highest stage rank leadflow writes: SQL only when the model says `stages.sql.auto`;
+    otherwise a sales-ready lead stays MQL and sales moves it to SQL (the waterfall)."""
+    return STAGE_RANK["sql"] if auto_sql else STAGE_RANK["mql"]
+
+
 def final_stage_ranks(
     current: np.ndarray, proposed: np.ndarray, disqualified: np.ndarray
 ) -> np.ndarray:
@@ -81,8 +89,11 @@ def status_codes(
     disqualified: np.ndarray,
     nurture: np.ndarray,
     open_rank: int,
+    sales_ready: np.ndarray | None = None,
+    sales_ready_status: str | None = None,
 ) -> np.ndarray:
-    """Per row: an index into `STATUS_VALUES`, or `STATUS_KEEP` to keep the current status."""
+    """Per row: an index into `STATUS_VALUES`, or `STATUS_KEEP` to keep the current status.
+    `sales_ready_status` (a `STATUS_VALUES` name) is given to the `sales_ready` rows."""
     working_unique = np.fromiter(
         (normalize(v) in SALES_WORKING_STATUSES for v in current_status.uniques),
         dtype=bool,
@@ -91,6 +102,8 @@ def status_codes(
     working = current_status.lookup(working_unique, False)
     # A kept sales-owned stage has rank KEEP (< 0); compare only our own ranks.
     out = (final_rank >= open_rank).view(np.int8)  # 1 = open, 0 = new
+    if sales_ready is not None and sales_ready_status is not None:
+        out = np.where(sales_ready, np.int8(STATUS_VALUES.index(sales_ready_status)), out)
     out = np.where(working, np.int8(STATUS_KEEP), out)
     out = np.where(nurture, np.int8(2), out)
     out = np.where(disqualified, np.int8(3), out)

@@ -146,6 +146,9 @@ LEAD_FIELDS: tuple[FieldDef, ...] = (
     _f("Leadflow_Model_Version__c", "string", "leadflow Model Version", 64),
     _f("Leadflow_Disqualification_Reason__c", "string", "leadflow Disqualification Reason", 255),
     _f("Leadflow_Scored_At__c", "datetime", "leadflow Scored At"),
+    _f("Leadflow_Sales_Ready__c", "boolean", "leadflow Sales Ready", nillable=False, default_value=False),
+    _f("Leadflow_Sales_Ready_Since__c", "datetime", "leadflow Sales Ready Since"),
+    _f("Leadflow_Sales_Ready_Reason__c", "string", "leadflow Sales Ready Reason", 255),
 )
 FIELDS_BY_NAME: dict[str, FieldDef] = {f.name: f for f in LEAD_FIELDS}
 FIELDS_BY_LOWER: dict[str, FieldDef] = {f.name.lower(): f for f in LEAD_FIELDS}

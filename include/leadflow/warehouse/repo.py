@@ -425,14 +425,20 @@ def save_scores(
     cols = list(SCORE_COLUMNS)
     out = frame[cols].astype(object).where(frame[cols].notna(), None)
     rows = out.to_dict("records")
+    # numpy scalars to the Python types the drivers bind (PostgreSQL refuses a float for BIGINT).
+    flags = [c for c, kind in SCORE_COLUMNS.items() if kind == "bool"]
+    stamps = [c for c, kind in SCORE_COLUMNS.items() if kind == "ts"]
     for row in rows:
         row["crm"] = crm
         row["run_id"] = run_id
         row["scored_at"] = scored_at
         row["shard_key"] = shard_key(row["record_id"])
-        for flag in ("bant_budget", "bant_authority", "bant_need", "bant_timeline"):
+        for flag in flags:
             if row[flag] is not None:
                 row[flag] = bool(row[flag])
+        for stamp in stamps:
+            if row[stamp] is not None:
+                row[stamp] = int(row[stamp])
     with engine.begin() as conn:
         if replace:
             conn.execute(scores.delete().where(scores.c.crm == crm, shard_filter(scores, shard, shards)))

@@ -74,3 +74,9 @@ def test_owned_property_create_body_matches_properties_api(mapping: HubSpotMappi
     body = mapping.owned_properties["scored_at"].create_body("leadflow")
     assert body == {"name": "leadflow_scored_at", "label": "leadflow scored at", "type": "datetime",
                     "fieldType": "date", "groupName": "leadflow"}
+
+
+def test_sales_ready_checkbox_is_created_with_its_two_options(mapping: HubSpotMapping) -> None:
+    body = mapping.owned_properties["sales_ready"].create_body("leadflow")
+    assert (body["name"], body["type"], body["fieldType"]) == ("leadflow_sales_ready", "bool", "booleancheckbox")
+    assert [o["value"] for o in body["options"]] == ["true", "false"]

@@ -160,3 +160,14 @@ def test_watermark_condition_is_a_keyset_after_the_last_record() -> None:
     assert watermark_condition(Watermark(1_735_689_600_123), "SystemModstamp") == f"SystemModstamp >= {at}"
     cond = watermark_condition(Watermark(1_735_689_600_123, "00Q5g0000000001EAA"), "SystemModstamp")
     assert cond == (f"(SystemModstamp > {at} OR (SystemModstamp = {at} AND Id > '00Q5g0000000001EAA'))")
+
+
+def test_sales_ready_checkbox_reads_and_writes_as_true_or_false() -> None:
+    ready, _, _ = lead_to_rows(_record(Leadflow_Sales_Ready__c=True,
+                                       Leadflow_Sales_Ready_Since__c="2025-06-01T00:00:00.000+0000"), MAPPING)
+    assert (ready["crm_sales_ready"], ready["crm_sales_ready_since"]) == ("true", "2025-06-01T00:00:00.000Z")
+    not_ready, _, _ = lead_to_rows(_record(Leadflow_Sales_Ready__c=False), MAPPING)
+    assert not_ready["crm_sales_ready"] == "false"
+    assert format_write_value("boolean", "true") is True
+    # A checkbox cannot be empty: clearing it (a rollback to "never set") writes false.
+    assert format_write_value("boolean", None) is False and format_write_value("boolean", "false") is False

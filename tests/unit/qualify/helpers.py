@@ -86,7 +86,7 @@ def reasons_of(evaluation: Evaluation, i: int) -> list[tuple[str, int]]:
 COMPARED = (
     "score", "fit_score", "engagement_score", "grade", "bant_budget", "bant_authority",
     "bant_need", "bant_timeline", "bant_count", "disqualification_reason", "stage",
-    "lead_status", "persona",
+    "lead_status", "sales_ready", "persona",
 )
 
 

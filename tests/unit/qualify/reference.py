@@ -274,14 +274,17 @@ def score_row(row: dict[str, Any], model: QualificationModel, now: datetime,
     raw_status = row.get("lead_status")
     current_status = raw_status if isinstance(raw_status, str) else None  # kept as given
     keep = current_key is not None and current_key not in MODEL_STAGES  # sales-owned / unknown
+    # Sales-ready leads are handed over; sales sets SQL unless the model says stages.sql.auto.
+    sales_ready = proposed == "sql" and not disqualified and not keep
+    written = proposed if model.stages.sql.auto or proposed != "sql" else "mql"
     if keep:
         stage = row.get("lifecycle_stage")
     elif disqualified:
         stage = MODEL_STAGES[MODEL_STAGES.index(current_key)] if current_key else None
     elif current_key is None:
-        stage = proposed
+        stage = written
     else:
-        stage = MODEL_STAGES[max(MODEL_STAGES.index(current_key), MODEL_STAGES.index(proposed))]
+        stage = MODEL_STAGES[max(MODEL_STAGES.index(current_key), MODEL_STAGES.index(written))]
 
     status_text = _text(row.get("lead_status"))
     if keep:
@@ -292,6 +295,8 @@ def score_row(row: dict[str, Any], model: QualificationModel, now: datetime,
         status = "nurture"
     elif status_text is not None and status_text.strip().casefold() in SALES_WORKING:
         status = current_status
+    elif sales_ready and model.lead_status.sales_ready is not None:
+        status = model.lead_status.sales_ready
     elif MODEL_STAGES.index(stage) >= MODEL_STAGES.index(model.lead_status.open_from_stage):
         status = "open"
     else:
@@ -312,6 +317,7 @@ def score_row(row: dict[str, Any], model: QualificationModel, now: datetime,
         "disqualification_reason": reason_code,
         "stage": stage,
         "lead_status": status,
+        "sales_ready": sales_ready,
         "persona": lead.persona.id if lead.persona else None,
         "reasons": reasons,
     }

@@ -107,8 +107,11 @@ predictive_values = st.one_of(st.just(np.nan), st.floats(min_value=-10, max_valu
 
 
 def _variant_model():
-    """Exercises what the default model leaves out: blending, floors, weighted BANT, shown values."""
+    """Exercises what the default model leaves out: blending, floors, weighted BANT, shown values,
+    leadflow setting SQL itself and a status for handed-over leads."""
     doc = default_dict()
+    doc["stages"]["sql"]["auto"] = True
+    doc["lead_status"]["sales_ready"] = "new"
     doc["predictive"] = {"enabled": True, "weight": 0.35}
     doc["bant"]["weights"] = {"budget": 0.5, "authority": 1.5, "need": 1.0, "timeline": 0.75}
     doc["bant"]["advance_threshold"] = 2.25

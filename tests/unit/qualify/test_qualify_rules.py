@@ -321,7 +321,8 @@ def test_nurture_caps_the_proposed_stage_at_mql(default_model):
                  demo_requested_at=days_ago(1), last_activity_at=days_ago(1))
     _, frame = _score(default_model, ready, {**ready, "timeframe": "this_quarter"})
     assert list(frame["lead_status"]) == ["nurture", "open"]
-    assert list(frame["stage"]) == ["mql", "sql"]
+    assert list(frame["proposed_stage"]) == ["mql", "sql"]
+    assert list(frame["sales_ready"]) == [False, True]  # nurtured leads are not handed over
 
 
 def test_nurture_can_be_disabled():

@@ -19,9 +19,9 @@ def _frame(model, *rows):
     return score_leads(make_leads(list(rows)), model, NOW)
 
 
-def test_record_without_stage_gets_the_proposed_stage(default_model):
+def test_record_without_stage_gets_the_proposed_stage_up_to_mql(default_model):
     frame = _frame(default_model, lead(**COLD), lead(**COLD, form_submissions=1), lead(**HOT))
-    assert list(frame["stage"]) == ["subscriber", "lead", "sql"]
+    assert list(frame["stage"]) == ["subscriber", "lead", "mql"]
     assert list(frame["proposed_stage"]) == ["subscriber", "lead", "sql"]
 
 
@@ -33,7 +33,7 @@ def test_stage_never_moves_backwards(default_model):
 
 def test_stage_moves_forward_when_the_lead_qualifies(default_model):
     frame = _frame(default_model, lead(**HOT, lifecycle_stage="subscriber"))
-    assert frame.loc[0, "stage"] == "sql"
+    assert frame.loc[0, "stage"] == "mql"
 
 
 @pytest.mark.parametrize("stage", ["opportunity", "customer", "evangelist", "other", "Customer", "legacy_value"])

@@ -89,6 +89,7 @@ def test_scores_replace_previous_scores_of_the_crm(warehouse):
         "fit_score": 1.0, "engagement_score": 2.0, "grade": "A1", "bant_budget": True,
         "bant_authority": False, "bant_need": True, "bant_timeline": None, "bant_count": 2.0,
         "disqualification_reason": None, "stage": "lead", "lead_status": "open", "reasons": "+10 x",
+        "sales_ready": False, "sales_ready_since": None, "sales_ready_reason": None,
     })
     repo.save_scores(warehouse, "hubspot", "run-1", frame)
     repo.save_scores(warehouse, "hubspot", "run-2", frame.iloc[:1])
@@ -107,6 +108,7 @@ def test_shards_partition_the_leads_and_replace_only_their_own_scores(warehouse)
         "engagement_score": 1.0, "grade": "D4", "bant_budget": False, "bant_authority": False,
         "bant_need": False, "bant_timeline": False, "bant_count": 0.0, "disqualification_reason": None,
         "stage": "lead", "lead_status": "new", "reasons": "+1 x",
+        "sales_ready": False, "sales_ready_since": None, "sales_ready_reason": None,
     })
     repo.save_scores(warehouse, "hubspot", "run-1", frame)
     shard0 = frame[frame["record_id"].isin(parts[0])].assign(score=9.0)
