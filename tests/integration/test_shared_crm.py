@@ -40,6 +40,8 @@ IN_FLIGHT_SHARE = 0.02  # changed by people while leadflow's push is running
 SHARED_HUBSPOT = ("lifecyclestage", "hs_lead_status")
 SHARED_SALESFORCE = ("Status", "Lifecycle_Stage__c", "Rating")
 CREATION_MS = 5_000
+# Counted by the judges: leadflow hands sales-ready leads over; with the default model it never sets SQL.
+LEADFLOW_SET_SQL = ("lifecycle stage", "SQL set by leadflow")
 # The shared field each actor action changes.
 _ACTION_FIELD = {"reject": "lead_status", "work": "lead_status", "custom_status": "lead_status",
                  "stage_back": "lifecycle_stage", "to_opportunity": "lifecycle_stage"}
@@ -164,6 +166,8 @@ def _hubspot_overwrites(base_url: str, token: str, ids: list[str]) -> tuple[list
                     theirs = not (before["sourceType"] == "INTEGRATION"
                                   and before.get("sourceId") == LEADFLOW_APP.source_id)
                     decided = parse_epoch_ms(before["timestamp"]) - created > CREATION_MS
+                    if ours and name == "lifecyclestage" and after.get("value") == "salesqualifiedlead":
+                        writers[LEADFLOW_SET_SQL] += 1  # sales sets SQL (the handoff), not leadflow
                     unmapped = bool(before.get("value")) and before["value"].casefold() not in known[name]
                     if ours and theirs and (unmapped or (decided and before.get("value"))):
                         found.append((record["id"], name, before["value"], before["sourceType"], after["value"]))
@@ -185,6 +189,7 @@ def test_hubspot_shared_with_reps_and_workflows_overwrites_nothing_over_several_
         assert summary["overrides"] > 0
         assert writers[("hs_lead_status", "CRM_UI")] > 0 and writers[("lifecyclestage", "WORKFLOW")] > 0
         assert writers[("lifecyclestage", "INTEGRATION")] > 0  # leadflow still moved stages nobody decided
+        assert writers[LEADFLOW_SET_SQL] == 0
 
 
 # --- Salesforce ----------------------------------------------------------------------------------
@@ -213,6 +218,8 @@ def _salesforce_overwrites(sf, cert) -> tuple[list[tuple], Counter]:
         writers[(row["Field"], row["CreatedById"] == INTEGRATION_USER_ID)] += 1
         before = last.get(key)
         ours = row["CreatedById"] == INTEGRATION_USER_ID
+        if ours and row["Field"] == "Lifecycle_Stage__c" and row.get("NewValue") == "SQL":
+            writers[LEADFLOW_SET_SQL] += 1
         # A value leadflow replaced: somebody else's, or outside the mapping (an org's own value)
         # even when it was the record's first.
         replaced = before["NewValue"] if before is not None else row.get("OldValue")
@@ -236,6 +243,7 @@ def test_salesforce_shared_with_reps_overwrites_nothing_over_several_nights(tmp_
                                    lambda: _salesforce_overwrites(sf, sf.cert_path))
         assert summary["overrides"] > 0
         assert writers[("Status", False)] > 0 and writers[("Lifecycle_Stage__c", True)] > 0
+        assert writers[LEADFLOW_SET_SQL] == 0
 
 
 def test_actor_plans_are_reproducible_and_respect_each_records_state():
