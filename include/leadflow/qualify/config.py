@@ -276,6 +276,32 @@ class LeadStatusRules(_Strict):
     sales_ready: Literal["new", "open"] | None = None
 
 
+# Canonical lead statuses and stages a verdict can name (schema.LeadStatus, schema.STAGE_ORDER).
+_STATUS_NAMES = ("new", "open", "in_progress", "nurture", "unqualified", "attempted_to_contact", "connected",
+                 "open_deal")
+_STAGE_NAMES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist")
+
+
+class HandoffRules(_Strict):
+    """What sales' answer to a handed-over lead looks like in the CRM (the SLA between marketing
+    and sales): a person setting one of `accepted_statuses` or moving the lead to one of
+    `accepted_stages` accepts it; a person setting one of `rejected_statuses`, or moving the stage
+    back below MQL, rejects it; `converted_stages` (by anyone) mean it was won; no touch by a
+    person for `sla_days` after the handoff means it was ignored. Canonical names: the CRM
+    mapping turns e.g. HubSpot's BAD_TIMING into `nurture`, Salesforce's "Closed - Not Converted"
+    into `unqualified`."""
+
+    sla_days: int = Field(default=3, ge=1, le=365)
+    accepted_statuses: list[Literal[_STATUS_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["in_progress", "attempted_to_contact", "connected", "open_deal"])
+    rejected_statuses: list[Literal[_STATUS_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["unqualified", "nurture"])
+    accepted_stages: list[Literal[_STAGE_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["sql", "opportunity"])
+    converted_stages: list[Literal[_STAGE_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["customer", "evangelist"])
+
+
 class Predictive(_Strict):
     """Blend of a learned 0-100 score: combined = (1 - weight) * rules + weight * predictive."""
 
@@ -299,6 +325,7 @@ class QualificationModel(_Strict):
     grades: Grades
     stages: Stages
     lead_status: LeadStatusRules = Field(default_factory=LeadStatusRules)
+    handoff: HandoffRules = Field(default_factory=HandoffRules)
     predictive: Predictive = Field(default_factory=Predictive)
 
     # The compiled form (regexes, slot tables) is cached on the instance by the engine.
@@ -449,7 +476,26 @@ def _semantic_errors(model: QualificationModel) -> list[str]:
         _check_condition(disq, f"disqualifiers[{i}]", errors)
 
     _check_thresholds(model, errors)
+    _check_handoff(model.handoff, errors)
     return errors
+
+
+def _check_handoff(rules: HandoffRules, errors: list[str]) -> None:
+    """A status or stage must mean one verdict only; leadflow's own statuses cannot mean one."""
+    both = sorted(set(rules.accepted_statuses) & set(rules.rejected_statuses))
+    if both:
+        errors.append(f"handoff.rejected_statuses: {both} also in handoff.accepted_statuses")
+    for key in ("accepted_statuses", "rejected_statuses"):
+        # A handed-over lead gets new/open from leadflow: they cannot tell sales' answer.
+        own = sorted(set(getattr(rules, key)) & {"new", "open"})
+        if own:
+            errors.append(f"handoff.{key}: {own} are the statuses leadflow hands leads over with")
+    stages = sorted(set(rules.accepted_stages) & set(rules.converted_stages))
+    if stages:
+        errors.append(f"handoff.converted_stages: {stages} also in handoff.accepted_stages")
+    low = sorted(s for s in rules.accepted_stages if s in ("subscriber", "lead", "mql"))
+    if low:
+        errors.append(f"handoff.accepted_stages: {low} are not beyond MQL (moving back below MQL is a rejection)")
 
 
 def _check_thresholds(model: QualificationModel, errors: list[str]) -> None:
