@@ -139,6 +139,8 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                 log.warning("extract %s: %s", ctx.crm, summary["warning"])
         complete = "warning" not in summary
         deleted = repo.mark_unseen_deleted(engine, ctx.crm, ctx.run_id) if ctx.full_refresh and complete else 0
+        if complete:  # an exhausted budget is kept for the pull that resumes next run
+            _verdicts(ctx, connector)
     finally:
         stats = dict(getattr(connector, "stats", {}) or {})
         connector.close()
@@ -160,6 +162,27 @@ def extract(ctx: RunContext) -> dict[str, Any]:
              "%d input issues in %d pages; %d archived or deleted, %d merged away", ctx.crm, pulled, len(held),
              companies, issues, pages, removed["deleted"], removed["merged"])
     return _record(ctx, "extract", summary)
+
+
+def _verdicts(ctx: RunContext, connector: Any) -> None:
+    """Sales' verdicts on the handed-over leads (`leadflow.verdicts`), recorded as a step of
+    their own. Read here, before qualify, while every handoff is still in the scores; a CRM
+    error leaves them to the next run with a warning instead of failing the pulled run."""
+    from leadflow.crm.base import CrmError
+    from leadflow.qualify import load_model
+    from leadflow.verdicts.read import read_verdicts
+
+    summary: dict[str, Any] = {}
+    calls = dict(getattr(connector, "stats", {}) or {}).get("requests", 0)
+    with _timed(summary, "verdicts"):
+        try:
+            summary.update(read_verdicts(ctx.engine, connector, ctx.crm, ctx.run_id, load_model(ctx.model_path).handoff,
+                                         int(ctx.now.timestamp() * 1000)))
+        except CrmError as exc:
+            summary["warning"] = f"sales' verdicts not read, next run tries again ({type(exc).__name__})"
+            log.warning("verdicts %s: %s", ctx.crm, summary["warning"])
+    summary["verdicts_api_requests"] = dict(getattr(connector, "stats", {}) or {}).get("requests", 0) - calls
+    _record(ctx, "verdicts", summary)
 
 
 # --- the lead population --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ _TABLE_MODULES = (
     "leadflow.quality.tables",
     "leadflow.predict.tables",
     "leadflow.push.tables",
+    "leadflow.verdicts.tables",
 )
 
 __all__ = ["project_root", "var_dir", "default_warehouse_url", "warehouse_url", "url_from_connection",
@@ -160,13 +161,14 @@ def upsert(
 
     Every row must carry the same columns. One statement is compiled and executed for all rows
     (the driver batches them), which is much cheaper than compiling a VALUES list per chunk.
-    Returns the number of rows written.
+    Returns the number of rows written. `update_columns=()` only inserts: a row whose key
+    exists is left as it is.
     """
     if not rows:
         return 0
     keys = list(keys or [c.name for c in table.primary_key.columns])
     columns = list(rows[0].keys())
-    updates = [c for c in (update_columns or columns) if c not in keys]
+    updates = [c for c in (columns if update_columns is None else update_columns) if c not in keys]
     dialect = conn.dialect.name
     if dialect == "sqlite":
         stmt = sqlite.insert(table)
