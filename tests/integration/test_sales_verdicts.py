@@ -9,11 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from sandbox_queries import salesforce_query_all
 
 from leadflow.connections import Connection
 from leadflow.crm.hubspot_mapping import parse_epoch_ms
 from leadflow.pipeline import RunContext, run_all
-from leadflow.sandbox.actors import Act, HubSpotActors, SalesforceActors, tls_session
+from leadflow.sandbox.actors import Act, HubSpotActors, SalesforceActors
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID
 from leadflow.sandbox.server import running_sandbox
@@ -100,16 +101,8 @@ _SALESFORCE_VERDICT = {("Status", "Closed - Not Converted"): "rejected", ("Statu
 def _salesforce_judge(sf, handed: dict[str, int]) -> dict[str, tuple[str, str | None]]:
     """record -> (verdict, by) from LeadHistory: the newest change by a user other than leadflow's
     since the handoff decides; none at all: ignored."""
-    session = tls_session(sf.cert_path, sf.token)
-    soql = ("SELECT LeadId, Field, NewValue, CreatedById, CreatedDate FROM LeadHistory "
-            "WHERE Field IN ('Status', 'Lifecycle_Stage__c') ORDER BY CreatedDate ASC")
-    rows: list[dict] = []
-    answer = session.get(f"{sf.base_url}/services/data/v59.0/queryAll", params={"q": soql}, timeout=60).json()
-    while True:
-        rows.extend(answer.get("records") or [])
-        if answer.get("done", True):
-            break
-        answer = session.get(f"{sf.base_url}{answer['nextRecordsUrl']}", timeout=60).json()
+    rows = salesforce_query_all(sf, "SELECT LeadId, Field, NewValue, CreatedById, CreatedDate FROM LeadHistory "
+                                    "WHERE Field IN ('Status', 'Lifecycle_Stage__c') ORDER BY CreatedDate ASC")
     out = {rid: ("ignored", None) for rid in handed}
     for row in rows:  # oldest first: the newest person's change is the last one kept
         rid = str(row["LeadId"])

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from sandbox_queries import salesforce_query_all
 
 from leadflow.connections import Connection
 from leadflow.crm.hubspot import HubSpotConnector
@@ -22,7 +23,7 @@ from leadflow.crm.salesforce import SalesforceConnector
 from leadflow.crm.salesforce_mapping import load_mapping as load_salesforce_mapping
 from leadflow.pipeline import RunContext, run_all
 from leadflow.push.rollback import confirmed_writes, rollback_run
-from leadflow.sandbox.actors import HubSpotActors, SalesforceActors, tls_session, act_night
+from leadflow.sandbox.actors import HubSpotActors, SalesforceActors, act_night
 from leadflow.sandbox.history import LEADFLOW_APP
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID
@@ -193,20 +194,12 @@ def test_hubspot_shared_with_reps_and_workflows_overwrites_nothing_over_several_
 
 
 # --- Salesforce ----------------------------------------------------------------------------------
-def _salesforce_overwrites(sf, cert) -> tuple[list[tuple], Counter]:
+def _salesforce_overwrites(sf) -> tuple[list[tuple], Counter]:
     """Every LeadHistory change by leadflow's user to a shared field that followed a change by
     another user: an overwritten decision."""
-    session = tls_session(cert, sf.token)
     fields = ", ".join(f"'{f}'" for f in SHARED_SALESFORCE)
-    soql = (f"SELECT LeadId, Field, OldValue, NewValue, CreatedById, CreatedDate FROM LeadHistory "
-            f"WHERE Field IN ({fields}) ORDER BY CreatedDate ASC")
-    rows: list[dict] = []
-    answer = session.get(f"{sf.base_url}/services/data/v59.0/queryAll", params={"q": soql}, timeout=60).json()
-    while True:
-        rows.extend(answer.get("records") or [])
-        if answer.get("done", True):
-            break
-        answer = session.get(f"{sf.base_url}{answer['nextRecordsUrl']}", timeout=60).json()
+    rows = salesforce_query_all(sf, f"SELECT LeadId, Field, OldValue, NewValue, CreatedById, CreatedDate FROM "
+                                    f"LeadHistory WHERE Field IN ({fields}) ORDER BY CreatedDate ASC")
     mapping = load_salesforce_mapping()
     known = {"Status": {v.casefold() for v in mapping.lead_statuses},
              "Lifecycle_Stage__c": {v.casefold() for v in mapping.lifecycle_stages},
@@ -240,7 +233,7 @@ def test_salesforce_shared_with_reps_overwrites_nothing_over_several_nights(tmp_
                           password=sf.token, extra={"verify": str(sf.cert_path)})
         actors = SalesforceActors(sf.base_url, sf.cert_path, sf.token, rep.id, rep.token)
         summary, writers = _nights(monkeypatch, "salesforce", SalesforceConnector, actors, url, conn,
-                                   lambda: _salesforce_overwrites(sf, sf.cert_path))
+                                   lambda: _salesforce_overwrites(sf))
         assert summary["overrides"] > 0
         assert writers[("Status", False)] > 0 and writers[("Lifecycle_Stage__c", True)] > 0
         assert writers[LEADFLOW_SET_SQL] == 0
