@@ -372,8 +372,9 @@ def _crm_sales_ready_since(leads: pd.DataFrame) -> pd.Series | None:
 def qualify(ctx: RunContext) -> dict[str, Any]:
     """Score every open, unquarantined lead (of this shard) with the configured model."""
     from leadflow.qualify import load_model, score_leads
-    from leadflow.qualify.handoff import carry_since
+    from leadflow.qualify.handoff import carry_since, hold_back_rejected
     from leadflow.quality import quarantined_ids
+    from leadflow.verdicts.read import load_events
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine
@@ -397,6 +398,9 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         # A lead that stays sales-ready keeps the time it was first handed over.
         fresh = scores["sales_ready_since"]
         scores["sales_ready_since"] = carry_since(scores, previous, _crm_sales_ready_since(leads))
+        # A lead sales rejected is not handed over again on the same evidence.
+        scores, held = hold_back_rejected(scores, load_events(engine, ctx.crm), model.handoff.rehandoff_min_score_gain,
+                                          fresh)
         handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
                          replace=not ctx.only_record_ids)
@@ -408,13 +412,16 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
             "disqualified": int(scores["disqualification_reason"].notna().sum()),
             "sales_ready": int(scores["sales_ready"].sum()),
             "handed_over": handed_over,  # sales-ready now, not before: new for sales
+            **held,  # held_back_after_rejection, handed_over_again (within handed_over)
             # Shards add up; validate_scores compares the two distributions (drift).
             "score_counts": _score_counts(scores["score"]),
             "previous_score_counts": _score_counts(previous["score"]) if len(previous) else [],
         }
     )
-    log.info("qualify %s shard %s: %d scored with model %s, %d sales-ready (%d handed over now)", ctx.crm,
-             ctx.shard, summary["scored"], model.version, summary["sales_ready"], handed_over)
+    log.info("qualify %s shard %s: %d scored with model %s, %d sales-ready (%d handed over now, %d of them again "
+             "after a rejection; %d held back after a rejection)", ctx.crm, ctx.shard, summary["scored"],
+             model.version, summary["sales_ready"], handed_over, held["handed_over_again"],
+             held["held_back_after_rejection"])
     return _record(ctx, "qualify", summary, shard=ctx.shard)
 
 

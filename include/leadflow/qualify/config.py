@@ -289,7 +289,8 @@ class HandoffRules(_Strict):
     back below MQL, rejects it; `converted_stages` (by anyone) mean it was won; no touch by a
     person for `sla_days` after the handoff means it was ignored. Canonical names: the CRM
     mapping turns e.g. HubSpot's BAD_TIMING into `nurture`, Salesforce's "Closed - Not Converted"
-    into `unqualified`."""
+    into `unqualified`. A lead sales rejected is handed over again only once, when its score
+    exceeds the score it was rejected with by more than `rehandoff_min_score_gain` (null: never)."""
 
     sla_days: int = Field(default=3, ge=1, le=365)
     accepted_statuses: list[Literal[_STATUS_NAMES]] = Field(  # type: ignore[valid-type]
@@ -300,6 +301,7 @@ class HandoffRules(_Strict):
         default_factory=lambda: ["sql", "opportunity"])
     converted_stages: list[Literal[_STAGE_NAMES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["customer", "evangelist"])
+    rehandoff_min_score_gain: float | None = Field(default=15, gt=0, le=100)
 
 
 class Predictive(_Strict):

@@ -6,7 +6,8 @@ the model's `stages.sql` criteria gets leadflow's own `sales_ready` fields (flag
 short reason) and keeps its MQL stage unless the model says `stages.sql.auto`.
 
 `reason_texts` renders the reason per sales-ready lead; `carry_since` keeps the "since" of a
-lead that stays sales-ready from run to run. Pure functions over arrays and frames; no I/O.
+lead that stays sales-ready from run to run; `hold_back_rejected` keeps a lead sales rejected
+from being handed over again on the same evidence. Pure functions over arrays and frames; no I/O.
 """
 
 from __future__ import annotations
@@ -88,3 +89,71 @@ def carry_since(scores: pd.DataFrame, previous: pd.DataFrame, crm_since: pd.Seri
     found = earlier.to_numpy()
     keep = ready & ~np.isnan(found) & (found < np.nan_to_num(since.to_numpy(), nan=np.inf))
     return since.where(~keep, earlier)
+
+
+REJECTED = "rejected"  # leadflow.verdicts.classify.Verdict.REJECTED (verdicts imports qualify)
+
+
+def hold_back_rejected(
+    scores: pd.DataFrame, events: pd.DataFrame, min_gain: float | None, fresh: pd.Series
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`scores` (after `carry_since`) with the leads whose latest handoff sales rejected held back.
+
+    `events`: the stored verdict events (record_id, handed_over_at, verdict, value, score,
+    decided_at); `fresh`: the "since" each sales-ready lead would get if handed over now.
+    A sales-ready lead whose latest handoff was rejected is handed over again, as a new handoff,
+    only if it was rejected once so far and its score now exceeds the score it was rejected with
+    by more than `min_gain` (None: never). Otherwise it is not sales-ready; its reason says who
+    rejected it why (the status the rep set) and when, and its status becomes nurture (a status
+    the rep set stays theirs: push's ownership rule). A lead in a handoff made after the
+    rejection, still without a verdict, is left alone. Returns the frame and the counts
+    `held_back_after_rejection` and `handed_over_again`."""
+    counts = {"held_back_after_rejection": 0, "handed_over_again": 0}
+    ready = scores["sales_ready"].fillna(False).astype(bool).to_numpy()
+    if not ready.any() or not len(events):
+        return scores, counts
+    events = events.assign(record_id=events["record_id"].astype(str),
+                           handed_over_at=pd.to_numeric(events["handed_over_at"]).astype(np.int64))
+    rejected = events[events["verdict"] == REJECTED]
+    if not len(rejected):
+        return scores, counts
+    latest = events.groupby("record_id")["handed_over_at"].max()
+    last = rejected.sort_values(["handed_over_at", "decided_at"]).groupby("record_id").tail(1).set_index("record_id")
+    last = last[last["handed_over_at"].to_numpy() == latest.reindex(last.index).to_numpy()]
+    times = rejected.groupby("record_id")["handed_over_at"].nunique()
+
+    ids = scores["record_id"].astype(str)
+    rejected_at = ids.map(last["handed_over_at"]).astype(float).to_numpy()
+    since = pd.to_numeric(scores["sales_ready_since"], errors="coerce").astype(float).to_numpy()
+    now = pd.to_numeric(fresh, errors="coerce").astype(float).to_numpy()
+    later_handoff = (since > rejected_at) & (since < now)  # carried over from a handoff after the rejection
+    affected = ready & ~np.isnan(rejected_at) & ~later_handoff
+    if not affected.any():
+        return scores, counts
+    handed_score = ids.map(last["score"]).astype(float).to_numpy()
+    once = ids.map(times).fillna(0).to_numpy() < 2
+    again = affected & once & (min_gain is not None) & (
+        pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype=float) > handed_score + (min_gain or 0))
+    held = affected & ~again
+
+    out = scores.copy()
+    out["sales_ready_since"] = np.where(again, now, since)  # a new handoff, not the rejected one
+    out.loc[held, "sales_ready"] = False
+    out.loc[held, "sales_ready_since"] = np.nan
+    out["sales_ready_reason"] = out["sales_ready_reason"].astype(object)
+    out.loc[held, "sales_ready_reason"] = [
+        _held_reason(last.loc[rid], min_gain if ok else None) for rid, ok in zip(ids[held], once[held])]
+    nurture = held & out["lead_status"].notna().to_numpy()  # None: leadflow keeps the status
+    out.loc[nurture, "lead_status"] = "nurture"
+    counts.update(held_back_after_rejection=int(held.sum()), handed_over_again=int(again.sum()))
+    return out, counts
+
+
+def _held_reason(event: pd.Series, min_gain: float | None) -> str:
+    value = event.get("value")
+    why = f" ({value})" if isinstance(value, str) and value else ""
+    day = pd.Timestamp(int(event["decided_at"]), unit="ms", tz="UTC").strftime("%Y-%m-%d")
+    score = event.get("score")
+    if min_gain is None or score is None or pd.isna(score):
+        return f"rejected by sales{why} on {day}; not handed over again"
+    return f"rejected by sales{why} on {day}; held back until score > {float(score) + min_gain:g}"

@@ -22,6 +22,11 @@ def test_default_model_has_a_three_day_sla_and_the_waterfalls_answers():
     assert rules.accepted_stages == ["sql", "opportunity"] and rules.converted_stages == ["customer", "evangelist"]
 
 
+def test_default_model_hands_a_rejected_lead_over_again_above_its_score_plus_15_and_null_means_never():
+    assert load_model().handoff.rehandoff_min_score_gain == 15
+    assert model_from_dict(_doc({"rehandoff_min_score_gain": None})).handoff.rehandoff_min_score_gain is None
+
+
 def test_given_no_handoff_block_then_defaults_apply():
     doc = _doc(None)
     del doc["handoff"]
@@ -40,6 +45,8 @@ def test_given_no_handoff_block_then_defaults_apply():
     ({"converted_stages": ["opportunity", "customer"]},
      "handoff.converted_stages: ['opportunity'] also in handoff.accepted_stages"),
     ({"sla_dayz": 3}, "handoff.sla_dayz: unknown key"),
+    ({"rehandoff_min_score_gain": 0}, "handoff.rehandoff_min_score_gain: Input should be greater than 0"),
+    ({"rehandoff_min_score_gain": "lots"}, "handoff.rehandoff_min_score_gain: Input should be a valid number"),
 ])
 def test_given_a_bad_handoff_block_then_the_error_names_the_key(handoff, message):
     with pytest.raises(ModelConfigError) as err:
