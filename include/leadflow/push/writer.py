@@ -340,15 +340,15 @@ def _send_batch(connector: CrmConnector, beat: "_Heartbeat", check: "_PreWriteCh
                                for u in sending], settled)
 
 
-def _writes_shared(update: RecordUpdate) -> bool:
-    return any(f in update.values for f in SHARED_FIELDS)
+def _writes_shared(values: Mapping[str, Any]) -> bool:
+    return any(f in values for f in SHARED_FIELDS)
 
 
 def _shared_writes_first(updates: Sequence[RecordUpdate]) -> list[RecordUpdate]:
     """Records that write a stage or status ahead of the rest, each group in its own order: the
     pre-write read is made per batch for the records that write one, so gathering them in as few
     batches as possible spares a read for every batch that only carries scores."""
-    return [u for u in updates if _writes_shared(u)] + [u for u in updates if not _writes_shared(u)]
+    return [u for u in updates if _writes_shared(u.values)] + [u for u in updates if not _writes_shared(u.values)]
 
 
 def _verify_set(changes: pd.DataFrame) -> set[tuple[str, str]]:
@@ -375,13 +375,13 @@ class _PreWriteCheck:
 
     def __init__(self, engine: Engine, connector: CrmConnector, crm: str, todo: Mapping[str, Mapping[str, Any]],
                  verify: set[tuple[str, str]], reclaim: ReclaimPolicy | None, clock: Callable[[], int]) -> None:
-        shared_ids = [rec for rec, values in todo.items() if any(f in values for f in SHARED_FIELDS)]
+        shared_ids = [rec for rec, values in todo.items() if _writes_shared(values)]
         self.connector, self.verify, self.reclaim, self.clock = connector, verify, reclaim, clock
         self.written = last_written(engine, crm, shared_ids) if shared_ids else {}
         self.observe = getattr(connector, "observe", None)
 
     def __call__(self, batch: Sequence[RecordUpdate]) -> Settled | None:
-        ids = [u.record_id for u in batch if _writes_shared(u)]
+        ids = [u.record_id for u in batch if _writes_shared(u.values)]
         if not ids:
             return None
         if self.observe is None:

@@ -254,7 +254,7 @@ class SalesforceService:
         """One parent's sub-query answer in Salesforce's shape: null when it has no rows. Always
         whole (`done`): Salesforce may page a large one with its own `nextRecordsUrl`, which
         leadflow follows, but the sandbox's histories stay small."""
-        where = f"lead_id = ? AND ({child.where_sql})" if child.where_sql else "lead_id = ?"
+        where = f"{child.parent_sql} = ? AND ({child.where_sql})" if child.where_sql else f"{child.parent_sql} = ?"
         if not all_rows:
             where = f"is_deleted = 0 AND {where}"
         ids = self.store.select_ids(where, [parent_id, *child.params], child.order_sql, child.limit,

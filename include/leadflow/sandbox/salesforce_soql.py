@@ -79,6 +79,8 @@ class Query:
     sobject: SObjectType = LEAD
     # Parent-to-child sub-queries in the select list: relationship name -> its query.
     children: dict[str, "Query"] = field(default_factory=dict)
+    # In a sub-query: the child's column holding the parent's id.
+    parent_sql: str = ""
 
 
 # Child relationships a sub-query may name: (parent, relationship) -> child object and the child's
@@ -96,9 +98,9 @@ def _unescape(literal: str) -> str:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, tokens: list[Token] | None = None) -> None:
         self.text = text
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(text) if tokens is None else tokens
         self.i = 0
         self.params: list[Any] = []
         self.obj: SObjectType = LEAD  # set by FROM, which comes after the select list
@@ -221,13 +223,11 @@ class _Parser:
             raise SoqlError("INVALID_TYPE", f"Didn't understand relationship '{relationship}' in FROM part of query "
                             "call. If you are attempting to use a custom relationship, be sure to append the '__r' "
                             "after the custom relationship name.")
-        child_type, _parent_field = found
-        inner = _Parser.__new__(_Parser)
-        inner.text, inner.i, inner.params, inner.obj = self.text, 0, [], child_type
+        child_type, parent_field = found
         # The relationship stands where the child object's name would: parse it as that object.
-        inner.tokens = [*tokens[:at_from + 1], Token("word", child_type.name, tokens[at_from + 1].pos),
-                        *tokens[at_from + 2:]]
-        child = inner.query()
+        child = _Parser(self.text, [*tokens[:at_from + 1], Token("word", child_type.name, tokens[at_from + 1].pos),
+                                    *tokens[at_from + 2:]]).query()
+        child.parent_sql = child_type.columns[parent_field]
         if child.children:
             raise SoqlError("MALFORMED_QUERY", "sub-queries cannot be nested")
         if child.offset:
