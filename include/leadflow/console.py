@@ -163,6 +163,12 @@ def summary_lines(summary: Mapping[str, Any], *, quarantine_reasons: Sequence[Ma
     lines.append(f"  pushed       {_n(s.get('pushed'))} in {_n(s.get('write_calls'))} calls, rejected "
                  f"{_n(s.get('rejected'))}, failed {_n(s.get('failed'))}")
     lines.append(f"  overrides    {_n(s.get('overrides'))} values people or other systems set, left to them")
+    sla = s.get("sla") or {}
+    rate = sla.get("acceptance_rate")
+    lines.append(f"  sales SLA    {_n(s.get('handed_over'))} handed over now; of {_n(sla.get('handed_over'))} in all "
+                 f"{_n(sla.get('accepted'))} accepted, {_n(sla.get('converted'))} converted, "
+                 f"{_n(sla.get('rejected'))} rejected, {_n(sla.get('ignored'))} ignored past the SLA"
+                 + (f", acceptance {rate:.0%}" if rate is not None else ""))
     lines.append(f"  API calls    {_n(api.get('requests'))} to pull + {_n(s.get('write_calls'))} to push; "
                  f"{_n(api.get('rate_limited'))} answered 429, {_seconds(api.get('throttled_s'))} throttled")
     durations = s.get("durations_s") or {}

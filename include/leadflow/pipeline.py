@@ -375,6 +375,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     from leadflow.qualify.handoff import carry_since, hold_back_rejected
     from leadflow.quality import quarantined_ids
     from leadflow.verdicts.read import load_events
+    from leadflow.verdicts.sla import record_handoffs
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine
@@ -404,6 +405,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
                          replace=not ctx.only_record_ids)
+        if not ctx.dry_run:  # a dry run hands nothing to sales
+            record_handoffs(engine, ctx.crm, ctx.run_id, scores)
     summary.update(
         {
             "scored": int(len(scores)),
@@ -563,6 +566,7 @@ def report(ctx: RunContext, status: str | None = None) -> dict[str, Any]:
     from leadflow.push.lease import release
 
     release(ctx.engine, ctx.crm, ctx.run_id)
+    _sla(ctx)
     summary = repo.refresh_run_summary(ctx.engine, ctx.crm, ctx.run_id)
     if status is None:
         status = "warning" if summary.get("warning") else "success"
@@ -571,6 +575,32 @@ def report(ctx: RunContext, status: str | None = None) -> dict[str, Any]:
     out["status"] = status
     _write_report(ctx, out)
     return out
+
+
+def _sla(ctx: RunContext) -> None:
+    """The SLA as of this run (`leadflow.verdicts.sla`) into the run's summary, and an alert
+    when more sales-ready leads sit ignored than `handoff.alert_ignored_over`. Measuring must
+    not keep the run from closing: a failure is logged and becomes the run's warning."""
+    from leadflow.alerts import send
+    from leadflow.qualify import load_model
+    from leadflow.verdicts.sla import ignored_alert, sla_figures
+
+    summary: dict[str, Any] = {}
+    try:
+        figures = sla_figures(ctx.engine, ctx.crm, int(ctx.now.timestamp() * 1000), run_id=ctx.run_id)
+        summary["sla"] = figures
+        alert = ignored_alert(figures, load_model(ctx.model_path).handoff.alert_ignored_over)
+    except Exception:
+        log.exception("SLA figures for %s run %s not measured", ctx.crm, ctx.run_id)
+        summary["warning"] = "SLA figures not measured (see the report task's log)"
+        alert = None
+    if alert is not None:
+        summary["sla_alert"] = alert
+        counts = {k: figures[k] for k in ("handed_over", "accepted", "converted", "rejected", "ignored", "pending")}
+        channels = send({"title": f"leadflow SLA: {ctx.crm} run {ctx.run_id}", "text": alert, "kind": "sla",
+                         "crm": ctx.crm, "run_id": ctx.run_id, "summary": counts})
+        log.warning("SLA alert for %s (%s): %s", ctx.crm, ", ".join(channels) or "no alert channel configured", alert)
+    _record(ctx, "sla", summary)
 
 
 def _write_report(ctx: RunContext, summary: dict[str, Any]) -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import re
+
 import pytest
 import requests
+from fastapi.testclient import TestClient
 from sandbox_queries import salesforce_query_all
 
 from leadflow.connections import Connection
@@ -19,6 +22,8 @@ from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID
 from leadflow.sandbox.server import running_sandbox
 from leadflow.sandbox.settings import generated_principals
+from leadflow.ui.app import create_app
+from leadflow.ui.auth import require_user
 from leadflow.verdicts.read import load_events
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import get_engine
@@ -69,9 +74,9 @@ _HUBSPOT_VERDICT = {("hs_lead_status", "UNQUALIFIED"): "rejected", ("hs_lead_sta
                     ("lifecyclestage", "opportunity"): "accepted", ("lifecyclestage", "lead"): "rejected"}
 
 
-def _hubspot_judge(base_url: str, token: str, handed: dict[str, int]) -> dict[str, tuple[str, str | None]]:
-    """record -> (verdict, by) from propertiesWithHistory: the newest change by a person (CRM_UI)
-    since the handoff decides; no person's change at all: ignored."""
+def _hubspot_judge(base_url: str, token: str, handed: dict[str, int]) -> dict[str, tuple[str, str | None, int | None]]:
+    """record -> (verdict, by, first touch) from propertiesWithHistory: the newest change by a
+    person (CRM_UI) since the handoff decides; no person's change at all: ignored."""
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     ids = sorted(handed)
@@ -87,10 +92,10 @@ def _hubspot_judge(base_url: str, token: str, handed: dict[str, int]) -> dict[st
                       for name, entries in (record.get("propertiesWithHistory") or {}).items() for e in entries
                       if e.get("sourceType") == "CRM_UI" and parse_epoch_ms(e["timestamp"]) >= handed[rid]]
             if not person:
-                out[rid] = ("ignored", None)
+                out[rid] = ("ignored", None, None)
             else:
                 _, name, value, user = max(person)
-                out[rid] = (_HUBSPOT_VERDICT[(name, value)], f"user:{user}")
+                out[rid] = (_HUBSPOT_VERDICT[(name, value)], f"user:{user}", min(person)[0])
     return out
 
 
@@ -98,18 +103,48 @@ _SALESFORCE_VERDICT = {("Status", "Closed - Not Converted"): "rejected", ("Statu
                        ("Lifecycle_Stage__c", "Lead"): "rejected", ("Status", "Closed - Converted"): "converted"}
 
 
-def _salesforce_judge(sf, handed: dict[str, int]) -> dict[str, tuple[str, str | None]]:
-    """record -> (verdict, by) from LeadHistory: the newest change by a user other than leadflow's
-    since the handoff decides; none at all: ignored."""
+def _salesforce_judge(sf, handed: dict[str, int]) -> dict[str, tuple[str, str | None, int | None]]:
+    """record -> (verdict, by, first touch) from LeadHistory: the newest change by a user other
+    than leadflow's since the handoff decides; none at all: ignored."""
     rows = salesforce_query_all(sf, "SELECT LeadId, Field, NewValue, CreatedById, CreatedDate FROM LeadHistory "
                                     "WHERE Field IN ('Status', 'Lifecycle_Stage__c') ORDER BY CreatedDate ASC")
-    out = {rid: ("ignored", None) for rid in handed}
+    out: dict[str, tuple[str, str | None, int | None]] = {rid: ("ignored", None, None) for rid in handed}
     for row in rows:  # oldest first: the newest person's change is the last one kept
         rid = str(row["LeadId"])
-        if rid in handed and row["CreatedById"] != INTEGRATION_USER_ID \
-                and parse_epoch_ms(row["CreatedDate"]) >= handed[rid]:
-            out[rid] = (_SALESFORCE_VERDICT[(row["Field"], row["NewValue"])], row["CreatedById"])
+        at = parse_epoch_ms(row["CreatedDate"])
+        if rid in handed and row["CreatedById"] != INTEGRATION_USER_ID and at >= handed[rid]:
+            first = out[rid][2] if out[rid][2] is not None else at
+            out[rid] = (_SALESFORCE_VERDICT[(row["Field"], row["NewValue"])], row["CreatedById"], first)
     return out
+
+
+def _sla_from_history(judged: dict[str, tuple[str, str | None, int | None]], handed: dict[str, int]) -> dict:
+    """The SLA figures of the first run's handoffs as the CRM's history tells them."""
+    counts = {v: sum(1 for verdict, _, _ in judged.values() if verdict == v)
+              for v in ("accepted", "converted", "rejected", "ignored")}
+    answered = counts["accepted"] + counts["converted"] + counts["rejected"]
+    hours = sorted((first - handed[rid]) / 3_600_000 for rid, (_, _, first) in judged.items() if first is not None)
+    middle = len(hours) // 2
+    median = (hours[middle] if len(hours) % 2 else (hours[middle - 1] + hours[middle]) / 2) if hours else None
+    return {**counts, "acceptance_rate": round((counts["accepted"] + counts["converted"]) / answered, 4),
+            "median_hours_to_first_touch": None if median is None else round(median, 2)}
+
+
+class _User:
+    def get_name(self) -> str:
+        return "judge"
+
+
+def _page_sla(url: str, crm: str) -> dict[str, str]:
+    """The SLA cards of the Leadflow page, as rendered."""
+    engine = get_engine(url)
+    try:
+        app = create_app(lambda: engine)
+        app.dependency_overrides[require_user] = _User
+        html = TestClient(app).get("/", params={"crm": crm}).text
+    finally:
+        engine.dispose()
+    return dict(re.findall(r'data-sla="([a-z_]+)">([^<]*)<', html))
 
 
 @pytest.mark.parametrize("crm", ["hubspot", "salesforce"])
@@ -145,7 +180,7 @@ def test_given_reps_answer_handed_over_leads_then_the_next_run_stores_their_verd
         second = _run(crm, "second", url, conn, first_run + timedelta(days=4))
         events = _events(url, crm)
         judged = _hubspot_judge(sb.base_url, sb.token, handed) if crm == "hubspot" else _salesforce_judge(sb, handed)
-        assert events == judged
+        assert events == {rid: (verdict, by) for rid, (verdict, by, _) in judged.items()}
         answered = {rid: events[rid] for rid in acts}
         assert {by for _, by in answered.values() if by} == {rep_id}
         # What each action is: HubSpot's stage back is a workflow's (no answer from sales: ignored),
@@ -158,6 +193,19 @@ def test_given_reps_answer_handed_over_leads_then_the_next_run_stores_their_verd
         assert sum(counts.values()) == len(events) and counts["ignored"] == len(handed) - len(
             [a for a in acts.values() if expected[a] != "ignored"])
         assert second["handoffs_looked_at"] <= len(handed)
+
+        # The SLA in the run's summary (`leadflow report --json`) and on the page equals the
+        # CRM's history; handoffs made by the second run are pending.
+        history_sla = _sla_from_history(judged, handed)
+        sla = second["sla"]
+        assert {k: sla[k] for k in history_sla} == history_sla
+        assert sla["handed_over"] == len(handed) + sla["pending"] and sla["pending"] == sla["this_run"]["handed_over"]
+        page = _page_sla(url, crm)
+        for key in ("accepted", "converted", "rejected", "ignored"):
+            assert page[key] == str(history_sla[key]), key
+        assert page["handed_over"] == str(sla["handed_over"])
+        assert page["acceptance_rate"] == f"{history_sla['acceptance_rate'] * 100:.0f}%"
+        assert page["median_hours_to_first_touch"] == str(history_sla["median_hours_to_first_touch"])
 
         # Run again the same day: nothing stored twice, and only the still-open handoffs that
         # changed are looked at again (none).

@@ -290,7 +290,9 @@ class HandoffRules(_Strict):
     person for `sla_days` after the handoff means it was ignored. Canonical names: the CRM
     mapping turns e.g. HubSpot's BAD_TIMING into `nurture`, Salesforce's "Closed - Not Converted"
     into `unqualified`. A lead sales rejected is handed over again only once, when its score
-    exceeds the score it was rejected with by more than `rehandoff_min_score_gain` (null: never)."""
+    exceeds the score it was rejected with by more than `rehandoff_min_score_gain` (null: never).
+    A run alerts when more handed-over leads sit ignored past the SLA than `alert_ignored_over`
+    (null: no alert)."""
 
     sla_days: int = Field(default=3, ge=1, le=365)
     accepted_statuses: list[Literal[_STATUS_NAMES]] = Field(  # type: ignore[valid-type]
@@ -302,6 +304,7 @@ class HandoffRules(_Strict):
     converted_stages: list[Literal[_STAGE_NAMES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["customer", "evangelist"])
     rehandoff_min_score_gain: float | None = Field(default=15, gt=0, le=100)
+    alert_ignored_over: int | None = Field(default=25, ge=0)
 
 
 class Predictive(_Strict):

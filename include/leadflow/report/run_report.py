@@ -19,7 +19,7 @@ from leadflow.ui.render import render
 log = logging.getLogger(__name__)
 
 # Summary keys shown elsewhere in the report (not repeated in the "other figures" table).
-_SHOWN = {*queries.RUN_COUNT_KEYS, "preview", "proposed_stages", "durations_s"}
+_SHOWN = {*queries.RUN_COUNT_KEYS, "preview", "proposed_stages", "durations_s", "sla", "sla_alert"}
 
 
 def default_report_folder() -> Path:

@@ -355,6 +355,15 @@ def overrides(engine: Engine, crm: str, run_id: str | None = None, limit: int = 
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+@_guard(dict)
+def sla(engine: Engine, crm: str) -> dict[str, Any]:
+    """The SLA between marketing and sales as measured now (`leadflow.verdicts.sla`)."""
+    from leadflow.verdicts.sla import sla_figures
+    from leadflow.warehouse.repo import now_ms
+
+    return sla_figures(engine, crm, now_ms())
+
+
 # --- dry-run preview ----------------------------------------------------------------------------------
 def latest_preview(run_rows: list[dict[str, Any]], prefer_dry_run: bool = True) -> dict[str, Any] | None:
     """The push preview to show: the newest dry run's (what a dry run is for), else the newest
@@ -392,5 +401,6 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10) -> dict[str, Any]:
         "failed_pushes": failed_pushes(engine, crm),
         "push_status": push_status_counts(engine, crm),
         "overrides": overrides(engine, crm),
+        "sla": sla(engine, crm),
         "preview": latest_preview(run_rows),
     }

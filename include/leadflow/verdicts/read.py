@@ -132,9 +132,9 @@ def read_verdicts(engine: Engine, connector: Any, crm: str, run_id: str, rules: 
     for item in look.itertuples(index=False):
         if item.record_id not in observed:  # gone from the CRM since the pull
             continue
-        handed = HandedOver(item.record_id, int(item.handed_over_at), _num(item.score), _text(item.reason))
+        handed = HandedOver(item.record_id, int(item.handed_over_at), float_or_none(item.score), text_or_none(item.reason))
         fields = observed[item.record_id]
-        decided = classify(handed, fields, rules, now_ms=now_ms, stage_now=_text(item.stage_now))
+        decided = classify(handed, fields, rules, now_ms=now_ms, stage_now=text_or_none(item.stage_now))
         if decided is None or decided.verdict in item.verdicts:
             continue
         rows.append({
@@ -143,7 +143,7 @@ def read_verdicts(engine: Engine, connector: Any, crm: str, run_id: str, rules: 
             "writer": decided.writer.value if decided.writer else None, "changed_by": decided.by,
             "field": decided.field, "value": decided.value, "score": handed.score, "reason": handed.reason,
             # As pulled: the next run compares its pull with these.
-            "stage": _text(item.stage_now), "status": _text(item.lead_status),
+            "stage": text_or_none(item.stage_now), "status": text_or_none(item.lead_status),
             "run_id": run_id, "seen_at": now_ms,
         })
     store_events(engine, rows)
@@ -156,9 +156,9 @@ def read_verdicts(engine: Engine, connector: Any, crm: str, run_id: str, rules: 
     return summary
 
 
-def _num(value: Any) -> float | None:
+def float_or_none(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _text(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)

@@ -1,4 +1,4 @@
-"""The verdicts package's table: one event per verdict sales gave a handoff."""
+"""The verdicts package's tables: one row per handoff, one event per verdict sales gave it."""
 
 from __future__ import annotations
 
@@ -30,4 +30,23 @@ handoff_verdicts = Table(
     Column("seen_at", BigInteger, nullable=False),
     Index("ux_handoff_verdicts_event", "crm", "record_id", "handed_over_at", "verdict", unique=True),
     Index("ix_handoff_verdicts_run", "crm", "run_id"),
+)
+
+# One row per handoff, written once by qualify when a lead becomes sales-ready: the population
+# the SLA is measured over, with the score, grade and persona the lead was handed over with (a
+# lead that stops being sales-ready before any verdict leaves the scores, not this table).
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("crm", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("handed_over_at", BigInteger, nullable=False),
+    Column("score", Float, nullable=True),
+    Column("grade", String(16), nullable=True),
+    Column("persona", String(64), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("run_id", String(250), nullable=False),
+    Index("ux_handoffs_handoff", "crm", "record_id", "handed_over_at", unique=True),
+    Index("ix_handoffs_run", "crm", "run_id"),
 )

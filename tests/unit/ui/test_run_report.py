@@ -47,3 +47,24 @@ def test_report_is_self_contained(seeded):
 def test_report_of_unknown_run_raises(seeded):
     with pytest.raises(LookupError):
         render_run_report(seeded, CRM, "no-such-run")
+
+
+def test_report_shows_the_sla_as_measured_by_its_run_and_its_alert(seeded):
+    from leadflow.verdicts.sla import measure
+    from leadflow.warehouse import repo
+
+    import pandas as pd
+
+    handed = pd.DataFrame([{"record_id": "c-1", "handed_over_at": 1_000, "score": 81.0, "grade": "A1",
+                            "persona": "director", "run_id": RUN_1}])
+    events = pd.DataFrame([{"record_id": "c-1", "handed_over_at": 1_000, "verdict": "rejected", "decided_at": 7_201_000,
+                            "writer": "person", "field": "lead_status", "value": "unqualified", "run_id": RUN_1}])
+    figures = measure(handed, events, now_ms=10_000_000, run_id=RUN_1)
+    repo.record_step(seeded, CRM, RUN_1, "sla", {"sla": figures, "sla_alert": "9 sales-ready leads ignored"})
+    repo.refresh_run_summary(seeded, CRM, RUN_1)
+    html = render_run_report(seeded, CRM, RUN_1)
+    cards = dict(re.findall(r'data-sla="(\w+)">([^<]*)<', html))
+    assert cards["handed_over"] == "1" and cards["rejected"] == "1" and cards["acceptance_rate"] == "0%"
+    assert cards["median_hours_to_first_touch"] == "2.0"
+    assert dict(re.findall(r'data-sla-run="(\w+)">([^<]*)<', html))["rejected"] == "1"
+    assert "9 sales-ready leads ignored" in html and "status unqualified" in html
