@@ -4,10 +4,13 @@ reasons, weeks and one run; and the handoffs qualify records once."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
 from leadflow.verdicts.sla import ignored_alert, load_handoffs, measure, outcomes, record_handoffs
+from leadflow.verdicts.tables import handoffs
 from leadflow.warehouse.db import ensure_schema, get_engine
 
 HOUR = 3_600_000
@@ -131,3 +134,37 @@ def test_handoffs_are_recorded_once_with_what_the_lead_was_then(tmp_path):
     assert stored[["record_id", "handed_over_at", "score", "persona", "run_id"]].to_dict("records") == [
         {"record_id": "1", "handed_over_at": T0, "score": 80.0, "persona": "director", "run_id": "r1"}]
     engine.dispose()
+
+
+@pytest.mark.parametrize("threshold, alerts", [(0, 1), (1, 0)])
+def test_given_more_ignored_handoffs_than_the_threshold_then_the_run_alerts_once_with_counts(
+        tmp_path, monkeypatch, threshold, alerts):
+    import yaml
+
+    from leadflow.pipeline import RunContext, report
+    from leadflow.qualify.config import DEFAULT_MODEL_PATH
+    from leadflow.verdicts.read import store_events
+    from leadflow.warehouse import repo
+
+    monkeypatch.setenv("LEADFLOW_VAR_DIR", str(tmp_path / "var"))
+    doc = yaml.safe_load(DEFAULT_MODEL_PATH.read_text(encoding="utf-8"))
+    doc["handoff"]["alert_ignored_over"] = threshold
+    model = tmp_path / "model.yaml"
+    model.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    sent = []
+    monkeypatch.setattr("leadflow.alerts.send", lambda message: sent.append(message) or ["webhook"])
+    ctx = RunContext(crm="hubspot", run_id="r2", warehouse_url=f"sqlite:///{tmp_path / 'wh.db'}",
+                     model_path=str(model), now=pd.Timestamp(NOW, unit="ms", tz="UTC").to_pydatetime())
+    repo.start_run(ctx.engine, "hubspot", "r2", dry_run=False)
+    with ctx.engine.begin() as conn:
+        conn.execute(handoffs.insert(), [{"crm": "hubspot", **h} for h in HANDED.to_dict("records")])
+    store_events(ctx.engine, [{"crm": "hubspot", "seen_at": NOW, **e} for e in EVENTS.to_dict("records")])
+
+    summary = report(ctx)
+
+    assert summary["sla"]["ignored"] == 1  # d; c was answered late
+    assert len(sent) == alerts and ("sla_alert" in summary) is bool(alerts)
+    if alerts:
+        assert sent[0]["kind"] == "sla" and sent[0]["summary"]["ignored"] == 1
+        assert "@" not in json.dumps(sent[0])  # counts only, no lead's values
+    ctx.engine.dispose()
