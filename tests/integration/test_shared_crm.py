@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select
 from sandbox_queries import salesforce_query_all
 
 from leadflow.connections import Connection
@@ -29,6 +30,8 @@ from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID
 from leadflow.sandbox.server import running_sandbox
 from leadflow.sandbox.settings import generated_principals
+from leadflow.verdicts.read import load_events
+from leadflow.verdicts.tables import handoffs
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import get_engine
 
@@ -38,6 +41,7 @@ CONTACTS = int(os.environ.get("TEST_SHARED_CRM_CONTACTS", "20000"))
 NIGHTS = int(os.environ.get("TEST_SHARED_CRM_NIGHTS", "5"))
 SHARE = float(os.environ.get("TEST_SHARED_CRM_SHARE", "0.02"))  # of the records people change each night
 IN_FLIGHT_SHARE = 0.02  # changed by people while leadflow's push is running
+ANSWER_SHARE = 0.3  # of the handed-over leads waiting, answered by reps each night
 SHARED_HUBSPOT = ("lifecyclestage", "hs_lead_status")
 SHARED_SALESFORCE = ("Status", "Lifecycle_Stage__c", "Rating")
 CREATION_MS = 5_000
@@ -95,11 +99,69 @@ def _removed_out_of_scoring(url: str, crm: str, removed_ids: set[str]) -> None:
     assert not removed_ids & live and not removed_ids & scored
 
 
-def _nights(monkeypatch, crm: str, connector_class, actors, url: str, conn: Connection, judge) -> tuple[dict, Counter]:
+# What a person's change says of a handed-over lead, by the CRM's own values (the model's default
+# handoff block): accepted, rejected or converted; values not listed are no answer.
+_HUBSPOT_ANSWERS = {
+    **{("hs_lead_status", v): "rejected" for v in ("UNQUALIFIED", "BAD_TIMING")},
+    **{("hs_lead_status", v): "accepted" for v in ("IN_PROGRESS", "ATTEMPTED_TO_CONTACT", "CONNECTED", "OPEN_DEAL")},
+    **{("lifecyclestage", v): "accepted" for v in ("salesqualifiedlead", "opportunity")},
+    **{("lifecyclestage", v): "rejected" for v in ("subscriber", "lead")},
+    **{("lifecyclestage", v): "converted" for v in ("customer", "evangelist")},
+}
+_SALESFORCE_ANSWERS = {
+    **{("Status", v): "rejected" for v in ("Closed - Not Converted", "Nurturing")},
+    **{("Status", v): "accepted" for v in ("Working - Contacted", "In Progress", "Attempted to Contact", "Open Deal")},
+    ("Status", "Closed - Converted"): "converted",
+    **{("Lifecycle_Stage__c", v): "accepted" for v in ("SQL", "Opportunity")},
+    **{("Lifecycle_Stage__c", v): "rejected" for v in ("Subscriber", "Lead")},
+    **{("Lifecycle_Stage__c", v): "converted" for v in ("Customer", "Evangelist")},
+}
+MIN_VERDICT_CAPTURE = 0.99
+
+
+def _verdicts_captured(url: str, crm: str, answers: dict[str, list[tuple[int, str, str]]]) -> tuple[int, int]:
+    """Of the people's answers to leadflow's handoffs (`answers`: record -> (at, verdict, who),
+    from the CRM's history), how many became a verdict event of that handoff with the right
+    person: (captured, all). An answer counts for the latest handoff before it, up to a final
+    answer (rejected, converted); records gone from the CRM since are left out."""
+    engine = get_engine(url)
+    try:
+        handed = repo.read_frame(engine, select(handoffs).where(handoffs.c.crm == crm))
+        events = load_events(engine, crm)
+        live = set(repo.load_leads(engine, crm)["record_id"].astype(str))
+    finally:
+        engine.dispose()
+    stored = {(str(r), int(h), v, b) for r, h, v, b in
+              zip(events["record_id"], events["handed_over_at"], events["verdict"], events["changed_by"])}
+    times: dict[str, list[int]] = {}
+    for rid, at in zip(handed["record_id"].astype(str), handed["handed_over_at"].astype(int)):
+        times.setdefault(rid, []).append(at)
+    captured = total = 0
+    for rid, starts in times.items():
+        if rid not in live:
+            continue
+        starts = sorted(starts)
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else None
+            given: set[tuple[str, str]] = set()
+            for at, verdict, who in sorted(answers.get(rid, [])):
+                if at < start or (end is not None and at >= end):
+                    continue
+                given.add((verdict, who))
+                if verdict in ("rejected", "converted"):
+                    break
+            total += len(given)
+            captured += sum(1 for verdict, who in given if (rid, start, verdict, who) in stored)
+    return captured, total
+
+
+def _nights(monkeypatch, crm: str, connector_class, actors, url: str, conn: Connection, judge,
+            answers) -> tuple[dict, Counter]:
     """NIGHTS runs with people acting in flight and between runs, each judged from the CRM's
     history (`judge()` -> (overwrites, writers)); then one more run, which must have taken
-    every merged and deleted record out of scoring. Returns the last night's summary and
-    writers."""
+    every merged and deleted record out of scoring and stored, as verdict events with the right
+    person, at least MIN_VERDICT_CAPTURE of the people's answers to handoffs (`answers()`, from
+    the history). Returns the last night's summary and writers."""
     removed: set[str] = set()
     for night in range(NIGHTS):
         in_flight = _InFlight(monkeypatch, connector_class, actors, seed=1000 + night)
@@ -109,7 +171,7 @@ def _nights(monkeypatch, crm: str, connector_class, actors, url: str, conn: Conn
         assert in_flight.error is None and in_flight.acted, in_flight.error
         if night == 0:
             assert summary["pushed"] > 0
-        acts = in_flight.acted + act_night(actors, share=SHARE, seed=night)
+        acts = in_flight.acted + act_night(actors, share=SHARE, seed=night, answer_share=ANSWER_SHARE)
         removed |= {a.record_id for a in acts if a.action == "delete"}
         removed |= {a.other_id for a in acts if a.action == "merge"}
         overwrites, writers = judge()
@@ -138,6 +200,9 @@ def _nights(monkeypatch, crm: str, connector_class, actors, url: str, conn: Conn
     assert overwrites == [], overwrites[:10]
     _accounting_holds(run_all(RunContext(crm=crm, run_id="after", warehouse_url=url, connection=conn)))
     _removed_out_of_scoring(url, crm, removed)
+    captured, total = _verdicts_captured(url, crm, answers())
+    print(f"{crm}: {captured} of {total} people's answers to handoffs stored as verdicts with who gave them")
+    assert total >= 10 and captured >= MIN_VERDICT_CAPTURE * total, (captured, total)
     return summary, writers
 
 
@@ -175,6 +240,26 @@ def _hubspot_overwrites(base_url: str, token: str, ids: list[str]) -> tuple[list
     return found, writers
 
 
+def _hubspot_answers(base_url: str, token: str, ids: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+    """record -> (at, verdict, who) of every change a person (CRM_UI) made to the stage or status
+    that answers a handoff, from propertiesWithHistory."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    out: dict[str, list[tuple[int, str, str]]] = {}
+    for start in range(0, len(ids), 50):
+        body = {"inputs": [{"id": i} for i in ids[start:start + 50]], "properties": list(SHARED_HUBSPOT),
+                "propertiesWithHistory": list(SHARED_HUBSPOT)}
+        answer = session.post(f"{base_url}/crm/v3/objects/contacts/batch/read", json=body, timeout=30).json()
+        for record in answer.get("results") or []:
+            for name, entries in (record.get("propertiesWithHistory") or {}).items():
+                for entry in entries:
+                    verdict = _HUBSPOT_ANSWERS.get((name, entry.get("value")))
+                    if entry.get("sourceType") == "CRM_UI" and verdict:
+                        out.setdefault(str(record["id"]), []).append(
+                            (parse_epoch_ms(entry["timestamp"]), verdict, f"user:{entry.get('updatedByUserId')}"))
+    return out
+
+
 @pytest.mark.slow
 def test_hubspot_shared_with_reps_and_workflows_overwrites_nothing_over_several_nights(tmp_path, monkeypatch):
     principals = generated_principals(1, 1, "shared-crm")
@@ -185,6 +270,7 @@ def test_hubspot_shared_with_reps_and_workflows_overwrites_nothing_over_several_
         conn = Connection("leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http", password=sb.token)
         actors = HubSpotActors(sb.base_url, rep, workflow)
         summary, writers = _nights(monkeypatch, "hubspot", HubSpotConnector, actors, url, conn, lambda: _hubspot_overwrites(
+            sb.base_url, sb.token, [s.record_id for s in actors.snapshot()]), lambda: _hubspot_answers(
             sb.base_url, sb.token, [s.record_id for s in actors.snapshot()]))
         # The last run saw the previous nights' decisions: it left them and said so.
         assert summary["overrides"] > 0
@@ -224,6 +310,20 @@ def _salesforce_overwrites(sf) -> tuple[list[tuple], Counter]:
     return found, writers
 
 
+def _salesforce_answers(sf) -> dict[str, list[tuple[int, str, str]]]:
+    """record -> (at, verdict, who) of every change a user other than leadflow's made to the
+    stage or status that answers a handoff, from LeadHistory."""
+    rows = salesforce_query_all(sf, "SELECT LeadId, Field, NewValue, CreatedById, CreatedDate FROM LeadHistory "
+                                    "WHERE Field IN ('Status', 'Lifecycle_Stage__c')")
+    out: dict[str, list[tuple[int, str, str]]] = {}
+    for row in rows:
+        verdict = _SALESFORCE_ANSWERS.get((row["Field"], row["NewValue"]))
+        if row["CreatedById"] != INTEGRATION_USER_ID and verdict:
+            out.setdefault(str(row["LeadId"]), []).append((parse_epoch_ms(row["CreatedDate"]), verdict,
+                                                           row["CreatedById"]))
+    return out
+
+
 @pytest.mark.slow
 def test_salesforce_shared_with_reps_overwrites_nothing_over_several_nights(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'wh.db'}"
@@ -233,7 +333,7 @@ def test_salesforce_shared_with_reps_overwrites_nothing_over_several_nights(tmp_
                           password=sf.token, extra={"verify": str(sf.cert_path)})
         actors = SalesforceActors(sf.base_url, sf.cert_path, sf.token, rep.id, rep.token)
         summary, writers = _nights(monkeypatch, "salesforce", SalesforceConnector, actors, url, conn,
-                                   lambda: _salesforce_overwrites(sf))
+                                   lambda: _salesforce_overwrites(sf), lambda: _salesforce_answers(sf))
         assert summary["overrides"] > 0
         assert writers[("Status", False)] > 0 and writers[("Lifecycle_Stage__c", True)] > 0
         assert writers[LEADFLOW_SET_SQL] == 0
@@ -254,6 +354,20 @@ def test_actor_plans_are_reproducible_and_respect_each_records_state():
             assert by_id[act.record_id].status in ("new", "open")
         if act.action == "stage_back":
             assert by_id[act.record_id].stage in ("mql", "sql") and act.stage == "lead"
+
+
+def test_reps_answer_their_share_of_the_waiting_handoffs_first_and_only_those():
+    from leadflow.sandbox.actors import ANSWER_ACTIONS, Seen, plan_acts
+
+    seen = [Seen(str(i), "mql", "open" if i % 4 else "in_progress", sales_ready=i < 100) for i in range(400)]
+    waiting = {s.record_id for s in seen if s.sales_ready and s.status == "open"}  # 75
+    acts = plan_acts(seen, share=0.01, rng=random.Random(7), answer_share=0.4)
+    answers = acts[:30]
+    assert {a.record_id for a in answers} <= waiting and {a.action for a in answers} <= set(ANSWER_ACTIONS)
+    assert len(acts) == 30 + 4  # round(75 * 0.4) answers, then 1 % of the records
+    assert len({a.record_id for a in acts}) == len(acts)
+    with pytest.raises(ValueError, match="answer_share"):
+        plan_acts(seen, share=0.01, rng=random.Random(7), answer_share=1.5)
 
 
 @pytest.mark.slow

@@ -30,6 +30,8 @@ ACTION_WEIGHTS: dict[str, int] = {
     "reject": 5, "work": 5, "custom_status": 2, "stage_back": 2, "to_opportunity": 2, "edit_title": 2,
     "merge": 1, "delete": 1,
 }
+# How reps answer a handoff (see plan_acts' answer_share).
+ANSWER_ACTIONS: tuple[str, ...] = ("work", "reject", "to_opportunity")
 # Canonical states an action needs: a rep rejects or works what marketing handed over.
 _ELIGIBLE: dict[str, tuple[str, frozenset[str]]] = {
     "reject": ("status", frozenset({"new", "open"})),
@@ -43,11 +45,13 @@ TIMEOUT_S = 30
 
 @dataclass(frozen=True)
 class Seen:
-    """A record as the actors see it: canonical stage and status (None when empty or unmapped)."""
+    """A record as the actors see it: canonical stage and status (None when empty or unmapped),
+    and whether leadflow handed it to sales (its sales-ready flag)."""
 
     record_id: str
     stage: str | None
     status: str | None
+    sales_ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,16 +62,37 @@ class Act:
     stage: str | None = None  # stage_back: the canonical stage to go back to
 
 
-def plan_acts(records: Sequence[Seen], *, share: float, rng: random.Random) -> list[Act]:
+def _answer_queue(records: Sequence[Seen], share: float, rng: random.Random) -> list[Act]:
+    """Reps answer about `share` of the handed-over leads still waiting (sales-ready, status new
+    or open): they work, reject or move them on, by weight."""
+    queue = sorted((r for r in records if r.sales_ready and r.status in _ELIGIBLE["work"][1]),
+                   key=lambda r: r.record_id)
+    rng.shuffle(queue)
+    names = list(ANSWER_ACTIONS)
+    weights = [ACTION_WEIGHTS[a] for a in names]
+    acts = []
+    for record in queue[:round(len(queue) * share)]:
+        action = rng.choices(names, weights)[0]
+        need = _ELIGIBLE[action]
+        if getattr(record, need[0]) not in need[1]:
+            action = "work"
+        acts.append(Act(action, record.record_id))
+    return acts
+
+
+def plan_acts(records: Sequence[Seen], *, share: float, rng: random.Random, answer_share: float = 0.0) -> list[Act]:
     """About `share` of `records` acted on, each record at most once, actions drawn by weight
-    among those the record's state allows (a merge takes two records)."""
+    among those the record's state allows (a merge takes two records); first, reps answer about
+    `answer_share` of the handed-over leads waiting for them."""
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
+    if not 0 <= answer_share <= 1:
+        raise ValueError(f"answer_share must be in [0, 1], got {answer_share}")
+    acts: list[Act] = _answer_queue(records, answer_share, rng) if answer_share else []
+    used: set[str] = {a.record_id for a in acts}
     pool = sorted(records, key=lambda r: r.record_id)
     rng.shuffle(pool)
-    wanted = max(1, round(len(pool) * share))
-    used: set[str] = set()
-    acts: list[Act] = []
+    wanted = len(acts) + max(1, round(len(pool) * share))
     names, weights = list(ACTION_WEIGHTS), list(ACTION_WEIGHTS.values())
     for record in pool:
         if len(acts) >= wanted:
@@ -97,14 +122,15 @@ class CrmActors(Protocol):
     def apply(self, act: Act) -> None: ...
 
 
-def act_night(actors: CrmActors, *, share: float, seed: int, ids: Sequence[str] | None = None) -> list[Act]:
+def act_night(actors: CrmActors, *, share: float, seed: int, ids: Sequence[str] | None = None,
+              answer_share: float = 0.0) -> list[Act]:
     """One night of other people's work: plan over the CRM's current state (only `ids` when
     given) and carry it out. Returns the acts; logs their counts."""
     seen = actors.snapshot()
     if ids is not None:
         keep = set(ids)
         seen = [s for s in seen if s.record_id in keep]
-    acts = plan_acts(seen, share=share, rng=random.Random(seed))
+    acts = plan_acts(seen, share=share, rng=random.Random(seed), answer_share=answer_share)
     for act in acts:
         actors.apply(act)
     log.info("sandbox actors: %d acts (%s)", len(acts), ", ".join(f"{k} {v}" for k, v in
@@ -138,13 +164,14 @@ class HubSpotActors:
 
     def snapshot(self) -> list[Seen]:
         return [Seen(str(r["id"]), self.STAGE_CANONICAL.get((r.get("properties") or {}).get("lifecyclestage") or ""),
-                     self.STATUS_CANONICAL.get((r.get("properties") or {}).get("hs_lead_status") or ""))
+                     self.STATUS_CANONICAL.get((r.get("properties") or {}).get("hs_lead_status") or ""),
+                     (r.get("properties") or {}).get("leadflow_sales_ready") == "true")
                 for r in self._contacts()]
 
     def _contacts(self) -> Iterator[dict[str, Any]]:
         after = None
         while True:
-            params: dict[str, Any] = {"limit": 100, "properties": "lifecyclestage,hs_lead_status"}
+            params: dict[str, Any] = {"limit": 100, "properties": "lifecyclestage,hs_lead_status,leadflow_sales_ready"}
             if after:
                 params["after"] = after
             page = _check(self.rep.get(f"{self.base_url}/crm/v3/objects/contacts", params=params, timeout=TIMEOUT_S),
@@ -229,11 +256,12 @@ class SalesforceActors:
     def snapshot(self) -> list[Seen]:
         out: list[Seen] = []
         url = f"{self.base_url}{self.API}/query"
-        answer = _check(self.rep.get(url, params={"q": "SELECT Id, Status, Lifecycle_Stage__c FROM Lead "
-                                                       "WHERE IsConverted = false"}, timeout=TIMEOUT_S), "query")
+        answer = _check(self.rep.get(url, params={"q": "SELECT Id, Status, Lifecycle_Stage__c, Leadflow_Sales_Ready__c "
+                                                       "FROM Lead WHERE IsConverted = false"}, timeout=TIMEOUT_S), "query")
         while True:
             out.extend(Seen(str(r["Id"]), self.STAGE_CANONICAL.get(r.get("Lifecycle_Stage__c") or ""),
-                            self.STATUS_CANONICAL.get(r.get("Status") or "")) for r in answer.get("records") or [])
+                            self.STATUS_CANONICAL.get(r.get("Status") or ""), r.get("Leadflow_Sales_Ready__c") is True)
+                       for r in answer.get("records") or [])
             if answer.get("done", True):
                 return out
             answer = _check(self.rep.get(f"{self.base_url}{answer['nextRecordsUrl']}", timeout=TIMEOUT_S), "query")
