@@ -375,7 +375,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     from leadflow.qualify.handoff import carry_since, hold_back_rejected
     from leadflow.quality import quarantined_ids
     from leadflow.verdicts.read import load_events
-    from leadflow.verdicts.sla import record_handoffs
+    from leadflow.verdicts.sla import load_handoffs, record_handoffs
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine
@@ -401,7 +401,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         scores["sales_ready_since"] = carry_since(scores, previous, _crm_sales_ready_since(leads))
         # A lead sales rejected is not handed over again on the same evidence.
         scores, held = hold_back_rejected(scores, load_events(engine, ctx.crm), model.handoff.rehandoff_min_score_gain,
-                                          fresh)
+                                          fresh, load_handoffs(engine, ctx.crm))
         handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
                          replace=not ctx.only_record_ids)

@@ -95,7 +95,8 @@ REJECTED = "rejected"  # leadflow.verdicts.classify.Verdict.REJECTED (verdicts i
 
 
 def hold_back_rejected(
-    scores: pd.DataFrame, events: pd.DataFrame, min_gain: float | None, fresh: pd.Series
+    scores: pd.DataFrame, events: pd.DataFrame, min_gain: float | None, fresh: pd.Series,
+    handoffs: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """`scores` (after `carry_since`) with the leads whose latest handoff sales rejected held back.
 
@@ -106,8 +107,10 @@ def hold_back_rejected(
     by more than `min_gain` (None: never). Otherwise it is not sales-ready; its reason says who
     rejected it why (the status the rep set) and when, and its status becomes nurture (a status
     the rep set stays theirs: push's ownership rule). A lead in a handoff made after the
-    rejection, still without a verdict, is left alone. Returns the frame and the counts
-    `held_back_after_rejection` and `handed_over_again`."""
+    rejection, still without a verdict, is left alone. `handoffs` (record_id, handed_over_at:
+    every handoff recorded) shows an earlier handoff after the rejection that ended without a
+    verdict (the lead stopped being sales-ready): that was its one more chance. Returns the frame
+    and the counts `held_back_after_rejection` and `handed_over_again`."""
     counts = {"held_back_after_rejection": 0, "handed_over_again": 0}
     ready = scores["sales_ready"].fillna(False).astype(bool).to_numpy()
     if not ready.any() or not len(events):
@@ -132,6 +135,14 @@ def hold_back_rejected(
         return scores, counts
     handed_score = ids.map(last["score"]).astype(float).to_numpy()
     once = ids.map(times).fillna(0).to_numpy() < 2
+    if handoffs is not None and len(handoffs):
+        # A handoff after the rejection that is not the current one: the chance was used.
+        made = handoffs.assign(record_id=handoffs["record_id"].astype(str),
+                               handed_over_at=pd.to_numeric(handoffs["handed_over_at"]).astype(np.int64))
+        made = made.merge(last[["handed_over_at"]].rename(columns={"handed_over_at": "rejected_at"}),
+                          left_on="record_id", right_index=True)
+        used = set(made.loc[made["handed_over_at"] > made["rejected_at"], "record_id"])
+        once &= ~(ids.isin(used).to_numpy() & ~later_handoff)
     again = affected & once & (min_gain is not None) & (
         pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype=float) > handed_score + (min_gain or 0))
     held = affected & ~again

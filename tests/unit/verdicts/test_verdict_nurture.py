@@ -76,6 +76,29 @@ def test_given_a_second_rejection_then_the_lead_is_held_back_for_good():
     assert counts == {"held_back_after_rejection": 1, "handed_over_again": 0}
 
 
+def test_given_the_second_handoff_ended_without_a_verdict_then_the_lead_is_not_handed_over_a_third_time():
+    t2 = T1 + 5 * DAY  # handed over again, then no longer sales-ready before sales answered
+    made = pd.DataFrame({"record_id": ["1", "1"], "handed_over_at": [T1, t2]})
+    scores = _scores(100)
+    fresh = pd.Series([float(NOW)], index=scores.index)
+    out, counts = hold_back_rejected(scores, pd.DataFrame([_event("rejected")]), GAIN, fresh, made)
+    assert not out.iloc[0]["sales_ready"] and out.iloc[0]["sales_ready_reason"].endswith("not handed over again")
+    assert counts == {"held_back_after_rejection": 1, "handed_over_again": 0}
+    # Without that second handoff on record the lead would get its one more chance.
+    out, counts = hold_back_rejected(scores, pd.DataFrame([_event("rejected")]), GAIN, fresh, made.iloc[:1])
+    assert out.iloc[0]["sales_ready"] and counts["handed_over_again"] == 1
+
+
+def test_given_the_current_handoff_is_the_one_after_the_rejection_then_it_stays_open():
+    t2 = T1 + 5 * DAY
+    made = pd.DataFrame({"record_id": ["1", "1"], "handed_over_at": [T1, t2]})
+    scores = _scores(96, since=t2)
+    fresh = pd.Series([float(NOW)], index=scores.index)
+    out, counts = hold_back_rejected(scores, pd.DataFrame([_event("rejected")]), GAIN, fresh, made)
+    assert out.iloc[0]["sales_ready"] and out.iloc[0]["sales_ready_since"] == t2
+    assert counts == {"held_back_after_rejection": 0, "handed_over_again": 0}
+
+
 def test_given_no_margin_then_a_rejected_lead_is_never_handed_over_again():
     out, counts = _hold(_scores(100), _event("rejected", value=None), gain=None)
     assert not out.iloc[0]["sales_ready"]
