@@ -130,6 +130,24 @@ def _sla_from_history(judged: dict[str, tuple[str, str | None, int | None]], han
             "median_hours_to_first_touch": None if median is None else round(median, 2)}
 
 
+def _handoff_fields_now(sb, crm: str, ids: list[str]) -> dict[str, tuple[bool, str | None, str | None]]:
+    """record -> (sales-ready flag, its reason, lead status) as the CRM holds them now."""
+    if crm == "salesforce":
+        quoted = ", ".join(f"'{i}'" for i in ids)
+        rows = salesforce_query_all(sb, "SELECT Id, Leadflow_Sales_Ready__c, Leadflow_Sales_Ready_Reason__c, Status "
+                                        f"FROM Lead WHERE Id IN ({quoted})")
+        return {str(r["Id"]): (r["Leadflow_Sales_Ready__c"] is True, r["Leadflow_Sales_Ready_Reason__c"], r["Status"])
+                for r in rows}
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {sb.token}"
+    body = {"inputs": [{"id": i} for i in ids],
+            "properties": ["leadflow_sales_ready", "leadflow_sales_ready_reason", "hs_lead_status"]}
+    answer = session.post(f"{sb.base_url}/crm/v3/objects/contacts/batch/read", json=body, timeout=30).json()
+    return {str(r["id"]): (r["properties"].get("leadflow_sales_ready") == "true",
+                           r["properties"].get("leadflow_sales_ready_reason"), r["properties"].get("hs_lead_status"))
+            for r in answer.get("results") or []}
+
+
 class _User:
     def get_name(self) -> str:
         return "judge"
@@ -206,6 +224,15 @@ def test_given_reps_answer_handed_over_leads_then_the_next_run_stores_their_verd
         assert page["handed_over"] == str(sla["handed_over"])
         assert page["acceptance_rate"] == f"{history_sla['acceptance_rate'] * 100:.0f}%"
         assert page["median_hours_to_first_touch"] == str(history_sla["median_hours_to_first_touch"])
+
+        # The same run held the rejected leads back (nurture): the CRM shows them no longer
+        # sales-ready, with the rep's answer as the reason; a status the rep set stays theirs, the
+        # status leadflow had set becomes nurture.
+        rejected = {rid: acts[rid] for rid, (verdict, _) in events.items() if verdict == "rejected"}
+        assert rejected and second["held_back_after_rejection"] == len(rejected)
+        for rid, (ready, reason, status) in _handoff_fields_now(sb, crm, sorted(rejected)).items():
+            assert not ready and reason.startswith("rejected by sales ("), (rid, reason)
+            assert status == {"reject": actors.STATUS["reject"], "stage_back": "Nurturing"}[rejected[rid]], (rid, status)
 
         # Run again the same day: nothing stored twice, and only the still-open handoffs that
         # changed are looked at again (none).
