@@ -87,7 +87,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def run_overview(crm: str, summary: dict[str, Any]) -> list[str]:
     """The compact human summary of one run: its counts, top quarantine reasons and report path."""
     from leadflow.quality.quarantine import top_quarantine_reasons
-    from leadflow.ui.paths import report_path, reports_dir
+    from leadflow.views.paths import report_path, reports_dir
     from leadflow.warehouse.db import get_engine
 
     reasons = top_quarantine_reasons(get_engine(), crm, n=3) if summary.get("quarantined") else []
