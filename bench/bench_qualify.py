@@ -4,8 +4,9 @@
                                   [--text-dtype str|object|category] [--out bench/results/qualify.json]
 
 Measures, with the shipped default model, in a process set up like the pipeline's scoring step
-(`leadflow.runtime.keep_freed_memory`, as `pipeline.qualify` calls it; `--default-allocator`
-measures without it):
+(`leadflow.runtime.keep_freed_memory`, as `pipeline.qualify` calls it, opted in with
+`LEADFLOW_KEEP_FREED_MEMORY_MB=1024` unless the variable is set; `--default-allocator` measures
+without it):
 - scoring throughput: `evaluate` + `to_frame(render=False)` (reasons kept as rule ids + points):
   the first full-size call (cold: fresh memory, first-use caches) reported on its own, then the
   median and best of `--repeat` further runs, leads/s;
@@ -36,6 +37,9 @@ import numpy as np
 from leadflow.qualify import evaluate, load_model, render_reasons, to_frame
 from leadflow.qualify.synthetic import default_now, generate_leads
 from leadflow.runtime import keep_freed_memory
+
+# The pipeline's allocator setting is opt-in; measure the tuned process (children inherit it).
+os.environ.setdefault("LEADFLOW_KEEP_FREED_MEMORY_MB", "1024")
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PATH = ROOT / "tests" / "unit" / "qualify" / "reference.py"
