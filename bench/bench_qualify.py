@@ -4,8 +4,9 @@
                                   [--text-dtype str|object|category] [--out bench/results/qualify.json]
 
 Measures, with the shipped default model, in a process set up like the pipeline's scoring step
-(`leadflow.runtime.keep_freed_memory`, as `pipeline.qualify` calls it; `--default-allocator`
-measures without it):
+(`leadflow.runtime.keep_freed_memory`, as `pipeline.qualify` calls it, opted in with
+`LEADFLOW_KEEP_FREED_MEMORY_MB=1024` unless the variable is set; `--default-allocator` measures
+without it):
 - scoring throughput: `evaluate` + `to_frame(render=False)` (reasons kept as rule ids + points):
   the first full-size call (cold: fresh memory, first-use caches) reported on its own, then the
   median and best of `--repeat` further runs, leads/s;
@@ -34,19 +35,26 @@ from pathlib import Path
 import numpy as np
 
 from leadflow.qualify import evaluate, load_model, render_reasons, to_frame
-from leadflow.qualify.synthetic import default_now, generate_leads
 from leadflow.runtime import keep_freed_memory
 
+# The pipeline's allocator setting is opt-in; measure the tuned process (children inherit it).
+os.environ.setdefault("LEADFLOW_KEEP_FREED_MEMORY_MB", "1024")
+
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_PATH = ROOT / "tests" / "unit" / "qualify" / "reference.py"
+QUALIFY_TESTS = ROOT / "tests" / "unit" / "qualify"
 
 
-def _load_reference():
-    spec = importlib.util.spec_from_file_location("qualify_reference", REFERENCE_PATH)
+def _load_test_module(filename: str):
+    """A helper module of the qualification tests (the reference, the synthetic leads), by path."""
+    spec = importlib.util.spec_from_file_location(f"qualify_{Path(filename).stem}", QUALIFY_TESTS / filename)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+_synthetic = _load_test_module("synthetic.py")
+default_now, generate_leads = _synthetic.default_now, _synthetic.generate_leads
 
 
 def _memory_child(n: int, text_dtype: str, seed: int, tune: bool) -> dict[str, float]:
@@ -120,7 +128,7 @@ def run(n: int, repeat: int, reference_n: int, text_dtype: str, seed: int, tune:
     render_s = time.perf_counter() - t
     distinct_texts = len(set(texts.tolist()))
 
-    reference = _load_reference()
+    reference = _load_test_module("reference.py")
     sample = leads.head(reference_n)
     t, c = time.perf_counter(), time.process_time()
     ref_rows = reference.score_frame(sample, model, now)

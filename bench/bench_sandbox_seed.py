@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from leadflow.sandbox import world as W
-from leadflow.sandbox.server import prepare_store
+from leadflow.sandbox.serving import prepare_store
 from leadflow.sandbox.store import _INDEXES, SandboxStore
 
 ANCHOR_MS = 1_790_000_000_000  # fixed, so two seeds of one size are comparable row for row

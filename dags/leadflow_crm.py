@@ -42,7 +42,7 @@ Connections: `leadflow_{crm}`, `leadflow_enrichment` (optional), `leadflow_wareh
 
 
 def _context(crm: str, shard: int | None = None, shards: int = 1):
-    from leadflow.airflow_adapter import get_connection
+    from leadflow.connections import get_connection
     from leadflow.dag_support import run_context
 
     context = get_current_context()
@@ -60,7 +60,7 @@ def _run(step_name: str, crm: str, shard: int | None = None) -> dict:
     """Run one pipeline step; a permanent error (wrong token, bad config, gate, guard) fails the
     task without retries."""
     import leadflow.pipeline as pipeline
-    from leadflow.airflow_adapter import fail_without_retry
+    from leadflow.dag_support import fail_without_retry
 
     shards = int(get_current_context()["params"].get("shards") or 1) if shard is not None else 1
     with fail_without_retry():

@@ -108,7 +108,7 @@ def leadflow_train():
 def leadflow_rollback():
     @task
     def rollback() -> dict:
-        from leadflow.airflow_adapter import get_connection
+        from leadflow.connections import get_connection
         from leadflow.maintenance import run_rollback
 
         params = get_current_context()["params"]

@@ -1,4 +1,7 @@
-"""The one module through which leadflow asks Airflow for a connection.
+"""The library's one way into Airflow: a connection from Airflow's lookup, a task failed without
+retries, the API server's auth manager. Airflow is imported inside the functions only, so
+importing this module costs nothing; it imports nothing of leadflow. (The provider's hook
+classes, `leadflow.airflow_hooks`, subclass Airflow's `BaseHook` and are loaded by Airflow.)
 
 Inside a task, connections come through the Task SDK (`BaseHook.get_connection`: the worker asks
 the API server, which reads the metadata database and the secrets backends; the task process has
@@ -7,8 +10,8 @@ core lookup does the same directly: secrets backend, `AIRFLOW_CONN_*` variables,
 database, in Airflow's configured order. Either way a connection defined in the UI, with
 `airflow connections add`, in a secrets backend or in the environment is found alike.
 
-The rest of the library receives `get_connection` as a resolver (`leadflow.connections`) and
-never imports Airflow itself.
+`leadflow.connections` turns the connection into leadflow's own and is what the rest of the
+library asks; `leadflow.dag_support` decides which errors fail a task without retries.
 """
 
 from __future__ import annotations
@@ -16,11 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import Any, Iterator
-
-from leadflow.connections import Connection, ConnectionNotFound, not_found_message
-
-log = logging.getLogger(__name__)
+from typing import Any, Iterator, NoReturn
 
 
 def in_task() -> bool:
@@ -47,8 +46,8 @@ def _logging_kept() -> Iterator[None]:
         root.setLevel(level)
 
 
-def airflow_connection(conn_id: str) -> Any:
-    """Airflow's connection object for `conn_id`; ConnectionNotFound when Airflow knows none."""
+def airflow_connection(conn_id: str) -> Any | None:
+    """Airflow's connection object for `conn_id`, None when Airflow knows none."""
     with _logging_kept():
         from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -61,50 +60,19 @@ def airflow_connection(conn_id: str) -> Any:
 
             return CoreConnection.get_connection_from_secrets(conn_id)
         except AirflowNotFoundException:
-            raise ConnectionNotFound(not_found_message(conn_id)) from None
+            return None
 
 
-def get_connection(conn_id: str) -> Connection:
-    """The resolver: `conn_id` through Airflow's lookup, as a leadflow `Connection`."""
-    conn = Connection.from_airflow(airflow_connection(conn_id))
-    log.debug("connection %s from Airflow (%s, host %s)", conn_id, conn.conn_type, conn.host)
-    return conn
+def fail_task(exc: BaseException) -> NoReturn:
+    """Fail the running task at once, without its retries; AirflowFailException keeps `exc`'s
+    message (and chains it)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def permanent_errors() -> tuple[type[BaseException], ...]:
-    """Failures a retry a few minutes later cannot mend: a rejected token, a missing or invalid
-    connection or configuration, a failed quality gate, a tripped change guard. Anything else (the
-    CRM unavailable, a lease held by another run) is worth the task's retries."""
-    from leadflow.crm.base import CrmAuthError
-    from leadflow.crm.hubspot_push import ForbiddenPropertyError
-    from leadflow.env import LeadflowEnvError
-    from leadflow.pipeline import ChangeGuardError
-    from leadflow.qualify.config import ModelConfigError
-    from leadflow.quality.results import QualityGateError
+def auth_manager() -> Any:
+    """The API server's auth manager (it verifies the UI's tokens); raises outside the API server."""
+    from airflow.api_fastapi.app import get_auth_manager
 
-    # ConnectionConfigError, the settings and mapping errors are ValueErrors of configuration.
-    return (CrmAuthError, ForbiddenPropertyError, ChangeGuardError, QualityGateError, ModelConfigError,
-            LeadflowEnvError, ConnectionNotFound, *_config_errors())
-
-
-def _config_errors() -> tuple[type[BaseException], ...]:
-    from leadflow.connections import ConnectionConfigError
-    from leadflow.crm import mapping, salesforce_mapping
-    from leadflow.enrich import settings as enrich_settings
-    from leadflow.quality import settings as quality_settings
-    from leadflow import settings as pipeline_settings
-
-    return (ConnectionConfigError, mapping.MappingConfigError, salesforce_mapping.MappingConfigError,
-            enrich_settings.SettingsError, quality_settings.SettingsError, pipeline_settings.SettingsError)
-
-
-@contextlib.contextmanager
-def fail_without_retry() -> Iterator[None]:
-    """Inside a task: a permanent error fails the task at once (AirflowFailException keeps the
-    message) instead of spending its retries, so a wrong token fails a run in seconds, not minutes."""
-    try:
-        yield
-    except permanent_errors() as exc:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    return get_auth_manager()

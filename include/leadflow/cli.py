@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 CRMS = ("hubspot", "salesforce")
 
 # Packages that add their own subcommands through a `register(subparsers)` function.
-_COMMAND_MODULES = ("leadflow.sandbox.cli", "leadflow.predict.cli", "leadflow.push.cli")
+_COMMAND_MODULES = ("leadflow.sandbox.cli", "leadflow.predict.cli")
 
 
 def _utc_datetime(text: str) -> datetime:
@@ -87,7 +87,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def run_overview(crm: str, summary: dict[str, Any]) -> list[str]:
     """The compact human summary of one run: its counts, top quarantine reasons and report path."""
     from leadflow.quality.quarantine import top_quarantine_reasons
-    from leadflow.ui.paths import report_path, reports_dir
+    from leadflow.views.paths import report_path, reports_dir
     from leadflow.warehouse.db import get_engine
 
     reasons = top_quarantine_reasons(get_engine(), crm, n=3) if summary.get("quarantined") else []
@@ -130,6 +130,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if failed:
         raise CommandFailed(f"the last run did not succeed: {', '.join(failed)}; see its run report")
     return EXIT_OK
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from leadflow.connections import get_connection
+    from leadflow.maintenance import run_rollback
+
+    report = run_rollback(args.crm, args.run_id, dry_run=args.dry_run,
+                          connection=get_connection(f"leadflow_{args.crm}"))
+    _print_json(report)
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -178,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--crm", choices=CRMS, help="only this CRM")
     rep.add_argument("--json", action="store_true", help="print JSON")
     rep.set_defaults(func=_cmd_report)
+
+    from leadflow.crm.registry import available_crms
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="restore the CRM values a run wrote (skips records changed since)",
+        description="Write back the before-values of every value a run confirmed, for records "
+        "where the CRM still holds leadflow's value; records changed since are skipped and listed.",
+        epilog="example:\n  leadflow rollback --crm hubspot --run-id manual__2026-11-24T03:50:12+00:00 --dry-run",
+        formatter_class=EXAMPLE_FORMATTER,
+    )
+    rollback.add_argument("--run-id", required=True, help="the run whose writes to undo")
+    rollback.add_argument("--crm", choices=available_crms(), default="hubspot", help="which CRM")
+    rollback.add_argument("--dry-run", action="store_true", help="report what would be restored, write nothing")
+    rollback.set_defaults(func=_cmd_rollback)
 
     for module_name in _COMMAND_MODULES:
         try:

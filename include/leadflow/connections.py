@@ -3,7 +3,7 @@
 Where a connection comes from is a *resolver*, a function `conn_id -> Connection` that raises
 `ConnectionNotFound` when the id is defined nowhere it looks:
 
-- with Airflow installed, `leadflow.airflow_adapter.get_connection`: Airflow's own lookup, so a
+- with Airflow installed, `airflow_lookup`: Airflow's own lookup (`leadflow.airflow_adapter`), so a
   connection from the UI / metadata database, an `AIRFLOW_CONN_*` variable or a secrets backend
   is found alike (inside a task through the Task SDK, elsewhere, e.g. the CLI, through the core
   lookup that reads the metadata database too);
@@ -25,10 +25,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from leadflow import airflow_adapter
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "AIRFLOW_CONN_"
 # Connection types the leadflow hooks register in Airflow (form fields, Test button); connections
@@ -205,12 +210,20 @@ def not_found_message(conn_id: str) -> str:
     )
 
 
+def airflow_lookup(conn_id: str) -> Connection:
+    """The resolver through Airflow's own lookup: `conn_id` as a leadflow `Connection`."""
+    found = airflow_adapter.airflow_connection(conn_id)
+    if found is None:
+        raise ConnectionNotFound(not_found_message(conn_id))
+    conn = Connection.from_airflow(found)
+    log.debug("connection %s from Airflow (%s, host %s)", conn_id, conn.conn_type, conn.host)
+    return conn
+
+
 def default_resolver() -> Resolver:
     """Airflow's connection lookup when Airflow is installed, else the `AIRFLOW_CONN_*` variables."""
     if importlib.util.find_spec("airflow") is None:
         return connection_from_env
-    from leadflow.airflow_adapter import get_connection as airflow_lookup
-
     return airflow_lookup
 
 

@@ -1,14 +1,17 @@
-"""Turn an Airflow run's context (dag_run, trigger Params) into a `RunContext`.
+"""What the DAG files call around the pipeline: an Airflow run's context (dag_run, trigger Params)
+as a `RunContext`, and which errors fail a task without retries.
 
 Kept out of the DAG file so that it is testable without Airflow and the DAG file only wires.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from leadflow.pipeline import RunContext
+from leadflow.airflow_adapter import fail_task
+from leadflow.pipeline import ChangeGuardError, RunContext
 
 
 def _since(value: Any) -> datetime | None:
@@ -67,3 +70,40 @@ def on_run_failure(context: Mapping[str, Any]) -> None:
         logging.getLogger(__name__).warning("run %s not marked failed: %s", getattr(dag_run, "run_id", "?"),
                                             type(exc).__name__)
     notify_failure(dict(context), "failure")
+
+
+def permanent_errors() -> tuple[type[BaseException], ...]:
+    """Failures a retry a few minutes later cannot mend: a rejected token, a missing or invalid
+    connection or configuration, a failed quality gate, a tripped change guard. Anything else (the
+    CRM unavailable, a lease held by another run) is worth the task's retries."""
+    from leadflow.connections import ConnectionNotFound
+    from leadflow.crm.base import CrmAuthError
+    from leadflow.crm.hubspot_push import ForbiddenPropertyError
+    from leadflow.env import LeadflowEnvError
+    from leadflow.qualify.config import ModelConfigError
+    from leadflow.quality.results import QualityGateError
+
+    # ConnectionConfigError, the settings and mapping errors are ValueErrors of configuration.
+    return (CrmAuthError, ForbiddenPropertyError, ChangeGuardError, QualityGateError, ModelConfigError,
+            LeadflowEnvError, ConnectionNotFound, *_config_errors())
+
+
+def _config_errors() -> tuple[type[BaseException], ...]:
+    from leadflow import settings as pipeline_settings
+    from leadflow.connections import ConnectionConfigError
+    from leadflow.crm import mapping, salesforce_mapping
+    from leadflow.enrich import settings as enrich_settings
+    from leadflow.quality import settings as quality_settings
+
+    return (ConnectionConfigError, mapping.MappingConfigError, salesforce_mapping.MappingConfigError,
+            enrich_settings.SettingsError, quality_settings.SettingsError, pipeline_settings.SettingsError)
+
+
+@contextlib.contextmanager
+def fail_without_retry() -> Iterator[None]:
+    """Inside a task: a permanent error fails the task at once instead of spending its retries,
+    so a wrong token fails a run in seconds, not minutes."""
+    try:
+        yield
+    except permanent_errors() as exc:
+        fail_task(exc)

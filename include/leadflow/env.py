@@ -80,7 +80,8 @@ class LeadflowEnv(BaseModel):
         "LEADFLOW_TIMEZONE", "IANA time zone of the DAG schedules (e.g. `Europe/Berlin`).", default="UTC")
     keep_freed_memory_mb: int = _var(
         "LEADFLOW_KEEP_FREED_MEMORY_MB", "MiB of freed memory the heavy steps keep for reuse (glibc only; "
-        "0 turns it off). See `leadflow.runtime`.", default=1024, ge=0)
+        "0, the default, leaves the allocator alone; e.g. 1024 for runs of a million leads). See "
+        "`leadflow.runtime`.", default=0, ge=0)
     factorize_threads: int = _var(
         "LEADFLOW_FACTORIZE_THREADS", "Threads that factorise text columns before scoring (0: none). "
         "Worth trying on machines with idle physical cores.", default=0, ge=0, le=64)

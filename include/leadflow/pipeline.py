@@ -21,7 +21,8 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from leadflow import progress
-from leadflow.crm.base import CrmBudgetExhausted, Watermark
+from leadflow.crm.base import CrmBudgetExhausted
+from leadflow.pulled import Watermark
 from leadflow.runtime import keep_freed_memory
 from leadflow.schema import CRM_VALUE_PREFIX, LEAD_COLUMNS, SALES_OWNED_STAGES
 from leadflow.settings import PipelineSettings, load_pipeline_settings

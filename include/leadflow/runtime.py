@@ -6,7 +6,8 @@ million leads; by default glibc maps each of them fresh (and unmaps it on free),
 is page-faulted and zeroed again by the kernel: measured 0.1-0.7 s of system time per scoring
 pass of 1M leads on the 2-vCPU runners, most of the pass-to-pass variance. With it, the second
 and later passes fault almost nothing. The cost: the process keeps up to the configured amount of
-freed heap until it exits (Airflow runs each task in its own process).
+freed heap until it exits (Airflow runs each task in its own process). It changes the whole
+process's allocator, so it is opt-in: off unless `LEADFLOW_KEEP_FREED_MEMORY_MB` is set.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ _applied: int | None = None
 def keep_freed_memory() -> int:
     """Apply the allocator setting once per process; returns the MiB kept (0: not applied).
 
-    `LEADFLOW_KEEP_FREED_MEMORY_MB` sets the amount (default 1024; 0 turns it off). Only glibc
-    (Linux) is tuned; elsewhere this does nothing.
+    `LEADFLOW_KEEP_FREED_MEMORY_MB` sets the amount (default 0: off; 1024 is what the benchmarks
+    use). Only glibc (Linux) is tuned; elsewhere this does nothing.
     """
     global _applied
     if _applied is not None:

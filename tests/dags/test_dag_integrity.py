@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -54,17 +53,39 @@ def test_mapped_tasks_and_pool(dagbag):
     assert type(dag.get_task("qualify")).__name__.endswith("MappedOperator")
 
 
-def test_dag_module_parses_fast_and_imports_no_heavy_library():
+# Run in a fresh interpreter after Airflow's own start-up, which is not the DAG files' cost: the
+# parse may import only the light env module, and any network or database connection fails it.
+_PARSE_PROBE = """
+import json, runpy, sys
+import airflow.sdk, pendulum
+
+repo, dag_files = sys.argv[1], sys.argv[2:]
+before, opened = set(sys.modules), []
+
+def refuse_io(event, args):
+    if event in ("socket.connect", "sqlite3.connect"):
+        raise OSError(f"{event} at parse time")
+    if event == "open" and str(args[0]).startswith(repo) and not str(args[0]).endswith((".py", ".pyc")):
+        opened.append(str(args[0]))
+
+sys.addaudithook(refuse_io)
+for path in dag_files:
+    runpy.run_path(path)
+print(json.dumps({"modules": sorted(set(sys.modules) - before), "opened": opened}))
+"""
+HEAVY = {"great_expectations", "sklearn", "pandas", "numpy", "requests", "sqlalchemy"}
+
+
+def test_dag_modules_parse_without_io_or_heavy_imports():
+    import json
     import subprocess
     import sys
 
-    code = (
-        "import sys, time, runpy; t=time.perf_counter(); "
-        f"runpy.run_path({str(DAGS / 'leadflow_crm.py')!r}); "
-        "heavy=[m for m in ('great_expectations','sklearn','pandas','requests') if m in sys.modules]; "
-        "print(round(time.perf_counter()-t,2), heavy)"
-    )
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "great_expectations" not in out.stdout and "sklearn" not in out.stdout, out.stdout
-    assert time.perf_counter() - started < 120
+    dag_files = [str(p) for p in sorted(DAGS.glob("*.py"))]
+    out = subprocess.run([sys.executable, "-c", _PARSE_PROBE, str(DAGS.parent), *dag_files],
+                         capture_output=True, text=True, check=True)
+    parsed = json.loads(out.stdout.splitlines()[-1])
+    loaded = set(parsed["modules"])
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
+    assert {m for m in loaded if m.startswith("leadflow")} <= {"leadflow", "leadflow.env", "leadflow.validation"}
+    assert parsed["opened"] == []

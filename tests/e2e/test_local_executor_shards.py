@@ -64,7 +64,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _seed_world(path: Path) -> None:
-    from leadflow.sandbox.server import prepare_store
+    from leadflow.sandbox.serving import prepare_store
 
     store, _ = prepare_store(path, contacts=CONTACTS, seed=SEED)
     store.close()  # checkpoints the WAL: the file alone is the whole world, safe to copy

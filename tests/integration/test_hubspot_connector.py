@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from leadflow.connections import Connection
-from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, RecordUpdate, Watermark
+from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, RecordUpdate
 from leadflow.crm.hubspot import HubSpotConnector
+from leadflow.pulled import Watermark
 from leadflow.sandbox.server import running_sandbox
 
 

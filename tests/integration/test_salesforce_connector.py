@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from leadflow.connections import Connection
-from leadflow.crm.base import CrmAuthError, CrmError, RecordUpdate, Watermark
+from leadflow.crm.base import CrmAuthError, CrmError, RecordUpdate
+from leadflow.pulled import Watermark
 from leadflow.crm.hubspot import HubSpotConnector
 from leadflow.crm.salesforce import SalesforceConnector
 from leadflow.pipeline import RunContext, build_qualify_frame, extract, run_all

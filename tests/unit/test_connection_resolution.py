@@ -68,7 +68,7 @@ def test_given_a_malformed_connection_then_find_still_raises() -> None:
 
 
 def test_given_airflow_installed_then_the_default_resolver_is_airflows_lookup() -> None:
-    assert connections.default_resolver() is airflow_adapter.get_connection
+    assert connections.default_resolver() is connections.airflow_lookup
 
 
 def test_given_no_airflow_then_the_default_resolver_reads_the_environment(monkeypatch) -> None:
@@ -80,20 +80,20 @@ def test_connection_offers_airflows_extra_dejson_name() -> None:
     assert Connection("x", extra={"path": "/hook"}).extra_dejson == {"path": "/hook"}
 
 
-# --- leadflow.airflow_adapter -----------------------------------------------------------------------
+# --- Airflow's lookup (leadflow.airflow_adapter) ----------------------------------------------------
 def test_given_outside_a_task_then_airflows_core_lookup_finds_an_environment_connection(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_LEADFLOW_TEST_CORE", json.dumps(
         {"conn_type": "hubspot", "host": "127.0.0.1", "port": 8765, "schema": "http", "password": "tok",
          "extra": {"search_rate_per_s": 4}}))
     assert not airflow_adapter.in_task()
-    conn = airflow_adapter.get_connection("leadflow_test_core")
+    conn = connections.airflow_lookup("leadflow_test_core")
     assert (conn.conn_type, conn.base_url, conn.token, conn.extra) == (
         "hubspot", "http://127.0.0.1:8765", "tok", {"search_rate_per_s": 4})
 
 
 def test_given_outside_a_task_and_undefined_then_not_found_names_the_id() -> None:
     with pytest.raises(ConnectionNotFound, match="'leadflow_nowhere' is not defined"):
-        airflow_adapter.get_connection("leadflow_nowhere")
+        connections.airflow_lookup("leadflow_nowhere")
 
 
 def test_given_inside_a_task_then_the_task_sdk_lookup_is_used(monkeypatch) -> None:
@@ -112,9 +112,9 @@ def test_given_inside_a_task_then_the_task_sdk_lookup_is_used(monkeypatch) -> No
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object(), raising=False)
     monkeypatch.setattr(BaseHook, "get_connection", classmethod(lookup))
     assert airflow_adapter.in_task()
-    assert airflow_adapter.get_connection("leadflow_hubspot").base_url == "https://h"
+    assert connections.airflow_lookup("leadflow_hubspot").base_url == "https://h"
     with pytest.raises(ConnectionNotFound):
-        airflow_adapter.get_connection("leadflow_other")
+        connections.airflow_lookup("leadflow_other")
 
 
 # --- warehouse --------------------------------------------------------------------------------------

@@ -292,8 +292,14 @@ def test_connections_parse_and_build_the_projects_connectors(services):
 
     env = _env(services["airflow-worker-1"])
     for crm in _crm_dag_crms():
-        connector = get_connector(crm, get_connection(f"leadflow_{crm}", environ=env))
-        connector.close()
+        connection = get_connection(f"leadflow_{crm}", environ=env)
+        connector = get_connector(crm, connection)
+        try:
+            assert connector.name == crm
+            assert type(connector).__module__ == f"leadflow.crm.{crm}", type(connector)
+            assert connector.session.base_url == connection.base_url, crm
+        finally:
+            connector.close()
 
 
 def test_connections_reach_the_sandbox_on_its_ports_with_its_tokens(services):

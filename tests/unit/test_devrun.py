@@ -152,7 +152,7 @@ def _labels(lines: list[str]) -> list[str]:
 
 
 def test_readme_make_run_example_shows_the_summary_lines_make_run_prints(env_warehouse, tmp_path):
-    from leadflow.ui.paths import report_path, reports_dir
+    from leadflow.views.paths import report_path, reports_dir
 
     repo.start_run(env_warehouse, "hubspot", RUN_ID, dry_run=False)
     repo.record_step(env_warehouse, "hubspot", RUN_ID, "validate", {"quarantined": 0, "data_docs": "/dd/index.html"})

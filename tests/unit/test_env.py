@@ -18,7 +18,7 @@ def test_given_no_variables_then_every_default_applies(tmp_path: Path) -> None:
     env = leadflow_env({})
     assert env.crms == ("hubspot", "salesforce")
     assert (env.schedule, env.timezone) == ("0 2 * * *", "UTC")
-    assert (env.keep_freed_memory_mb, env.factorize_threads, env.warehouse_url) == (1024, 0, None)
+    assert (env.keep_freed_memory_mb, env.factorize_threads, env.warehouse_url) == (0, 0, None)
     assert env.var_path == REPO / "var"
     assert env.reports_path == REPO / "var" / "reports" and env.data_docs_path == REPO / "var" / "data_docs"
 

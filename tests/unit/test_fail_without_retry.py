@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from leadflow.airflow_adapter import fail_without_retry
+from leadflow.dag_support import fail_without_retry
 from leadflow.connections import ConnectionNotFound
 from leadflow.crm.base import CrmAuthError, CrmUnavailableError
 from leadflow.pipeline import ChangeGuardError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,7 +33,8 @@ _CHURN = textwrap.dedent(
 
 
 def _churn(mode: str) -> tuple[int, int]:
-    out = subprocess.run([sys.executable, "-c", _CHURN, mode], check=True, capture_output=True, text=True)
+    env = {**os.environ, ENV_VAR: "1024"}
+    out = subprocess.run([sys.executable, "-c", _CHURN, mode], check=True, capture_output=True, text=True, env=env)
     kept, faults = out.stdout.split()
     return int(kept), int(faults)
 
@@ -45,13 +47,19 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_given_the_setting_then_freed_arrays_are_reused_without_page_faults() -> None:
     _, default_faults = _churn("default")
     kept, tuned_faults = _churn("tuned")
-    assert kept == LeadflowEnv.model_fields["keep_freed_memory_mb"].default
+    assert kept == 1024
     assert default_faults > 1000  # glibc hands the blocks back and faults them in again
     assert tuned_faults < default_faults / 20
 
 
 def test_given_zero_then_the_allocator_is_left_alone(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, "0")
+    assert runtime.keep_freed_memory() == 0
+
+
+def test_given_the_variable_unset_then_the_allocator_is_left_alone(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert LeadflowEnv.model_fields["keep_freed_memory_mb"].default == 0
     assert runtime.keep_freed_memory() == 0
 
 

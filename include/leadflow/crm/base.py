@@ -1,4 +1,5 @@
-"""The protocol every CRM connector implements, and the small value types it exchanges.
+"""The protocol every CRM connector implements, and the small value types it exchanges (those a
+page of a pull carries to the warehouse are in `leadflow.pulled`).
 
 The pipeline only talks to a `CrmConnector`; it never sees a CRM's property names. Records cross
 this boundary in the canonical shape of `leadflow.schema` (plain dicts keyed by its column names).
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, runtime_checkable
+
+from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
 
 if TYPE_CHECKING:
     from leadflow.ownership import Observed
@@ -31,35 +34,6 @@ class CrmUnavailableError(CrmError):
 
 class CrmBudgetExhausted(CrmError):
     """The CRM's daily API allocation is (nearly) spent: stop cleanly, resume next run."""
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """Where the incremental pull stopped: every record modified before `modified_ms` is in the
-    warehouse. Stored in the warehouse in the same transaction as the records it covers."""
-
-    modified_ms: int
-    last_id: str | None = None
-
-
-@dataclass
-class RecordIssue:
-    """Something wrong with one incoming record (unparseable date, oversized text, unknown
-    stage). The record is still landed with the bad value cleared; the issue is reported."""
-
-    record_id: str
-    field: str
-    problem: str
-    value: str | None = None  # truncated to 200 characters by the connector
-
-
-@dataclass(frozen=True)
-class RemovedRecord:
-    """A lead the CRM archived, deleted or merged into another (`merged_into`) since the last
-    pull: an incremental pull does not return it, so the connector reports it."""
-
-    record_id: str
-    merged_into: str | None = None
 
 
 @dataclass

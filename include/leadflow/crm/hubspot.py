@@ -21,11 +21,8 @@ from leadflow.crm.base import (
     CrmError,
     CrmRequestError,
     LeadPage,
-    RecordIssue,
     RecordResult,
     RecordUpdate,
-    RemovedRecord,
-    Watermark,
 )
 from leadflow.crm.http import Stats, WriteOutcomeUnknown
 from leadflow.crm.hubspot_mapping import (
@@ -43,6 +40,7 @@ from leadflow.crm.hubspot_window import iter_pages
 from leadflow.crm.mapping import HubSpotMapping, load_mapping
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.ownership import Observed
+from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import re
 from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from leadflow.crm.base import RecordIssue
 from leadflow.crm.mapping import HubSpotMapping
 from leadflow.ownership import Observed, Writer
+from leadflow.pulled import RecordIssue
 from leadflow.schema import (
     COMPANY_COLUMNS,
     CRM_RAW_PREFIX,

@@ -27,7 +27,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from leadflow.crm.base import CrmError, Watermark
+from leadflow.crm.base import CrmError
+from leadflow.pulled import Watermark
 
 log = logging.getLogger(__name__)
 

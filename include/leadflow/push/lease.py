@@ -188,9 +188,10 @@ class _Heartbeat(threading.Thread):
     """Renews (and extends) the lease in the background; `check()` raises LeaseLost once a
     renewal found it taken by another run."""
 
-    def __init__(self, engine: Engine, crm: str, holder: str, ttl_s: float) -> None:
+    def __init__(self, engine: Engine, crm: str, holder: str, ttl_s: float,
+                 clock: Callable[[], int] = now_ms) -> None:
         super().__init__(name=f"lease-heartbeat-{crm}", daemon=True)
-        self.engine, self.crm, self.holder, self.ttl_s = engine, crm, holder, ttl_s
+        self.engine, self.crm, self.holder, self.ttl_s, self.clock = engine, crm, holder, ttl_s, clock
         self.stopped = threading.Event()
         self.lost = threading.Event()
 
@@ -198,7 +199,7 @@ class _Heartbeat(threading.Thread):
         interval = min(self.ttl_s / 4, DEAD_HOLDER_GRACE_S / 2)
         while not self.stopped.wait(interval):
             try:
-                if not renew(self.engine, self.crm, self.holder, self.ttl_s):
+                if not renew(self.engine, self.crm, self.holder, self.ttl_s, clock=self.clock):
                     log.error("push lease for %s lost by %s (expired and taken over)", self.crm, self.holder)
                     self.lost.set()
                     return
@@ -208,21 +209,23 @@ class _Heartbeat(threading.Thread):
     def check(self) -> None:
         """Call before each write: LeaseLost when the lease is no longer ours."""
         if self.lost.is_set():
-            raise lease_lost_error(self.engine, self.crm, self.holder)
+            raise lease_lost_error(self.engine, self.crm, self.holder, clock=self.clock)
 
 
 @contextmanager
-def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> Iterator[_Heartbeat]:
+def push_lease(engine: Engine, crm: str, holder: str, ttl_s: float = DEFAULT_TTL_S,
+               clock: Callable[[], int] = now_ms) -> Iterator[_Heartbeat]:
     """Hold the CRM's push lease for the duration of the block (renewed by a heartbeat thread),
-    or raise LeaseBusy. The block gets the heartbeat: call its `check()` before each write."""
-    if not try_acquire(engine, crm, holder, ttl_s):
-        other = current_holder(engine, crm)
+    or raise LeaseBusy. The block gets the heartbeat: call its `check()` before each write.
+    `clock` (epoch ms) dates the expiries; the heartbeat's pace stays in real time."""
+    if not try_acquire(engine, crm, holder, ttl_s, clock=clock):
+        other = current_holder(engine, crm, clock=clock)
         raise LeaseBusy(
             f"another push to {crm} is running ({other}); this one stops before writing. "
             "It will push on its next run or a retry."
         )
     log.info("push lease for %s taken by %s", crm, holder)
-    beat = _Heartbeat(engine, crm, holder, ttl_s)
+    beat = _Heartbeat(engine, crm, holder, ttl_s, clock=clock)
     beat.start()
     try:
         yield beat

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from leadflow.ui import charts, queries
-from leadflow.ui.paths import report_path, reports_dir
-from leadflow.ui.render import render
+from leadflow.views import charts, queries
+from leadflow.views.paths import report_path, reports_dir
+from leadflow.views.render import render
 
 log = logging.getLogger(__name__)
 

@@ -145,7 +145,7 @@ def _salesforce_port(text: str) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from leadflow.sandbox.server import prepare_store  # heavy imports only when the command runs
+    from leadflow.sandbox.serving import prepare_store  # heavy imports only when the command runs
 
     if args.contacts < 1:
         raise UsageError(f"--contacts must be at least 1, got {args.contacts}")
@@ -182,7 +182,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from leadflow.sandbox.enrichment_api import parse_enrichment_faults
-    from leadflow.sandbox.server import prepare_store, resolve_secret, serve
+    from leadflow.sandbox.server import resolve_secret, serve
+    from leadflow.sandbox.serving import prepare_store
     from leadflow.sandbox.settings import SandboxSettings, generated_principals
 
     if args.contacts < 1:

@@ -25,6 +25,7 @@ from leadflow.sandbox.salesforce_api import SalesforceContext, SalesforceSetting
 from leadflow.sandbox.salesforce_store import SalesforceStore
 from leadflow.sandbox.salesforce_tls import make_self_signed
 from leadflow.sandbox.salesforce_users import UserDirectory
+from leadflow.sandbox.serving import bind_socket, prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def ensure_seeded(sf_store: SalesforceStore, hubspot_store: Any) -> int | None:
 def start_salesforce(db_path: Path, hubspot_store: Any, settings: SalesforceSettings, *, host: str = "127.0.0.1",
                      port: int = 0, cert_dir: Path | None = None, clock: Callable[[], float] = time.time,
                      sleep: Any = None) -> SalesforceHandle:
-    from leadflow.sandbox.server import bind_socket
-
     store = SalesforceStore(db_path, clock=clock)
     try:
         ensure_seeded(store, hubspot_store)
@@ -131,8 +130,6 @@ def running_salesforce_sandbox(*, contacts: int = 500, seed: int = 1, db_path: P
                                sleep: Any = None, **settings: Any) -> Iterator[SalesforceHandle]:
     """A seeded world (the same one `running_sandbox` would build with these arguments) served as
     a Salesforce org over TLS. `settings` are `SalesforceSettings` fields (daily_limit=, faults=)."""
-    from leadflow.sandbox.server import prepare_store
-
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadflow-sf-sandbox-")))
         db = Path(db_path) if db_path is not None else tmp / "crm.db"

@@ -8,7 +8,6 @@ import json
 import logging
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -22,28 +21,11 @@ import uvicorn
 from leadflow.connections import HUBSPOT_CONN_TYPE
 from leadflow.sandbox.app import SandboxContext, create_app
 from leadflow.sandbox.enrichment_api import parse_enrichment_faults
+from leadflow.sandbox.serving import bind_socket, prepare_store
 from leadflow.sandbox.settings import SandboxSettings
 from leadflow.sandbox.store import SandboxStore
-from leadflow.sandbox.world import SeedReport, WorldConfig, seed_store
 
 log = logging.getLogger(__name__)
-
-
-def prepare_store(db_path: Path, *, contacts: int, seed: int, reseed: bool = False,
-                  shared_timestamp_every: int = 0, clock: Callable[[], float] = time.time) -> tuple[SandboxStore,
-                                                                                                   SeedReport | None]:
-    """Open the db file; seed a world unless it already holds one (or `reseed`)."""
-    store = SandboxStore(db_path, clock=clock)
-    if reseed and store.has_world():
-        store.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db_path) + suffix).unlink(missing_ok=True)
-        store = SandboxStore(db_path, clock=clock)
-    report = None
-    if not store.has_world():
-        report = seed_store(store, WorldConfig(seed=seed, contacts=contacts,
-                                               shared_timestamp_every=shared_timestamp_every))
-    return store, report
 
 
 def resolve_secret(store: SandboxStore, key: str, given: str | None, prefix: str) -> str:
@@ -68,15 +50,6 @@ def connection_lines(host: str, port: int, token: str, enrichment_key: str) -> l
     # The HubSpot one has the hook's type, so the Airflow UI's Test button checks it.
     return [f"export AIRFLOW_CONN_LEADFLOW_HUBSPOT='{conn(HUBSPOT_CONN_TYPE, token)}'",
             f"export AIRFLOW_CONN_LEADFLOW_ENRICHMENT='{conn('http', enrichment_key)}'"]
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _server(app: Any) -> uvicorn.Server:

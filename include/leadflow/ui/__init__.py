@@ -1,9 +1,9 @@
 """The Leadflow page in the Airflow UI (mounted by plugins/leadflow_plugin.py).
 
 - `create_app()` (leadflow.ui.app): the FastAPI app; requires an authenticated Airflow user;
-- `leadflow.ui.queries`: read-only warehouse queries behind the page and the run report;
-- `leadflow.ui.charts`: inline SVG charts;
-- `leadflow.ui.paths`: where run reports and Data Docs live.
+- `leadflow.ui.auth`: who is calling, through Airflow's auth manager.
+
+What it shows comes from `leadflow.views`, which the run report (`leadflow.report`) shares.
 
 Importing this package does no I/O and does not import Airflow.
 """

@@ -76,7 +76,7 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     def _links(request: Request, data: dict[str, Any]) -> dict[str, dict[str, str | None]]:
         from urllib.parse import quote, urlencode
 
-        from leadflow.ui.paths import find_data_docs, run_folder_name
+        from leadflow.views.paths import find_data_docs, run_folder_name
 
         base = _base(request)
         crm = data["crm"]
@@ -93,8 +93,8 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, crm: str | None = Query(None),
              runs: int = Query(RUNS_SHOWN, ge=1, le=50), user: Any = Depends(require_user)):
-        from leadflow.ui import charts, queries
-        from leadflow.ui.render import render
+        from leadflow.views import charts, queries
+        from leadflow.views.render import render
 
         eng = engine()
         crms = queries.list_crms(eng)
@@ -126,7 +126,7 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     @app.get("/api/data")
     def api_data(crm: str | None = Query(None), runs: int = Query(RUNS_SHOWN, ge=1, le=50),
                  user: Any = Depends(require_user)):
-        from leadflow.ui import queries
+        from leadflow.views import queries
 
         eng = engine()
         crms = queries.list_crms(eng)
@@ -137,7 +137,7 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     @app.get("/report", response_class=HTMLResponse)
     def report(crm: str = Query(...), run_id: str = Query(...), user: Any = Depends(require_user)):
         from leadflow.report import render_run_report
-        from leadflow.ui.paths import report_path, reports_dir
+        from leadflow.views.paths import report_path, reports_dir
 
         path = report_path(reports_dir(), crm, run_id)
         if path.is_file():
@@ -148,7 +148,7 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
 
     @app.get("/docs/{crm}/{run_folder}/{rest:path}")
     def docs(crm: str, run_folder: str, rest: str, user: Any = Depends(require_user)):
-        from leadflow.ui.paths import find_data_docs, safe_child
+        from leadflow.views.paths import find_data_docs, safe_child
 
         run = _run_for_folder(engine(), crm, run_folder)
         index = find_data_docs(crm, run["run_id"], run["summary"]) if run else None
@@ -177,8 +177,8 @@ def _run_exists(engine: Engine, crm: str, run_id: str) -> bool:
 
 def _run_for_folder(engine: Engine, crm: str, folder: str) -> dict[str, Any] | None:
     """The run (among the CRM's last 500) whose file-system-safe name is `folder`."""
-    from leadflow.ui.paths import run_folder_name
-    from leadflow.ui.queries import recent_runs
+    from leadflow.views.paths import run_folder_name
+    from leadflow.views.queries import recent_runs
 
     for run in recent_runs(engine, crm, 500):
         if run_folder_name(run["run_id"]) == folder:

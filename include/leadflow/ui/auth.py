@@ -6,7 +6,7 @@ checks the caller itself, the way Airflow's own API does (`core_api.security.get
 - the JWT comes from `Authorization: Bearer <token>` (API clients, and the all-admins mode of the
   simple auth manager, which injects that header) or else from the `_token` cookie the Airflow
   UI sets at login (browsers, including the page embedded in the Airflow UI);
-- `get_auth_manager().get_user_from_token(token)` verifies signature, expiry, audience and
+- `getauth_manager().get_user_from_token(token)` verifies signature, expiry, audience and
   revocation and returns the user.
 
 No token or a bad one: browsers (requests that accept text/html) are redirected to the auth
@@ -21,6 +21,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse
+
+from leadflow.airflow_adapter import auth_manager
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,6 @@ def request_token(request: Request) -> str | None:
     return request.cookies.get(COOKIE_NAME) or None
 
 
-def _auth_manager() -> Any:
-    from airflow.api_fastapi.app import get_auth_manager
-
-    return get_auth_manager()
-
-
 async def require_user(request: Request) -> Any:
     """FastAPI dependency: the authenticated Airflow user, or `NotAuthenticated`."""
     token = request_token(request)
@@ -58,7 +54,7 @@ async def require_user(request: Request) -> Any:
     from jwt import InvalidTokenError  # PyJWT, an Airflow dependency
 
     try:
-        return await _auth_manager().get_user_from_token(token)
+        return await auth_manager().get_user_from_token(token)
     except InvalidTokenError:  # includes ExpiredSignatureError and revoked tokens
         raise NotAuthenticated("invalid or expired token") from None
     except HTTPException as exc:
@@ -76,7 +72,7 @@ def login_url(request: Request) -> str:
     """The auth manager's login page, coming back to the requested page afterwards."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
-        return _auth_manager().get_url_login(next_url=target)
+        return auth_manager().get_url_login(next_url=target)
     except Exception:  # no auth manager initialised (not inside the API server)
         from urllib.parse import urlencode
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Engine, and_, func, select, update
 
-from leadflow.crm.base import RecordIssue, RemovedRecord, Watermark
+from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
 from leadflow.schema import (
     COMPANY_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,

@@ -12,11 +12,12 @@ import requests
 from crm_fakes import FakeClock, Reply, make_http
 
 from leadflow.connections import Connection
-from leadflow.crm.base import CrmConnector, CrmError, CrmUnavailableError, RecordUpdate, Watermark
+from leadflow.crm.base import CrmConnector, CrmError, CrmUnavailableError, RecordUpdate
 from leadflow.crm.hubspot import HubSpotConnector, split_search_properties
 from leadflow.crm.hubspot_push import ForbiddenPropertyError
 from leadflow.crm.mapping import HubSpotMapping
 from leadflow.crm.registry import available_crms, get_connector, register_connector
+from leadflow.pulled import Watermark
 
 T0 = 1_700_000_000_000
 STAGES = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist", "other"]

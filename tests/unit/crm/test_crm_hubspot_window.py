@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadflow.crm.base import CrmError, Watermark
+from leadflow.crm.base import CrmError
 from leadflow.crm.hubspot_window import id_key, iter_pages
+from leadflow.pulled import Watermark
 
 CURSOR = "lastmodifieddate"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from leadflow.crm.base import RecordResult, RecordUpdate, Watermark
+from leadflow.crm.base import RecordResult, RecordUpdate
 from leadflow.crm.hubspot_push import ForbiddenPropertyError
 from leadflow.crm.salesforce import SalesforceSettings, soql_datetime, watermark_condition
 from leadflow.crm.salesforce_mapping import (
@@ -20,6 +20,7 @@ from leadflow.crm.salesforce_mapping import (
 from leadflow.crm.salesforce_push import plan_update, results_from_collection
 from leadflow.connections import Connection
 from leadflow.crm.base import CrmError
+from leadflow.pulled import Watermark
 
 MAPPING = load_mapping()
 RID = "00Q5g0000000001EAA"

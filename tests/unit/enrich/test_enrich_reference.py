@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from leadflow.enrich.build_reference import main as build_main
-from leadflow.enrich.build_reference import reference_frame as sandbox_reference
+from leadflow.sandbox.build_reference import main as build_main
+from leadflow.sandbox.build_reference import reference_frame as sandbox_reference
 from leadflow.enrich.reference import (
     BUNDLED_REFERENCE,
     ReferenceProvider,

@@ -1,7 +1,8 @@
 """Fixtures for the qualification tests; makes the reference and helpers importable by name.
 
-The row-by-row reference and the frame helpers live beside the tests; they are registered
-under unique module names so they never clash with other packages' test helpers.
+The row-by-row reference, the frame helpers and the synthetic leads (the benchmark loads these
+too) live beside the tests; they are registered under unique module names so they never clash
+with other packages' test helpers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _load(module_name: str, filename: str) -> None:
 
 _load("qualify_reference", "reference.py")
 _load("qualify_helpers", "helpers.py")
+_load("qualify_synthetic", "synthetic.py")
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qualify_helpers import NOW, assert_agrees, default_dict, make_leads, model_from
 from qualify_reference import score_frame
+from qualify_synthetic import generate_leads
 
 from leadflow.qualify import evaluate, to_frame
-from leadflow.qualify.synthetic import generate_leads
 
 TITLES = [
     "CEO", "VP Sales", "Head of Marketing", "IT Manager", "Engineer", "Student", "Intern",

@@ -8,14 +8,14 @@ import pytest
 import yaml
 from qualify_helpers import default_dict
 
-from leadflow.qualify import ModelConfigError, load_model, model_from_dict
+from leadflow.qualify import ModelConfigError, QualificationModel, load_model, model_from_dict
 from leadflow.qualify.config import JSON_SCHEMA_PATH, export_json_schema, json_schema
 
 
-def _load(tmp_path, doc) -> None:
+def _load(tmp_path, doc) -> QualificationModel:
     path = tmp_path / "model.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    load_model(path)
+    return load_model(path)
 
 
 def _error(tmp_path, doc) -> str:
@@ -33,7 +33,11 @@ def test_default_model_loads_with_version_and_sections():
 
 
 def test_model_loaded_from_a_path_round_trips(tmp_path):
-    _load(tmp_path, default_dict())
+    shipped = load_model()
+    assert _load(tmp_path, default_dict()) == shipped
+    # What the model dumps is a config that loads back to the same model.
+    dumped = shipped.model_dump(mode="json", by_alias=True)
+    assert _load(tmp_path, dumped) == shipped
 
 
 def test_unknown_top_level_key_is_an_error_naming_it(tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from qualify_helpers import NOW, days_ago, default_dict, lead, make_leads, model_from, reasons_of
+from qualify_synthetic import generate_leads
 
 from leadflow.qualify import evaluate, reason_table, render_reasons, to_frame
 from leadflow.qualify import reasons as reasons_module
-from leadflow.qualify.synthetic import generate_leads
 
 
 def _blending_model():

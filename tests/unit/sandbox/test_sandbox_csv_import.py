@@ -187,7 +187,7 @@ def test_a_cell_too_big_for_csv_is_one_skipped_row(store, tmp_path, mapping):
 
 
 def test_import_into_an_empty_db_marks_it_as_holding_a_world(store, tmp_path, mapping):
-    from leadflow.sandbox.server import prepare_store
+    from leadflow.sandbox.serving import prepare_store
 
     path = _write_csv(tmp_path / "leads.csv", [_lead("p1")])
     report = import_csv(store, path, mapping)

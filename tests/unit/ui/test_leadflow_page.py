@@ -99,7 +99,7 @@ def test_page_shows_histogram_grades_reasons_failed_pushes_and_preview(client):
 
 
 def test_page_links_each_run_to_its_report_and_existing_data_docs(client, tmp_path):
-    from leadflow.ui.paths import run_folder_name
+    from leadflow.views.paths import run_folder_name
 
     docs = tmp_path / "docs" / run_folder_name(RUN_1)
     docs.mkdir(parents=True)
@@ -113,7 +113,7 @@ def test_page_links_each_run_to_its_report_and_existing_data_docs(client, tmp_pa
 
 
 def test_data_docs_route_refuses_paths_outside_the_run_folder(client, tmp_path):
-    from leadflow.ui.paths import run_folder_name
+    from leadflow.views.paths import run_folder_name
 
     docs = tmp_path / "docs" / run_folder_name(RUN_1)
     docs.mkdir(parents=True)

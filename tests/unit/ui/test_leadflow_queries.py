@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leadflow_ui_seed import CRM, RUN_1, RUN_2, seed
 
-from leadflow.ui import queries
+from leadflow.views import queries
 
 
 def test_queries_aggregate_the_seeded_warehouse_on_each_database(warehouse):

@@ -8,7 +8,7 @@ import pytest
 from leadflow_ui_seed import CRM, RUN_1, RUN_2
 
 from leadflow.report import render_run_report, write_run_report
-from leadflow.ui.paths import run_folder_name
+from leadflow.views.paths import run_folder_name
 
 
 def test_write_run_report_writes_one_file_per_crm_and_run(seeded, tmp_path):

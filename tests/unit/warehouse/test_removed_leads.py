@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadflow.crm.base import RemovedRecord
+from leadflow.pulled import RemovedRecord
 from leadflow.warehouse import repo
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from leadflow.crm.base import RecordIssue, Watermark
+from leadflow.pulled import RecordIssue, Watermark
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import upsert
 from leadflow.warehouse.tables import lead_issues, leads, watermarks

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from leadflow.crm.base import RecordIssue, Watermark
+from leadflow.pulled import RecordIssue, Watermark
 from leadflow.quality.quarantine import quarantine_entries, update_quarantine
 from leadflow.warehouse import repo
 from leadflow.warehouse.tables import lead_issues

@@ -1,4 +1,5 @@
-"""Synthetic leads for benchmarks and tests (numpy; no network, no faker, reproducible by seed).
+"""Synthetic leads for the qualification tests and bench/bench_qualify.py (numpy; no network, no
+faker, reproducible by seed).
 
 The value distributions are deliberately realistic in *shape*: thousands of distinct job
 titles, a few thousand distinct free-text answers and tens of thousands of domains for a

@@ -1,6 +1,6 @@
-"""Build the bundled reference file from the sandbox world's company universe.
+"""Build the enrichment's bundled reference file from the sandbox world's company universe.
 
-    python -m leadflow.enrich.build_reference [--seed 42] [--companies 125000] [--out PATH]
+    python -m leadflow.sandbox.build_reference [--seed 42] [--companies 125000] [--out PATH]
 
 The sandbox's universe is prefix-stable (the first m companies of a seed are the same for any
 world size), so one file of N companies covers every sandbox world of that seed with up to
@@ -17,6 +17,7 @@ from typing import Sequence
 import pandas as pd
 
 from leadflow.enrich.reference import BUNDLED_REFERENCE, REFERENCE_COLUMNS
+from leadflow.sandbox.world import company_universe
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ DEFAULT_COMPANIES = 125_000
 
 def reference_frame(seed: int = DEFAULT_SEED, companies: int = DEFAULT_COMPANIES) -> pd.DataFrame:
     """The reference rows for the sandbox world `seed`, in the file's column order."""
-    from leadflow.sandbox.world import company_universe
-
     universe = company_universe(seed, companies)
     out = pd.DataFrame(
         {

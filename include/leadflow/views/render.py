@@ -1,4 +1,4 @@
-"""Jinja2 environment over the package's templates (include/leadflow/ui/templates/), shared by
+"""Jinja2 environment over the package's templates (include/leadflow/views/templates/), shared by
 the Leadflow page and the run report. Autoescaping is on; charts arrive as `Markup`."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def fmt_count(value: Any) -> str:
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("leadflow.ui", "templates"),
+        loader=PackageLoader("leadflow.views", "templates"),
         autoescape=select_autoescape(("html", "html.j2"), default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
