@@ -376,6 +376,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     from leadflow.qualify.handoff import carry_since, hold_back_rejected
     from leadflow.quality import quarantined_ids
     from leadflow.verdicts.read import load_events
+    from leadflow.predict.versions import record_versions
     from leadflow.verdicts.sla import load_handoffs, record_handoffs
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
@@ -408,6 +409,9 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
                          replace=not ctx.only_record_ids)
         if not ctx.dry_run:  # a dry run hands nothing to sales
             record_handoffs(engine, ctx.crm, ctx.run_id, scores)
+        # The inputs as scored now, kept when they changed: training takes them as they were.
+        record_versions(engine, ctx.crm, ctx.run_id, frame, _versioned_columns(frame, model),
+                        int(ctx.score_as_of.timestamp() * 1000), ctx.shard, ctx.shards)
     summary.update(
         {
             "scored": int(len(scores)),
@@ -427,6 +431,17 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
              model.version, summary["sales_ready"], handed_over, held["handed_over_again"],
              held["held_back_after_rejection"])
     return _record(ctx, "qualify", summary, shard=ctx.shard)
+
+
+def _versioned_columns(frame: pd.DataFrame, model: Any) -> list[str]:
+    """The inputs worth a version: what the rules read and what the predictive mapping reads."""
+    from leadflow.predict.mapping import load_mapping
+    from leadflow.predict.versions import input_columns
+    from leadflow.predict.warehouse import DEFAULT_MAPPING
+    from leadflow.qualify.engine import describe_fields
+
+    return input_columns(frame.columns, describe_fields(model) | set(load_mapping(DEFAULT_MAPPING).source_columns(
+        with_id=False)))
 
 
 def _expand_counts(counts: Sequence[int]) -> pd.DataFrame | None:
@@ -657,7 +672,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
     """Retrain the predictive model from the warehouse's won/lost history (champion/challenger)."""
     from leadflow.predict.warehouse import train_from_warehouse
 
-    return train_from_warehouse(ctx.engine, ctx.crm)
+    return train_from_warehouse(ctx.engine, ctx.crm, now_ms=int(ctx.now.timestamp() * 1000))
 
 
 def default_run_id(prefix: str = "cli") -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from leadflow.console import EXAMPLE_FORMATTER, UsageError
+from leadflow.predict.labels import DEFAULT_MATURATION_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not args.crm:
             raise UsageError("model train: give --csv F --mapping M, or --crm CRM to train from the warehouse")
         mapping = load_mapping(args.mapping) if args.mapping else None
-        summary = train_from_warehouse(_engine(args.db), args.crm, mapping=mapping, config=cfg)
+        summary = train_from_warehouse(_engine(args.db), args.crm, mapping=mapping, config=cfg,
+                                       maturation_days=args.maturation_days)
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
     if not args.mapping or not args.out:
@@ -149,11 +151,16 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         labels = label_vector(frame, mapping)
         model = load_model_file(args.model) if args.model else None
     elif args.crm:
-        from leadflow.predict.warehouse import OUTCOME_COLUMN, read_labelled_leads
+        from leadflow.predict.warehouse import OUTCOME_COLUMN, check_no_leak, prepare_leads, read_training_frame
 
         engine = _engine(args.db)
         mapping = load_mapping(args.mapping or "warehouse_leads")
-        frame = read_labelled_leads(engine, args.crm)
+        check_no_leak(mapping)
+        frame, counts = read_training_frame(engine, args.crm, now_ms=int(datetime.now(timezone.utc).timestamp() * 1000))
+        log.info("backtest %s: %d answered handoffs (%d won, %d lost); %d open, %d without a version of their inputs",
+                 args.crm, counts["won"] + counts["lost"], counts["won"], counts["lost"],
+                 counts["open_matured"] + counts["immature"], counts["without_version"])
+        frame = prepare_leads(frame, mapping)
         labels = frame[OUTCOME_COLUMN].map({"won": 1.0, "lost": 0.0}).astype("float64")
         model = load_model_file(args.model) if args.model else load_champion(engine, args.crm)
     else:
@@ -208,7 +215,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model from a labelled CSV or the warehouse",
         description="Cross-validate logistic regression, gradient boosting and their blend; "
                     "keep the best by ROC AUC, calibrate it and write the model file. With --crm "
-                    "and no --csv, train from the warehouse's closed leads and promote the model "
+                    "and no --csv, train from the warehouse's answered handoffs and promote the model "
                     "if its AUC is not worse than the champion's.",
         epilog="examples:\n  leadflow model train --csv tests/data/x-education/leads_dev.csv --mapping x_education "
                "--out model.joblib\n  leadflow model train --crm hubspot",
@@ -222,6 +229,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--register", action="store_true",
                        help="also record the CSV model in the warehouse (champion/challenger)")
     train.add_argument("--db", help="warehouse URL (default: $LEADFLOW_WAREHOUSE_URL)")
+    train.add_argument("--maturation-days", type=int, default=DEFAULT_MATURATION_DAYS,
+                       help="a handoff open longer than this counts as matured, not immature (both are left "
+                            "out) [%(default)s]")
     _add_train_options(train)
     train.set_defaults(func=_cmd_train, **_USAGE)
 

@@ -1,13 +1,14 @@
-"""The warehouse `models` table: every trained predictive model, one champion per CRM.
+"""The predict package's tables: `models` (every trained predictive model, one champion per CRM)
+and `lead_versions` (each lead's model inputs over time, see `predict.versions`).
 
-Registered on the shared `leadflow.warehouse.tables.metadata`, so `ensure_schema` creates it.
+Registered on the shared `leadflow.warehouse.tables.metadata`, so `ensure_schema` creates them.
 The fitted estimators are kept as a joblib (pickle) blob: load blobs only from a warehouse
 you trust, since unpickling runs code.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, LargeBinary, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, String, Table, Text
 
 from leadflow.warehouse.tables import metadata
 
@@ -32,4 +33,18 @@ models = Table(
     Column("sha256", String(64), nullable=False),  # of the artifact
     Column("artifact", LargeBinary, nullable=False),  # joblib dump of the TrainedModel
     Index("ix_models_champion", "crm", "is_champion"),
+)
+
+lead_versions = Table(
+    "lead_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("crm", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("valid_from", BigInteger, nullable=False),  # epoch ms: the scoring that saw it
+    Column("inputs_hash", BigInteger, nullable=False),
+    Column("inputs", Text, nullable=False),  # JSON object: field -> value (null when missing)
+    Column("run_id", String(250), nullable=False),
+    Column("shard_key", BigInteger, nullable=False),
+    Index("ix_lead_versions_record", "crm", "record_id", "valid_from"),
 )

@@ -1,82 +1,90 @@
-"""Training and scoring from the warehouse's canonical `leads` table.
+"""Training and scoring from the warehouse: labels from sales' verdicts, inputs as they were.
 
-Labels come from closed history: won = lifecycle stage customer (or later: a closed-won or
-converted lead), lost = lead status unqualified (disqualified / closed-lost); every other lead
-is still open and is not used for training. The derived label column is `outcome`
-("won" / "lost"), which the shipped mapping `warehouse_leads.yaml` points at.
+Each handoff is a training row (`predict.labels`): won when it converted or reached a won stage,
+lost when a person rejected it, left out while open. Its inputs are the version of the lead's
+model inputs current when it was handed over (`predict.versions`), so nothing learnt after the
+handoff leaks in. No value leadflow wrote is a label, and no label source is a feature
+(`LeakError`). The label column is `outcome` ("won" / "lost"), which the shipped mapping
+`warehouse_leads.yaml` points at.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, select
 
+from leadflow.predict.labels import DEFAULT_MATURATION_DAYS, handoff_labels
 from leadflow.predict.mapping import Mapping, load_mapping
 from leadflow.predict.store import champion_challenger
 from leadflow.predict.train import InsufficientData, TrainConfig, train_from_frame
+from leadflow.predict.versions import LABEL_SOURCES, typed_inputs, versions_at
+from leadflow.verdicts.read import load_events
+from leadflow.verdicts.sla import load_handoffs
+from leadflow.warehouse import repo
 from leadflow.warehouse.tables import leads
 
 log = logging.getLogger(__name__)
 
-WON_STAGES: tuple[str, ...] = ("customer", "evangelist")
-LOST_STATUSES: tuple[str, ...] = ("unqualified",)
 OUTCOME_COLUMN = "outcome"
 DEFAULT_MAPPING = "warehouse_leads"
+DAY_MS = 86_400_000
 
 
-def outcome_labels(
-    frame: pd.DataFrame,
-    won_stages: Iterable[str] = WON_STAGES,
-    lost_statuses: Iterable[str] = LOST_STATUSES,
-) -> pd.Series:
-    """"won", "lost" or NA per lead; won takes precedence (a customer once disqualified)."""
-    stage = frame["lifecycle_stage"].astype("string").str.strip().str.casefold()
-    status = frame["lead_status"].astype("string").str.strip().str.casefold()
-    won = stage.isin([s.casefold() for s in won_stages]).fillna(False)
-    lost = status.isin([s.casefold() for s in lost_statuses]).fillna(False)
-    out = pd.Series(pd.NA, index=frame.index, dtype="string")
-    out[lost.to_numpy(bool)] = "lost"
-    out[won.to_numpy(bool)] = "won"
-    return out
+class LeakError(ValueError):
+    """A feature of the mapping is a label source or only known after the outcome."""
 
 
-def read_labelled_leads(
-    engine: Engine,
-    crm: str,
-    *,
-    since_ms: int | None = None,
-    until_ms: int | None = None,
-    won_stages: Iterable[str] = WON_STAGES,
-    lost_statuses: Iterable[str] = LOST_STATUSES,
-) -> pd.DataFrame:
-    """Closed (won or lost), non-deleted leads of `crm`, created within the optional window."""
-    won_stages, lost_statuses = list(won_stages), list(lost_statuses)
-    conditions = [
-        leads.c.crm == crm,
-        or_(leads.c.is_deleted.is_(None), leads.c.is_deleted.is_(False)),
-        or_(leads.c.lifecycle_stage.in_(won_stages), leads.c.lead_status.in_(lost_statuses)),
-    ]
+def check_no_leak(mapping: Mapping) -> None:
+    """Raise LeakError naming the mapping's inputs that are label sources (the CRM's stage and
+    status, leadflow's own output)."""
+    inputs = set(mapping.source_columns(with_id=False))
+    leaked = sorted(inputs & LABEL_SOURCES)
+    if leaked:
+        raise LeakError(f"mapping {mapping.name!r} reads {leaked}: the label is made of these (or they exist only "
+                        "after the outcome); list them under `excluded`")
+
+
+def read_training_frame(engine: Engine, crm: str, *, now_ms: int, since_ms: int | None = None,
+                        until_ms: int | None = None,
+                        maturation_days: int = DEFAULT_MATURATION_DAYS) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The labelled handoffs of `crm` handed over within [since_ms, until_ms), each with the
+    inputs of its lead's version at the handoff, `outcome` and `handed_over_at`; and the counts:
+    handoffs, open_matured, immature, without_version (labelled, but handed over before versions
+    were kept: left out), and won and lost among the rows returned."""
+    handed = load_handoffs(engine, crm)
     if since_ms is not None:
-        conditions.append(leads.c.created_at >= since_ms)
+        handed = handed[handed["handed_over_at"] >= since_ms]
     if until_ms is not None:
-        conditions.append(leads.c.created_at < until_ms)
-    with engine.connect() as conn:
-        result = conn.execute(select(leads).where(and_(*conditions)))
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    frame[OUTCOME_COLUMN] = outcome_labels(frame, won_stages, lost_statuses)
-    return frame
+        handed = handed[handed["handed_over_at"] < until_ms]
+    stage = repo.read_frame(engine, select(leads.c.record_id, leads.c.lifecycle_stage)
+                            .where(leads.c.crm == crm, leads.c.is_deleted.is_not(True)))
+    stage_now = pd.Series(stage["lifecycle_stage"].to_numpy(), index=stage["record_id"].astype(str))
+    labels = handoff_labels(handed, load_events(engine, crm), stage_now, now_ms=now_ms,
+                            maturation_days=maturation_days) if len(handed) else pd.DataFrame(
+        columns=["record_id", "handed_over_at", "label", "labelled_at", "why"])
+    counts = {"handoffs": int(len(labels)), "open_matured": int((labels["why"] == "open (matured)").sum()),
+              "immature": int((labels["why"] == "immature").sum())}
+    labelled = labels[labels["label"].notna()].reset_index(drop=True)
+    inputs = versions_at(engine, crm, labelled[["record_id"]].assign(at=labelled["handed_over_at"]))
+    found = inputs["valid_from"].notna().to_numpy() if len(inputs) else np.zeros(0, dtype=bool)
+    counts["without_version"] = int((~found).sum())
+    frame = typed_inputs(inputs[found].drop(columns=["at", "valid_from"]).reset_index(drop=True))
+    frame["handed_over_at"] = labelled.loc[found, "handed_over_at"].to_numpy()
+    frame[OUTCOME_COLUMN] = labelled.loc[found, "label"].to_numpy()
+    counts.update(won=int((frame[OUTCOME_COLUMN] == "won").sum()), lost=int((frame[OUTCOME_COLUMN] == "lost").sum()))
+    return frame, counts
 
 
 def _window(frame: pd.DataFrame) -> tuple[str | None, str | None]:
-    created = pd.to_numeric(frame.get("created_at"), errors="coerce") if len(frame) else None
-    if created is None or created.isna().all():
+    handed = pd.to_numeric(frame.get("handed_over_at"), errors="coerce") if len(frame) else None
+    if handed is None or handed.isna().all():
         return (None, None)
     as_iso = lambda ms: pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()  # noqa: E731
-    return (as_iso(np.nanmin(created)), as_iso(np.nanmax(created)))
+    return (as_iso(np.nanmin(handed)), as_iso(np.nanmax(handed)))
 
 
 def train_from_warehouse(
@@ -89,18 +97,23 @@ def train_from_warehouse(
     until_ms: int | None = None,
     promote: bool = True,
     tolerance: float = 0.0,
+    now_ms: int | None = None,
+    maturation_days: int = DEFAULT_MATURATION_DAYS,
 ) -> dict[str, Any]:
-    """Train on the CRM's closed history; champion/challenger against the stored champion.
+    """Train on the CRM's answered handoffs (`read_training_frame`); champion/challenger
+    against the stored champion. `won`/`lost` count the rows trained on.
 
     Returns a small JSON-able summary for XCom. With too few won or lost leads it returns
     `{"status": "insufficient_data", ...}` instead of raising, so a scheduled run stays green.
     """
     mapping = mapping or load_mapping(DEFAULT_MAPPING)
+    check_no_leak(mapping)
     cfg = config or TrainConfig()
-    frame = read_labelled_leads(engine, crm, since_ms=since_ms, until_ms=until_ms)
-    won = int((frame[OUTCOME_COLUMN] == "won").sum()) if len(frame) else 0
-    lost = int((frame[OUTCOME_COLUMN] == "lost").sum()) if len(frame) else 0
-    summary: dict[str, Any] = {"crm": crm, "won": won, "lost": lost}
+    frame, counts = read_training_frame(engine, crm, now_ms=now_ms if now_ms is not None else repo.now_ms(),
+                                        since_ms=since_ms, until_ms=until_ms, maturation_days=maturation_days)
+    frame = prepare_leads(frame, mapping)
+    won, lost = counts["won"], counts["lost"]
+    summary: dict[str, Any] = {"crm": crm, **counts}
     need = max(cfg.min_per_class, cfg.folds)
     if min(won, lost) < need:
         log.warning("not training for %s: %d won and %d lost leads, need %d of each",

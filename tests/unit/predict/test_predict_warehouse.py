@@ -1,23 +1,35 @@
-"""Training from the warehouse's canonical leads: labels, too little history, promotion."""
+"""Training from the warehouse: labels from sales' verdicts and outcomes only, inputs as they
+were at the handoff, too little history, promotion, the backtest."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sqlalchemy import insert
 
+from leadflow.predict.labels import handoff_labels
+from leadflow.predict.mapping import load_mapping
 from leadflow.predict.store import list_models, load_champion
 from leadflow.predict.train import TrainConfig
-from leadflow.predict.warehouse import outcome_labels, read_labelled_leads, train_from_warehouse
+from leadflow.predict.versions import record_versions
+from leadflow.predict.warehouse import LeakError, check_no_leak, read_training_frame, train_from_warehouse
 from leadflow.schema import LEAD_COLUMNS
+from leadflow.verdicts.read import store_events
+from leadflow.verdicts.tables import handoffs
 from leadflow.warehouse.tables import leads
 
 FAST = TrainConfig(folds=3, boosting_max_iter=30, boosting_learning_rate=0.1)
 DAY_MS = 86_400_000
+T0 = 1_700_000_000_000
+NOW = T0 + 1_000 * DAY_MS
+INPUTS = ["page_views", "visits", "pricing_page_views", "industry", "country", "job_title", "demo_requested_at"]
 
 
 def _rows(n: int, won: int, lost: int, crm: str = "hubspot", seed: int = 0) -> list[dict]:
-    """n leads: the first `won` customers, the next `lost` unqualified, the rest open."""
+    """n leads handed over one a day: the first `won` bought (half converted, half moved to
+    opportunity by a rep), the next `lost` rejected by a rep, the rest still open. leadflow's
+    own status on them is `unqualified` for some of every kind: it must not matter."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
@@ -26,51 +38,130 @@ def _rows(n: int, won: int, lost: int, crm: str = "hubspot", seed: int = 0) -> l
         row = {c: None for c in LEAD_COLUMNS}
         row.update(
             crm=crm, record_id=f"{crm}-{i}", email=f"p{i}@example.com",
-            lifecycle_stage="customer" if outcome == "won" else "lead",
-            lead_status="unqualified" if outcome == "lost" else "open",
+            lifecycle_stage="opportunity" if outcome == "won" and i % 2 else "mql",
+            lead_status="unqualified" if i % 3 == 0 else "open",
             page_views=float(rng.poisson(12 if engaged else 3)),
             visits=float(rng.poisson(4 if engaged else 1)),
             pricing_page_views=float(rng.poisson(2 if engaged else 0.2)),
             industry=rng.choice(["Software", "Retail", "Banking"]),
             country=rng.choice(["DE", "US", None]),
             job_title=rng.choice(["CEO", "Engineer", "Student"]),
-            demo_requested_at=1_700_000_000_000 if engaged and rng.random() < 0.5 else None,
-            created_at=1_700_000_000_000 + i * DAY_MS,
+            demo_requested_at=T0 if engaged and rng.random() < 0.5 else None,
+            created_at=T0 + i * DAY_MS,
             is_deleted=False, pulled_at=1, pull_run_id="r1",
         )
+        row["_outcome"] = outcome
         rows.append(row)
     return rows
 
 
-def _land(engine, rows):
+def _seed(engine, rows: list[dict], crm: str = "hubspot") -> None:
+    """Land the leads, a version of their inputs the day before their handoff, the handoff, and
+    sales' verdicts: converted (even rows of the won), rejected by a person (the lost)."""
     with engine.begin() as conn:
-        conn.execute(insert(leads), rows)
+        conn.execute(insert(leads), [{k: v for k, v in r.items() if k != "_outcome"} for r in rows])
+        conn.execute(insert(handoffs), [{"crm": crm, "record_id": r["record_id"], "handed_over_at": r["created_at"],
+                                         "score": 80.0, "run_id": "r1"} for r in rows])
+    for r in rows:
+        frame = pd.DataFrame([{"record_id": r["record_id"], **{c: r[c] for c in INPUTS}}])
+        record_versions(engine, crm, "r0", frame, INPUTS, r["created_at"] - DAY_MS)
+    events = []
+    for i, r in enumerate(rows):
+        if r["_outcome"] == "won" and i % 2 == 0:
+            events.append(("converted", "lifecycle_stage", "customer", "workflow"))
+        elif r["_outcome"] == "lost":
+            events.append(("rejected", "lead_status", "unqualified", "person"))
+        else:
+            events.append(None)
+    store_events(engine, [{"crm": crm, "record_id": r["record_id"], "handed_over_at": r["created_at"],
+                           "verdict": e[0], "decided_at": r["created_at"] + 2 * DAY_MS, "writer": e[3],
+                           "field": e[1], "value": e[2], "run_id": "r2", "seen_at": NOW}
+                          for r, e in zip(rows, events) if e is not None])
 
 
-def test_outcome_labels_won_beats_lost_and_open_stays_unlabelled():
-    frame = pd.DataFrame({
-        "lifecycle_stage": ["customer", "lead", "Customer", "mql", None],
-        "lead_status": ["unqualified", "unqualified", None, "open", None],
-    })
-    assert outcome_labels(frame).tolist()[:3] == ["won", "lost", "won"]
-    assert outcome_labels(frame).iloc[3:].isna().all()
+HANDOFFS = pd.DataFrame({"record_id": list("abcdefg"), "handed_over_at": [T0] * 6 + [NOW - DAY_MS]})
+
+
+def _event(rid, verdict, value, days=1):
+    return {"record_id": rid, "handed_over_at": T0, "verdict": verdict, "decided_at": T0 + days * DAY_MS,
+            "value": value}
+
+
+@pytest.mark.parametrize("case, events, stage_now, label, why", [
+    ("converted", [_event("a", "converted", "customer")], {}, "won", "converted"),
+    ("a rep moved it to opportunity", [_event("a", "accepted", "opportunity")], {}, "won", "won stage"),
+    ("holds a won stage now", [], {"a": "customer"}, "won", "won stage"),
+    ("rejected by a rep", [_event("a", "rejected", "unqualified")], {}, "lost", "rejected"),
+    ("rejected, then bought after all", [_event("a", "rejected", "nurture"), _event("a", "converted", "customer", 9)],
+     {}, "won", "converted"),
+    ("accepted, working: still open", [_event("a", "accepted", "in_progress")], {}, None, "open (matured)"),
+    ("ignored: open, not lost", [_event("a", "ignored", None)], {}, None, "open (matured)"),
+    ("leadflow's own unqualified status is no label", [], {"a": "mql"}, None, "open (matured)"),
+])
+def test_labels_come_only_from_verdicts_and_won_stages(case, events, stage_now, label, why):
+    out = handoff_labels(HANDOFFS.iloc[:1], pd.DataFrame(events), pd.Series(stage_now, dtype=object), now_ms=NOW,
+                         maturation_days=60).iloc[0]
+    assert (out["label"], out["why"]) == (label, why), case
+
+
+def test_a_recent_open_handoff_is_immature_and_an_old_one_matured():
+    out = handoff_labels(HANDOFFS, pd.DataFrame(), pd.Series(dtype=object), now_ms=NOW, maturation_days=60)
+    assert out["label"].isna().all()
+    assert out["why"].tolist() == ["open (matured)"] * 6 + ["immature"]
+
+
+def test_a_mapping_reading_a_label_source_is_refused():
+    mapping = load_mapping("warehouse_leads")
+    check_no_leak(mapping)
+    for leaked in ("lifecycle_stage", "lead_status", "score", "sales_ready"):
+        bad = mapping.model_copy(update={"categories": [*mapping.categories, leaked],
+                                         "excluded": [c for c in mapping.excluded if c != leaked]})
+        with pytest.raises(LeakError, match=leaked):
+            check_no_leak(bad)
+
+
+def test_training_takes_the_inputs_current_at_the_handoff_not_later_ones(sqlite_warehouse):
+    rows = _rows(6, won=3, lost=3)
+    _seed(sqlite_warehouse, rows)
+    # After the outcome the leads kept engaging: later versions must not reach the training rows.
+    later = pd.DataFrame([{"record_id": r["record_id"], **{c: r[c] for c in INPUTS}, "page_views": 999.0}
+                          for r in rows])
+    assert record_versions(sqlite_warehouse, "hubspot", "r9", later, INPUTS, NOW) == 6
+    frame, counts = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
+    assert counts == {"handoffs": 6, "open_matured": 0, "immature": 0, "without_version": 0, "won": 3, "lost": 3}
+    assert sorted(frame["page_views"]) == sorted(r["page_views"] for r in rows)
+    assert not {"lifecycle_stage", "lead_status"} & set(frame.columns)
+
+
+def test_a_handoff_older_than_every_version_is_left_out_and_counted(sqlite_warehouse):
+    rows = _rows(4, won=2, lost=2)
+    _seed(sqlite_warehouse, rows)
+    with sqlite_warehouse.begin() as conn:
+        conn.execute(insert(handoffs), [{"crm": "hubspot", "record_id": rows[0]["record_id"],
+                                         "handed_over_at": T0 - 30 * DAY_MS, "run_id": "r0"}])
+    store_events(sqlite_warehouse, [{"crm": "hubspot", "record_id": rows[0]["record_id"],
+                                     "handed_over_at": T0 - 30 * DAY_MS, "verdict": "rejected",
+                                     "decided_at": T0 - 29 * DAY_MS, "writer": "person", "run_id": "r0",
+                                     "seen_at": T0}])
+    frame, counts = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
+    assert counts["without_version"] == 1 and len(frame) == 4
 
 
 def test_too_little_history_returns_a_summary_instead_of_failing(sqlite_warehouse):
-    _land(sqlite_warehouse, _rows(60, won=4, lost=30))
-    summary = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST)
+    _seed(sqlite_warehouse, _rows(60, won=4, lost=30))
+    summary = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW)
     assert summary["status"] == "insufficient_data"
     assert (summary["won"], summary["lost"]) == (4, 30)
     assert load_champion(sqlite_warehouse, "hubspot") is None
 
 
 def test_training_from_the_warehouse_promotes_a_champion_with_its_window(sqlite_warehouse):
-    _land(sqlite_warehouse, _rows(400, won=120, lost=200))
-    _land(sqlite_warehouse, _rows(50, won=25, lost=25, crm="salesforce"))
-    labelled = read_labelled_leads(sqlite_warehouse, "hubspot")
-    assert len(labelled) == 320  # open leads and the other CRM are left out
+    _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
+    _seed(sqlite_warehouse, _rows(50, won=25, lost=25, crm="salesforce"), crm="salesforce")
+    frame, counts = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
+    assert len(frame) == 320 and counts["open_matured"] == 80  # open leads and the other CRM are left out
 
-    summary = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST)
+    summary = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW)
     assert summary["status"] == "trained" and summary["promoted"] is True
     assert (summary["won"], summary["lost"]) == (120, 200)
     assert summary["cv_auc"] > 0.7
@@ -79,15 +170,15 @@ def test_training_from_the_warehouse_promotes_a_champion_with_its_window(sqlite_
     assert champion.version == summary["version"]
     assert "lifecycle_stage" not in champion.features and "lead_status" not in champion.features
     stored = list_models(sqlite_warehouse, "hubspot")[0]
-    assert stored["training_start"] == 1_700_000_000_000
+    assert stored["training_start"] == T0
     assert stored["n_rows"] == 320
 
 
-def test_window_limits_the_training_rows(sqlite_warehouse):
-    _land(sqlite_warehouse, _rows(400, won=120, lost=200))
-    since = 1_700_000_000_000 + 100 * DAY_MS
-    frame = read_labelled_leads(sqlite_warehouse, "hubspot", since_ms=since)
-    assert len(frame) == 220 and (frame["created_at"] >= since).all()
+def test_window_limits_the_training_rows_by_handoff_time(sqlite_warehouse):
+    _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
+    since = T0 + 100 * DAY_MS
+    frame, _ = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW, since_ms=since)
+    assert len(frame) == 220 and (frame["handed_over_at"] >= since).all()
 
 
 def test_backtest_of_rules_predictive_and_blend_on_warehouse_history(tmp_path, capsys):
@@ -99,7 +190,7 @@ def test_backtest_of_rules_predictive_and_blend_on_warehouse_history(tmp_path, c
     url = f"sqlite:///{tmp_path / 'wh.db'}"
     engine = get_engine(url)
     ensure_schema(engine)
-    _land(engine, _rows(300, won=100, lost=150))
+    _seed(engine, _rows(300, won=100, lost=150))
     out = tmp_path / "bt"
     code = run_cli(["backtest", "--crm", "hubspot", "--db", url, "--scorers",
                     "rules,predictive,blend", "--blend-weight", "0.5", "--folds", "3",
@@ -122,8 +213,8 @@ def test_pipeline_blends_the_champion_and_shows_its_top_factors_in_the_reasons(s
     from leadflow.qualify import DEFAULT_MODEL_PATH
     from leadflow.warehouse import repo
 
-    _land(sqlite_warehouse, _rows(400, won=120, lost=200))
-    assert train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST)["promoted"]
+    _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
+    assert train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW)["promoted"]
     doc = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
     doc["predictive"] = {**doc["predictive"], "enabled": True, "weight": 0.3}
     model_path = tmp_path / "model.yaml"
