@@ -271,8 +271,13 @@ def soql_datetime(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+# SOQL's escape sequences in a quoted string (what simple_salesforce.format_soql writes too).
+_SOQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                               "\b": "\\b", "\f": "\\f"})
+
+
 def soql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.translate(_SOQL_ESCAPES) + "'"
 
 
 def watermark_condition(since: Watermark | None, cursor_field: str) -> str:
