@@ -533,9 +533,10 @@ class SalesforceConnector:
 
     # --- schema ---------------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Check, against `describe`, that every owned field exists with a compatible type and that
-        the Status / stage / Rating values leadflow writes are offered by the org. Salesforce fields
-        cannot be created through REST: a missing field is an error naming it."""
+        """Check, against `describe`, that every owned field exists with a compatible type (on
+        Contact too when converted leads are followed) and that the Status / stage / Rating values
+        leadflow writes are offered by the org. Salesforce fields cannot be created through REST:
+        a missing field is an error naming it."""
         mapping = self.mapping
         fields = self.describe(refresh=True)
         problems = _owned_field_problems(mapping, fields)
@@ -731,7 +732,8 @@ class SalesforceConnector:
         return self._user_id  # type: ignore[return-value]
 
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Current values of the pushed fields for the live records, in request order."""
+        """Current values of the pushed fields for the live records, in request order; a followed
+        Contact's stage is converted_stage, its status empty."""
         mapping = self.mapping
         wanted = list(dict.fromkeys(str(r) for r in record_ids))
         if not wanted:
