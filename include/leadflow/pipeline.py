@@ -189,9 +189,12 @@ def _verdicts(ctx: RunContext, connector: Any) -> None:
 # --- the lead population --------------------------------------------------------------------------
 def _partition(leads: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Live leads leadflow may work on, and the number of live ones it leaves alone
-    (sales-owned stages: opportunity, customer, ...)."""
+    (sales-owned stages: opportunity, customer, ...). A record that replaced a converted lead
+    (`converted_from`, a followed Salesforce Contact) is worked on in its sales-owned stage: it is
+    scored, and the engine and the diff leave its stage and status alone."""
     live = leads[~leads["is_deleted"].fillna(False).astype(bool)]
-    owned = live["lifecycle_stage"].isin(SALES_OWNED_STAGES)
+    followed = live["converted_from"].notna() if "converted_from" in live else False
+    owned = live["lifecycle_stage"].isin(SALES_OWNED_STAGES) & ~followed
     return live.loc[~owned].reset_index(drop=True), int(owned.sum())
 
 

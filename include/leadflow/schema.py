@@ -123,8 +123,11 @@ CRM_OWNED_VALUE_COLUMNS: dict[str, str] = {f"{CRM_VALUE_PREFIX}{f}": "str" for f
 # canonical `lifecycle_stage` / `lead_status`, and must still be seen as someone else's.
 CRM_RAW_PREFIX = "crm_raw_"
 CRM_RAW_VALUE_COLUMNS: dict[str, str] = {f"{CRM_RAW_PREFIX}{f}": "str" for f in ("lifecycle_stage", "lead_status")}
-# A lead merged away in the CRM: the record that survived it (the lead is also is_deleted).
-LEAD_REMOVAL_COLUMNS: dict[str, str] = {"merged_into": "str"}
+# A record that replaced another. `merged_into`: on a lead merged away in the CRM (or a Salesforce
+# Lead followed to the Contact it was converted into), the record that took its place; the lead is
+# also is_deleted. `converted_from`: on that Contact, the converted lead: it stays scored in its
+# sales-owned stage (leadflow writes only its own fields there).
+LEAD_REMOVAL_COLUMNS: dict[str, str] = {"merged_into": "str", "converted_from": "str"}
 
 # --- scores -------------------------------------------------------------------------------------
 SCORE_COLUMNS: dict[str, str] = {

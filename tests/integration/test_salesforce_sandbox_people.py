@@ -1,6 +1,7 @@
 """The Salesforce sandbox with people in it, over real TLS with the official simple-salesforce
 client: reps' sessions, LastModifiedById and LeadHistory, the org's Status values, merges seen
-by queryAll, converted leads refusing updates, and If-Unmodified-Since on a single PATCH."""
+by queryAll, converted leads refusing updates and the Contacts they became, and
+If-Unmodified-Since on a single PATCH."""
 
 from __future__ import annotations
 
@@ -142,6 +143,40 @@ def test_converted_lead_refuses_updates_per_record_and_on_single_patch(sf: Any) 
     with pytest.raises(SalesforceMalformedRequest) as single:
         client.Lead.update(rid, {"Leadflow_Score__c": 12})
     assert "CANNOT_UPDATE_CONVERTED_LEAD" in str(single.value)
+
+
+def test_conversion_creates_a_contact_in_salesforce_shape_queryable_describable_and_writable(sf: Any) -> None:
+    rep = _users(sf)["rep1@sandbox.example"]
+    client = _client(sf)
+    rid = _open_leads(client, 1, 35)[0]
+    lead = client.Lead.get(rid)
+    contact_id = _admin(sf, "convert", {"leadId": rid, "asUser": rep["username"]}).json()["contactId"]
+    contact = client.Contact.get(contact_id)
+    assert contact["attributes"]["type"] == "Contact" and contact["Id"] == contact_id
+    assert {k: contact[k] for k in ("FirstName", "LastName", "Email", "Title")} == \
+        {k: lead[k] for k in ("FirstName", "LastName", "Email", "Title")}
+    assert (contact["Company__c"], contact["MailingCountry"]) == (lead["Company"], lead["Country"])
+    assert contact["CreatedById"] == contact["LastModifiedById"] == rep["id"]
+    assert contact["SystemModstamp"] == contact["LastModifiedDate"] == client.Lead.get(rid)["SystemModstamp"]
+    described = {f["name"]: f for f in client.Contact.describe()["fields"]}
+    assert client.Contact.describe()["keyPrefix"] == "003" and "Status" not in described
+    assert described["Leadflow_Score__c"]["type"] == "double" and described["Leadflow_Score__c"]["updateable"]
+    found = client.query(f"SELECT Id, Email, Leadflow_Score__c FROM Contact WHERE Id IN ('{contact_id}')")
+    assert [r["Email"] for r in found["records"]] == [lead["Email"]]
+    other = _open_leads(client, 1, 36)[0]
+    # One collection write may mix Leads and Contacts; the declared type must match the id.
+    results = client.restful("composite/sobjects", method="PATCH", json={"allOrNone": False, "records": [
+        {"attributes": {"type": "Contact"}, "id": contact_id, "Leadflow_Score__c": 81},
+        {"attributes": {"type": "Lead"}, "id": other, "Leadflow_Score__c": 18},
+        {"attributes": {"type": "Lead"}, "id": contact_id, "Leadflow_Score__c": 1}]})
+    assert [r["success"] for r in results] == [True, True, False]
+    assert results[2]["errors"][0]["statusCode"] == "MALFORMED_ID"
+    after = client.Contact.get(contact_id)
+    assert after["Leadflow_Score__c"] == 81 and after["LastModifiedById"] == INTEGRATION_USER_ID
+    assert parse_datetime(after["SystemModstamp"]) > parse_datetime(contact["SystemModstamp"])
+    with pytest.raises(SalesforceMalformedRequest) as unknown:
+        client.Contact.update(contact_id, {"Status": "Open"})
+    assert "INVALID_FIELD" in str(unknown.value)
 
 
 def test_status_outside_the_org_list_is_refused_until_added_through_the_sandbox_setup_call(sf: Any) -> None:

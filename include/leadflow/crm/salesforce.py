@@ -9,9 +9,13 @@ next run resumes from that page's watermark.
 
 Pull: one SOQL query ordered by (SystemModstamp, Id) with the watermark as a keyset condition,
 walked through `nextRecordsUrl` (2,000 per batch); incremental pulls use `queryAll` so deleted
-leads arrive with IsDeleted and are landed as deleted. Push: sObject Collections PATCH, up to 200
-records, `allOrNone=false`, one result per record; a whole-request 400 is bisected so one bad
-record fails alone.
+leads arrive with IsDeleted and are landed as deleted. With `converted_leads: follow_contact` a
+converted Lead is landed as replaced by its Contact, and the Contacts of a page's converted Leads
+are read (one SOQL per 200 ids) and landed with that page; an incremental pull first reads the
+followed Contacts changed since the watermark (by the Contact's own cursor field). Push: sObject
+Collections PATCH, up to 200 records (Leads and Contacts, told apart by their id's key prefix),
+`allOrNone=false`, one result per record; a whole-request 400 is bisected so one bad record
+fails alone.
 """
 
 from __future__ import annotations
@@ -54,10 +58,15 @@ from leadflow.crm.hubspot_session import AIRFLOW_HTTP_EXTRA_KEYS
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import (
     COMPATIBLE_TYPES,
+    CONTACT_SOBJECT,
+    CONVERTED_CONTACT_FIELD,
     SalesforceMapping,
+    contact_to_row,
+    is_contact_id,
     lead_to_rows,
     load_mapping,
     observed_shared,
+    owned_values,
 )
 from leadflow.crm.salesforce_push import RATING, assert_writable, plan_update, results_from_collection
 from leadflow.ownership import Decision, Observed, decide
@@ -271,8 +280,13 @@ def soql_datetime(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+# SOQL's escape sequences in a quoted string (what simple_salesforce.format_soql writes too).
+_SOQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                               "\b": "\\b", "\f": "\\f"})
+
+
 def soql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.translate(_SOQL_ESCAPES) + "'"
 
 
 def watermark_condition(since: Watermark | None, cursor_field: str) -> str:
@@ -283,6 +297,20 @@ def watermark_condition(since: Watermark | None, cursor_field: str) -> str:
     if since.last_id:
         return (f"({cursor_field} > {at} OR ({cursor_field} = {at} AND Id > {soql_string(since.last_id)}))")
     return f"{cursor_field} >= {at}"
+
+
+def _owned_field_problems(mapping: SalesforceMapping, fields: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What keeps leadflow from writing its owned fields to an object described by `fields`."""
+    problems: list[str] = []
+    for field, spec in mapping.owned_fields.items():
+        found = fields.get(spec.name.lower())
+        if found is None:
+            problems.append(f"missing field {spec.name} (for {field}; create it as {spec.type} in Setup)")
+        elif str(found.get("type")) not in COMPATIBLE_TYPES[spec.type]:
+            problems.append(f"field {spec.name} is {found.get('type')}, leadflow needs {spec.type}")
+        elif found.get("updateable") is False:
+            problems.append(f"field {spec.name} is not updateable for this user")
+    return problems
 
 
 class SalesforceConnector:
@@ -298,12 +326,12 @@ class SalesforceConnector:
         self.settings = settings or SalesforceSettings()
         self.max_batch_size = min(self.max_batch_size, self.settings.batch_size)
         self._wall_clock = wall_clock
-        self._describe: dict[str, dict[str, Any]] | None = None
+        self._describe: dict[str, dict[str, dict[str, Any]]] = {}
         self._user_id: object = _UNSET
         self._observed_ratings: dict[str, Observed] = {}
         self._schema_checked = False
         self.budget_exhausted = False
-        self._lengths: dict[str, int] = {}
+        self._lengths: dict[str, dict[str, int]] = {}
         self.session._session.headers["Sforce-Query-Options"] = f"batchSize={self.settings.query_batch_size}"
 
     @classmethod
@@ -353,20 +381,25 @@ class SalesforceConnector:
         self.close()
 
     # --- describe ----------------------------------------------------------------------------------
-    def describe(self, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
-        """lower-cased field name -> field description of the Lead object (read once, cached)."""
-        if refresh or self._describe is None:
-            body = self.session.request_json("GET", f"{self.api_path}/sobjects/{self.mapping.sobject}/describe") or {}
-            self._describe = {str(f["name"]).lower(): f for f in body.get("fields") or [] if isinstance(f, dict)}
-        return self._describe
+    def describe(self, sobject: str | None = None, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        """lower-cased field name -> field description of the Lead object, or of `sobject`
+        (read once, cached)."""
+        name = sobject or self.mapping.sobject
+        if refresh or name not in self._describe:
+            body = self.session.request_json("GET", f"{self.api_path}/sobjects/{name}/describe") or {}
+            self._describe[name] = {str(f["name"]).lower(): f for f in body.get("fields") or [] if isinstance(f, dict)}
+        return self._describe[name]
 
-    def _present(self, names: Sequence[str]) -> list[str]:
-        fields = self.describe()
+    def _present(self, names: Sequence[str], sobject: str | None = None) -> list[str]:
+        fields = self.describe(sobject)
         missing = [n for n in names if n.lower() not in fields]
         if missing:
-            log.info("Salesforce Lead: %d mapped fields absent from the org, not requested: %s", len(missing),
-                     ", ".join(missing))
+            log.info("Salesforce %s: %d mapped fields absent from the org, not requested: %s",
+                     sobject or self.mapping.sobject, len(missing), ", ".join(missing))
         return [n for n in names if n.lower() in fields]
+
+    def _sobject_of(self, record_id: str) -> str:
+        return CONTACT_SOBJECT if is_contact_id(record_id) else self.mapping.sobject
 
     # --- pull --------------------------------------------------------------------------------------
     def pull(self, since: Watermark | None) -> Iterator[LeadPage]:
@@ -386,25 +419,34 @@ class SalesforceConnector:
         kind = "queryAll" if since is not None else "query"
         max_ms = int(self._wall_clock() * 1000) - self.settings.modstamp_lag_ms
         floor = since.modified_ms if since else None
+        pulled_contacts: set[str] = set()
+        if mapping.follow_contacts and since is not None:
+            # Before the Leads: a pull the API budget stops later stores a watermark this
+            # read covers, so no change to a followed Contact is skipped.
+            yield from self._changed_contacts(since, pulled_contacts)
         log.info("Salesforce pull: %s from %s", kind, "the start" if since is None else since.modified_ms)
+        for records in self._answers(soql, kind):
+            page = self._page(records, cursor, max_ms, floor, since, pulled_contacts)
+            if page is not None:
+                yield page
+
+    def _answers(self, soql: str, kind: str = "query") -> Iterator[list[dict[str, Any]]]:
+        """The records of each answer of a SOQL query (`query` or `queryAll`), following
+        `nextRecordsUrl`."""
         answer = self.session.request_json("GET", f"{self.api_path}/{kind}", params={"q": soql})
         while True:
             body = answer or {}
-            records = [r for r in body.get("records") or [] if isinstance(r, dict)]
-            page = self._page(records, cursor, max_ms, floor, since)
-            if page is not None:
-                yield page
+            yield [r for r in body.get("records") or [] if isinstance(r, dict)]
             if body.get("done", True) or not body.get("nextRecordsUrl"):
                 return
-            next_url = str(body["nextRecordsUrl"])
             try:
-                answer = self.session.request_json("GET", next_url)
+                answer = self.session.request_json("GET", str(body["nextRecordsUrl"]))
             except CrmBudgetExhausted:
                 self.budget_exhausted = True
                 raise
 
     def _page(self, records: list[dict[str, Any]], cursor: str, max_ms: int, floor: int | None,
-              since: Watermark | None) -> LeadPage | None:
+              since: Watermark | None, pulled_contacts: set[str]) -> LeadPage | None:
         if not records:
             return None
         leads: list[dict[str, Any]] = []
@@ -440,24 +482,64 @@ class SalesforceConnector:
         self.stats.add("issues", len(issues))
         log.info("Salesforce pull page: %d leads (%d deleted), %d issues, watermark %s; last id %s",
                  len(leads), deleted, len(issues), watermark.modified_ms if watermark else None, last.get("Id"))
+        if self.mapping.follow_contacts:
+            # The Contacts land in the same transaction as the Leads they replace.
+            converted = {lead["merged_into"]: lead["record_id"] for lead in leads
+                         if lead["merged_into"] and is_contact_id(lead["merged_into"])}
+            wanted = [c for c in converted if c not in pulled_contacts]
+            fields = self._present(self.mapping.contact_select_fields(), CONTACT_SOBJECT)
+            found = self._query_ids(fields, wanted, CONTACT_SOBJECT) if wanted else {}
+            rows, row_issues = self._contact_rows([found[c] for c in wanted if c in found], converted)
+            pulled_contacts.update(wanted)
+            leads.extend(rows)
+            issues.extend(row_issues)
         return LeadPage(leads=leads, companies=companies, watermark=watermark, issues=issues)
+
+    # --- followed Contacts (converted_leads: follow_contact) -----------------------------------------------
+    def _changed_contacts(self, since: Watermark, pulled: set[str]) -> Iterator[LeadPage]:
+        """Pages (without a watermark) of the Contacts converted leads became that changed at or
+        after the watermark's time, deleted ones included; their ids are added to `pulled`."""
+        cursor = self.mapping.contact_cursor_field
+        fields = self._present(self.mapping.contact_select_fields(), CONTACT_SOBJECT)
+        if cursor.lower() not in {f.lower() for f in fields}:
+            raise CrmError(f"the org's Contact object has no field {cursor!r}: cannot pull followed Contacts "
+                           "incrementally")
+        soql = (f"SELECT {', '.join(fields)} FROM {CONTACT_SOBJECT} WHERE "
+                f"{watermark_condition(Watermark(since.modified_ms), cursor)} ORDER BY {cursor} ASC, Id ASC")
+        for records in self._answers(soql, "queryAll"):
+            # Only the Contacts a Lead was converted into are followed; other Contacts are no leads.
+            origins: dict[str, str] = {}
+            for lead in self._query_in(["Id", CONVERTED_CONTACT_FIELD], CONVERTED_CONTACT_FIELD,
+                                       [str(r.get("Id")) for r in records], self.mapping.sobject):
+                origins[str(lead[CONVERTED_CONTACT_FIELD])] = str(lead["Id"])
+            rows, issues = self._contact_rows([r for r in records if str(r.get("Id")) in origins], origins)
+            pulled.update(row["record_id"] for row in rows)
+            log.info("Salesforce pull: %d changed Contacts, %d of them followed from converted leads",
+                     len(records), len(rows))
+            if rows:
+                yield LeadPage(leads=rows, companies=[], watermark=None, issues=issues)
+
+    def _contact_rows(self, records: Sequence[Mapping[str, Any]],
+                      converted_from: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[RecordIssue]]:
+        rows: list[dict[str, Any]] = []
+        issues: list[RecordIssue] = []
+        for record in records:
+            row, row_issues = contact_to_row(record, self.mapping, converted_from.get(str(record.get("Id"))))
+            issues.extend(row_issues)
+            if row["record_id"] is not None:
+                rows.append(row)
+        self.stats.add("contacts_pulled", len(rows))
+        return rows, issues
 
     # --- schema ---------------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Check, against `describe`, that every owned field exists with a compatible type and that
-        the Status / stage / Rating values leadflow writes are offered by the org. Salesforce fields
-        cannot be created through REST: a missing field is an error naming it."""
+        """Check, against `describe`, that every owned field exists with a compatible type (on
+        Contact too when converted leads are followed) and that the Status / stage / Rating values
+        leadflow writes are offered by the org. Salesforce fields cannot be created through REST:
+        a missing field is an error naming it."""
         mapping = self.mapping
         fields = self.describe(refresh=True)
-        problems: list[str] = []
-        for field, spec in mapping.owned_fields.items():
-            found = fields.get(spec.name.lower())
-            if found is None:
-                problems.append(f"missing field {spec.name} (for {field}; create it as {spec.type} in Setup)")
-            elif str(found.get("type")) not in COMPATIBLE_TYPES[spec.type]:
-                problems.append(f"field {spec.name} is {found.get('type')}, leadflow needs {spec.type}")
-            elif found.get("updateable") is False:
-                problems.append(f"field {spec.name} is not updateable for this user")
+        problems = _owned_field_problems(mapping, fields)
         written = [
             (mapping.stage_field, [mapping.stage_to_crm(s) for s in MODEL_STAGES]),
             (mapping.status_field, [mapping.status_to_crm(s) for s in ("new", "open", "nurture", "unqualified")]),
@@ -475,11 +557,17 @@ class SalesforceConnector:
                 absent = [v for v in wanted if v not in offered]
                 if absent:
                     problems.append(f"picklist {name} does not offer {absent}")
+        described = {mapping.sobject: fields}
+        if mapping.follow_contacts:  # the owned fields of followed Contacts, under the same names
+            described[CONTACT_SOBJECT] = self.describe(CONTACT_SOBJECT, refresh=True)
+            problems.extend(f"Contact: {p}" for p in _owned_field_problems(mapping, described[CONTACT_SOBJECT]))
         if problems:
             raise CrmError("the Salesforce org is not ready for leadflow: " + "; ".join(problems))
-        self._lengths = {n: int(f.get("length") or 0) for n, f in fields.items() if f.get("length")}
+        self._lengths = {sobject: {n: int(f.get("length") or 0) for n, f in found.items() if f.get("length")}
+                         for sobject, found in described.items()}
         self._schema_checked = True
-        log.info("Salesforce schema checked: %d owned fields present", len(mapping.owned_fields))
+        log.info("Salesforce schema checked: %d owned fields present on %s", len(mapping.owned_fields),
+                 " and ".join(described))
 
     # --- push -------------------------------------------------------------------------------------------
     def push(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
@@ -491,7 +579,7 @@ class SalesforceConnector:
             raise ValueError("push got the same record id twice in one batch")
         if not self._schema_checked:
             self.ensure_schema()  # validated against describe before any write
-        plans = [plan_update(u, self.mapping, self._lengths) for u in updates]
+        plans = [plan_update(u, self.mapping, self._lengths.get(self._sobject_of(u.record_id))) for u in updates]
         results: dict[str, RecordResult] = {p.record_id: p.rejection for p in plans if p.rejection}
         records = []
         for plan in plans:
@@ -500,7 +588,8 @@ class SalesforceConnector:
             if not plan.fields:
                 results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
                 continue
-            records.append({"attributes": {"type": self.mapping.sobject}, "id": plan.record_id, **plan.fields})
+            records.append({"attributes": {"type": self._sobject_of(plan.record_id)}, "id": plan.record_id,
+                            **plan.fields})
         self._leave_others_ratings(records)
         ratings_before = self._ratings_before(records)
         for rid in ids:
@@ -551,7 +640,9 @@ class SalesforceConnector:
             return {}
 
     def _write(self, records: list[dict[str, Any]]) -> dict[str, RecordResult]:
-        assert_writable(records, self.mapping.writable_fields)
+        assert_writable([r for r in records if not is_contact_id(str(r["id"]))], self.mapping.writable_fields)
+        assert_writable([r for r in records if is_contact_id(str(r["id"]))],
+                        frozenset(self.mapping.owned_field_names.values()))
         ids = [str(r["id"]) for r in records]
         try:
             response = self.session.request("PATCH", f"{self.api_path}/composite/sobjects",
@@ -581,7 +672,8 @@ class SalesforceConnector:
         sub-query. `LastModifiedById` is no shortcut: leadflow writing a score last says nothing
         about who set the status before."""
         mapping = self.mapping
-        wanted = list(dict.fromkeys(str(r) for r in record_ids))
+        # A followed Contact has no shared field leadflow writes: nothing to observe there.
+        wanted = list(dict.fromkeys(str(r) for r in record_ids if not is_contact_id(str(r))))
         if not wanted:
             return {}
         shared = [mapping.stage_field, mapping.status_field, *([mapping.rating_field] if mapping.rating_field else [])]
@@ -601,14 +693,19 @@ class SalesforceConnector:
         self._observed_ratings.update({rid: seen["rating"] for rid, seen in observed.items() if "rating" in seen})
         return observed
 
-    def _query_ids(self, names: Sequence[str], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        by_id: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(list(ids), 200):
-            soql = (f"SELECT {', '.join(names)} FROM {self.mapping.sobject} WHERE Id IN "
-                    f"({', '.join(soql_string(i) for i in chunk)})")
-            for record in self._query_all_pages(soql):
-                by_id[str(record.get("Id"))] = record
-        return by_id
+    def _query_ids(self, names: Sequence[str], ids: Sequence[str], sobject: str | None = None
+                   ) -> dict[str, dict[str, Any]]:
+        return {str(record.get("Id")): record for record in self._query_in(names, "Id", ids, sobject)}
+
+    def _query_in(self, names: Sequence[str], field: str, values: Sequence[str], sobject: str | None = None
+                  ) -> Iterator[dict[str, Any]]:
+        """The records of the Lead object (or `sobject`) whose `field` is one of `values`: one
+        SOQL per 200 values."""
+        for chunk in chunks(list(values), 200):
+            soql = (f"SELECT {', '.join(names)} FROM {sobject or self.mapping.sobject} WHERE {field} IN "
+                    f"({', '.join(soql_string(v) for v in chunk)})")
+            for records in self._answers(soql):
+                yield from records
 
     def _child_records(self, record: Mapping[str, Any], relationship: str) -> list[dict[str, Any]]:
         """A sub-query's rows of one record (null when it has none), following the sub-query's
@@ -619,14 +716,6 @@ class SalesforceConnector:
             answer = self.session.request_json("GET", str(answer["nextRecordsUrl"])) or {}
             rows.extend(answer.get("records") or [])
         return rows
-
-    def _query_all_pages(self, soql: str) -> Iterator[dict[str, Any]]:
-        answer = self.session.request_json("GET", f"{self.api_path}/query", params={"q": soql}) or {}
-        while True:
-            yield from answer.get("records") or []
-            if answer.get("done", True) or not answer.get("nextRecordsUrl"):
-                return
-            answer = self.session.request_json("GET", str(answer["nextRecordsUrl"])) or {}
 
     def _own_user_id(self) -> str | None:
         """The id of the user leadflow's session acts as (OpenID userinfo), asked once; None when
@@ -643,21 +732,33 @@ class SalesforceConnector:
         return self._user_id  # type: ignore[return-value]
 
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Current values of the pushed fields for the live records, in request order."""
+        """Current values of the pushed fields for the live records, in request order; a followed
+        Contact's stage is converted_stage, its status empty."""
         mapping = self.mapping
         wanted = list(dict.fromkeys(str(r) for r in record_ids))
         if not wanted:
             return []
-        names = self._present(["Id", mapping.converted_field, mapping.stage_field, mapping.status_field,
-                               *mapping.owned_field_names.values(),
-                               *([mapping.rating_field] if mapping.rating_field else [])])
-        by_id = self._query_ids(names, wanted)
+        contacts = [r for r in wanted if is_contact_id(r)]
+        leads = [r for r in wanted if not is_contact_id(r)]
+        by_id: dict[str, dict[str, Any]] = {}
+        if leads:
+            names = self._present(["Id", mapping.converted_field, mapping.stage_field, mapping.status_field,
+                                   *mapping.owned_field_names.values(),
+                                   *([mapping.rating_field] if mapping.rating_field else [])])
+            by_id.update(self._query_ids(names, leads))
+        if contacts:
+            names = self._present(["Id", *mapping.owned_field_names.values()], CONTACT_SOBJECT)
+            by_id.update(self._query_ids(names, contacts, CONTACT_SOBJECT))
         rows = []
         for rid in record_ids:
             record = by_id.get(str(rid))
             if record is None:
                 continue
-            lead, _, _ = lead_to_rows(record, mapping)
+            if is_contact_id(str(rid)):  # owned fields only: its stage is converted_stage
+                lead = {"lifecycle_stage": mapping.converted_stage, "lead_status": None,
+                        **owned_values(record, mapping)}
+            else:
+                lead, _, _ = lead_to_rows(record, mapping)
             row: dict[str, Any] = {"record_id": str(rid)}
             for field in OWNED_FIELDS:
                 row[field] = lead[f"{CRM_VALUE_PREFIX}{field}"]

@@ -3,7 +3,9 @@
 Loading validates the YAML with pydantic and reports every problem with the path of the bad key
 (`owned_fields.score.type: ...`). Translation turns a Lead record of a SOQL answer into a canonical
 lead (plus a canonical company built from the lead's inline company fields), reporting bad values
-as `RecordIssue`s instead of failing; `owned_values` renders the current values of the fields
+as `RecordIssue`s instead of failing. With `converted_leads: follow_contact` a converted Lead is
+landed as replaced by its Contact (`merged_into`), and the Contact, translated by `contact_to_row`,
+takes its place (`converted_from`). `owned_values` renders the current values of the fields
 leadflow owns exactly as `crm_<field>` columns of HubSpot leads are rendered, so the push diff is
 CRM-agnostic.
 """
@@ -48,6 +50,12 @@ CRM = "salesforce"
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "salesforce.yaml"
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 REQUIRED_LEAD_COLUMNS = ("updated_at", "lifecycle_stage", "lead_status", "email")
+REQUIRED_CONTACT_COLUMNS = ("updated_at", "email")
+# The standard object a Lead is converted into, its key prefix (the first 3 characters of its
+# ids), and the Lead field naming the Contact a conversion created or used.
+CONTACT_SOBJECT = "Contact"
+CONTACT_KEY_PREFIX = "003"
+CONVERTED_CONTACT_FIELD = "ConvertedContactId"
 CANONICAL_STAGES = frozenset(STAGE_ORDER) | {"other"}
 ISSUE_VALUE_CHARS = 200
 # leadflow owned-field type -> the describe types that can hold it
@@ -95,6 +103,12 @@ class SalesforceMapping(BaseModel):
     company_fields: dict[str, str] = {}
     converted_field: str = "IsConverted"
     converted_stage: str = "customer"
+    # What a converted Lead becomes. `customer`: a won lead (converted_stage), left alone.
+    # `follow_contact`: replaced by the Contact it was converted into, which is pulled through
+    # `contact_fields` and stays scored (stage converted_stage; leadflow writes only its owned
+    # fields there, under the same API names, which an admin creates on Contact too).
+    converted_leads: Literal["customer", "follow_contact"] = "customer"
+    contact_fields: dict[str, str] = {}
     owned_fields: dict[str, OwnedField]
     lifecycle_stages: dict[str, str]
     rating_field: str | None = None
@@ -117,6 +131,17 @@ class SalesforceMapping(BaseModel):
         if bad:
             raise ValueError(f"column(s) {bad} are set by the connector, not mapped")
         return _check_columns(value, COMPANY_COLUMNS, "company", ())
+
+    @field_validator("contact_fields")
+    @classmethod
+    def _contact_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            return value
+        shared = sorted({"lifecycle_stage", "lead_status"} & set(value))
+        if shared:
+            raise ValueError(f"column(s) {shared} are not read from a Contact: a followed Contact's stage is "
+                             "converted_stage, and it has no lead status")
+        return _check_columns(value, LEAD_COLUMNS, "contact", REQUIRED_CONTACT_COLUMNS)
 
     @field_validator("converted_field", "rating_field")
     @classmethod
@@ -173,10 +198,14 @@ class SalesforceMapping(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "SalesforceMapping":
         owned = {f.name.lower() for f in self.owned_fields.values()}
-        inputs = {v.lower() for v in [*self.lead_fields.values(), *self.company_fields.values()]}
+        inputs = {v.lower() for v in [*self.lead_fields.values(), *self.company_fields.values(),
+                                       *self.contact_fields.values()]}
         clash = sorted(owned & inputs)
         if clash:
             raise ValueError(f"owned field(s) {clash} are also mapped as inputs (the model would read its own output)")
+        if self.follow_contacts and not self.contact_fields:
+            raise ValueError("converted_leads: follow_contact needs contact_fields (canonical column -> Contact "
+                             f"field, at least {list(REQUIRED_CONTACT_COLUMNS)})")
         if self.rating_by_stage and not self.rating_field:
             raise ValueError("rating_by_stage needs rating_field")
         return self
@@ -195,6 +224,14 @@ class SalesforceMapping(BaseModel):
         return self.lead_fields["updated_at"]
 
     @property
+    def follow_contacts(self) -> bool:
+        return self.converted_leads == "follow_contact"
+
+    @property
+    def contact_cursor_field(self) -> str:
+        return self.contact_fields["updated_at"]
+
+    @property
     def owned_field_names(self) -> dict[str, str]:
         return {f: spec.name for f, spec in self.owned_fields.items()}
 
@@ -206,13 +243,15 @@ class SalesforceMapping(BaseModel):
         return frozenset(names)
 
     def select_fields(self) -> list[str]:
-        """Every field a pull asks for, de-duplicated, Id first."""
-        names = ["Id", "IsDeleted", "MasterRecordId", self.converted_field, self.cursor_field, *self.lead_fields.values(),
-                 *self.company_fields.values(), *self.owned_field_names.values()]
-        out: dict[str, str] = {}
-        for n in names:
-            out.setdefault(n.lower(), n)
-        return list(out.values())
+        """Every Lead field a pull asks for, de-duplicated, Id first."""
+        follow = [CONVERTED_CONTACT_FIELD] if self.follow_contacts else []
+        return _unique(["Id", "IsDeleted", "MasterRecordId", self.converted_field, *follow, self.cursor_field,
+                        *self.lead_fields.values(), *self.company_fields.values(), *self.owned_field_names.values()])
+
+    def contact_select_fields(self) -> list[str]:
+        """Every Contact field a pull of followed Contacts asks for, de-duplicated, Id first."""
+        return _unique(["Id", "IsDeleted", self.contact_cursor_field, *self.contact_fields.values(),
+                        *self.owned_field_names.values()])
 
     def stage_to_crm(self, canonical: str) -> str | None:
         for value, canon in self.lifecycle_stages.items():
@@ -225,6 +264,18 @@ class SalesforceMapping(BaseModel):
             if canon == canonical:
                 return value
         return None
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    """Field names without repeats (API names are case-insensitive), first spelling kept."""
+    out: dict[str, str] = {}
+    for n in names:
+        out.setdefault(n.lower(), n)
+    return list(out.values())
+
+
+def is_contact_id(record_id: str) -> bool:
+    return str(record_id).startswith(CONTACT_KEY_PREFIX)
 
 
 def _check_columns(value: dict[str, str], columns: Mapping[str, str], what: str,
@@ -293,18 +344,9 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
                                                                               list[RecordIssue]]:
     """One Lead record -> (canonical lead, canonical company or None, issues). Never raises for bad
     data; a record without an Id gets record_id None and an issue (the caller drops it)."""
-    raw_id = _get(record, "Id")
-    record_id = str(raw_id).strip() if raw_id not in (None, "") else None
-    rid = record_id or "?"
-    issues: list[RecordIssue] = []
-    if record_id is None:
-        issues.append(_issue(rid, "record_id", "record has no id", None))
-    lead: dict[str, Any] = dict.fromkeys([*LEAD_COLUMNS, *CRM_RAW_VALUE_COLUMNS, *LEAD_REMOVAL_COLUMNS])
     columns = {c: f for c, f in mapping.lead_fields.items() if c not in ("lifecycle_stage", "lead_status")}
-    _convert_into(lead, rid, record, columns, LEAD_COLUMNS, issues)
-    lead["crm"] = CRM
-    lead["record_id"] = record_id
-
+    lead, issues = _canonical_row(record, columns)
+    rid = lead["record_id"] or "?"
     raw_stage = _get(record, mapping.stage_field)
     if raw_stage not in (None, ""):
         lead[f"{CRM_RAW_PREFIX}lifecycle_stage"] = str(raw_stage).strip()
@@ -321,16 +363,17 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
         if not found:
             issues.append(_issue(rid, "lead_status", "unknown value (not in the mapping)", raw_status))
         lead["lead_status"] = canonical
-    lead["is_deleted"] = _get(record, "IsDeleted") is True
     master = _get(record, "MasterRecordId")
     if lead["is_deleted"] and master not in (None, ""):
         lead["merged_into"] = str(master)  # the loser of a merge (queryAll shows it deleted)
-    if lead["email"] is None:
-        issues.append(_issue(rid, "email", "missing email", None))
-    if lead.get("do_not_contact") is None and "do_not_contact" in mapping.lead_fields:
-        lead["do_not_contact"] = False
+    contact = followed_contact_id(record, mapping)
+    if contact is not None:  # replaced by its Contact: out of the population, as a merge loser is
+        lead["is_deleted"] = True
+        lead["merged_into"] = contact
+    _finish_row(lead, record, mapping, columns, issues)
 
     company: dict[str, Any] | None = None
+    record_id = lead["record_id"]
     if mapping.company_fields and record_id is not None:
         row: dict[str, Any] = dict.fromkeys(COMPANY_COLUMNS)
         _convert_into(row, rid, record, mapping.company_fields, COMPANY_COLUMNS, [])
@@ -344,8 +387,52 @@ def lead_to_rows(record: Mapping[str, Any], mapping: SalesforceMapping) -> tuple
                 row["technologies"] = normalise_technologies(str(row["technologies"]))
             company = row
             lead["company_id"] = record_id
-    lead.update(owned_values(record, mapping))
     return lead, company, issues
+
+
+def followed_contact_id(record: Mapping[str, Any], mapping: SalesforceMapping) -> str | None:
+    """The Contact a converted Lead record was converted into, when the mapping follows converted
+    leads (`converted_leads: follow_contact`); None otherwise."""
+    if not mapping.follow_contacts or _get(record, mapping.converted_field) is not True:
+        return None
+    contact = _get(record, CONVERTED_CONTACT_FIELD)
+    return None if contact in (None, "") else str(contact)
+
+
+def contact_to_row(record: Mapping[str, Any], mapping: SalesforceMapping,
+                   converted_from: str | None) -> tuple[dict[str, Any], list[RecordIssue]]:
+    """One followed Contact record -> (canonical lead, issues), like `lead_to_rows`: read through
+    `contact_fields`, in stage `converted_stage`, with no lead status and no company of its own;
+    `converted_from` is the Lead converted into it."""
+    lead, issues = _canonical_row(record, mapping.contact_fields)
+    lead["lifecycle_stage"] = mapping.converted_stage
+    lead["converted_from"] = converted_from
+    _finish_row(lead, record, mapping, mapping.contact_fields, issues)
+    return lead, issues
+
+
+def _canonical_row(record: Mapping[str, Any], columns: Mapping[str, str]) -> tuple[dict[str, Any], list[RecordIssue]]:
+    """A canonical lead row with the `columns` read from `record`, its id and deleted flag."""
+    raw_id = _get(record, "Id")
+    record_id = str(raw_id).strip() if raw_id not in (None, "") else None
+    issues: list[RecordIssue] = []
+    if record_id is None:
+        issues.append(_issue("?", "record_id", "record has no id", None))
+    lead: dict[str, Any] = dict.fromkeys([*LEAD_COLUMNS, *CRM_RAW_VALUE_COLUMNS, *LEAD_REMOVAL_COLUMNS])
+    _convert_into(lead, record_id or "?", record, columns, LEAD_COLUMNS, issues)
+    lead["crm"] = CRM
+    lead["record_id"] = record_id
+    lead["is_deleted"] = _get(record, "IsDeleted") is True
+    return lead, issues
+
+
+def _finish_row(lead: dict[str, Any], record: Mapping[str, Any], mapping: SalesforceMapping,
+                columns: Mapping[str, str], issues: list[RecordIssue]) -> None:
+    if lead["email"] is None:
+        issues.append(_issue(lead["record_id"] or "?", "email", "missing email", None))
+    if lead.get("do_not_contact") is None and "do_not_contact" in columns:
+        lead["do_not_contact"] = False
+    lead.update(owned_values(record, mapping))
 
 
 def owned_values(record: Mapping[str, Any], mapping: SalesforceMapping) -> dict[str, str | None]:

@@ -3,7 +3,8 @@
 Same write rules as HubSpot (`hubspot_push`): only owned fields, the stage field (plus Rating,
 derived from the stage, or restored by a rollback) and Status are ever written; sales-owned stages are never touched; a stage
 never moves backwards unless `allow_backward=True` (rollback). Salesforce has no forward-only
-rule, so a permitted backward move is one write, not clear-then-set.
+rule, so a permitted backward move is one write, not clear-then-set. A followed Contact
+(`converted_leads: follow_contact`) takes the owned fields only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from leadflow.crm.base import CrmError, RecordResult, RecordUpdate
 from leadflow.crm.hubspot_push import ALLOW_BACKWARD, CURRENT_STAGE, PUSH_OPTION_KEYS, ForbiddenPropertyError
-from leadflow.crm.salesforce_mapping import SalesforceMapping, format_write_value
+from leadflow.crm.salesforce_mapping import SalesforceMapping, format_write_value, is_contact_id
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS, SALES_OWNED_STAGES, STAGE_RANK
 
 # The Rating leadflow sets with the stage, under its name in the push log and in `read()` rows.
@@ -39,8 +40,8 @@ def _reject(record_id: str, category: str, message: str) -> PlannedUpdate:
 
 def plan_update(update: RecordUpdate, mapping: SalesforceMapping,
                 lengths: Mapping[str, int] | None = None) -> PlannedUpdate:
-    """Translate one canonical update into Lead field values (rule violations -> "rejected"; a
-    field leadflow does not own -> ForbiddenPropertyError)."""
+    """Translate one canonical update into Lead (or Contact) field values (rule violations ->
+    "rejected"; a field leadflow does not own -> ForbiddenPropertyError)."""
     values = update.values
     for key in values:
         if key == RATING and mapping.rating_field:
@@ -49,6 +50,11 @@ def plan_update(update: RecordUpdate, mapping: SalesforceMapping,
             raise ForbiddenPropertyError(
                 f"refusing to write {key!r} for record {update.record_id}: leadflow only writes {list(PUSHED_FIELDS)}")
     rid = update.record_id
+    if is_contact_id(rid):
+        shared = sorted(k for k in values if k in ("lifecycle_stage", "lead_status", RATING))
+        if shared:  # a Contact has no Status or Rating, and its stage is the sales-owned converted_stage
+            return _reject(rid, "CONTACT_OWNED_FIELDS_ONLY", f"{shared}: leadflow writes only its own fields to "
+                           "a Contact")
     lengths = lengths or {}
     fields: dict[str, Any] = {}
     for field in OWNED_FIELDS:

@@ -6,9 +6,11 @@ Routes (any API version `vNN.N` from 20.0):
   GET   /services/data/                              versions
   GET   /services/data/vNN.N/query?q= | queryAll?q=  SOQL (see salesforce_soql), 2,000 per batch
   GET   /services/data/vNN.N/query/<locator>         next batch (`nextRecordsUrl`)
-  GET   /services/data/vNN.N/sobjects/Lead/describe | sobjects/LeadHistory/describe
+  GET   /services/data/vNN.N/sobjects/Lead/describe | sobjects/LeadHistory/describe | sobjects/Contact/describe
   GET|PATCH|DELETE /services/data/vNN.N/sobjects/Lead/<id>   PATCH honours If-Unmodified-Since (412)
-  PATCH /services/data/vNN.N/composite/sobjects      up to 200 records, allOrNone, per-record results
+  GET|PATCH /services/data/vNN.N/sobjects/Contact/<id>       the Contacts converted leads became
+  PATCH /services/data/vNN.N/composite/sobjects      up to 200 records (Leads and Contacts), allOrNone,
+                                                     per-record results
   GET   /services/data/vNN.N/limits
   /_sandbox/health|stats|faults|limits|touch          admin (org session), not counted
   /_sandbox/users | picklist-values | merge | convert   sandbox-only stand-ins for what people do in
@@ -53,6 +55,7 @@ from leadflow.sandbox.salesforce_service import (
     check_tracked_fields,
 )
 from leadflow.sandbox.salesforce_store import SalesforceStore
+from leadflow.sandbox.salesforce_schema import CONTACT, LEAD, SObjectType
 from leadflow.sandbox.salesforce_users import INTEGRATION_USER_ID, SalesforceUser, UserDirectory
 
 log = logging.getLogger(__name__)
@@ -332,6 +335,12 @@ def _data_router() -> APIRouter:
         _version(request, version)
         return JSONResponse(request.app.state.salesforce.service.describe("LeadHistory"))
 
+    @router.get("/{version}/sobjects/Contact/describe")
+    @router.get("/{version}/sobjects/Contact/describe/")
+    async def describe_contact(request: Request, version: str) -> JSONResponse:
+        _version(request, version)
+        return JSONResponse(request.app.state.salesforce.service.describe(CONTACT.name))
+
     @router.get("/{version}/limits")
     @router.get("/{version}/limits/")
     async def limits(request: Request, version: str) -> JSONResponse:
@@ -349,21 +358,28 @@ def _data_router() -> APIRouter:
         request.scope["salesforce.applied"] = applied
         return JSONResponse(results)
 
-    @router.get("/{version}/sobjects/Lead/{record_id}")
-    async def get_record(request: Request, version: str, record_id: str) -> JSONResponse:
-        ver = _version(request, version)
-        fields = request.query_params.get("fields")
-        names = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
-        return JSONResponse(request.app.state.salesforce.service.get_record(record_id, ver, names))
+    for sobject in (LEAD, CONTACT):
+        def make_record_routes(sobject: SObjectType) -> tuple[Any, Any]:
+            async def get_record(request: Request, version: str, record_id: str) -> JSONResponse:
+                ver = _version(request, version)
+                fields = request.query_params.get("fields")
+                names = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+                return JSONResponse(request.app.state.salesforce.service.get_record(record_id, ver, names, sobject))
 
-    @router.patch("/{version}/sobjects/Lead/{record_id}")
-    async def update_record(request: Request, version: str, record_id: str) -> Response:
-        _version(request, version)
-        body = await _json_body(request)
-        request.app.state.salesforce.service.update_one(record_id, body, _user(request),
-                                                        unmodified_since_ms=_unmodified_since_ms(request))
-        request.scope["salesforce.applied"] = True
-        return Response(status_code=204)
+            async def update_record(request: Request, version: str, record_id: str) -> Response:
+                _version(request, version)
+                body = await _json_body(request)
+                request.app.state.salesforce.service.update_one(record_id, body, _user(request),
+                                                                unmodified_since_ms=_unmodified_since_ms(request),
+                                                                sobject=sobject)
+                request.scope["salesforce.applied"] = True
+                return Response(status_code=204)
+
+            return get_record, update_record
+
+        get_record, update_record = make_record_routes(sobject)
+        router.add_api_route(f"/{{version}}/sobjects/{sobject.name}/{{record_id}}", get_record, methods=["GET"])
+        router.add_api_route(f"/{{version}}/sobjects/{sobject.name}/{{record_id}}", update_record, methods=["PATCH"])
 
     @router.delete("/{version}/sobjects/Lead/{record_id}")
     async def delete_record(request: Request, version: str, record_id: str) -> Response:
@@ -375,8 +391,8 @@ def _data_router() -> APIRouter:
     @router.api_route("/{version}/sobjects/{sobject}/{rest:path}", methods=["GET", "PATCH", "POST", "DELETE"])
     async def other_sobject(request: Request, version: str, sobject: str, rest: str) -> JSONResponse:
         _version(request, version)
-        return _error(404, "NOT_FOUND", "The requested resource does not exist (the sandbox serves Lead rows and "
-                      "the Lead and LeadHistory describes)")
+        return _error(404, "NOT_FOUND", "The requested resource does not exist (the sandbox serves Lead and Contact "
+                      "rows and the Lead, LeadHistory and Contact describes)")
 
     return router
 

@@ -1,4 +1,4 @@
-"""The sandbox org's objects: Lead and LeadHistory field definitions (what `describe` returns),
+"""The sandbox org's objects: Lead, LeadHistory and Contact field definitions (what `describe` returns),
 18-character ids, and conversion of values between the wire (JSON as Salesforce sends it) and the
 store (typed: numbers, booleans, epoch milliseconds for datetimes, 'YYYY-MM-DD' for dates)."""
 
@@ -203,12 +203,45 @@ class SObjectType:
         return column if column else f"json_extract(fields, '$.{fdef.name}')"
 
 
+# What a converted lead becomes. The org maps the lead's custom fields onto Contact fields of the same
+# names (Setup > Map Lead Fields), and its firmographics, which a Contact keeps on its Account,
+# onto custom fields of the Contact; leadflow's fields exist on Contact too.
+CONTACT_FROM_LEAD: dict[str, str] = {
+    "FirstName": "FirstName", "LastName": "LastName", "Email": "Email", "Title": "Title", "Phone": "Phone",
+    "Country": "MailingCountry", "Description": "Description", "HasOptedOutOfEmail": "HasOptedOutOfEmail",
+    "LeadSource": "LeadSource", "Company": "Company__c", "Website": "Website__c", "Industry": "Industry__c",
+    "NumberOfEmployees": "NumberOfEmployees__c", "AnnualRevenue": "AnnualRevenue__c",
+    **{f.name: f.name for f in LEAD_FIELDS if f.custom and f.name != "Lifecycle_Stage__c"},
+}
+_LEAD_COPIED = {f.name: f for f in LEAD_FIELDS}
+CONTACT_FIELDS: tuple[FieldDef, ...] = (
+    _f("Id", "id", "Contact ID", 18, updateable=False, nillable=False),
+    _f("IsDeleted", "boolean", "Deleted", updateable=False, nillable=False, default_value=False),
+    _f("MasterRecordId", "reference", "Master Record ID", 18, updateable=False, reference_to=("Contact",)),
+    _f("AccountId", "reference", "Account ID", 18, reference_to=("Account",)),
+    _f("MailingCountry", "string", "Mailing Country", 80),
+    _f("Company__c", "string", "Company", 255),
+    _f("Website__c", "url", "Website", 255),
+    _f("Industry__c", "string", "Industry", 255),
+    _f("NumberOfEmployees__c", "double", "Employees"),
+    _f("AnnualRevenue__c", "currency", "Annual Revenue"),
+    *(_LEAD_COPIED[lead] for lead, contact in CONTACT_FROM_LEAD.items() if lead == contact),
+    *(_LEAD_COPIED[name] for name in ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
+                                      "SystemModstamp")),
+)
+
 LEAD = SObjectType(SOBJECT, ID_PREFIX, "Lead", LEAD_FIELDS, "sf_lead", COLUMN_FIELDS)
 LEAD_HISTORY = SObjectType(
     "LeadHistory", HISTORY_PREFIX, "Lead History", HISTORY_FIELDS, "sf_lead_history",
     {"Id": "id", "IsDeleted": "is_deleted", "LeadId": "lead_id", "CreatedById": "created_by",
      "CreatedDate": "created_ms", "Field": "field", "OldValue": "old_value", "NewValue": "new_value"})
-SOBJECTS: dict[str, SObjectType] = {o.name.lower(): o for o in (LEAD, LEAD_HISTORY)}
+CONTACT = SObjectType(
+    "Contact", CONTACT_PREFIX, "Contact", CONTACT_FIELDS, "sf_contact",
+    {"Id": "id", "SystemModstamp": "modstamp_ms", "LastModifiedDate": "modstamp_ms", "CreatedDate": "created_ms",
+     "IsDeleted": "is_deleted"})
+SOBJECTS: dict[str, SObjectType] = {o.name.lower(): o for o in (LEAD, LEAD_HISTORY, CONTACT)}
+# The writable objects by the key prefix of their ids (a collection write may mix them).
+SOBJECTS_BY_PREFIX: dict[str, SObjectType] = {o.key_prefix: o for o in (LEAD, CONTACT)}
 
 
 # --- ids ----------------------------------------------------------------------------------------

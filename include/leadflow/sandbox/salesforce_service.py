@@ -1,10 +1,11 @@
-"""Salesforce behaviour of the sandbox, independent of HTTP: SOQL queries (Lead, LeadHistory) with
+"""Salesforce behaviour of the sandbox, independent of HTTP: SOQL queries (Lead, LeadHistory, Contact) with
 snapshot cursors and `nextRecordsUrl` batches, the daily API allocation, describe with the org's
 own picklist values, and sObject writes with Salesforce's per-record errors and `allOrNone`
 semantics. Every write is made by a user: it sets `LastModifiedById`, and each changed tracked
 field gets a LeadHistory row in the same transaction. What people do in the Salesforce UI
 (merge, convert, add a Status value in Setup) is offered as plain methods for the sandbox's
-admin routes."""
+admin routes. A conversion creates the lead's Contact; Contacts are read and written like Leads
+(one collection write may mix both), without field history."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 from leadflow.sandbox.faults import FaultInjector, RequestFaults
 from leadflow.sandbox.salesforce_schema import (
+    CONTACT,
     LEAD,
     HISTORY_EVENTS,
     LEAD_FIELDS,
     LEAD_HISTORY,
     OPPORTUNITY_PREFIX,
     SOBJECT,
+    SOBJECTS,
+    SOBJECTS_BY_PREFIX,
     DeserializeProblem,
     FieldDef,
     SObjectType,
@@ -40,7 +44,7 @@ from leadflow.sandbox.salesforce_schema import (
     to_wire,
 )
 from leadflow.sandbox.salesforce_soql import Query, SoqlError, parse
-from leadflow.sandbox.salesforce_store import SalesforceStore, converted_ids
+from leadflow.sandbox.salesforce_store import SalesforceStore, contact_from_lead, converted_ids, is_contact
 from leadflow.sandbox.salesforce_users import SalesforceUser, UserDirectory
 
 log = logging.getLogger(__name__)
@@ -229,7 +233,7 @@ class SalesforceService:
     def _next_batch(self, cursor: Cursor, cursor_id: str | None, version: str) -> dict[str, Any]:
         chunk = cursor.ids[cursor.position:cursor.position + cursor.batch]
         cursor.position += len(chunk)
-        found = self.store.get(chunk) if cursor.sobject is LEAD else self.store.get_history(chunk)
+        found = self._get(chunk, cursor.sobject)
         records = [self._render(found[i], cursor.fields, version, cursor.sobject) for i in chunk if i in found]
         for name, child in cursor.children.items():
             for record in records:
@@ -249,6 +253,13 @@ class SalesforceService:
                 kind = "queryAll" if cursor.all_rows else "query"
                 body["nextRecordsUrl"] = f"/services/data/v{version}/{kind}/{cursor_id}-{cursor.position}"
         return body
+
+    def _get(self, ids: Sequence[str], sobject: SObjectType) -> dict[str, dict[str, Any]]:
+        if sobject is LEAD:
+            return self.store.get(ids)
+        if sobject is CONTACT:
+            return self.store.get_contacts(ids)
+        return self.store.get_history(ids)
 
     def _child_rows(self, parent_id: str, child: Query, all_rows: bool, version: str) -> dict[str, Any] | None:
         """One parent's sub-query answer in Salesforce's shape: null when it has no rows. Always
@@ -277,9 +288,10 @@ class SalesforceService:
 
     # --- sObject rows ----------------------------------------------------------------------------
     def describe(self, sobject: str = SOBJECT) -> dict[str, Any]:
-        """Describe of Lead (with the org's picklist values) or LeadHistory (read-only)."""
-        if sobject.lower() == SOBJECT.lower():
-            obj, fields, writable = LEAD, [self._org_field(f).describe() for f in LEAD_FIELDS], True
+        """Describe of Lead or Contact (with the org's picklist values) or LeadHistory (read-only)."""
+        if sobject.lower() in (SOBJECT.lower(), CONTACT.name.lower()):
+            obj = SOBJECTS[sobject.lower()]
+            fields, writable = [self._org_field(f).describe() for f in obj.fields], True
         elif sobject.lower() == LEAD_HISTORY.name.lower():
             picklist = (*HISTORY_EVENTS, *self.tracked_fields)
             fields = [(dataclasses.replace(f, picklist=picklist) if f.name == "Field" else f).describe()
@@ -287,23 +299,24 @@ class SalesforceService:
             obj, writable = LEAD_HISTORY, False
         else:
             raise SalesforceApiError(404, "NOT_FOUND", f"The requested resource does not exist (the sandbox "
-                                     f"serves Lead and LeadHistory, not {sobject[:40]})")
+                                     f"serves Lead, LeadHistory and Contact, not {sobject[:40]})")
         return {
-            "name": obj.name, "label": obj.label, "labelPlural": obj.label + ("s" if obj is LEAD else ""),
+            "name": obj.name, "label": obj.label, "labelPlural": obj.label + ("s" if obj is not LEAD_HISTORY else ""),
             "keyPrefix": obj.key_prefix, "custom": False, "queryable": True, "updateable": writable,
             "createable": writable, "deletable": writable, "retrieveable": True, "fields": fields,
             "urls": {"describe": f"/services/data/v{self.version}/sobjects/{obj.name}/describe"},
         }
 
-    def get_record(self, record_id: str, version: str, fields: Sequence[str] | None = None) -> dict[str, Any]:
+    def get_record(self, record_id: str, version: str, fields: Sequence[str] | None = None,
+                   sobject: SObjectType = LEAD) -> dict[str, Any]:
         rid = self._id(record_id)
-        rec = self.store.get([rid]).get(rid)
+        rec = self._get([rid], sobject).get(rid)
         if rec is None or rec.get("IsDeleted"):
             raise SalesforceApiError(404, "NOT_FOUND", "The requested resource does not exist")
-        defs = [lookup_field(f) for f in fields] if fields else list(LEAD_FIELDS)
+        defs = [sobject.lookup(f) for f in fields] if fields else list(sobject.fields)
         if any(d is None for d in defs):
-            raise SalesforceApiError(400, "INVALID_FIELD", "No such column on sobject of type Lead")
-        return self._render(rec, [d for d in defs if d is not None], version)
+            raise SalesforceApiError(400, "INVALID_FIELD", f"No such column on sobject of type {sobject.name}")
+        return self._render(rec, [d for d in defs if d is not None], version, sobject)
 
     def delete(self, record_id: str, user: SalesforceUser | None = None) -> None:
         """`DELETE sobjects/Lead/{id}`: to the recycle bin (IsDeleted, seen by queryAll) with its history."""
@@ -326,21 +339,24 @@ class SalesforceService:
 
     def _save_system(self, records: list[dict[str, Any]], changes: list[tuple[str, str, Any, Any]],
                      user: SalesforceUser, history: list[tuple[str, str, Any, Any]],
-                     drop_history_of: Sequence[str] = ()) -> int:
+                     drop_history_of: Sequence[str] = (), new_contacts: Sequence[dict[str, Any]] = ()) -> int:
         """Save `records` as changed by `user` (LastModifiedById, SystemModstamp now) with the
-        field `changes` logged, a LeadHistory row per tracked field among them plus the event rows
-        `history`, all in one transaction. Returns the time of the change (epoch ms)."""
+        field `changes` logged, a LeadHistory row per tracked field of a lead among them plus the
+        event rows `history`, and the Contacts `new_contacts` created, all in one transaction.
+        Returns the time of the change (epoch ms)."""
         at_ms = self._now_ms()
         for rec in records:
             rec["LastModifiedById"] = user.id
         history = history + self._tracked(changes)
-        self.store.save(records, at_ms, changes, user_id=user.id, history=history, drop_history_of=drop_history_of)
+        self.store.save(records, at_ms, changes, user_id=user.id, history=history, drop_history_of=drop_history_of,
+                        new_contacts=new_contacts)
         return at_ms
 
     def _tracked(self, changes: Sequence[tuple[str, str, Any, Any]]) -> list[tuple[str, str, Any, Any]]:
         out = []
         for rid, name, old, new in changes:
-            if name in self.tracked_fields:
+            # The sandbox keeps LeadHistory only: a Contact's changes are in the write log alone.
+            if name in self.tracked_fields and not is_contact(rid):
                 fdef = lookup_field(name)
                 assert fdef is not None  # tracked fields are checked at start
                 out.append((rid, name, history_value(fdef, old), history_value(fdef, new)))
@@ -395,10 +411,13 @@ class SalesforceService:
                     raise SalesforceApiError(400, "MALFORMED_ID", f"accountId: invalid id {account_id[:40]}") from None
             if create_opportunity:
                 ids["ConvertedOpportunityId"] = record_id(OPPORTUNITY_PREFIX, number)
-            new = {**rec, **ids, "IsConverted": True, "Status": status, "ConvertedDate": format_date(self._now_ms())}
+            new = {**rec, **ids, "IsConverted": True, "Status": status, "ConvertedDate": format_date(self._now_ms()),
+                   "LastModifiedById": user.id}
             changes = [(rid, name, rec.get(name), new[name]) for name in ("IsConverted", "Status", *ids, "ConvertedDate")
                        if rec.get(name) != new[name]]
-            self._save_system([new], changes, user, [(rid, "leadConverted", None, None)])
+            contact = contact_from_lead(new)
+            self._save_system([new], changes, user, [(rid, "leadConverted", None, None)],
+                              new_contacts=[contact] if contact is not None else [])
         log.info("lead %s converted by user %s", rid, user.id)
         return {"leadId": rid, "contactId": ids["ConvertedContactId"], "accountId": ids["ConvertedAccountId"],
                 "opportunityId": ids.get("ConvertedOpportunityId"), "success": True, "errors": []}
@@ -442,7 +461,8 @@ class SalesforceService:
             fault_code = "partial" if faults.partial else "invalid"
         with self._write_lock:
             ids = [rid for rid, _, _ in parsed if rid]
-            current = self.store.get(ids)
+            current = {**self.store.get([i for i in ids if not is_contact(i)]),
+                       **self.store.get_contacts([i for i in ids if is_contact(i)])}
             seen: set[str] = set()
             results: list[dict[str, Any]] = []
             to_save: dict[str, dict[str, Any]] = {}
@@ -498,13 +518,13 @@ class SalesforceService:
         return results, bool(to_save)
 
     def update_one(self, record_id: str, body: Any, user: SalesforceUser | None = None, *,
-                   unmodified_since_ms: int | None = None) -> None:
-        """`PATCH sobjects/Lead/{id}` as `user` (204, or an error list; 412 when the record was
-        modified after `unmodified_since_ms`, from If-Unmodified-Since)."""
+                   unmodified_since_ms: int | None = None, sobject: SObjectType = LEAD) -> None:
+        """`PATCH sobjects/Lead/{id}` (or Contact) as `user` (204, or an error list; 412 when the
+        record was modified after `unmodified_since_ms`, from If-Unmodified-Since)."""
         rid = self._id(record_id)
         if not isinstance(body, dict):
             raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize the request body")
-        item = {"attributes": {"type": SOBJECT}, "id": rid, **body}
+        item = {"attributes": {"type": sobject.name}, "id": rid, **body}
         results, _ = self.update_collection({"allOrNone": True, "records": [item]}, RequestFaults(), user,
                                             unmodified_since_ms=unmodified_since_ms)
         if not results[0]["success"]:
@@ -519,7 +539,8 @@ class SalesforceService:
         attributes = item.get("attributes")
         if not isinstance(attributes, dict) or not attributes.get("type"):
             return None, {}, WriteProblem("INVALID_TYPE", "Must send a concrete entity type.", [])
-        if str(attributes["type"]).lower() != SOBJECT.lower():
+        sobject = SOBJECTS.get(str(attributes["type"]).lower())
+        if sobject not in (LEAD, CONTACT):
             return None, {}, WriteProblem("INVALID_TYPE", f"sObject type '{attributes['type']}' is not supported.", [])
         raw_id = item.get("id", item.get("Id"))
         values: dict[str, Any] = {}
@@ -527,9 +548,10 @@ class SalesforceService:
         for key, value in item.items():
             if key in ("attributes", "id", "Id"):
                 continue
-            fdef = lookup_field(key)
+            fdef = sobject.lookup(key)
             if fdef is None:
-                raise SalesforceApiError(400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {SOBJECT}")
+                raise SalesforceApiError(400, "INVALID_FIELD", f"No such column '{key}' on sobject of type "
+                                         f"{sobject.name}")
             fdef = self._org_field(fdef)
             if not fdef.updateable:
                 readonly.append(fdef.name)
@@ -550,8 +572,10 @@ class SalesforceService:
         try:
             rid = to_18(str(raw_id))
         except ValueError:
-            return None, {}, WriteProblem("MALFORMED_ID", f"Lead ID: id value of incorrect type: {str(raw_id)[:40]}",
-                                          ["Id"])
+            rid = None
+        if rid is None or SOBJECTS_BY_PREFIX.get(rid[:3]) is not sobject:
+            return None, {}, WriteProblem("MALFORMED_ID", f"{sobject.name} ID: id value of incorrect type: "
+                                          f"{str(raw_id)[:40]}", ["Id"])
         return rid, values, None
 
 

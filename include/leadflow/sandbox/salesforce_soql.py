@@ -92,9 +92,12 @@ def column_sql(fdef: FieldDef, sobject: SObjectType = LEAD) -> str:
     return sobject.column_sql(fdef)
 
 
+_ESCAPED = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
 def _unescape(literal: str) -> str:
     body = literal[1:-1]
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
+    return re.sub(r"\\(.)", lambda m: _ESCAPED.get(m.group(1), m.group(1)), body)
 
 
 class _Parser:

@@ -1,5 +1,6 @@
 """SQLite state of the Salesforce part of the sandbox: table `sf_lead` in the same db file as the
-HubSpot objects, seeded from the same world (`generate_world`), so one person exists in both CRMs.
+HubSpot objects, seeded from the same world (`generate_world`), so one person exists in both CRMs,
+and `sf_contact`, the Contacts converted leads became (a seeded converted lead has its Contact).
 
 Columns that SOQL filters and sorts on are real, indexed columns (`id`, `modstamp_ms`,
 `created_ms`, `is_deleted`, `is_converted`); every other field lives typed in the `fields` JSON
@@ -27,6 +28,8 @@ import pandas as pd
 from leadflow.sandbox.salesforce_schema import (
     ACCOUNT_PREFIX,
     COLUMN_FIELDS,
+    CONTACT,
+    CONTACT_FROM_LEAD,
     CONTACT_PREFIX,
     HISTORY_PREFIX,
     LEAD_SOURCES,
@@ -76,6 +79,10 @@ class SalesforceStore:
                 "modstamp_ms INTEGER NOT NULL, is_deleted INTEGER NOT NULL DEFAULT 0, "
                 "is_converted INTEGER NOT NULL DEFAULT 0, fields TEXT NOT NULL DEFAULT '{}')")
             self._conn.execute("CREATE INDEX IF NOT EXISTS ix_sf_lead_modstamp ON sf_lead (modstamp_ms, id)")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS sf_contact (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, "
+                "modstamp_ms INTEGER NOT NULL, is_deleted INTEGER NOT NULL DEFAULT 0, fields TEXT NOT NULL DEFAULT '{}')")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS ix_sf_contact_modstamp ON sf_contact (modstamp_ms, id)")
             self._conn.execute("CREATE TABLE IF NOT EXISTS sf_meta (key TEXT PRIMARY KEY, value TEXT)")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS sf_writes (seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, "
@@ -100,6 +107,19 @@ class SalesforceStore:
             "WHERE json_extract(fields, '$.CreatedById') IS NULL", (IMPORT_USER_ID, IMPORT_USER_ID))
         if cur.rowcount:
             log.info("gave %d Salesforce leads of an older db file the import user as creator", cur.rowcount)
+        self._add_missing_contacts()
+
+    def _add_missing_contacts(self) -> None:
+        """Give every converted lead without one its Contact (seeding, a db file older than
+        Contacts), created and last changed when the lead was."""
+        rows = self._conn.execute(
+            f"SELECT {self._COLS} FROM sf_lead WHERE is_converted = 1 AND NOT EXISTS (SELECT 1 FROM sf_contact "
+            "WHERE sf_contact.id = json_extract(sf_lead.fields, '$.ConvertedContactId'))").fetchall()
+        contacts = [contact_from_lead(self._record(r)) for r in rows]
+        contacts = [c for c in contacts if c is not None]
+        if contacts:
+            self.insert_contacts(contacts)
+            log.info("created the Contacts of %d converted Salesforce leads", len(contacts))
 
     def close(self) -> None:
         with self._lock:
@@ -141,8 +161,8 @@ class SalesforceStore:
 
     def select_ids(self, where_sql: str, params: Sequence[Any], order_sql: str, limit: int | None,
                    offset: int = 0, *, table: str = "sf_lead") -> list[str]:
-        """Ids of `table` (sf_lead or sf_lead_history) matching compiled SOQL."""
-        if table not in ("sf_lead", "sf_lead_history"):
+        """Ids of `table` (sf_lead, sf_lead_history or sf_contact) matching compiled SOQL."""
+        if table not in ("sf_lead", "sf_lead_history", CONTACT.table):
             raise ValueError(f"unknown table {table!r}")
         sql = f"SELECT id FROM {table} WHERE {where_sql or '1=1'}"
         if order_sql:
@@ -165,6 +185,18 @@ class SalesforceStore:
     def get(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {r[0]: self._record(r) for r in self._rows_by_id(self._COLS, "sf_lead", ids)}
 
+    def get_contacts(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {r[0]: self._contact(r) for r in self._rows_by_id(self._CONTACT_COLS, CONTACT.table, ids)}
+
+    _CONTACT_COLS = "id, created_ms, modstamp_ms, is_deleted, fields"
+
+    @staticmethod
+    def _contact(row: Sequence[Any]) -> dict[str, Any]:
+        rec = json.loads(row[4])
+        rec.update({"Id": row[0], "CreatedDate": row[1], "SystemModstamp": row[2], "LastModifiedDate": row[2],
+                    "IsDeleted": bool(row[3])})
+        return rec
+
     def get_history(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """LeadHistory rows by id, as records (OldValue/NewValue already in wire form)."""
         rows = self._rows_by_id("id, is_deleted, lead_id, created_by, created_ms, field, old_value, new_value",
@@ -176,8 +208,10 @@ class SalesforceStore:
     # --- writing ----------------------------------------------------------------------------------
     def save(self, records: Sequence[dict[str, Any]], at_ms: int,
              changes: Sequence[tuple[str, str, Any, Any]] = (), *, user_id: str | None = None,
-             history: Sequence[tuple[str, str, Any, Any]] = (), drop_history_of: Sequence[str] = ()) -> None:
-        """Write full records back (SystemModstamp = at_ms) in one transaction with: the field
+             history: Sequence[tuple[str, str, Any, Any]] = (), drop_history_of: Sequence[str] = (),
+             new_contacts: Sequence[dict[str, Any]] = ()) -> None:
+        """Write full records back (Leads, and Contacts by their id prefix; SystemModstamp = at_ms)
+        in one transaction with: the Contacts `new_contacts` created (a conversion), the field
         `changes` (record id, field, old, new; stored values) logged under `user_id`, the
         LeadHistory rows `history` (lead id, field, old, new; wire values) created by `user_id`,
         and the history of the leads `drop_history_of` (deleted or merged away) marked deleted."""
@@ -201,11 +235,17 @@ class SalesforceStore:
                           user_id, at_ms) for n, (lid, f, old, new) in enumerate(history, start=1)])
                 self._conn.executemany("UPDATE sf_lead_history SET is_deleted = 1 WHERE lead_id = ?",
                                        [(i,) for i in drop_history_of])
+                contacts = [r for r in records if is_contact(r["Id"])]
                 self._conn.executemany(
                     "UPDATE sf_lead SET modstamp_ms = ?, is_deleted = ?, is_converted = ?, fields = ? WHERE id = ?",
                     [(at_ms, int(r.get("IsDeleted") or False), int(r.get("IsConverted") or False),
                       json.dumps({k: v for k, v in r.items() if k not in COLUMN_FIELDS}, separators=(",", ":")),
-                      r["Id"]) for r in records])
+                      r["Id"]) for r in records if not is_contact(r["Id"])])
+                self._conn.executemany(
+                    f"UPDATE {CONTACT.table} SET modstamp_ms = ?, is_deleted = ?, fields = ? WHERE id = ?",
+                    [(at_ms, int(r.get("IsDeleted") or False), _contact_document(r), r["Id"]) for r in contacts])
+                self._conn.executemany(f"INSERT INTO {CONTACT.table} VALUES (?, ?, ?, ?, ?)",
+                                       [(c["Id"], at_ms, at_ms, 0, _contact_document(c)) for c in new_contacts])
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -225,6 +265,20 @@ class SalesforceStore:
     def set_modstamp(self, ids: Sequence[str], modstamp_ms: int) -> None:
         with self._lock:
             self._conn.executemany("UPDATE sf_lead SET modstamp_ms = ? WHERE id = ?", [(modstamp_ms, i) for i in ids])
+
+    def insert_contacts(self, contacts: Sequence[dict[str, Any]]) -> None:
+        """Insert Contacts as they are (CreatedDate and SystemModstamp given, epoch ms)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    f"INSERT INTO {CONTACT.table} VALUES (?, ?, ?, 0, ?)",
+                    [(c["Id"], int(c["CreatedDate"]), int(c["SystemModstamp"]), _contact_document(c))
+                     for c in contacts])
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def insert(self, rows: Iterable[tuple[str, int, int, int, int, str]]) -> None:
         with self._lock:
@@ -249,6 +303,8 @@ class SalesforceStore:
         world = generate_world(config)
         rows = list(world_to_lead_rows(world.contacts, world.companies))
         self.insert(rows)
+        with self._lock:
+            self._add_missing_contacts()
         self.set_meta("world", json.dumps(world_meta))
         log.info("seeded %d Salesforce leads in %.2fs", len(rows), time.perf_counter() - started)
         return len(rows)
@@ -278,6 +334,30 @@ def converted_ids(lead_number: int, company_number: Any = None) -> dict[str, str
     account = int(company_number) if company_number is not None else _OWN_ACCOUNT_BASE + lead_number
     return {"ConvertedContactId": record_id(CONTACT_PREFIX, lead_number),
             "ConvertedAccountId": record_id(ACCOUNT_PREFIX, account)}
+
+
+def is_contact(record_id: str) -> bool:
+    return str(record_id).startswith(CONTACT_PREFIX)
+
+
+def _contact_document(contact: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in contact.items() if k not in CONTACT.columns}, separators=(",", ":"))
+
+
+def contact_from_lead(lead: dict[str, Any]) -> dict[str, Any] | None:
+    """The Contact a converted lead became (its `ConvertedContactId`), as a conversion creates it:
+    the mapped fields copied, the lead's account, created and last changed by whoever last changed
+    the lead, at the lead's SystemModstamp. None for a lead that was not converted."""
+    contact_id = lead.get("ConvertedContactId")
+    if not lead.get("IsConverted") or not contact_id:
+        return None
+    out: dict[str, Any] = {name: lead[source] for source, name in CONTACT_FROM_LEAD.items()
+                           if lead.get(source) is not None}
+    user = lead.get("LastModifiedById") or IMPORT_USER_ID
+    out.update({"Id": contact_id, "AccountId": lead.get("ConvertedAccountId"), "IsDeleted": False,
+                "CreatedById": user, "LastModifiedById": user, "CreatedDate": lead["SystemModstamp"],
+                "SystemModstamp": lead["SystemModstamp"], "LastModifiedDate": lead["SystemModstamp"]})
+    return out
 
 
 def world_to_lead_rows(contacts: pd.DataFrame, companies: pd.DataFrame) -> Iterable[tuple[str, int, int, int, int, str]]:

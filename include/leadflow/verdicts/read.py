@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from leadflow.ownership import DAY_MS, SHARED_FIELDS
 from leadflow.push.overrides import last_written
@@ -122,9 +122,12 @@ def read_verdicts(engine: Engine, connector: Any, crm: str, run_id: str, rules: 
     Returns the step's figures: handoffs watched, looked at, and new events by verdict."""
     events = load_events(engine, crm)
     handoffs = open_handoffs(engine, crm, events)
+    # A lead replaced by the Contact it was converted into is not gone: its conversion is sales' verdict.
+    converted = select(leads.c.converted_from).where(leads.c.crm == crm, leads.c.converted_from.is_not(None))
     snapshot = repo.read_frame(engine, select(leads.c.record_id, leads.c.lifecycle_stage, leads.c.lead_status,
                                               leads.c.pull_run_id)
-                               .where(leads.c.crm == crm, leads.c.is_deleted.is_not(True)))
+                               .where(leads.c.crm == crm, or_(leads.c.is_deleted.is_not(True),
+                                                              leads.c.record_id.in_(converted))))
     snapshot["record_id"] = snapshot["record_id"].astype(str)
     look = to_look_at(handoffs, snapshot, run_id, rules, now_ms) if len(handoffs) else handoffs
     observed = connector.observe(list(look["record_id"])) if len(look) else {}

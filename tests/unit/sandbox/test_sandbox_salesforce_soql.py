@@ -51,7 +51,7 @@ def test_keyset_query_compiles_to_parameterised_sql() -> None:
     [
         ("SELECT Id FROM Lead WHERE IsDeleted = false AND Email = 'a' OR Email = 'b'", "MALFORMED_QUERY"),
         ("SELECT Foo FROM Lead", "INVALID_FIELD"),
-        ("SELECT Id FROM Contact", "INVALID_TYPE"),
+        ("SELECT Id FROM Account", "INVALID_TYPE"),
         ("SELECT Id FROM Lead WHERE SystemModstamp > '2025-01-01T00:00:00Z'", "INVALID_FIELD"),
         ("SELECT COUNT() FROM Lead", "MALFORMED_QUERY"),
         ("SELECT Id FROM Lead WHERE", "MALFORMED_QUERY"),
