@@ -92,14 +92,15 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, crm: str | None = Query(None),
-             runs: int = Query(RUNS_SHOWN, ge=1, le=50), user: Any = Depends(require_user)):
+             runs: int = Query(RUNS_SHOWN, ge=1, le=50), overrides_page: int = Query(1, ge=1, le=1_000_000),
+             overrides_field: str | None = Query(None, max_length=64), user: Any = Depends(require_user)):
         from leadflow.views import charts, queries
         from leadflow.views.render import render
 
         eng = engine()
         crms = queries.list_crms(eng)
         chosen = _pick_crm(crms, crm)
-        data = queries.page_data(eng, chosen, runs) if chosen else None
+        data = queries.page_data(eng, chosen, runs, overrides_page, overrides_field) if chosen else None
         chart_markup = {}
         links: dict[str, Any] = {}
         if data:

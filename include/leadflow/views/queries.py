@@ -336,23 +336,45 @@ def push_status_counts(engine: Engine, crm: str, run_id: str | None = None) -> d
         return {str(s): int(n) for s, n in conn.execute(query)}
 
 
-@_guard(list)
-def overrides(engine: Engine, crm: str, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Shared values someone else set that leadflow left alone (newest first; one run, or the
-    latest finding per record and field across runs)."""
+OVERRIDES_PER_PAGE = 50
+
+
+def _overrides_query(crm: str, run_id: str | None, field: str | None):
     from leadflow.push.tables import push_overrides as po
 
     columns = (po.c.run_id, po.c.record_id, po.c.field, po.c.current, po.c.wanted, po.c.writer, po.c.changed_by,
                po.c.changed_at, po.c.seen_at)
     query = select(*columns).where(po.c.crm == crm)
+    if field is not None:
+        query = query.where(po.c.field == field)
     if run_id is not None:
-        query = query.where(po.c.run_id == run_id)
-    else:
-        latest = select(func.max(po.c.id)).where(po.c.crm == crm).group_by(po.c.record_id, po.c.field)
-        query = query.where(po.c.id.in_(latest.scalar_subquery()))
-    query = query.order_by(po.c.seen_at.desc(), po.c.id.desc()).limit(limit)
+        return query.where(po.c.run_id == run_id), po
+    latest = select(func.max(po.c.id)).where(po.c.crm == crm).group_by(po.c.record_id, po.c.field)
+    return query.where(po.c.id.in_(latest.scalar_subquery())), po
+
+
+@_guard(list)
+def overrides(engine: Engine, crm: str, run_id: str | None = None, limit: int = OVERRIDES_PER_PAGE, offset: int = 0,
+              field: str | None = None) -> list[dict[str, Any]]:
+    """Shared values someone else set that leadflow left alone (newest first; one run, or the
+    latest finding per record and field across runs), one page of them, of one field if given."""
+    query, po = _overrides_query(crm, run_id, field)
+    query = query.order_by(po.c.seen_at.desc(), po.c.id.desc()).limit(limit).offset(offset)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+@_guard(dict)
+def overrides_paging(engine: Engine, crm: str, page: int = 1, field: str | None = None) -> dict[str, Any]:
+    """How many overrides there are (of `field`, latest per record and field), the fields that
+    have any, and which page of OVERRIDES_PER_PAGE is shown."""
+    query, po = _overrides_query(crm, None, field)
+    with engine.connect() as conn:
+        total = int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+        fields = sorted(str(f) for (f,) in conn.execute(select(po.c.field).where(po.c.crm == crm).distinct()))
+    pages = max(1, -(-total // OVERRIDES_PER_PAGE))
+    return {"total": total, "page": min(page, pages), "pages": pages, "field": field, "fields": fields,
+            "per_page": OVERRIDES_PER_PAGE}
 
 
 @_guard(dict)
@@ -384,9 +406,12 @@ def table_names(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
-def page_data(engine: Engine, crm: str, runs_limit: int = 10) -> dict[str, Any]:
-    """Everything the Leadflow page shows for one CRM."""
+def page_data(engine: Engine, crm: str, runs_limit: int = 10, overrides_page: int = 1,
+              overrides_field: str | None = None) -> dict[str, Any]:
+    """Everything the Leadflow page shows for one CRM (one page of its overrides)."""
     run_rows = recent_runs(engine, crm, runs_limit)
+    paging = overrides_paging(engine, crm, overrides_page, overrides_field) or {
+        "total": 0, "page": 1, "pages": 1, "field": overrides_field, "fields": [], "per_page": OVERRIDES_PER_PAGE}
     dq = dq_checks_by_run(engine, crm, [r["run_id"] for r in run_rows])
     return {
         "crm": crm,
@@ -400,7 +425,8 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10) -> dict[str, Any]:
         "disqualification_reasons": top_disqualification_reasons(engine, crm),
         "failed_pushes": failed_pushes(engine, crm),
         "push_status": push_status_counts(engine, crm),
-        "overrides": overrides(engine, crm),
+        "overrides": overrides(engine, crm, offset=(paging["page"] - 1) * OVERRIDES_PER_PAGE, field=overrides_field),
+        "overrides_paging": paging,
         "sla": sla(engine, crm),
         "preview": latest_preview(run_rows),
     }

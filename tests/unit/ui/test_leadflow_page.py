@@ -158,3 +158,22 @@ def test_page_has_no_external_assets(client):
     assert "<script" not in html
     assert not re.search(r"(src|href)=['\"]https?://", html)
     assert "<link" not in html
+
+
+def test_overrides_are_paged_and_filtered_by_field(client, seeded):
+    from leadflow.push.overrides import record_overrides
+
+    rows = [{"record_id": f"o-{i:03d}", "field": "lead_status" if i % 3 else "lifecycle_stage",
+             "current": "IN_PROGRESS", "wanted": "OPEN"} for i in range(120)]
+    with seeded.begin() as conn:
+        record_overrides(conn, CRM, RUN_1, rows, 5_000)
+    html = client.get("/", params={"crm": CRM}).text
+    assert "1&ndash;50 of <span data-overrides-total>120</span>" in html and 'rel="next"' in html
+    last = client.get("/", params={"crm": CRM, "overrides_page": 3}).text
+    assert "101&ndash;120 of" in last and 'rel="prev"' in last and 'rel="next"' not in last
+    assert last.count("<td>o-") == 20
+    stages = client.get("/", params={"crm": CRM, "overrides_field": "lifecycle_stage"}).text
+    assert "of <span data-overrides-total>40</span>" in stages
+    assert {m for m in re.findall(r"<td>o-\d+</td><td>(\w+)</td>", stages)} == {"lifecycle_stage"}
+    beyond = client.get("/", params={"crm": CRM, "overrides_page": 99}).text
+    assert "101&ndash;120 of" in beyond  # a page past the end shows the last one
