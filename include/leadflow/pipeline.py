@@ -337,12 +337,12 @@ def build_qualify_frame(leads: pd.DataFrame, companies: pd.DataFrame) -> pd.Data
     return frame
 
 
-def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> pd.DataFrame | None:
-    """The champion predictive model's 0-100 `score` and top `factors` per lead, when the
-    qualification model uses one."""
+def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None]:
+    """The published champion's 0-100 `score` and top `factors` per lead, and its version,
+    when the qualification model uses one."""
     predictive = getattr(model, "predictive", None)
     if not predictive or not getattr(predictive, "enabled", False) or frame.empty:
-        return None
+        return None, None
     from leadflow.predict.score import score_frame
     from leadflow.predict.store import load_champion
     from leadflow.predict.warehouse import prepare_leads
@@ -350,8 +350,8 @@ def _predictive(engine: Engine, crm: str, model: Any, frame: pd.DataFrame) -> pd
     champion = load_champion(engine, crm)
     if champion is None:
         log.info("qualify %s: predictive score enabled but no trained model yet", crm)
-        return None
-    return score_frame(champion, prepare_leads(frame, champion.mapping))[["score", "factors"]]
+        return None, None
+    return score_frame(champion, prepare_leads(frame, champion.mapping))[["score", "factors"]], champion.version
 
 
 def _score_counts(scores: pd.Series) -> list[int]:
@@ -395,12 +395,13 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
             leads = leads[leads["record_id"].isin(set(ctx.only_record_ids))]
         frame = build_qualify_frame(_with_enrichment(engine, ctx.crm, leads.reset_index(drop=True)),
                                     repo.load_companies(engine, ctx.crm))
-        predictive = _predictive(engine, ctx.crm, model, frame)
+        predictive, champion = _predictive(engine, ctx.crm, model, frame)
         scores = score_leads(
             frame, model, ctx.score_as_of,
             predictive=None if predictive is None else predictive["score"].astype(float),
             predictive_factors=None if predictive is None else predictive["factors"],
         )
+        scores["predictive_version"] = champion  # which published model scored these leads
         # A lead that stays sales-ready keeps the time it was first handed over.
         fresh = scores["sales_ready_since"]
         scores["sales_ready_since"] = carry_since(scores, previous, _crm_sales_ready_since(leads))

@@ -215,8 +215,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model from a labelled CSV or the warehouse",
         description="Cross-validate logistic regression, gradient boosting and their blend; "
                     "keep the best by ROC AUC, calibrate it and write the model file. With --crm "
-                    "and no --csv, train from the warehouse's answered handoffs and promote the model "
-                    "if its AUC is not worse than the champion's.",
+                    "and no --csv, train from the warehouse's answered handoffs and publish the model "
+                    "only if, on the latest handoffs, its AUC beats the champion's (or the rules') by "
+                    "the model's predictive.publish_margin.",
         epilog="examples:\n  leadflow model train --csv tests/data/x-education/leads_dev.csv --mapping x_education "
                "--out model.joblib\n  leadflow model train --crm hubspot",
         formatter_class=EXAMPLE_FORMATTER)

@@ -129,9 +129,11 @@ def ensure_models_table(engine: Engine) -> None:
 
 
 def champion_challenger(
-    engine: Engine, candidate: TrainedModel, *, tolerance: float = 0.0, now_ms: int | None = None
+    engine: Engine, candidate: TrainedModel, *, tolerance: float = 0.0, now_ms: int | None = None,
+    decided: bool | None = None,
 ) -> bool:
-    """Record `candidate`; make it the champion of its CRM unless its CV AUC is worse.
+    """Record `candidate`; make it the champion of its CRM unless its CV AUC is worse, or as
+    `decided` says when the caller judged it (the backtest gate).
 
     "Not worse" means candidate AUC >= champion AUC - tolerance. Every candidate is kept (with
     `is_champion` false when it loses) so the history of trained models stays auditable.
@@ -145,7 +147,8 @@ def champion_challenger(
             .where(models.c.crm == candidate.crm, models.c.is_champion.is_(True))
             .with_for_update()
         ).first()
-        promote = current is None or candidate.cv_auc >= float(current.cv_auc) - tolerance
+        promote = decided if decided is not None else (
+            current is None or candidate.cv_auc >= float(current.cv_auc) - tolerance)
         if promote and current is not None:
             conn.execute(
                 update(models)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS, handoff_labels
 from leadflow.predict.mapping import Mapping, load_mapping
-from leadflow.predict.store import champion_challenger
+from leadflow.predict.store import champion_challenger, load_champion
 from leadflow.predict.train import InsufficientData, TrainConfig, train_from_frame
 from leadflow.predict.versions import LABEL_SOURCES, typed_inputs, versions_at
 from leadflow.verdicts.read import load_events
@@ -96,18 +96,26 @@ def train_from_warehouse(
     since_ms: int | None = None,
     until_ms: int | None = None,
     promote: bool = True,
-    tolerance: float = 0.0,
     now_ms: int | None = None,
     maturation_days: int = DEFAULT_MATURATION_DAYS,
+    rules_model: Any = None,
 ) -> dict[str, Any]:
-    """Train on the CRM's answered handoffs (`read_training_frame`); champion/challenger
-    against the stored champion. `won`/`lost` count the rows trained on.
+    """Train on the CRM's answered handoffs (`read_training_frame`) and publish the model only
+    through the backtest gate (`predict.gate`): trained on the earlier handoffs, it must beat
+    the champion (or, without one, the rules of `rules_model`, default the shipped model) on the
+    later ones by the model's `predictive.publish_margin`; then it is refit on all of them and
+    becomes the champion. Every candidate is recorded, with the gate's figures in its metrics.
 
-    Returns a small JSON-able summary for XCom. With too few won or lost leads it returns
-    `{"status": "insufficient_data", ...}` instead of raising, so a scheduled run stays green.
+    Returns a small JSON-able summary for XCom (`backtest`: the gate's figures). With too few
+    won or lost handoffs it returns `{"status": "insufficient_data", ...}` instead of raising, so
+    a scheduled run stays green.
     """
+    from leadflow.predict.gate import judge, time_split
+    from leadflow.qualify import load_model
+
     mapping = mapping or load_mapping(DEFAULT_MAPPING)
     check_no_leak(mapping)
+    rules = rules_model if rules_model is not None else load_model()
     cfg = config or TrainConfig()
     frame, counts = read_training_frame(engine, crm, now_ms=now_ms if now_ms is not None else repo.now_ms(),
                                         since_ms=since_ms, until_ms=until_ms, maturation_days=maturation_days)
@@ -119,13 +127,22 @@ def train_from_warehouse(
         log.warning("not training for %s: %d won and %d lost leads, need %d of each",
                     crm, won, lost, need)
         return {**summary, "status": "insufficient_data", "needed_per_class": need}
-    window = _window(frame)
     try:
-        model = train_from_frame(frame, mapping, OUTCOME_COLUMN, config=cfg, crm=crm,
-                                 training_window=window)
-    except InsufficientData as exc:  # e.g. labels the mapping does not recognise
+        earlier, later, cutoff = time_split(frame, rules.predictive.holdout_share, OUTCOME_COLUMN)
+        candidate = train_from_frame(earlier, mapping, OUTCOME_COLUMN, config=cfg, crm=crm,
+                                     training_window=_window(earlier))
+    except InsufficientData as exc:  # too few rows on one side of the split, or unknown labels
         return {**summary, "status": "insufficient_data", "detail": str(exc)}
-    promoted = champion_challenger(engine, model, tolerance=tolerance) if promote else False
+    y = (later[OUTCOME_COLUMN] == "won").to_numpy(dtype=int)
+    gate = judge(candidate, later, y, champion=load_champion(engine, crm), rules_model=rules,
+                 rules_version=rules.version, cutoff_ms=cutoff, trained_on=len(earlier),
+                 margin=rules.predictive.publish_margin)
+    model = candidate
+    if gate.publish:  # the recipe passed on unseen handoffs: learn from all of them
+        window = _window(frame)
+        model = train_from_frame(frame, mapping, OUTCOME_COLUMN, config=cfg, crm=crm, training_window=window)
+    model.metrics["backtest"] = gate.as_dict()
+    promoted = champion_challenger(engine, model, decided=gate.publish) if promote else False
     return {
         **summary,
         "status": "trained",
@@ -133,7 +150,8 @@ def train_from_warehouse(
         "algorithm": model.algorithm,
         "cv_auc": round(model.cv_auc, 4),
         "cv_auc_std": round(float(model.metrics["cv_auc_std"]), 4),
-        "training_window": list(window),
+        "training_window": list(model.training_window),
+        "backtest": gate.as_dict(),
         "promoted": promoted,
     }
 

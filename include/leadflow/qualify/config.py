@@ -308,10 +308,15 @@ class HandoffRules(_Strict):
 
 
 class Predictive(_Strict):
-    """Blend of a learned 0-100 score: combined = (1 - weight) * rules + weight * predictive."""
+    """Blend of a learned 0-100 score: combined = (1 - weight) * rules + weight * predictive.
+    A newly trained model is published only when, on the latest `holdout_share` of the answered
+    handoffs (by handoff time), its AUC beats the champion's (or the rules', before the first
+    champion) by `publish_margin`."""
 
     enabled: bool = False
     weight: float = Field(default=0.2, ge=0, le=1)
+    publish_margin: float = Field(default=0.01, ge=0, le=0.5)
+    holdout_share: float = Field(default=0.25, gt=0.05, lt=0.8)
 
 
 class QualificationModel(_Strict):

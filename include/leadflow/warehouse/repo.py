@@ -422,7 +422,7 @@ def save_scores(
     """Store `frame`'s scores. With `replace`, the scores of the CRM (or of the shard) that are
     not in `frame` are removed: a record no longer scored has no current score."""
     scored_at = now_ms()
-    cols = list(SCORE_COLUMNS)
+    cols = list(SCORE_COLUMNS) + (["predictive_version"] if "predictive_version" in frame else [])
     out = frame[cols].astype(object).where(frame[cols].notna(), None)
     rows = out.to_dict("records")
     # numpy scalars to the Python types the drivers bind (PostgreSQL refuses a float for BIGINT).

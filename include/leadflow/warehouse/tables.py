@@ -104,6 +104,8 @@ scores = Table(
     Column("run_id", String(250), nullable=False),
     Column("scored_at", BigInteger, nullable=False),
     Column("shard_key", BigInteger, nullable=False, default=0),
+    # The published predictive champion blended into the score (None: the rules alone).
+    Column("predictive_version", String(160), nullable=True),
 )
 
 # Problems found in incoming records (bad dates, oversized text, unknown stages): the record is

@@ -3,6 +3,8 @@ were at the handoff, too little history, promotion, the backtest."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,13 +29,14 @@ INPUTS = ["page_views", "visits", "pricing_page_views", "industry", "country", "
 
 
 def _rows(n: int, won: int, lost: int, crm: str = "hubspot", seed: int = 0) -> list[dict]:
-    """n leads handed over one a day: the first `won` bought (half converted, half moved to
-    opportunity by a rep), the next `lost` rejected by a rep, the rest still open. leadflow's
-    own status on them is `unqualified` for some of every kind: it must not matter."""
+    """n leads handed over one a day, in random order: `won` bought (half converted, half moved
+    to opportunity by a rep), `lost` rejected by a rep, the rest still open. leadflow's own
+    status on them is `unqualified` for some of every kind: it must not matter."""
     rng = np.random.default_rng(seed)
+    rank = rng.permutation(n)
     rows = []
     for i in range(n):
-        outcome = "won" if i < won else "lost" if i < won + lost else "open"
+        outcome = "won" if rank[i] < won else "lost" if rank[i] < won + lost else "open"
         engaged = outcome == "won" or rng.random() < 0.2
         row = {c: None for c in LEAD_COLUMNS}
         row.update(
@@ -165,20 +168,23 @@ def test_training_from_the_warehouse_promotes_a_champion_with_its_window(sqlite_
     assert summary["status"] == "trained" and summary["promoted"] is True
     assert (summary["won"], summary["lost"]) == (120, 200)
     assert summary["cv_auc"] > 0.7
-    assert summary["training_window"][0].startswith("2023-11-14")
+    first = int(frame["handed_over_at"].min())
+    assert summary["training_window"][0] == pd.Timestamp(first, unit="ms", tz="UTC").isoformat()
     champion = load_champion(sqlite_warehouse, "hubspot")
     assert champion.version == summary["version"]
     assert "lifecycle_stage" not in champion.features and "lead_status" not in champion.features
     stored = list_models(sqlite_warehouse, "hubspot")[0]
-    assert stored["training_start"] == T0
-    assert stored["n_rows"] == 320
+    assert stored["training_start"] == first
+    assert stored["n_rows"] == 320  # published: refit on every answered handoff
 
 
 def test_window_limits_the_training_rows_by_handoff_time(sqlite_warehouse):
-    _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
+    rows = _rows(400, won=120, lost=200)
+    _seed(sqlite_warehouse, rows)
     since = T0 + 100 * DAY_MS
     frame, _ = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW, since_ms=since)
-    assert len(frame) == 220 and (frame["handed_over_at"] >= since).all()
+    answered = [r for r in rows if r["_outcome"] != "open" and r["created_at"] >= since]
+    assert len(frame) == len(answered) and (frame["handed_over_at"] >= since).all()
 
 
 def test_backtest_of_rules_predictive_and_blend_on_warehouse_history(tmp_path, capsys):
@@ -214,7 +220,8 @@ def test_pipeline_blends_the_champion_and_shows_its_top_factors_in_the_reasons(s
     from leadflow.warehouse import repo
 
     _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
-    assert train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW)["promoted"]
+    trained = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW)
+    assert trained["promoted"]
     doc = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
     doc["predictive"] = {**doc["predictive"], "enabled": True, "weight": 0.3}
     model_path = tmp_path / "model.yaml"
@@ -231,3 +238,50 @@ def test_pipeline_blends_the_champion_and_shows_its_top_factors_in_the_reasons(s
     assert blends.loc[moved, 1].str.match(r"^[^=]+ = .+ [+-]\d+").all()
     for text, score in zip(scores["reasons"], scores["score"]):
         assert sum(int(p.split(" ", 1)[0]) for p in text.split("; ")) == score
+    assert set(scores["predictive_version"]) == {trained["version"]}  # which champion scored each lead
+
+
+def _rules(margin: float = 0.01, holdout: float = 0.25):
+    from leadflow.qualify import load_model
+
+    model = load_model()
+    return model.model_copy(update={"predictive": model.predictive.model_copy(
+        update={"publish_margin": margin, "holdout_share": holdout})})
+
+
+def test_the_first_model_is_published_only_when_it_beats_the_rules_on_later_handoffs(sqlite_warehouse):
+    _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
+    summary = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW, rules_model=_rules())
+    gate = summary["backtest"]
+    assert gate["incumbent"].startswith("rules ") and gate["incumbent_auc"] == gate["rules_auc"]
+    assert gate["holdout"] + gate["trained_on"] == 320 and 70 <= gate["holdout"] <= 90
+    assert gate["publish"] is summary["promoted"] is (gate["candidate_auc"] >= gate["rules_auc"] + 0.01)
+    assert summary["promoted"]  # engagement predicts the outcome here; the shipped rules barely see it
+    stored = list_models(sqlite_warehouse, "hubspot")[0]
+    assert stored["is_champion"] and json.loads(stored["metrics"])["backtest"] == gate
+
+
+def test_a_retrained_model_that_does_not_beat_the_champion_by_the_margin_is_kept_but_not_published(
+        sqlite_warehouse):
+    _seed(sqlite_warehouse, _rows(400, won=120, lost=200))
+    first = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW, rules_model=_rules())
+    again = train_from_warehouse(sqlite_warehouse, "hubspot", config=FAST, now_ms=NOW,
+                                 rules_model=_rules(margin=0.2))
+    assert again["backtest"]["incumbent"] == f"champion {first['version']}"
+    assert again["backtest"]["publish"] is False and again["promoted"] is False
+    assert load_champion(sqlite_warehouse, "hubspot").version == first["version"]
+    versions = {m["version"]: m["is_champion"] for m in list_models(sqlite_warehouse, "hubspot")}
+    assert versions == {first["version"]: True, again["version"]: False}
+
+
+def test_time_split_keeps_the_latest_handoffs_apart_and_never_splits_one_day():
+    from leadflow.predict.gate import time_split
+    from leadflow.predict.train import InsufficientData
+
+    frame = pd.DataFrame({"handed_over_at": [1, 1, 2, 2, 3, 3, 4, 4], "outcome": ["won", "lost"] * 4})
+    earlier, later, cutoff = time_split(frame, 0.25, "outcome")
+    assert cutoff == 4 and list(later["handed_over_at"]) == [4, 4] and earlier["handed_over_at"].max() == 3
+    with pytest.raises(InsufficientData, match="later"):  # the latest day only won: nothing to grade on
+        time_split(frame.assign(outcome=["won", "lost"] * 3 + ["won", "won"]), 0.25, "outcome")
+    with pytest.raises(ValueError, match="holdout_share"):
+        time_split(frame, 1.0, "outcome")
