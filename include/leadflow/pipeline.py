@@ -482,8 +482,10 @@ def push_accounts(ctx: RunContext) -> dict[str, Any]:
         else:
             connector = _connector(ctx)
             try:
-                if not hasattr(connector, "push_companies"):
-                    summary["company_writes"] = f"not supported for {ctx.crm}"
+                # A connector without company writes (Salesforce Leads have no Account), or a
+                # mapping without owned company properties: the view stays in the warehouse.
+                if not getattr(connector, "company_fields", ()):
+                    summary["company_writes"] = f"not configured for {ctx.crm}"
                 else:
                     # The run's push lease (its shards took it): one writer per CRM at a time.
                     if not try_acquire(engine, ctx.crm, ctx.run_id, ctx.settings.push.lease_ttl_s):

@@ -12,7 +12,7 @@ import yaml
 
 from leadflow.accounts.store import load_accounts
 from leadflow.connections import Connection
-from leadflow.crm.mapping import load_mapping
+from leadflow.crm.mapping import DEFAULT_MAPPING_PATH, load_mapping
 from leadflow.pipeline import RunContext, run_all
 from leadflow.qualify.accounts import WAITING
 from leadflow.qualify.config import DEFAULT_MODEL_PATH
@@ -105,3 +105,20 @@ def test_given_the_wait_for_a_second_persona_then_lone_sales_ready_leads_wait_in
                 assert set(engaged) - {persona}
         finally:
             engine.dispose()
+
+
+def test_given_a_mapping_without_owned_company_properties_then_no_company_is_written(tmp_path):
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    doc = yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8"))
+    del doc["owned_company_properties"]
+    mapping_path = tmp_path / "hubspot.yaml"
+    mapping_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    with running_sandbox(contacts=120, seed=31, rate_limit="off", search_rate_limit="off") as sb:
+        conn = Connection("leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http", password=sb.token,
+                          extra={"mapping_path": str(mapping_path)})
+        before = len(sb.store.writes(object_type="companies"))
+        summary = run_all(RunContext(crm="hubspot", run_id="r", warehouse_url=url, connection=conn,
+                                     now=datetime.now(timezone.utc)))
+        assert summary["accounts_scored"] > 0 and summary["companies_written"] == 0
+        assert summary["company_writes"] == "not configured for hubspot"
+        assert len(sb.store.writes(object_type="companies")) == before

@@ -514,6 +514,11 @@ class HubSpotConnector:
         return format_owned_value(self.mapping.owned_properties[field].type, value)
 
     # --- companies: the account view ---------------------------------------------------------------
+    @property
+    def company_fields(self) -> tuple[str, ...]:
+        """The owned company fields the mapping gives properties to (empty: no company writes)."""
+        return tuple(self.mapping.owned_company_properties)
+
     def ensure_company_schema(self) -> None:
         """Create the `leadflow` group and owned company properties on companies if missing;
         check their types. Raises CrmError when the mapping lists no owned company property."""
