@@ -28,11 +28,15 @@ Keeps the leads of the **{crm}** CRM qualified. Each run:
    gate; a failed gate stops the run before anything is written to the CRM;
 4. **qualify** – scores every open lead (fit, engagement, BANT, disqualifiers, stage, reasons),
    one mapped task per shard;
-5. **validate_scores** – scores in range, stages allowed, reasons present, no big drift;
-6. **plan_push** – the diff against the CRM, the dry-run preview, and the guard that stops a run
+5. **accounts** – the account view: per company its engaged leads, buying-committee roles, best
+   lead and company score; holds back a handoff waiting for a second engaged persona (config);
+6. **validate_scores** – scores in range, stages allowed, reasons present, no big drift;
+7. **plan_push** – the diff against the CRM, the dry-run preview, and the guard that stops a run
    which would rewrite too many records (re-trigger with **force** to push anyway);
-7. **push** – writes only what changed, in batches, with an audit log (one mapped task per shard);
-8. **report** – closes the run; `leadflow report --json` and the Leadflow page show it.
+8. **push** – writes only what changed, in batches, with an audit log (one mapped task per shard);
+9. **push_accounts** – writes the company score and buying committee to leadflow's own company
+   properties (changed values only);
+10. **report** – closes the run; `leadflow report --json` and the Leadflow page show it.
 
 Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
 **only_record_ids**, **since** (re-pull from a date), **shards**, **force**.
@@ -130,6 +134,10 @@ def build_dag(crm: str):
         def qualify(shard: int) -> dict:
             return _run("qualify", crm, shard)
 
+        @task
+        def accounts() -> dict:
+            return _run("accounts", crm)
+
         @task(on_failure_callback=_alert("data quality gate"))
         def validate_scores() -> dict:
             return _run("validate_scores", crm)
@@ -142,6 +150,10 @@ def build_dag(crm: str):
         def push(shard: int) -> dict:
             return _run("push", crm, shard)
 
+        @task(pool=pool)
+        def push_accounts() -> dict:
+            return _run("push_accounts", crm)
+
         @task(outlets=[scores_asset])
         def report() -> dict:
             return _run("report", crm)
@@ -150,7 +162,7 @@ def build_dag(crm: str):
         scored = qualify.expand(shard=shards)
         pushed = push.expand(shard=shards)
         extract() >> enrich() >> validate() >> shards
-        scored >> validate_scores() >> plan_push() >> pushed >> report()
+        scored >> accounts() >> validate_scores() >> plan_push() >> pushed >> push_accounts() >> report()
 
     return leadflow_crm()
 

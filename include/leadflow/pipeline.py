@@ -1,8 +1,8 @@
 """One function per DAG step. Each takes a `RunContext`, works through the warehouse, and returns
 a small JSON-able summary (counts and durations) that the DAG passes on as XCom.
 
-Order: extract -> enrich -> validate -> qualify (per shard) -> validate_scores -> plan_push ->
-push (per shard) -> report. Nothing here needs a running Airflow: the CLI (`leadflow run`) calls
+Order: extract -> enrich -> validate -> qualify (per shard) -> accounts -> validate_scores ->
+plan_push -> push (per shard) -> push_accounts -> report. Nothing here needs a running Airflow: the CLI (`leadflow run`) calls
 the same functions in the same order.
 """
 
@@ -411,7 +411,9 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards,
                          replace=not ctx.only_record_ids)
-        if not ctx.dry_run:  # a dry run hands nothing to sales
+        # A dry run hands nothing to sales; a lead that may wait for its buying committee is
+        # recorded by the accounts step, which sees every shard's leads.
+        if not ctx.dry_run and not model.accounts.handoff_waits_for_second_persona:
             record_handoffs(engine, ctx.crm, ctx.run_id, scores)
         # The inputs as scored now, kept when they changed: training takes them as they were.
         record_versions(engine, ctx.crm, ctx.run_id, frame, _versioned_columns(frame, model),
@@ -446,6 +448,75 @@ def _versioned_columns(frame: pd.DataFrame, model: Any) -> list[str]:
 
     return input_columns(frame.columns, describe_fields(model) | set(load_mapping(DEFAULT_MAPPING).source_columns(
         with_id=False)))
+
+
+def accounts(ctx: RunContext) -> dict[str, Any]:
+    """The account view over every shard's scores (`leadflow.qualify.accounts`): per company its
+    engaged leads, committee roles, best lead and company score, stored for the page and the
+    company write. Before the scores are checked and the push planned, it holds back the
+    handoffs that wait for a second engaged persona (`accounts.handoff_waits_for_second_persona`),
+    so the sales-ready flag pushed is the final one."""
+    from leadflow.accounts.store import save_accounts
+    from leadflow.qualify import load_model
+    from leadflow.qualify.accounts import account_view, wait_for_committee
+    from leadflow.verdicts.sla import record_handoffs
+
+    engine = ctx.engine
+    summary: dict[str, Any] = {}
+    with _timed(summary, "accounts"):
+        model = load_model(ctx.model_path)
+        scores = repo.load_scores(engine, ctx.crm)
+        leads = repo.load_leads(engine, ctx.crm)[["record_id", "company_id", "lifecycle_stage"]]
+        members = scores.merge(leads, on="record_id", how="left")
+        members, waits = wait_for_committee(members, model, int(ctx.score_as_of.timestamp() * 1000))
+        if waits:
+            held = scores["sales_ready"].fillna(False).astype(bool).to_numpy() & \
+                ~members["sales_ready"].fillna(False).astype(bool).to_numpy()
+            repo.save_scores(engine, ctx.crm, ctx.run_id, members.loc[held], replace=False)
+        if not ctx.dry_run and model.accounts.handoff_waits_for_second_persona:
+            record_handoffs(engine, ctx.crm, ctx.run_id, members)
+        view = account_view(members, model)
+        save_accounts(engine, ctx.crm, ctx.run_id, view)
+    summary.update({"accounts_scored": int(len(view)),
+                    "accounts_engaged": int((view["engaged"] > 0).sum()) if len(view) else 0,
+                    "committee_waits": waits})
+    log.info("accounts %s: %d companies, %d with engaged leads, %d handoffs wait for a second persona",
+             ctx.crm, summary["accounts_scored"], summary["accounts_engaged"], waits)
+    return _record(ctx, "accounts", summary)
+
+
+def push_accounts(ctx: RunContext) -> dict[str, Any]:
+    """Write the account view to leadflow's own company properties (changed values only; nothing
+    on a dry run, with push off, or for a CRM whose connector writes no companies)."""
+    from leadflow.accounts.store import load_accounts
+    from leadflow.accounts.write import push_accounts_view
+    from leadflow.push.lease import LeaseBusy, current_holder, try_acquire
+
+    engine = ctx.engine
+    summary: dict[str, Any] = {"companies_written": 0}
+    with _timed(summary, "push_accounts"):
+        view = load_accounts(engine, ctx.crm)
+        if ctx.dry_run or not ctx.push_enabled or view.empty:
+            summary["company_writes"] = "skipped"
+        else:
+            connector = _connector(ctx)
+            try:
+                # A connector without company writes (Salesforce Leads have no Account), or a
+                # mapping without owned company properties: the view stays in the warehouse.
+                if not getattr(connector, "company_fields", ()):
+                    summary["company_writes"] = f"not configured for {ctx.crm}"
+                else:
+                    # The run's push lease (its shards took it): one writer per CRM at a time.
+                    if not try_acquire(engine, ctx.crm, ctx.run_id, ctx.settings.push.lease_ttl_s):
+                        raise LeaseBusy(f"another push to {ctx.crm} is running ({current_holder(engine, ctx.crm)}); "
+                                        "this one stops before writing and can be retried")
+                    summary.update(push_accounts_view(engine, connector, ctx.crm, ctx.run_id, view))
+                    summary["company_writes"] = "done"
+            finally:
+                connector.close()
+    log.info("push_accounts %s: %d companies written (%s)", ctx.crm, summary["companies_written"],
+             summary["company_writes"])
+    return _record(ctx, "push_accounts", summary)
 
 
 def _expand_counts(counts: Sequence[int]) -> pd.DataFrame | None:
@@ -646,14 +717,16 @@ def run_summary(crm: str, run_id: str, summary: dict[str, Any]) -> dict[str, Any
     return out
 
 
-STEPS = ("extract", "enrich", "validate", "qualify", "validate_scores", "plan_push", "push")
+STEPS = ("extract", "enrich", "validate", "qualify", "accounts", "validate_scores", "plan_push", "push",
+         "push_accounts")
 
 
 def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The whole pipeline in-process, unsharded (the CLI's `leadflow run`); `on_step(name,
     summary)` is called as each step ends (the CLI prints a line per step)."""
-    steps = {"extract": extract, "enrich": enrich, "validate": validate, "qualify": qualify,
-             "validate_scores": validate_scores, "plan_push": plan_push, "push": push}
+    steps = {"extract": extract, "enrich": enrich, "validate": validate, "qualify": qualify, "accounts": accounts,
+             "validate_scores": validate_scores, "plan_push": plan_push, "push": push,
+             "push_accounts": push_accounts}
     try:
         for name in STEPS:
             out = steps[name](ctx)

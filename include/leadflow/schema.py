@@ -114,6 +114,9 @@ OWNED_FIELDS: tuple[str, ...] = (
     "sales_ready_reason",
 )
 PUSHED_FIELDS: tuple[str, ...] = OWNED_FIELDS + ("lifecycle_stage", "lead_status")
+# leadflow's own company fields (the account view): the company score and the buying-committee
+# reason. The only company fields leadflow ever writes.
+COMPANY_OWNED_FIELDS: tuple[str, ...] = ("company_score", "buying_committee")
 
 # Current CRM values of the owned fields are kept on the lead row under this prefix
 # ("crm_score", "crm_grade", ...) so the push can diff desired against current.
@@ -153,6 +156,10 @@ SCORE_COLUMNS: dict[str, str] = {
     "sales_ready_since": "ts",
     "sales_ready_reason": "str",
 }
+
+# Kept with each score for the account view, which sees every shard's leads at once: the
+# persona the job title matched and its decision authority (None when no persona matched).
+SCORE_PERSONA_COLUMNS: dict[str, str] = {"persona": "str", "authority": "str"}
 
 # Hard limits applied when landing data: longer text is truncated and reported.
 MAX_TEXT_LENGTH = 4000

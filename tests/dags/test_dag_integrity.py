@@ -33,8 +33,8 @@ def test_every_dag_has_tags_doc_retries_and_no_catchup(dagbag):
 
 def test_crm_dag_gates_the_push_behind_enrichment_validation_and_scoring(dagbag):
     dag = dagbag.dags["leadflow_hubspot"]
-    order = ["extract", "enrich", "validate", "shard_list", "qualify", "validate_scores", "plan_push",
-             "push", "report"]
+    order = ["extract", "enrich", "validate", "shard_list", "qualify", "accounts", "validate_scores", "plan_push",
+             "push", "push_accounts", "report"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
 

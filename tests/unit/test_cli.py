@@ -95,7 +95,8 @@ def test_report_json_keeps_the_machine_form_and_its_exit_code(env_warehouse, cap
 
 def _fake_run_all(summary=None, fail_after=None, error=None):
     def run_all(ctx, on_step=None):
-        for step in ("extract", "enrich", "validate", "qualify", "validate_scores", "plan_push", "push"):
+        for step in ("extract", "enrich", "validate", "qualify", "accounts", "validate_scores", "plan_push", "push",
+                     "push_accounts"):
             if step == fail_after:
                 raise error
             on_step(step, {**OK_SUMMARY, "durations_s": {step: 0.5}})
@@ -109,8 +110,10 @@ def test_run_prints_a_line_per_step_and_the_compact_summary(env_warehouse, monke
     assert cli.main(["run", "--run-id", "cli-1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["extract", "0.5", "s", "pulled", "50"]
-    assert lines[6].split() == ["push", "0.5", "s", "pushed", "11,", "rejected", "1"]
-    assert lines[7] == "hubspot run cli-1: success"
+    assert lines[4].split()[:4] == ["accounts", "0.5", "s", "accounts"]
+    assert lines[7].split() == ["push", "0.5", "s", "pushed", "11,", "rejected", "1"]
+    assert lines[8].split()[:4] == ["push_accounts", "0.5", "s", "companies"]
+    assert lines[9] == "hubspot run cli-1: success"
     assert "  API calls    4 to pull + 1 to push; 2 answered 429, 0.5 s throttled" in lines
     assert "  steps        extract 1.2 s, push 0.4 s" in lines  # pipeline order, not alphabetical
     assert not any("score_counts" in line for line in lines)

@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import requests
 
@@ -34,10 +34,16 @@ from leadflow.crm.hubspot_mapping import (
     owned_values_from_properties,
     parse_epoch_ms,
 )
-from leadflow.crm.hubspot_push import PlannedUpdate, assert_writable, plan_update, results_from_batch
+from leadflow.crm.hubspot_push import (
+    ForbiddenPropertyError,
+    PlannedUpdate,
+    assert_writable,
+    plan_update,
+    results_from_batch,
+)
 from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession, HubSpotSettings
 from leadflow.crm.hubspot_window import iter_pages
-from leadflow.crm.mapping import HubSpotMapping, load_mapping
+from leadflow.crm.mapping import HubSpotMapping, OwnedProperty, load_mapping
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.ownership import Observed
 from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
@@ -321,18 +327,26 @@ class HubSpotConnector:
     def ensure_schema(self) -> None:
         """Create the `leadflow` group and owned properties if missing; check their types; load
         the lifecycle-stage and lead-status options."""
+        self._ensure_owned("contacts", self.mapping.owned_properties.values())
+        self._options.clear()
+        self._check_options(self.stage_options(), self.mapping.lifecycle_stages, "lifecyclestage")
+        self._check_options(self.lead_status_options(), self.mapping.lead_statuses, "hs_lead_status")
+
+    def _ensure_owned(self, object_type: str, specs: Iterable[OwnedProperty]) -> None:
+        """Create the `leadflow` group and the `specs` properties of `object_type` if missing;
+        raise CrmError when one exists with another type."""
         group = self.mapping.property_group
-        groups = self.session.request_json("GET", f"{PROPERTIES.format(object_type='contacts')}/groups") or {}
+        groups = self.session.request_json("GET", f"{PROPERTIES.format(object_type=object_type)}/groups") or {}
         if group.name not in {g.get("name") for g in groups.get("results") or []}:
-            self._create("groups", {"name": group.name, "label": group.label})
-            log.info("created HubSpot property group %s", group.name)
-        existing = self.portal_properties("contacts", refresh=True)
+            self._create("groups", {"name": group.name, "label": group.label}, object_type)
+            log.info("created HubSpot property group %s on %s", group.name, object_type)
+        existing = self.portal_properties(object_type, refresh=True)
         created = 0
-        for spec in self.mapping.owned_properties.values():
+        for spec in specs:
             current = existing.get(spec.name)
             if current is None:
-                if not self._create("", spec.create_body(group.name)):
-                    current = self.portal_properties("contacts", refresh=True).get(spec.name)
+                if not self._create("", spec.create_body(group.name), object_type):
+                    current = self.portal_properties(object_type, refresh=True).get(spec.name)
                 else:
                     created += 1
             if current is not None and current.get("type") != spec.type:
@@ -341,15 +355,12 @@ class HubSpotConnector:
                     f"but leadflow needs type {spec.type!r}: rename it in the mapping or fix it in HubSpot"
                 )
         if created:
-            self.portal_properties("contacts", refresh=True)
-            log.info("created %d HubSpot properties", created)
-        self._options.clear()
-        self._check_options(self.stage_options(), self.mapping.lifecycle_stages, "lifecyclestage")
-        self._check_options(self.lead_status_options(), self.mapping.lead_statuses, "hs_lead_status")
+            self.portal_properties(object_type, refresh=True)
+            log.info("created %d HubSpot %s properties", created, object_type)
 
-    def _create(self, kind: str, body: dict[str, Any]) -> bool:
+    def _create(self, kind: str, body: dict[str, Any], object_type: str = "contacts") -> bool:
         """POST a group/property; False when it already exists (409: another worker won)."""
-        path = PROPERTIES.format(object_type="contacts") + (f"/{kind}" if kind else "")
+        path = PROPERTIES.format(object_type=object_type) + (f"/{kind}" if kind else "")
         for attempt in range(2):
             try:
                 self.session.request("POST", path, json=body, bucket=GENERAL_BUCKET)
@@ -359,17 +370,17 @@ class HubSpotConnector:
                 raise
             except WriteOutcomeUnknown:
                 # The create may or may not have happened: look, and try once more if it did not.
-                if attempt == 0 and not self._exists(kind, body["name"]):
+                if attempt == 0 and not self._exists(kind, body["name"], object_type):
                     continue
                 return False
             return True
         return False
 
-    def _exists(self, kind: str, name: str) -> bool:
+    def _exists(self, kind: str, name: str, object_type: str = "contacts") -> bool:
         if kind == "groups":
-            groups = self.session.request_json("GET", f"{PROPERTIES.format(object_type='contacts')}/groups") or {}
+            groups = self.session.request_json("GET", f"{PROPERTIES.format(object_type=object_type)}/groups") or {}
             return name in {g.get("name") for g in groups.get("results") or []}
-        return name in self.portal_properties("contacts", refresh=True)
+        return name in self.portal_properties(object_type, refresh=True)
 
     def _check_options(self, options: list[str], table: Mapping[str, str], prop: str) -> None:
         unknown = sorted(set(table) - set(options))
@@ -423,12 +434,15 @@ class HubSpotConnector:
         self.stats.count_results(ordered)
         return ordered
 
-    def _write(self, inputs: list[dict[str, Any]]) -> dict[str, RecordResult]:
-        """One batch/update; a whole-call 400 is bisected so one bad record fails alone."""
-        assert_writable(inputs, self.mapping.writable_properties)
+    def _write(self, inputs: list[dict[str, Any]], path: str = CONTACTS,
+               allowed: frozenset[str] | None = None) -> dict[str, RecordResult]:
+        """One batch/update of `path`'s objects; a whole-call 400 is bisected so one bad record
+        fails alone. `allowed`: the properties that may be sent (default: the contacts')."""
+        allowed = self.mapping.writable_properties if allowed is None else allowed
+        assert_writable(inputs, allowed)
         ids = [str(i["id"]) for i in inputs]
         try:
-            response = self.session.request("POST", f"{CONTACTS}/batch/update", json={"inputs": inputs})
+            response = self.session.request("POST", f"{path}/batch/update", json={"inputs": inputs})
         except WriteOutcomeUnknown as exc:
             return {rid: RecordResult(rid, "unknown", str(exc), "TIMEOUT") for rid in ids}
         except CrmRequestError as exc:
@@ -439,7 +453,7 @@ class HubSpotConnector:
                 return {ids[0]: RecordResult(ids[0], "rejected", str(exc)[:500], category)}
             self.stats.add("push_bisections")
             half = len(inputs) // 2
-            return {**self._write(inputs[:half]), **self._write(inputs[half:])}
+            return {**self._write(inputs[:half], path, allowed), **self._write(inputs[half:], path, allowed)}
         try:
             body = response.json() if response.content else {}
         except ValueError:
@@ -498,3 +512,48 @@ class HubSpotConnector:
     def format_value(self, field: str, value: Any) -> str:
         """How `value` of owned `field` is written to HubSpot; compare with pulled `crm_<field>`."""
         return format_owned_value(self.mapping.owned_properties[field].type, value)
+
+    # --- companies: the account view ---------------------------------------------------------------
+    @property
+    def company_fields(self) -> tuple[str, ...]:
+        """The owned company fields the mapping gives properties to (empty: no company writes)."""
+        return tuple(self.mapping.owned_company_properties)
+
+    def ensure_company_schema(self) -> None:
+        """Create the `leadflow` group and owned company properties on companies if missing;
+        check their types. Raises CrmError when the mapping lists no owned company property."""
+        specs = self.mapping.owned_company_properties
+        if not specs:
+            raise CrmError("the HubSpot mapping has no owned_company_properties: the account view is not written")
+        self._ensure_owned("companies", specs.values())
+
+    def read_companies(self, company_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
+        """company_id -> owned company field -> its current value as HubSpot renders it (None:
+        empty), for the companies that exist."""
+        names = {f: p.name for f, p in self.mapping.owned_company_properties.items()}
+        found, _ = self._batch_read(COMPANIES, list(dict.fromkeys(str(c) for c in company_ids)), list(names.values()))
+        out: dict[str, dict[str, str | None]] = {}
+        for record in found:
+            props = record.get("properties") or {}
+            out[str(record.get("id"))] = {f: (props.get(name) or None) for f, name in names.items()}
+        return out
+
+    def push_companies(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
+        """Write one batch of owned company values (canonical `schema.COMPANY_OWNED_FIELDS` keys);
+        one result per update, in order. Any other key raises `ForbiddenPropertyError`."""
+        if len(updates) > self.max_batch_size:
+            raise ValueError(f"push_companies takes at most {self.max_batch_size} updates, got {len(updates)}")
+        specs = self.mapping.owned_company_properties
+        inputs = []
+        for update in updates:
+            unknown = sorted(set(update.values) - set(specs))
+            if unknown:
+                raise ForbiddenPropertyError(f"refusing to write company fields {unknown}: leadflow owns {list(specs)}")
+            inputs.append({"id": update.record_id, "properties": {
+                specs[f].name: format_owned_value(specs[f].type, v) for f, v in update.values.items()}})
+        results = self._write(inputs, COMPANIES, self.mapping.company_writable_properties) if inputs else {}
+        return [results[u.record_id] for u in updates]
+
+    def format_company_value(self, field: str, value: Any) -> str:
+        """How `value` of owned company `field` is written to HubSpot (and read back)."""
+        return format_owned_value(self.mapping.owned_company_properties[field].type, value)

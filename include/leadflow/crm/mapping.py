@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS, OWNED_FIELDS, STAGE_ORDER, LeadStatus
+from leadflow.schema import COMPANY_COLUMNS, COMPANY_OWNED_FIELDS, LEAD_COLUMNS, OWNED_FIELDS, STAGE_ORDER, LeadStatus
 from leadflow.validation import check_column_map, load_yaml_document, validate_document
 
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "hubspot.yaml"
@@ -82,6 +82,8 @@ class HubSpotMapping(BaseModel):
     company_properties: dict[str, str]
     property_group: PropertyGroup
     owned_properties: dict[str, OwnedProperty]
+    # Company properties leadflow creates and writes (the account view); none: no company writes.
+    owned_company_properties: dict[str, OwnedProperty] = Field(default_factory=dict)
     lifecycle_stages: dict[str, str]
     lead_statuses: dict[str, str]
 
@@ -98,17 +100,13 @@ class HubSpotMapping(BaseModel):
     @field_validator("owned_properties")
     @classmethod
     def _owned_fields(cls, value: dict[str, OwnedProperty]) -> dict[str, OwnedProperty]:
-        unknown = sorted(set(value) - set(OWNED_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown owned field(s) {unknown}; allowed: {list(OWNED_FIELDS)}")
-        missing = [f for f in OWNED_FIELDS if f not in value]
-        if missing:
-            raise ValueError(f"missing owned field(s) {missing}: every owned field needs a property")
-        names = [p.name for p in value.values()]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"property name(s) {dupes} used by more than one owned field")
-        return value
+        return _check_owned(value, OWNED_FIELDS, "owned field(s)", optional=False)
+
+    @field_validator("owned_company_properties")
+    @classmethod
+    def _owned_company_fields(cls, value: dict[str, OwnedProperty]) -> dict[str, OwnedProperty]:
+        # Optional as a whole: a mapping without them writes no company.
+        return _check_owned(value, COMPANY_OWNED_FIELDS, "owned company field(s)", optional=True)
 
     @field_validator("lifecycle_stages")
     @classmethod
@@ -135,6 +133,10 @@ class HubSpotMapping(BaseModel):
         clash = sorted(owned & set(self.contact_properties.values()))
         if clash:
             raise ValueError(f"owned propert(ies) {clash} are also mapped in contact_properties")
+        owned_company = {p.name for p in self.owned_company_properties.values()}
+        clash = sorted(owned_company & set(self.company_properties.values()))
+        if clash:
+            raise ValueError(f"owned company propert(ies) {clash} are also mapped in company_properties")
         return self
 
     # --- derived views --------------------------------------------------------------------------
@@ -160,6 +162,11 @@ class HubSpotMapping(BaseModel):
         """The only contact properties leadflow may ever send in a write."""
         return frozenset(self.owned_property_names.values()) | {self.stage_property, self.lead_status_property}
 
+    @property
+    def company_writable_properties(self) -> frozenset[str]:
+        """The only company properties leadflow may ever send in a write: its own."""
+        return frozenset(p.name for p in self.owned_company_properties.values())
+
     def stage_to_crm(self, canonical: str) -> str | None:
         """canonical stage -> HubSpot internal value (first match in file order), or None."""
         for internal, canon in self.lifecycle_stages.items():
@@ -172,6 +179,22 @@ class HubSpotMapping(BaseModel):
             if canon == canonical:
                 return internal
         return None
+
+
+def _check_owned(value: dict[str, OwnedProperty], fields: tuple[str, ...], what: str, *,
+                 optional: bool) -> dict[str, OwnedProperty]:
+    """Every one of `fields` has a property (or, when `optional`, none has), each its own."""
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; allowed: {list(fields)}")
+    missing = [f for f in fields if f not in value]
+    if missing and (value or not optional):
+        raise ValueError(f"missing {what} {missing}: every one needs a property" + (" (or list none)" if optional else ""))
+    names = [p.name for p in value.values()]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"property name(s) {dupes} used by more than one {what.removesuffix('(s)')}")
+    return value
 
 
 def _check_columns(

@@ -319,6 +319,35 @@ class Predictive(_Strict):
     holdout_share: float = Field(default=0.25, gt=0.05, lt=0.8)
 
 
+ROLES: tuple[str, ...] = ("decider", "influencer", "user")  # buying-committee roles, in report order
+
+
+class AccountRoles(_Strict):
+    """Which persona `authority` values count as each buying-committee role (default: the same name)."""
+
+    decider: list[Literal[AUTHORITIES]] = Field(default_factory=lambda: ["decider"])  # type: ignore[valid-type]
+    influencer: list[Literal[AUTHORITIES]] = Field(default_factory=lambda: ["influencer"])  # type: ignore[valid-type]
+    user: list[Literal[AUTHORITIES]] = Field(default_factory=lambda: ["user"])  # type: ignore[valid-type]
+
+    def role_of(self) -> dict[str, str]:
+        """authority value -> role."""
+        return {authority: role for role in ROLES for authority in getattr(self, role)}
+
+
+class Accounts(_Strict):
+    """The account view: per company, its engaged leads, the committee roles they cover and a
+    company score = best lead's score + `role_points` per role covered by an engaged lead,
+    capped at 100. A lead is engaged when its engagement_score reaches `engaged_min_engagement`
+    and it is not disqualified. With `handoff_waits_for_second_persona`, a lead newly found
+    sales-ready is handed over only when another engaged lead with a different buyer persona
+    works at the same company; until then its reason says it waits."""
+
+    roles: AccountRoles = Field(default_factory=AccountRoles)
+    engaged_min_engagement: int = Field(default=25, ge=0, le=100)
+    role_points: int = Field(default=5, ge=0, le=100)
+    handoff_waits_for_second_persona: bool = False
+
+
 class QualificationModel(_Strict):
     """The whole qualification model (see docs/model.md for every key)."""
 
@@ -337,6 +366,7 @@ class QualificationModel(_Strict):
     lead_status: LeadStatusRules = Field(default_factory=LeadStatusRules)
     handoff: HandoffRules = Field(default_factory=HandoffRules)
     predictive: Predictive = Field(default_factory=Predictive)
+    accounts: Accounts = Field(default_factory=Accounts)
 
     # The compiled form (regexes, slot tables) is cached on the instance by the engine.
     _compiled: Any = PrivateAttr(default=None)
@@ -487,7 +517,21 @@ def _semantic_errors(model: QualificationModel) -> list[str]:
 
     _check_thresholds(model, errors)
     _check_handoff(model.handoff, errors)
+    _check_accounts(model.accounts, errors)
     return errors
+
+
+def _check_accounts(accounts: Accounts, errors: list[str]) -> None:
+    """An authority counts as one role at most; `none` (non-buyers) as none."""
+    seen: dict[str, str] = {}
+    for role in ROLES:
+        for authority in getattr(accounts.roles, role):
+            if authority == "none":
+                errors.append(f"accounts.roles.{role}: 'none' is the non-buyers' authority, not a committee role")
+            elif authority in seen:
+                errors.append(f"accounts.roles.{role}: {authority!r} also counts as {seen[authority]}")
+            else:
+                seen[authority] = role
 
 
 def _check_handoff(rules: HandoffRules, errors: list[str]) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, and_, case, func, inspect, select
 from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
 
 from leadflow.schema import STAGE_ORDER
-from leadflow.warehouse.tables import leads, push_log, runs, scores
+from leadflow.warehouse.tables import companies, leads, push_log, runs, scores
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,29 @@ def sla(engine: Engine, crm: str) -> dict[str, Any]:
     return sla_figures(engine, crm, now_ms())
 
 
+@_guard(dict)
+def accounts_overview(engine: Engine, crm: str, limit: int = 20) -> dict[str, Any]:
+    """The account view: the top companies by company score (then engaged leads), with the
+    company's name, engaged leads, committee roles covered and best lead; and the totals."""
+    from leadflow.accounts.tables import accounts as acc
+
+    name = select(companies.c.name).where(companies.c.crm == acc.c.crm, companies.c.company_id == acc.c.company_id) \
+        .limit(1).scalar_subquery()
+    query = (
+        select(acc.c.company_id, name.label("name"), acc.c.company_score, acc.c.leads, acc.c.engaged, acc.c.roles,
+               acc.c.best_record_id, acc.c.best_score, acc.c.committee)
+        .where(acc.c.crm == crm)
+        .order_by(acc.c.company_score.desc(), acc.c.engaged.desc(), acc.c.company_id)
+        .limit(limit)
+    )
+    totals = select(func.count(), func.sum(case((acc.c.engaged > 0, 1), else_=0)),
+                    func.sum(case((acc.c.roles.like("%;%"), 1), else_=0))).where(acc.c.crm == crm)
+    with engine.connect() as conn:
+        top = [dict(r) for r in conn.execute(query).mappings()]
+        total, engaged, committees = conn.execute(totals).one()
+    return {"top": top, "total": int(total or 0), "engaged": int(engaged or 0), "committees": int(committees or 0)}
+
+
 # --- dry-run preview ----------------------------------------------------------------------------------
 def latest_preview(run_rows: list[dict[str, Any]], prefer_dry_run: bool = True) -> dict[str, Any] | None:
     """The push preview to show: the newest dry run's (what a dry run is for), else the newest
@@ -428,5 +451,6 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10, overrides_page: in
         "overrides": overrides(engine, crm, offset=(paging["page"] - 1) * OVERRIDES_PER_PAGE, field=overrides_field),
         "overrides_paging": paging,
         "sla": sla(engine, crm),
+        "accounts": accounts_overview(engine, crm),
         "preview": latest_preview(run_rows),
     }

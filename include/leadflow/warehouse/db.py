@@ -33,6 +33,7 @@ _TABLE_MODULES = (
     "leadflow.predict.tables",
     "leadflow.push.tables",
     "leadflow.verdicts.tables",
+    "leadflow.accounts.tables",
 )
 
 __all__ = ["project_root", "var_dir", "default_warehouse_url", "warehouse_url", "url_from_connection",

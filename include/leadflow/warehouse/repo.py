@@ -23,6 +23,7 @@ from leadflow.schema import (
     LEAD_REMOVAL_COLUMNS,
     LEAD_COLUMNS,
     SCORE_COLUMNS,
+    SCORE_PERSONA_COLUMNS,
 )
 from leadflow.warehouse.db import upsert
 from leadflow.warehouse.tables import (
@@ -419,10 +420,14 @@ def save_scores(
     shards: int = 1,
     replace: bool = True,
 ) -> int:
-    """Store `frame`'s scores. With `replace`, the scores of the CRM (or of the shard) that are
-    not in `frame` are removed: a record no longer scored has no current score."""
+    """Store `frame`'s scores (and its persona and authority, when it has them). With `replace`,
+    the scores of the CRM (or of the shard) that are not in `frame` are removed: a record no
+    longer scored has no current score."""
     scored_at = now_ms()
-    cols = list(SCORE_COLUMNS) + (["predictive_version"] if "predictive_version" in frame else [])
+    missing = [c for c in SCORE_PERSONA_COLUMNS if c not in frame.columns]
+    if missing:
+        frame = frame.assign(**{c: None for c in missing})
+    cols = [*SCORE_COLUMNS, *SCORE_PERSONA_COLUMNS, *(["predictive_version"] if "predictive_version" in frame else [])]
     out = frame[cols].astype(object).where(frame[cols].notna(), None)
     rows = out.to_dict("records")
     # numpy scalars to the Python types the drivers bind (PostgreSQL refuses a float for BIGINT).

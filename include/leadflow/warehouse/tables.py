@@ -27,6 +27,7 @@ from leadflow.schema import (
     LEAD_COLUMNS,
     LEAD_REMOVAL_COLUMNS,
     SCORE_COLUMNS,
+    SCORE_PERSONA_COLUMNS,
 )
 
 metadata = MetaData()
@@ -101,6 +102,7 @@ scores = Table(
     "scores",
     metadata,
     *_columns(SCORE_COLUMNS, {"crm", "record_id"}),
+    *_columns(SCORE_PERSONA_COLUMNS, set()),
     Column("run_id", String(250), nullable=False),
     Column("scored_at", BigInteger, nullable=False),
     Column("shard_key", BigInteger, nullable=False, default=0),

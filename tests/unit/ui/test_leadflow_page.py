@@ -177,3 +177,28 @@ def test_overrides_are_paged_and_filtered_by_field(client, seeded):
     assert {m for m in re.findall(r"<td>o-\d+</td><td>(\w+)</td>", stages)} == {"lifecycle_stage"}
     beyond = client.get("/", params={"crm": CRM, "overrides_page": 99}).text
     assert "101&ndash;120 of" in beyond  # a page past the end shows the last one
+
+def test_page_shows_the_account_view_top_companies_first(client, seeded):
+    import pandas as pd
+
+    from leadflow.accounts.store import save_accounts
+    from leadflow.warehouse import repo
+
+    with seeded.begin() as conn:
+        repo.land_page(conn, CRM, RUN_2, [], [{"crm": CRM, "company_id": "c-9", "name": "Acme Analytics"}], [])
+    save_accounts(seeded, CRM, RUN_2, pd.DataFrame([
+        {"company_id": "c-1", "leads": 1, "engaged": 0, "roles": None, "personas": None, "best_record_id": "7",
+         "best_score": 40.0, "company_score": 40, "committee": "0 engaged of 1 lead; best lead 40"},
+        {"company_id": "c-9", "leads": 5, "engaged": 3, "roles": "decider;influencer", "personas": "executive;manager",
+         "best_record_id": "42", "best_score": 88.0, "company_score": 98,
+         "committee": "3 engaged of 5 leads: decider (executive), influencer (manager); best lead 88"},
+    ]))
+    html = client.get("/").text
+    header, first, second = _table(html, "accounts-table")
+    assert header[:5] == ["company", "company score", "engaged", "leads", "roles covered"]
+    assert first[:6] == ["Acme Analytics", "98", "3", "5", "decider, influencer", "42 (88)"]
+    assert first[6].startswith("3 engaged of 5 leads: decider (executive)")
+    assert second[0] == "c-1" and second[4] == "-"
+    assert "2 companies with scored leads, 1 with engaged leads, 1 with engaged leads in two or more" in \
+        " ".join(html.split())
+    assert client.get("/api/data", params={"crm": CRM}).json()["data"]["accounts"]["total"] == 2

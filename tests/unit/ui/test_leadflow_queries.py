@@ -85,3 +85,10 @@ def test_latest_preview_prefers_the_newest_dry_run_over_a_newer_real_run(sqlite_
     rows[0], rows[1] = rows[1], rows[0]  # pretend the real run is the newer one
     assert queries.latest_preview(rows)["run_id"] == RUN_2
     assert queries.latest_preview(rows, prefer_dry_run=False)["run_id"] == RUN_1
+
+
+def test_accounts_overview_is_empty_before_any_account_view(tmp_path):
+    from leadflow.warehouse.db import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert queries.accounts_overview(engine, CRM) == {}

@@ -1,0 +1,32 @@
+"""The account view in the warehouse: replaced per CRM each run, read by the push and the page."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from leadflow.accounts.tables import accounts
+from leadflow.qualify.accounts import VIEW_COLUMNS
+from leadflow.warehouse import repo
+
+
+def save_accounts(engine: Engine, crm: str, run_id: str, view: pd.DataFrame) -> int:
+    """Replace the CRM's account view with `view` (qualify.accounts.VIEW_COLUMNS); returns rows."""
+    computed_at = repo.now_ms()
+    rows = []
+    for record in view[list(VIEW_COLUMNS)].astype(object).where(view[list(VIEW_COLUMNS)].notna(), None) \
+            .to_dict("records"):
+        record.update(crm=crm, run_id=run_id, computed_at=computed_at,
+                      leads=int(record["leads"]), engaged=int(record["engaged"]),
+                      company_score=int(record["company_score"]),
+                      best_score=None if record["best_score"] is None else float(record["best_score"]))
+        rows.append(record)
+    with engine.begin() as conn:
+        conn.execute(accounts.delete().where(accounts.c.crm == crm))
+        if rows:
+            conn.execute(accounts.insert(), rows)
+    return len(rows)
+
+
+def load_accounts(engine: Engine, crm: str) -> pd.DataFrame:
+    return repo.read_frame(engine, select(accounts).where(accounts.c.crm == crm).order_by(accounts.c.company_id))
