@@ -178,6 +178,7 @@ def test_overrides_are_paged_and_filtered_by_field(client, seeded):
     beyond = client.get("/", params={"crm": CRM, "overrides_page": 99}).text
     assert "101&ndash;120 of" in beyond  # a page past the end shows the last one
 
+
 def test_page_shows_the_account_view_top_companies_first(client, seeded):
     import pandas as pd
 
