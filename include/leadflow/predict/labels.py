@@ -6,7 +6,8 @@ the handoff (unqualified, nurture, or the stage moved back below MQL). Anything 
 open: excluded, and counted as matured (open longer than the maturation window) or not. No
 value leadflow wrote is a label: its own lead status and stages up to MQL are not looked at.
 
-Pure: frames in, frame out.
+`handoff_labels` and `calibration` are pure; `read_handoff_labels` reads their inputs from the
+warehouse.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine, select
 
 from leadflow.ownership import DAY_MS
+from leadflow.verdicts.read import load_events
+from leadflow.verdicts.sla import load_handoffs
+from leadflow.warehouse import repo
+from leadflow.warehouse.tables import leads
 
 WON_STAGES: tuple[str, ...] = ("opportunity", "customer", "evangelist")
 DEFAULT_MATURATION_DAYS = 60  # an open handoff younger than this may still be decided
@@ -56,4 +62,45 @@ def handoff_labels(handoffs: pd.DataFrame, events: pd.DataFrame, stage_now: pd.S
     matured = out["handed_over_at"] + maturation_days * DAY_MS <= now_ms
     out.loc[open_ & matured, "why"] = "open (matured)"
     out.loc[open_ & ~matured, "why"] = "immature"
+    return out
+
+
+def read_handoff_labels(engine: Engine, crm: str, *, now_ms: int, maturation_days: int = DEFAULT_MATURATION_DAYS,
+                        since_ms: int | None = None, until_ms: int | None = None) -> pd.DataFrame:
+    """`handoff_labels` of the handoffs of `crm` made within [since_ms, until_ms), from the
+    warehouse's handoffs, verdict events and pulled stages, with the handoff's `score`."""
+    handed = load_handoffs(engine, crm)
+    if since_ms is not None:
+        handed = handed[handed["handed_over_at"] >= since_ms]
+    if until_ms is not None:
+        handed = handed[handed["handed_over_at"] < until_ms]
+    if handed.empty:
+        return pd.DataFrame(columns=[*KEY, "label", "labelled_at", "why", "score"])
+    stage = repo.read_frame(engine, select(leads.c.record_id, leads.c.lifecycle_stage)
+                            .where(leads.c.crm == crm, leads.c.is_deleted.is_not(True)))
+    stage_now = pd.Series(stage["lifecycle_stage"].to_numpy(), index=stage["record_id"].astype(str))
+    labels = handoff_labels(handed, load_events(engine, crm), stage_now, now_ms=now_ms, maturation_days=maturation_days)
+    scores = handed.assign(record_id=handed["record_id"].astype(str),
+                           handed_over_at=pd.to_numeric(handed["handed_over_at"]).astype(np.int64))
+    return labels.merge(scores[[*KEY, "score"]].drop_duplicates(KEY), on=KEY, how="left")
+
+
+def calibration(scores: pd.Series, labels: pd.Series, bins: int = 10) -> list[dict]:
+    """Predicted against observed conversion by score band: per band of 100/`bins` points, the
+    answered handoffs (label won or lost), the mean score as a conversion share, and the share
+    won. A band nobody was handed over in is left out."""
+    answered = labels.isin(["won", "lost"]).to_numpy()
+    score = pd.to_numeric(scores, errors="coerce").to_numpy(dtype=float)[answered]
+    won = (labels.to_numpy()[answered] == "won")
+    keep = ~np.isnan(score)
+    score, won = score[keep], won[keep]
+    width = 100 / bins
+    band = np.minimum((score // width).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        rows = band == b
+        if rows.any():
+            out.append({"band": f"{int(b * width)}-{int((b + 1) * width)}", "handoffs": int(rows.sum()),
+                        "predicted": round(float(score[rows].mean()) / 100, 4),
+                        "observed": round(float(won[rows].mean()), 4)})
     return out

@@ -15,17 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from leadflow.predict.labels import DEFAULT_MATURATION_DAYS, handoff_labels
+from leadflow.predict.labels import DEFAULT_MATURATION_DAYS, read_handoff_labels
 from leadflow.predict.mapping import Mapping, load_mapping
 from leadflow.predict.store import champion_challenger, load_champion
 from leadflow.predict.train import InsufficientData, TrainConfig, train_from_frame
 from leadflow.predict.versions import LABEL_SOURCES, typed_inputs, versions_at
-from leadflow.verdicts.read import load_events
-from leadflow.verdicts.sla import load_handoffs
 from leadflow.warehouse import repo
-from leadflow.warehouse.tables import leads
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +52,8 @@ def read_training_frame(engine: Engine, crm: str, *, now_ms: int, since_ms: int 
     inputs of its lead's version at the handoff, `outcome` and `handed_over_at`; and the counts:
     handoffs, open_matured, immature, without_version (labelled, but handed over before versions
     were kept: left out), and won and lost among the rows returned."""
-    handed = load_handoffs(engine, crm)
-    if since_ms is not None:
-        handed = handed[handed["handed_over_at"] >= since_ms]
-    if until_ms is not None:
-        handed = handed[handed["handed_over_at"] < until_ms]
-    stage = repo.read_frame(engine, select(leads.c.record_id, leads.c.lifecycle_stage)
-                            .where(leads.c.crm == crm, leads.c.is_deleted.is_not(True)))
-    stage_now = pd.Series(stage["lifecycle_stage"].to_numpy(), index=stage["record_id"].astype(str))
-    labels = handoff_labels(handed, load_events(engine, crm), stage_now, now_ms=now_ms,
-                            maturation_days=maturation_days) if len(handed) else pd.DataFrame(
-        columns=["record_id", "handed_over_at", "label", "labelled_at", "why"])
+    labels = read_handoff_labels(engine, crm, now_ms=now_ms, maturation_days=maturation_days, since_ms=since_ms,
+                                 until_ms=until_ms)
     counts = {"handoffs": int(len(labels)), "open_matured": int((labels["why"] == "open (matured)").sum()),
               "immature": int((labels["why"] == "immature").sum())}
     labelled = labels[labels["label"].notna()].reset_index(drop=True)

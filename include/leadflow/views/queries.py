@@ -409,6 +409,17 @@ def accounts_overview(engine: Engine, crm: str, limit: int = 20) -> dict[str, An
     return {"top": top, "total": int(total or 0), "engaged": int(engaged or 0), "committees": int(committees or 0)}
 
 
+@_guard(list)
+def calibration(engine: Engine, crm: str) -> list[dict[str, Any]]:
+    """Predicted (the score at the handoff) against observed conversion (sales' verdicts and
+    outcomes, `leadflow.predict.labels`) by score decile, over every answered handoff."""
+    from leadflow.predict.labels import calibration as by_band, read_handoff_labels
+    from leadflow.warehouse.repo import now_ms
+
+    labels = read_handoff_labels(engine, crm, now_ms=now_ms())
+    return by_band(labels["score"], labels["label"]) if len(labels) else []
+
+
 # --- dry-run preview ----------------------------------------------------------------------------------
 def latest_preview(run_rows: list[dict[str, Any]], prefer_dry_run: bool = True) -> dict[str, Any] | None:
     """The push preview to show: the newest dry run's (what a dry run is for), else the newest
@@ -451,6 +462,7 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10, overrides_page: in
         "overrides": overrides(engine, crm, offset=(paging["page"] - 1) * OVERRIDES_PER_PAGE, field=overrides_field),
         "overrides_paging": paging,
         "sla": sla(engine, crm),
+        "calibration": calibration(engine, crm),
         "accounts": accounts_overview(engine, crm),
         "preview": latest_preview(run_rows),
     }

@@ -285,3 +285,16 @@ def test_time_split_keeps_the_latest_handoffs_apart_and_never_splits_one_day():
         time_split(frame.assign(outcome=["won", "lost"] * 3 + ["won", "won"]), 0.25, "outcome")
     with pytest.raises(ValueError, match="holdout_share"):
         time_split(frame, 1.0, "outcome")
+
+
+def test_calibration_sets_the_score_at_handoff_beside_the_share_sales_converted(sqlite_warehouse):
+    from leadflow.predict.labels import calibration
+    from leadflow.views.queries import calibration as page_calibration
+
+    table = calibration(pd.Series([95.0, 91.0, 55.0, 52.0, 58.0, 30.0]),
+                        pd.Series(["won", "lost", "won", "lost", "lost", None]))
+    assert table == [{"band": "50-60", "handoffs": 3, "predicted": 0.55, "observed": 0.3333},
+                     {"band": "90-100", "handoffs": 2, "predicted": 0.93, "observed": 0.5}]
+    _seed(sqlite_warehouse, _rows(40, won=10, lost=20))  # every handoff scored 80
+    assert page_calibration(sqlite_warehouse, "hubspot") == [
+        {"band": "80-90", "handoffs": 30, "predicted": 0.8, "observed": 0.3333}]
