@@ -26,6 +26,14 @@ SALES_OWNED_STAGES: frozenset[str] = frozenset({"opportunity", "customer", "evan
 # Stages leadflow may propose.
 MODEL_STAGES: tuple[str, ...] = ("subscriber", "lead", "mql", "sql")
 STAGE_RANK: dict[str, int] = {stage: rank for rank, stage in enumerate(STAGE_ORDER)}
+# Every stage a connector may produce: the funnel, plus "other", HubSpot's catch-all stage.
+CANONICAL_STAGES: tuple[str, ...] = (*STAGE_ORDER, "other")
+
+
+def stage_sort_key(stage: str) -> tuple[int, str]:
+    """Sort key for stage names: funnel order, then any other name alphabetically."""
+    return STAGE_RANK.get(stage, len(STAGE_ORDER)), stage
+
 
 
 class LeadStatus(str, Enum):
@@ -37,6 +45,10 @@ class LeadStatus(str, Enum):
     ATTEMPTED_TO_CONTACT = "attempted_to_contact"
     CONNECTED = "connected"
     OPEN_DEAL = "open_deal"
+
+
+# The lead-status values, in declaration order (for validation messages and Literal types).
+CANONICAL_STATUSES: tuple[str, ...] = tuple(s.value for s in LeadStatus)
 
 
 # --- leads ----------------------------------------------------------------------------------

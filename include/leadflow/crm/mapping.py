@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leadflow.schema import COMPANY_COLUMNS, COMPANY_OWNED_FIELDS, LEAD_COLUMNS, OWNED_FIELDS, STAGE_ORDER, LeadStatus
+from leadflow.schema import (
+    CANONICAL_STAGES,
+    CANONICAL_STATUSES,
+    COMPANY_COLUMNS,
+    COMPANY_OWNED_FIELDS,
+    LEAD_COLUMNS,
+    OWNED_FIELDS,
+)
 from leadflow.validation import check_column_map, load_yaml_document, validate_document
 
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "hubspot.yaml"
@@ -24,7 +31,6 @@ _PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PROPERTY_TYPES = ("bool", "date", "datetime", "enumeration", "number", "phone_number", "string")
 # Columns the connector cannot work without.
 REQUIRED_CONTACT_COLUMNS = ("updated_at", "lifecycle_stage", "lead_status", "email")
-CANONICAL_STAGES = frozenset(STAGE_ORDER) | {"other"}
 
 
 class MappingConfigError(ValueError):
@@ -119,10 +125,9 @@ class HubSpotMapping(BaseModel):
     @field_validator("lead_statuses")
     @classmethod
     def _statuses(cls, value: dict[str, str]) -> dict[str, str]:
-        allowed = {s.value for s in LeadStatus}
-        bad = {k: v for k, v in value.items() if v not in allowed}
+        bad = {k: v for k, v in value.items() if v not in CANONICAL_STATUSES}
         if bad:
-            raise ValueError(f"unknown canonical lead status(es) {bad}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown canonical lead status(es) {bad}; allowed: {sorted(CANONICAL_STATUSES)}")
         return value
 
     @model_validator(mode="after")

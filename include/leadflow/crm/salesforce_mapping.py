@@ -40,9 +40,9 @@ from leadflow.schema import (
     LEAD_COLUMNS,
     LEAD_REMOVAL_COLUMNS,
     MAX_TEXT_LENGTH,
+    CANONICAL_STAGES,
+    CANONICAL_STATUSES,
     OWNED_FIELDS,
-    STAGE_ORDER,
-    LeadStatus,
 )
 from leadflow.validation import check_column_map, load_yaml_document, validate_document
 
@@ -56,7 +56,6 @@ REQUIRED_CONTACT_COLUMNS = ("updated_at", "email")
 CONTACT_SOBJECT = "Contact"
 CONTACT_KEY_PREFIX = "003"
 CONVERTED_CONTACT_FIELD = "ConvertedContactId"
-CANONICAL_STAGES = frozenset(STAGE_ORDER) | {"other"}
 ISSUE_VALUE_CHARS = 200
 # leadflow owned-field type -> the describe types that can hold it
 COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
@@ -189,10 +188,9 @@ class SalesforceMapping(BaseModel):
     @field_validator("lead_statuses")
     @classmethod
     def _statuses(cls, value: dict[str, str | None]) -> dict[str, str | None]:
-        allowed = {s.value for s in LeadStatus}
-        bad = {k: v for k, v in value.items() if v is not None and v not in allowed}
+        bad = {k: v for k, v in value.items() if v is not None and v not in CANONICAL_STATUSES}
         if bad:
-            raise ValueError(f"unknown canonical lead status(es) {bad}; allowed: {sorted(allowed)} or null")
+            raise ValueError(f"unknown canonical lead status(es) {bad}; allowed: {sorted(CANONICAL_STATUSES)} or null")
         return value
 
     @model_validator(mode="after")

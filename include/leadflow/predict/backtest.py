@@ -36,12 +36,12 @@ from leadflow.predict.train import (
     fit_platt,
     label_vector,
 )
+from leadflow.schema import MODEL_STAGES
 
 log = logging.getLogger(__name__)
 
 ScorerOutput = Union[pd.Series, pd.DataFrame]
 Scorer = Callable[[pd.DataFrame], ScorerOutput]
-STAGES: tuple[str, ...] = ("subscriber", "lead", "mql", "sql")
 
 
 @dataclass(frozen=True)
@@ -124,11 +124,11 @@ def stage_table(y: np.ndarray, stages: np.ndarray) -> pd.DataFrame:
     """Leads and conversions per proposed stage, in funnel order (unknown stages last)."""
     frame = pd.DataFrame({"stage": stages.astype(str), "won": y})
     table = frame.groupby("stage").agg(leads=("won", "size"), won=("won", "sum")).reset_index()
-    for stage in STAGES:
+    for stage in MODEL_STAGES:
         if stage not in set(table["stage"]):
             table.loc[len(table)] = [stage, 0, 0]
-    rank = {s: i for i, s in enumerate(STAGES)}
-    table["_rank"] = table["stage"].map(lambda s: rank.get(s, len(STAGES)))
+    rank = {s: i for i, s in enumerate(MODEL_STAGES)}
+    table["_rank"] = table["stage"].map(lambda s: rank.get(s, len(MODEL_STAGES)))
     table = table.sort_values(["_rank", "stage"]).drop(columns="_rank").reset_index(drop=True)
     table["conversion_rate"] = np.where(table["leads"] > 0, table["won"] / table["leads"].clip(lower=1), np.nan)
     return table

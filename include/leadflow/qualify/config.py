@@ -37,6 +37,7 @@ from leadflow.qualify.fields import (
     SENIORITIES,
     SHOWABLE_FIELDS,
 )
+from leadflow.schema import CANONICAL_STATUSES, MODEL_STAGES, STAGE_ORDER
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "config" / "model" / "default.yaml"
 JSON_SCHEMA_PATH = DEFAULT_MODEL_PATH.with_name("model.schema.json")
@@ -213,7 +214,7 @@ class Nurture(_Strict):
 
     enabled: bool = True
     min_fit_score: int = Field(default=50, ge=0, le=100)
-    max_stage: Literal["subscriber", "lead", "mql", "sql"] = "mql"
+    max_stage: Literal[MODEL_STAGES] = "mql"  # type: ignore[valid-type]
 
 
 class FitGrades(_Strict):
@@ -272,14 +273,8 @@ class LeadStatusRules(_Strict):
     set, is the status a handed-over lead gets (the one the team uses for "new for sales").
     Only "new" and "open" are allowed: the working statuses belong to sales."""
 
-    open_from_stage: Literal["subscriber", "lead", "mql", "sql"] = "mql"
+    open_from_stage: Literal[MODEL_STAGES] = "mql"  # type: ignore[valid-type]
     sales_ready: Literal["new", "open"] | None = None
-
-
-# Canonical lead statuses and stages a verdict can name (schema.LeadStatus, schema.STAGE_ORDER).
-_STATUS_NAMES = ("new", "open", "in_progress", "nurture", "unqualified", "attempted_to_contact", "connected",
-                 "open_deal")
-_STAGE_NAMES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist")
 
 
 class HandoffRules(_Strict):
@@ -295,13 +290,13 @@ class HandoffRules(_Strict):
     (null: no alert)."""
 
     sla_days: int = Field(default=3, ge=1, le=365)
-    accepted_statuses: list[Literal[_STATUS_NAMES]] = Field(  # type: ignore[valid-type]
+    accepted_statuses: list[Literal[CANONICAL_STATUSES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["in_progress", "attempted_to_contact", "connected", "open_deal"])
-    rejected_statuses: list[Literal[_STATUS_NAMES]] = Field(  # type: ignore[valid-type]
+    rejected_statuses: list[Literal[CANONICAL_STATUSES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["unqualified", "nurture"])
-    accepted_stages: list[Literal[_STAGE_NAMES]] = Field(  # type: ignore[valid-type]
+    accepted_stages: list[Literal[STAGE_ORDER]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["sql", "opportunity"])
-    converted_stages: list[Literal[_STAGE_NAMES]] = Field(  # type: ignore[valid-type]
+    converted_stages: list[Literal[STAGE_ORDER]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["customer", "evangelist"])
     rehandoff_min_score_gain: float | None = Field(default=15, gt=0, le=100)
     alert_ignored_over: int | None = Field(default=25, ge=0)

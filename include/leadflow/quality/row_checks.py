@@ -34,15 +34,13 @@ from leadflow.quality.emails import email_syntax_valid
 from leadflow.quality.gx_runtime import ROW_RESULT_FORMAT, ExpectationSpec, validate_frame
 from leadflow.quality.results import CheckResult
 from leadflow.quality.settings import (
-    CANONICAL_STAGES,
-    CANONICAL_STATUSES,
     NUMBER_COLUMNS,
     TEXT_COLUMNS,
     TIMESTAMP_COLUMNS,
     QualitySettings,
     RowSettings,
 )
-from leadflow.schema import LEAD_COLUMNS
+from leadflow.schema import CANONICAL_STAGES, CANONICAL_STATUSES, LEAD_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -14,16 +14,13 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from leadflow.schema import LEAD_COLUMNS, MAX_TEXT_LENGTH, STAGE_ORDER, LeadStatus
+from leadflow.schema import CANONICAL_STAGES, LEAD_COLUMNS, MAX_TEXT_LENGTH
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "quality.yaml"
 
 TEXT_COLUMNS: tuple[str, ...] = tuple(c for c, k in LEAD_COLUMNS.items() if k == "str")
 NUMBER_COLUMNS: tuple[str, ...] = tuple(c for c, k in LEAD_COLUMNS.items() if k == "float")
 TIMESTAMP_COLUMNS: tuple[str, ...] = tuple(c for c, k in LEAD_COLUMNS.items() if k == "ts")
-# Canonical values a connector may produce; "other" is HubSpot's catch-all stage.
-CANONICAL_STAGES: tuple[str, ...] = (*STAGE_ORDER, "other")
-CANONICAL_STATUSES: tuple[str, ...] = tuple(s.value for s in LeadStatus)
 
 
 class NumberRange(BaseModel):

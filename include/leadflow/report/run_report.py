@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from leadflow.schema import stage_sort_key
 from leadflow.views import charts, queries
 from leadflow.views.paths import report_path, reports_dir
 from leadflow.views.render import render
@@ -63,8 +64,7 @@ def render_run_report(engine: Engine, crm: str, run_id: str) -> str:
     histogram = queries.score_histogram(engine, crm, score_run)
     grades = queries.grade_matrix(engine, crm, score_run)
     stages = {str(k): int(v) for k, v in (summary.get("proposed_stages") or {}).items()}
-    order = {s: i for i, s in enumerate(queries.STAGE_ORDER)}
-    stages = dict(sorted(stages.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+    stages = dict(sorted(stages.items(), key=lambda kv: stage_sort_key(kv[0])))
     preview = summary.get("preview") if isinstance(summary.get("preview"), dict) else None
     if preview is not None:
         preview = {"run_id": run_id, "dry_run": bool(run["dry_run"]), **preview}

@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 from sqlalchemy import Engine, and_, case, func, inspect, select
 from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
 
-from leadflow.schema import STAGE_ORDER
+from leadflow.schema import stage_sort_key
 from leadflow.warehouse.tables import companies, leads, push_log, runs, scores
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,7 @@ def funnel_by_run(run_rows: list[dict[str, Any]]) -> dict[str, Any]:
         counts = {str(k): int(v) for k, v in stages.items() if _int_or_none(v) is not None}
         seen.update(counts)
         per_run.append({"run_id": row["run_id"], "dry_run": row["dry_run"], "counts": counts})
-    stage_list = [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
-    return {"stages": stage_list, "runs": per_run}
+    return {"stages": sorted(seen, key=stage_sort_key), "runs": per_run}
 
 
 @_guard(dict)
@@ -159,8 +158,7 @@ def current_stages(engine: Engine, crm: str) -> dict[str, int]:
     )
     with engine.connect() as conn:
         counts = {str(s): int(n) for s, n in conn.execute(query)}
-    order = {s: i for i, s in enumerate(STAGE_ORDER)}
-    return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    return dict(sorted(counts.items(), key=lambda kv: stage_sort_key(kv[0])))
 
 
 # --- scores ---------------------------------------------------------------------------------------
