@@ -3,7 +3,8 @@
 `leadflow_env()` reads the process environment (or a given mapping) into `LeadflowEnv`; modules
 ask it instead of reading `os.environ` themselves, so each variable has one name, one default,
 one description and one validation. An empty value counts as unset. A bad value raises
-`LeadflowEnvError` naming the variable and what it accepts.
+`LeadflowEnvError` naming the variable and what it accepts
+(`environment: LEADFLOW_TIMEZONE: ...`, the format of `leadflow.validation`).
 
 `variables()` lists (name, default, description) for docs: `docs/configuration.md` is
 `python -m leadflow.env` (a test keeps the two equal). Connections (`AIRFLOW_CONN_*`) are not
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from leadflow.validation import problems
+from leadflow.validation import ConfigError, problems
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-class LeadflowEnvError(ValueError):
+class LeadflowEnvError(ConfigError):
     """A `LEADFLOW_*` variable has a value leadflow cannot use; the message names it."""
 
 
@@ -174,7 +175,7 @@ def leadflow_env(environ: Mapping[str, str] | None = None) -> LeadflowEnv:
     try:
         return LeadflowEnv.model_validate({k: v for k, v in values.items() if k in _NAMES})
     except ValidationError as exc:
-        raise LeadflowEnvError("invalid environment: " + "; ".join(problems(exc))) from None
+        raise LeadflowEnvError.of("environment", problems(exc)) from None
 
 
 def variables() -> list[tuple[str, str, str]]:

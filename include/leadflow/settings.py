@@ -6,20 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadflow.enrich.settings import EnrichmentSettings
 from leadflow.env import leadflow_env
 from leadflow.ownership import ReclaimPolicy
 from leadflow.push.diff import DiffSettings
 from leadflow.push.writer import PushSettings as WriterSettings
-from leadflow.validation import problems
+from leadflow.validation import ConfigError, load_yaml_model
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "leadflow.yaml"
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """The pipeline configuration is invalid; the message names each bad key."""
 
 
@@ -57,13 +56,4 @@ class PipelineSettings(BaseModel):
 
 def load_pipeline_settings(path: str | Path | None = None) -> PipelineSettings:
     path = Path(path or leadflow_env().config or DEFAULT_CONFIG_PATH)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return PipelineSettings.model_validate(document)
-    except ValidationError as exc:
-        raise SettingsError(f"{path}: " + "; ".join(problems(exc))) from None
+    return load_yaml_model(path, PipelineSettings, "pipeline settings", SettingsError, empty_ok=True)

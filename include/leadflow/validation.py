@@ -1,21 +1,88 @@
-"""Shared helpers for validating configuration files with pydantic: error messages that name
-the bad key, and the column-map check every CRM mapping needs."""
+"""Loading and validating configuration with pydantic, with one error format for all of it.
+
+Every configuration problem reads `<source>: <key path>: <what is wrong>`, several joined by
+`; `: the source is a file path (or what was read: `environment`, a connection), the key path
+is dotted with list indexes in brackets (`fit.groups[1].rules[0].field`). pydantic's wording is
+kept except that "Value error, " is dropped and a misspelt or missing key says so plainly
+(`unknown key`, `required key is missing`). A check on the whole document names its keys in
+its own message, which is then shown as it is.
+
+`load_yaml_model(path, Model, what, Error)` reads, parses and validates a YAML file;
+`validate_document` validates an already-loaded document; both raise `Error.of(source,
+problems)`, a `ConfigError`. `format_validation_error` formats a pydantic error for callers that
+raise something else. Also here: the column-map check every CRM mapping needs.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
+E = TypeVar("E", bound="ConfigError")
+
+# pydantic error types whose message leadflow words for a configuration file.
+_MESSAGES = {"extra_forbidden": "unknown key", "missing": "required key is missing"}
+_MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
-def problems(exc: ValidationError) -> list[str]:
-    """One `dotted.key: message` line per error."""
-    return [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
+class ConfigError(ValueError):
+    """Invalid configuration. `of(source, problems)` gives the message `<source>: <problem>;
+    ...`; `source` and `problems` stay available to callers that list the problems."""
+
+    def __init__(self, message: str, *, source: str | None = None, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.source = source
+        self.problems = list(problems)
+
+    @classmethod
+    def of(cls: type[E], source: str, problems: Sequence[str]) -> E:
+        return cls(format_problems(source, problems), source=source, problems=problems)
+
+
+def key_path(loc: Iterable[Any]) -> str:
+    """`("fit", "groups", 1, "field")` -> `fit.groups[1].field`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def error_items(exc: ValidationError) -> list[tuple[tuple[Any, ...], str]]:
+    """(location, message) per error of `exc`, in the words described in the module docstring."""
+    items = []
+    for err in exc.errors():
+        message = _MESSAGES.get(err["type"], err["msg"])
+        for prefix in _MESSAGE_PREFIXES:
+            message = message.removeprefix(prefix)
+        items.append((tuple(err["loc"]), message))
+    return items
+
+
+def problems(exc: ValidationError, prefix: Sequence[str] = ()) -> list[str]:
+    """One `key.path: message` line per error (per line of a message that has several);
+    `prefix` is prepended to every key (the section the model was read from, e.g.
+    `("quality",)`). An error on the whole document (no key) keeps its own message."""
+    lines: list[str] = []
+    for loc, message in error_items(exc):
+        path = key_path((*prefix, *loc))
+        for line in filter(None, (part.strip() for part in message.splitlines())):
+            lines.append(f"{path}: {line}" if path else line)
+    return lines
+
+
+def format_problems(source: str, problems: Sequence[str]) -> str:
+    """`<source>: <problem>; <problem>`."""
+    return f"{source}: " + "; ".join(problems)
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: Sequence[str] = ()) -> str:
+    """A pydantic error as one line naming `source` and every bad key."""
+    return format_problems(source, problems(exc, prefix))
 
 
 def check_column_map(
@@ -40,23 +107,34 @@ def check_column_map(
     return value
 
 
-def validate_document(model: type[T], data: Any, source: str, error: type[Exception]) -> T:
+def validate_document(model: type[T], data: Any, source: str, error: type[ConfigError],
+                      prefix: Sequence[str] = ()) -> T:
     """Validate a loaded YAML/JSON document; `error` names `source` and every bad key."""
-    if not isinstance(data, dict):
-        raise error(f"{source}: expected a mapping at the top level")
+    if not isinstance(data, Mapping):
+        raise error.of(source, [f"expected a mapping of keys, got {type(data).__name__}"])
     try:
-        return model.model_validate(data)
+        return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise error(f"{source} is invalid:\n  " + "\n  ".join(problems(exc))) from None
+        raise error.of(source, problems(exc, prefix)) from None
 
 
-def load_yaml_document(path: Path, what: str, error: type[Exception]) -> Any:
-    """Read and parse a YAML file, turning I/O and syntax problems into `error`."""
+def load_yaml(path: Path, what: str, error: type[ConfigError]) -> Any:
+    """Read and parse a YAML file (`what` it holds, for the message), turning I/O and syntax
+    problems into `error`."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise error.of(str(path), [f"cannot read {what} ({exc.strerror})"]) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise error(f"{path} is not valid YAML: {exc}") from None
+        raise error.of(str(path), [f"not valid YAML ({exc})"]) from None
+
+
+def load_yaml_model(path: Path, model: type[T], what: str, error: type[ConfigError], *,
+                    empty_ok: bool = False) -> T:
+    """Read, parse and validate a YAML file; `empty_ok`: an empty file means all defaults."""
+    document = load_yaml(path, what, error)
+    if document is None and empty_ok:
+        document = {}
+    return validate_document(model, document, str(path), error)

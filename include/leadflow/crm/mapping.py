@@ -22,7 +22,7 @@ from leadflow.schema import (
     LEAD_COLUMNS,
     OWNED_FIELDS,
 )
-from leadflow.validation import check_column_map, load_yaml_document, validate_document
+from leadflow.validation import ConfigError, check_column_map, load_yaml_model, validate_document
 
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "hubspot.yaml"
 
@@ -33,7 +33,7 @@ PROPERTY_TYPES = ("bool", "date", "datetime", "enumeration", "number", "phone_nu
 REQUIRED_CONTACT_COLUMNS = ("updated_at", "lifecycle_stage", "lead_status", "email")
 
 
-class MappingConfigError(ValueError):
+class MappingConfigError(ConfigError):
     """The mapping file is missing or invalid; the message names the file and the bad keys."""
 
 
@@ -216,4 +216,4 @@ def parse_mapping(data: Any, *, source: str = "mapping") -> HubSpotMapping:
 def load_mapping(path: str | Path | None = None) -> HubSpotMapping:
     """Load and validate the HubSpot mapping YAML (default: include/config/crm/hubspot.yaml)."""
     file = Path(path) if path is not None else DEFAULT_MAPPING_PATH
-    return parse_mapping(load_yaml_document(file, "HubSpot mapping", MappingConfigError), source=str(file))
+    return load_yaml_model(file, HubSpotMapping, "HubSpot mapping", MappingConfigError)

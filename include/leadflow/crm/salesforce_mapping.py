@@ -44,7 +44,7 @@ from leadflow.schema import (
     CANONICAL_STATUSES,
     OWNED_FIELDS,
 )
-from leadflow.validation import check_column_map, load_yaml_document, validate_document
+from leadflow.validation import ConfigError, check_column_map, load_yaml_model, validate_document
 
 CRM = "salesforce"
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "salesforce.yaml"
@@ -69,7 +69,7 @@ COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
 _RENDER_AS = {"double": "number", "string": "string", "textarea": "string", "datetime": "datetime", "boolean": "bool"}
 
 
-class MappingConfigError(ValueError):
+class MappingConfigError(ConfigError):
     """The mapping file is missing or invalid; the message names the file and the bad keys."""
 
 
@@ -289,7 +289,7 @@ def parse_mapping(data: Any, *, source: str = "mapping") -> SalesforceMapping:
 def load_mapping(path: str | Path | None = None) -> SalesforceMapping:
     """Load and validate the Salesforce mapping YAML (default: include/config/crm/salesforce.yaml)."""
     file = Path(path) if path is not None else DEFAULT_MAPPING_PATH
-    return parse_mapping(load_yaml_document(file, "Salesforce mapping", MappingConfigError), source=str(file))
+    return load_yaml_model(file, SalesforceMapping, "Salesforce mapping", MappingConfigError)
 
 
 # --- incoming ---------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from leadflow.validation import ConfigError, validate_document
 
 # Fields the enrichment resolves onto a lead, in output order. Bands are derived from
 # employees / annual_revenue and inherit their source.
@@ -94,22 +96,15 @@ class EnrichmentSettings(BaseModel):
         return int(self.negative_ttl_days * 86_400_000)
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """Invalid enrichment configuration; the message names every bad key."""
 
 
 def load_settings(
-    mapping: Mapping[str, Any] | None = None, *, prefix: str = "enrichment"
+    mapping: Mapping[str, Any] | None = None, *, prefix: str = "enrichment", source: str = "enrichment settings"
 ) -> EnrichmentSettings:
     """Validate a plain mapping (e.g. the `enrichment:` section of a YAML file).
 
-    Raises `SettingsError` whose message lists each problem as `<prefix>.<dotted.key>: <reason>`.
+    Raises `SettingsError` listing each problem as `<source>: <prefix>.<dotted.key>: <reason>`.
     """
-    try:
-        return EnrichmentSettings.model_validate(dict(mapping or {}))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(part) for part in (prefix, *err["loc"]))
-            problems.append(f"{key}: {err['msg']}")
-        raise SettingsError("invalid enrichment settings: " + "; ".join(problems)) from None
+    return validate_document(EnrichmentSettings, mapping or {}, source, SettingsError, prefix=(prefix,))

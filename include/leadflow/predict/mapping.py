@@ -23,13 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from leadflow.validation import ConfigError, load_yaml_model, validate_document
 
 SHIPPED_MAPPINGS = Path(__file__).resolve().parents[2] / "config" / "mappings"
 
 
-class MappingError(ValueError):
+class MappingError(ConfigError):
     """A mapping file (or a table checked against it) is invalid; the message names the key."""
 
 
@@ -126,17 +127,17 @@ class Mapping(_Strict):
         names = set(self.numbers) | set(self.categories)
         for i, d in enumerate(self.derived):
             if d.name in names:
-                errors.append(f"derived.{i}.name: {d.name!r} clashes with another feature")
+                errors.append(f"derived[{i}].name: {d.name!r} clashes with another feature")
             names.add(d.name)
             unknown = [c for c in d.columns if c not in set(self.numbers) | set(self.categories)]
             if d.op != "present" and unknown:
-                errors.append(f"derived.{i}.columns: {unknown} are not listed under numbers")
+                errors.append(f"derived[{i}].columns: {unknown} are not listed under numbers")
             non_numeric = [c for c in d.columns if c in set(self.categories)]
             if d.op != "present" and non_numeric:
-                errors.append(f"derived.{i}.columns: {non_numeric} are categories, need numbers")
+                errors.append(f"derived[{i}].columns: {non_numeric} are categories, need numbers")
             bad = [c for c in d.columns if c in set(self.excluded)]
             if bad:
-                errors.append(f"derived.{i}.columns: {bad} are excluded (they leak the outcome)")
+                errors.append(f"derived[{i}].columns: {bad} are excluded (they leak the outcome)")
         if not self.numbers and not self.categories and not self.derived:
             errors.append("numbers/categories: the mapping lists no feature at all")
         if errors:
@@ -182,23 +183,9 @@ class Mapping(_Strict):
         return self.model_copy(update={"label": label})
 
 
-def _format_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{key}: {msg}")
-    return "; ".join(parts)
-
-
 def parse_mapping(data: Any, source: str = "mapping") -> Mapping:
     """Validate a parsed YAML document; MappingError messages start with the offending key."""
-    if not isinstance(data, dict):
-        raise MappingError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
-    try:
-        return Mapping.model_validate(data)
-    except ValidationError as exc:
-        raise MappingError(f"{source}: {_format_errors(exc)}") from None
+    return validate_document(Mapping, data, source, MappingError)
 
 
 def load_mapping(path: str | Path) -> Mapping:
@@ -210,12 +197,4 @@ def load_mapping(path: str | Path) -> Mapping:
     p = Path(path)
     if not p.suffix and not p.exists():
         p = SHIPPED_MAPPINGS / f"{p.name}.yaml"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MappingError(f"{p}: cannot read mapping file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{p}: not valid YAML ({exc})") from None
-    return parse_mapping(data, str(p))
+    return load_yaml_model(p, Mapping, "mapping file", MappingError)

@@ -3,8 +3,9 @@
 The model is the marketing-sales agreement (SLA) in machine-readable form: personas, fit and
 engagement rules with points, caps and decay, red flags and positive signs, BANT, disqualifiers,
 nurture, grades, stage thresholds and the predictive blend. `load_model` turns YAML into a
-`QualificationModel` or raises `ModelConfigError` whose lines each start with the dotted key
-path of the problem (``bant.weights.budget: Input should be greater than or equal to 0``).
+`QualificationModel` or raises `ModelConfigError` naming the file and each problem's key path
+(``model.yaml: bant.weights.budget: Input should be greater than or equal to 0``; the format of
+`leadflow.validation`).
 
 Validation happens in two layers: pydantic checks shapes and types (unknown keys are errors),
 then `_semantic_errors` checks what needs the whole document: field names and operators,
@@ -16,15 +17,13 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     model_validator,
 )
 
@@ -38,6 +37,7 @@ from leadflow.qualify.fields import (
     SHOWABLE_FIELDS,
 )
 from leadflow.schema import CANONICAL_STATUSES, MODEL_STAGES, STAGE_ORDER
+from leadflow.validation import ConfigError, format_problems, load_yaml_model, validate_document
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "config" / "model" / "default.yaml"
 JSON_SCHEMA_PATH = DEFAULT_MODEL_PATH.with_name("model.schema.json")
@@ -49,14 +49,17 @@ _ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 _CONDITION_OPERATORS: tuple[str, ...] = tuple(OPERATOR_KINDS)
 
 
-class ModelConfigError(ValueError):
-    """The model config is invalid; each line of the message starts with the bad key path."""
+class ModelConfigError(ConfigError):
+    """The model config is invalid; `errors` lists the problems, each starting with the bad key
+    path (the message is `<source>: <problem>; ...`, as every `ConfigError`)."""
 
     def __init__(self, errors: list[str], source: str | None = None) -> None:
+        super().__init__(format_problems(source or "qualification model", errors), source=source, problems=errors)
         self.errors = errors
-        self.source = source
-        where = f" ({source})" if source else ""
-        super().__init__(f"invalid qualification model{where}:\n  " + "\n  ".join(errors))
+
+    @classmethod
+    def of(cls, source: str, problems: Sequence[str]) -> ModelConfigError:
+        return cls(list(problems), source)
 
 
 class _Strict(BaseModel):
@@ -603,54 +606,15 @@ def _sub_score(points: int, full_points: int) -> int:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _format_validation_error(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        loc = _format_loc(tuple(err["loc"]))
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        if not loc:
-            lines.extend(msg.splitlines())  # semantic errors already carry their key path
-        else:
-            lines.append(f"{loc}: {msg}")
-    return lines
-
-
 def model_from_dict(data: Any, source: str | None = None) -> QualificationModel:
     """Validate a parsed config document; raise `ModelConfigError` naming each bad key."""
-    if not isinstance(data, dict):
-        raise ModelConfigError([f"(root): expected a mapping, got {type(data).__name__}"], source)
-    try:
-        return QualificationModel.model_validate(data)
-    except ValidationError as exc:
-        raise ModelConfigError(_format_validation_error(exc), source) from None
+    return validate_document(QualificationModel, data, source or "qualification model", ModelConfigError)
 
 
 def load_model(path: str | Path | None = None) -> QualificationModel:
     """Load and validate a model YAML file (None: the shipped default model)."""
     file = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ModelConfigError([f"(file): cannot read: {exc.strerror}"], str(file)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ModelConfigError([f"(yaml): {exc}"], str(file)) from None
-    return model_from_dict(data, str(file))
+    return load_yaml_model(file, QualificationModel, "qualification model", ModelConfigError)
 
 
 def json_schema() -> dict[str, Any]:

@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow.schema import CANONICAL_STAGES, LEAD_COLUMNS, MAX_TEXT_LENGTH
+from leadflow.validation import ConfigError, load_yaml, validate_document
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "quality.yaml"
 
@@ -161,38 +161,29 @@ class QualitySettings(BaseModel):
     value_max_chars: int = Field(200, ge=16, le=4000)
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """Invalid quality configuration; the message names every bad key."""
 
 
 def load_settings(
-    mapping: Mapping[str, Any] | None = None, *, prefix: str = "quality"
+    mapping: Mapping[str, Any] | None = None, *, prefix: str = "quality", source: str = "quality settings"
 ) -> QualitySettings:
     """Validate a plain mapping (the `quality:` section of the YAML file).
 
-    Raises `SettingsError` listing each problem as `<prefix>.<dotted.key>: <reason>`.
+    Raises `SettingsError` listing each problem as `<source>: <prefix>.<dotted.key>: <reason>`.
     """
-    try:
-        return QualitySettings.model_validate(dict(mapping or {}))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(part) for part in (prefix, *err["loc"]))
-            problems.append(f"{key}: {err['msg']}")
-        raise SettingsError("invalid quality settings: " + "; ".join(problems)) from None
+    return validate_document(QualitySettings, mapping or {}, source, SettingsError, prefix=(prefix,))
 
 
 def load_settings_file(path: Path | str | None = None) -> QualitySettings:
     """Read and validate a YAML file whose top-level key is `quality:` (default: the bundled
     `include/config/quality.yaml`)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML ({exc})") from None
+    document = load_yaml(path, "quality settings", SettingsError) or {}
     if not isinstance(document, dict):
-        raise SettingsError(f"{path}: expected a mapping with a 'quality' key")
+        raise SettingsError.of(str(path), ["expected a mapping with a 'quality' key"])
     unknown = sorted(set(document) - {"quality"})
     if unknown:
-        raise SettingsError(f"{path}: unknown top-level key(s) {unknown}; expected 'quality'")
-    return load_settings(document.get("quality") or {})
+        raise SettingsError.of(str(path), [f"{key}: unknown top-level key (expected only 'quality')"
+                                           for key in unknown])
+    return load_settings(document.get("quality") or {}, source=str(path))

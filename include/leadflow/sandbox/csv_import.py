@@ -52,8 +52,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow import progress
 from leadflow.predict.mapping import SHIPPED_MAPPINGS, Mapping, MappingError, load_mapping
@@ -63,6 +62,7 @@ from leadflow.sandbox.history import IMPORT
 from leadflow.sandbox.hubspot_service import MAX_BATCH_INPUTS, HubSpotService
 from leadflow.sandbox.properties import COLUMN_PROPERTIES, READ_ONLY, PropertyDef, parse_time_ms
 from leadflow.sandbox.store import SandboxStore
+from leadflow.validation import ConfigError, load_yaml_model, validate_document
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ OBJECT_TYPE = "contacts"
 MAX_CELL = 1_000_000
 
 
-class ImportConfigError(ValueError):
+class ImportConfigError(ConfigError):
     """The contacts config (or the CSV checked against it) is invalid; the message names the key."""
 
 
@@ -199,24 +199,9 @@ class ContactImportConfig(_Strict):
         return {f"properties.{name}": src.source_columns() for name, src in self.properties.items()}
 
 
-def _format_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        key = ".".join(str(p) for p in err["loc"])
-        # Model-level checks already start each message with its key.
-        parts.append(f"{key}: {msg}" if key else msg)
-    return "; ".join(parts)
-
-
 def parse_import_config(data: Any, source: str = "contacts config") -> ContactImportConfig:
     """Validate a parsed YAML document; ImportConfigError messages start with the offending key."""
-    if not isinstance(data, dict):
-        raise ImportConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
-    try:
-        return ContactImportConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ImportConfigError(f"{source}: {_format_errors(exc)}") from None
+    return validate_document(ContactImportConfig, data, source, ImportConfigError)
 
 
 def load_import_config(path: str | Path) -> ContactImportConfig:
@@ -225,15 +210,7 @@ def load_import_config(path: str | Path) -> ContactImportConfig:
     p = Path(path)
     if not p.suffix and not p.exists():
         p = SHIPPED_MAPPINGS / f"{p.name}.yaml"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ImportConfigError(f"{p}: cannot read contacts config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ImportConfigError(f"{p}: not valid YAML ({exc})") from None
-    return parse_import_config(data, str(p))
+    return load_yaml_model(p, ContactImportConfig, "contacts config", ImportConfigError)
 
 
 def default_config_path(mapping: Mapping) -> Path:

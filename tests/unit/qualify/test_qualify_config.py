@@ -160,7 +160,7 @@ def test_unreadable_and_malformed_files_raise_model_config_error(tmp_path):
         load_model(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: [unclosed", encoding="utf-8")
-    with pytest.raises(ModelConfigError, match=r"\(yaml\)"):
+    with pytest.raises(ModelConfigError, match="bad.yaml: not valid YAML"):
         load_model(bad)
     bad.write_text("- a list\n", encoding="utf-8")
     with pytest.raises(ModelConfigError, match="expected a mapping"):
