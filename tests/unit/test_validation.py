@@ -152,3 +152,14 @@ def test_an_empty_file_may_mean_all_defaults(tmp_path: Path) -> None:
     path.write_text("", encoding="utf-8")
     assert load_yaml_model(path, Defaults, "settings", _Error, empty_ok=True).a == 1
 
+
+def test_no_module_but_validation_formats_a_pydantic_error_itself() -> None:
+    import re
+
+    package = Path(__file__).resolve().parents[2] / "include" / "leadflow"
+    # The sandbox's HTTP app answers like the CRM API it emulates, not like a configuration file.
+    allowed = {"validation.py", "sandbox/app.py"}
+    pattern = re.compile(r"\.errors\(\)|yaml\.(?:safe_)?load\(")
+    formatting = {str(p.relative_to(package)) for p in package.rglob("*.py")
+                  if pattern.search(p.read_text(encoding="utf-8"))}
+    assert formatting - allowed == set()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,6 +18,7 @@ from leadflow.connections import Connection, env_var_name
 from leadflow.crm.base import CrmBudgetExhausted, CrmError
 from leadflow.crm.http import ErrorInfo, RestSession, RetryConfig, Stats, make_error
 from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
+from leadflow.validation import format_validation_error
 
 GENERAL_BUCKET = "general"
 SEARCH_BUCKET = "search"
@@ -26,6 +27,19 @@ AIRFLOW_HTTP_EXTRA_KEYS = frozenset(
     {"auth_type", "auth_kwargs", "headers", "verify", "proxies", "cert", "stream", "trust_env", "allow_redirects"}
 )
 _SCOPE = re.compile(r"\b(?:crm|oauth|content|automation)\.[a-z0-9_.-]+\b")
+S = TypeVar("S", bound=BaseModel)
+
+
+def settings_from_extra(connection: Connection, model: type[S]) -> S:
+    """Validate a connection's extra as `model`; unknown keys are errors (a typo must not silently
+    fall back to a default), except those Airflow's HTTP connection form writes itself. A bad key
+    raises `CrmError` naming the connection and `extra.<key>`."""
+    extra = {k: v for k, v in connection.extra.items() if k not in AIRFLOW_HTTP_EXTRA_KEYS}
+    try:
+        return model.model_validate(extra)
+    except ValidationError as exc:
+        where = f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)})"
+        raise CrmError(format_validation_error(exc, where, prefix=("extra",))) from None
 
 
 class HubSpotSettings(BaseModel):
@@ -53,18 +67,7 @@ class HubSpotSettings(BaseModel):
 
     @classmethod
     def from_connection(cls, connection: Connection) -> "HubSpotSettings":
-        """Validate the connection's extra; unknown keys are errors (a typo must not silently
-        fall back to a default), except those Airflow's HTTP connection form writes itself."""
-        extra = {k: v for k, v in connection.extra.items() if k not in AIRFLOW_HTTP_EXTRA_KEYS}
-        try:
-            return cls.model_validate(extra)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"extra.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise CrmError(
-                f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) is invalid: {problems}"
-            ) from None
+        return settings_from_extra(connection, cls)
 
 
 TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.batching import chunks
 from leadflow.connections import Connection, env_var_name
@@ -54,7 +54,7 @@ from leadflow.crm.http import (
     WriteOutcomeUnknown,
     make_error,
 )
-from leadflow.crm.hubspot_session import AIRFLOW_HTTP_EXTRA_KEYS
+from leadflow.crm.hubspot_session import settings_from_extra
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import (
     COMPATIBLE_TYPES,
@@ -102,13 +102,7 @@ class SalesforceSettings(BaseModel):
 
     @classmethod
     def from_connection(cls, connection: Connection) -> "SalesforceSettings":
-        extra = {k: v for k, v in connection.extra.items() if k not in AIRFLOW_HTTP_EXTRA_KEYS}
-        try:
-            return cls.model_validate(extra)
-        except ValidationError as exc:
-            problems = "; ".join(f"extra.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-            raise CrmError(f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) is invalid: "
-                           f"{problems}") from None
+        return settings_from_extra(connection, cls)
 
 
 class _VerifyingSession(requests.Session):

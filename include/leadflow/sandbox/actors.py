@@ -23,6 +23,8 @@ from typing import Any, Iterator, Protocol, Sequence
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.validation import problems
+
 log = logging.getLogger(__name__)
 
 # What the actors do, and how often relative to each other.
@@ -324,7 +326,7 @@ class ActorSchedule(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError("; ".join(problems(exc))) from None
 
 
 def run_actors(schedule: ActorSchedule, actors: Sequence[CrmActors], stop: threading.Event) -> None:

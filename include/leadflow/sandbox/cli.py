@@ -7,9 +7,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.console import EXAMPLE_FORMATTER, UsageError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = Path("leadflow-sandbox.db")
@@ -251,10 +254,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag_errors(exc: Exception, prefix: str) -> str:
-    """A pydantic ValidationError as `invalid --flag: message` parts, one per bad flag."""
-    return "; ".join(f"invalid {prefix}{str(err['loc'][0]).replace('_', '-')}: {err['msg']}"
-                     for err in exc.errors())  # type: ignore[attr-defined]
+def _flag_errors(exc: ValidationError, prefix: str) -> str:
+    """A pydantic ValidationError as `invalid --flag: message` parts, one per bad flag (a check
+    of the flags together keeps its own message)."""
+    from leadflow.validation import error_items
+
+    return "; ".join(f"invalid {prefix}{str(loc[0]).replace('_', '-')}: {message}" if loc else message
+                     for loc, message in error_items(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
