@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,7 @@ def test_configuration_doc_matches_the_settings_object() -> None:
 
 _READ = re.compile(r"""(?:environ(?:\.get)?|getenv)\s*[(\[]\s*["'](LEADFLOW_[A-Z0-9_]+)""")
 _QUOTED = re.compile(r"""["'](LEADFLOW_[A-Z0-9_]+)["']""")
+_MENTIONED = re.compile(r"(?<![A-Z0-9_])(LEADFLOW_[A-Z0-9_]*[A-Z0-9])")
 
 
 def _sources() -> list[Path]:
@@ -103,6 +105,24 @@ def test_no_module_but_env_reads_a_leadflow_variable_itself() -> None:
     assert readers == set()
 
 
+def _named_in_text(path: Path) -> set[str]:
+    """`LEADFLOW_*` names in the strings (messages, docstrings) and comments of a source file;
+    `AIRFLOW_CONN_LEADFLOW_*` are connections, not variables."""
+    names = set()
+    with path.open(encoding="utf-8") as source:
+        for token in tokenize.generate_tokens(source.readline):
+            if token.type in (tokenize.STRING, tokenize.COMMENT):
+                names.update(_MENTIONED.findall(token.string))
+    return names
+
+
 def test_every_leadflow_variable_named_in_the_code_is_in_the_settings_object() -> None:
     named = {m for p in _sources() for m in _QUOTED.findall(p.read_text(encoding="utf-8"))}
+    named |= {m for p in _sources() for m in _named_in_text(p)}
     assert named - {name for name, _, _ in variables()} == set()
+
+
+def test_the_scan_sees_a_variable_in_a_message_or_comment(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text('# set LEADFLOW_A\nx = f"use LEADFLOW_B or AIRFLOW_CONN_LEADFLOW_HUBSPOT"\nLEADFLOW_C = 1\n')
+    assert _named_in_text(path) == {"LEADFLOW_A", "LEADFLOW_B"}
