@@ -6,10 +6,10 @@ import pytest
 
 from leadflow.enrich.http_provider import (
     HttpResponse,
-    backoff_delay,
     rate_limit_wait,
     window_exhausted,
 )
+from leadflow.http_policy import backoff_delay
 
 from enrich_fakes import FakeTransport, ok, status, transport_error
 
