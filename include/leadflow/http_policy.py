@@ -33,7 +33,7 @@ status / failure    retried?  how                                          error
 400, 409            no        -                                            request
 401, 403            no        -                                            auth
 404                 no        -                                            not found
-423 locked          yes       backoff, at least 2 s                        unavailable
+423 locked          yes       Retry-After, else backoff, at least 2 s      unavailable
 429 rate limited    yes       Retry-After, else backoff, at least 1 s or   unavailable
                               the client's rate-limit wait
 500 502 503 504     yes       Retry-After, else backoff                    unavailable

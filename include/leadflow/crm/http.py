@@ -21,7 +21,8 @@ status / failure    retried?  how                                         raised
                                                                           missing scope if known)
 404                 no        -                                           CrmNotFoundError
 409                 no        -                                           CrmRequestError
-423 locked          yes       backoff, at least 2 s                       CrmUnavailableError
+423 locked          yes       Retry-After when sent; else backoff, at     CrmUnavailableError
+                              least 2 s
 429 rate limited    yes       Retry-After when sent; else backoff, at     CrmUnavailableError;
                               least what the CRM's policy needs (HubSpot  CrmBudgetExhausted at
                               SECONDLY / TEN_SECONDLY); the bucket is     once for a DAILY limit

@@ -199,7 +199,7 @@ class SalesforceSession(RestSession):
     def rate_limit_wait(self, response: requests.Response, info: ErrorInfo) -> float | None:
         """403 REQUEST_LIMIT_EXCEEDED names the limit: the daily total stops the run at once; the
         concurrent-request limit is waited out like a 429 (the table's row: at least 1 s)."""
-        if "total" in info.message.lower():
+        if info.category == REQUEST_LIMIT_EXCEEDED[1] and "total" in info.message.lower():
             raise make_error(CrmBudgetExhausted, "Salesforce daily API allocation is spent (403 REQUEST_LIMIT_EXCEEDED): "
                              "stopping now; the next run resumes from the stored watermark", status=403, info=info)
         return None
