@@ -1,7 +1,8 @@
 """HubSpot's declarations for the shared REST session, and its settings from the connection.
 
-Everything generic (retries, buckets, the error table) lives in `leadflow.crm.http`; this module
-only says how HubSpot words its errors and its 429s, and which limits apply.
+The request loop, the error table and the backoff are `leadflow.http_policy`'s (through
+`leadflow.crm.http.RestSession`); this module only says how HubSpot words its errors and its 429s,
+and which limits its two buckets keep under.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow.connections import Connection, env_var_name
 from leadflow.crm.base import CrmBudgetExhausted, CrmError
-from leadflow.crm.http import ErrorInfo, RestSession, RetryConfig, Stats, make_error
+from leadflow.crm.http import RestSession, Stats
 from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
+from leadflow.http_policy import ErrorInfo, RetryConfig, make_error
 from leadflow.validation import format_validation_error
 
 GENERAL_BUCKET = "general"
@@ -76,11 +78,7 @@ TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
 class HubSpotSession(RestSession):
     """REST session speaking HubSpot's error and rate-limit dialect."""
 
-    crm_name = "HubSpot"
-    # HubSpot counts search requests against their own per-second limit, separate from the
-    # burst limit; charging them to both held the search rate ~15% under its ceiling
-    # (bench/bench_pull.py).
-    also_charge: dict[str, tuple[str, ...]] = {}
+    api_name = "HubSpot"
 
     def __init__(self, *args: Any, daily_reserve: int = 0, rate_limit_wait_s: float = 2.0,
                  search_rate_wait_s: float = 1.0, **kwargs: Any) -> None:
@@ -110,7 +108,9 @@ class HubSpotSession(RestSession):
         settings = settings or HubSpotSettings.from_connection(connection)
         keep = (1 - settings.rate_headroom) * rate_share
         # Capacity 1 (no burst) and a rate a little under the ceiling: no rolling window, of
-        # 1 s or of 10 s, ever sees more than the limit.
+        # 1 s or of 10 s, ever sees more than the limit. A search request takes a token from the
+        # search bucket only: HubSpot counts searches against their own per-second limit
+        # (charging them to both held the search rate ~15% under its ceiling, bench/bench_pull.py).
         buckets = {
             GENERAL_BUCKET: TokenBucket(
                 settings.rate_limit_per_10s / 10.0 * keep, 1.0,

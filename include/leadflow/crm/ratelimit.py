@@ -1,7 +1,9 @@
 """A thread-safe token bucket with an injectable clock and sleeper.
 
-Used by every outbound HTTP client of leadflow (CRM sessions, the enrichment provider) to stay
-under an API's rate limit *before* the API has to say 429.
+Client-side pacing: the HubSpot session (a bucket per limit) and the enrichment provider take a
+token before every attempt, to stay under an API's rate limit *before* the API has to say 429;
+after a 429 the request loop (`leadflow.http_policy`) pauses the bucket for every sharer.
+Salesforce has no per-second limit to pace against (its budget is the daily allocation).
 
 Why a reserving bucket: `acquire()` takes its token immediately (the balance may go negative)
 and then sleeps until that token would have been earned. Concurrent callers therefore queue in
@@ -9,9 +11,9 @@ arrival order without holding the lock while they sleep, and the spacing between
 
 Rolling windows: APIs such as HubSpot count requests in a *rolling* window ("5 in any 1 s").
 A bucket with capacity C and rate r admits at most C + r*W requests in any window of W seconds,
-so a full-capacity burst followed by the steady rate overshoots the window. `for_window()`
-builds a bucket that cannot overshoot: capacity 1 (no burst) and a rate a little under
-limit/window, so consecutive requests are spaced by slightly more than window/limit.
+so a full-capacity burst followed by the steady rate overshoots the window. A bucket with
+capacity 1 (no burst) and a rate a little under limit/window cannot overshoot: consecutive
+requests are spaced by slightly more than window/limit (what `HubSpotSession` builds).
 """
 
 from __future__ import annotations
@@ -53,31 +55,7 @@ class TokenBucket:
         self._tokens = self.capacity
         self._updated = clock()
         self._paused_until = float("-inf")
-        self.waited_s = 0.0  # total time callers were told to wait (for run summaries)
         self.acquired = 0
-
-    @classmethod
-    def for_window(
-        cls,
-        limit: int,
-        window_s: float,
-        *,
-        headroom: float = 0.04,
-        clock: Clock = time.monotonic,
-        sleeper: Sleeper = time.sleep,
-        name: str = "bucket",
-    ) -> "TokenBucket":
-        """A bucket that never exceeds `limit` requests in any rolling `window_s` window.
-
-        `headroom` (fraction) absorbs jitter between when we send and when the server counts:
-        5 per 1 s with 4 % headroom paces at 4.8/s.
-        """
-        if limit < 1 or window_s <= 0:
-            raise ValueError(f"TokenBucket {name!r}: need limit >= 1 and window_s > 0")
-        if not 0 <= headroom < 1:
-            raise ValueError(f"TokenBucket {name!r}: headroom must be in [0, 1), got {headroom}")
-        rate = limit * (1.0 - headroom) / window_s
-        return cls(rate, 1.0, clock=clock, sleeper=sleeper, name=name)
 
     # --- internals (call with the lock held) ------------------------------------------------
     def _refill(self, now: float) -> None:
@@ -104,7 +82,6 @@ class TokenBucket:
             raise ValueError(f"TokenBucket {self.name!r}: {tokens} tokens exceed capacity")
         with self._lock:
             wait = self._reserve(tokens, self._clock())
-            self.waited_s += wait
         if wait > 0:
             self._sleeper(wait)
         return wait

@@ -1,9 +1,12 @@
 """`SalesforceConnector`: the `CrmConnector` for Salesforce Leads over the REST API.
 
-HTTP behaviour (retries, error table, stats) comes from the shared `RestSession`; Salesforce adds
-its error dialect (`[{"message","errorCode"}]`), OAuth (a session id from the connection's
-password, or client credentials / password grant from its extra), and the daily API budget read
-from `Sforce-Limit-Info`: once the remaining allocation is at or below `daily_reserve` the session
+HTTP behaviour (the request loop, retries, error table, stats) comes from the shared
+`RestSession` and `leadflow.http_policy`; Salesforce declares its error dialect
+(`[{"message","errorCode"}]`), one row of its own (403 REQUEST_LIMIT_EXCEEDED: the concurrent-request
+limit is retried like a 429, the daily total stops the run), OAuth (a session id from the
+connection's password, or client credentials / password grant from its extra; the token request
+goes through the same loop; a 401 gets one new session), and the daily API budget read from
+`Sforce-Limit-Info`: once the remaining allocation is at or below `daily_reserve` the session
 raises `CrmBudgetExhausted` *before* sending, so a pull stops after its last complete page and the
 next run resumes from that page's watermark.
 
@@ -27,6 +30,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,15 +49,7 @@ from leadflow.crm.base import (
     RecordUpdate,
     Watermark,
 )
-from leadflow.crm.http import (
-    TRANSIENT_TRANSPORT_ERRORS,
-    ErrorInfo,
-    RestSession,
-    RetryConfig,
-    Stats,
-    WriteOutcomeUnknown,
-    make_error,
-)
+from leadflow.crm.http import ERROR_POLICY, RestSession, Stats, WriteOutcomeUnknown
 from leadflow.crm.hubspot_session import settings_from_extra
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import (
@@ -69,6 +65,7 @@ from leadflow.crm.salesforce_mapping import (
     owned_values,
 )
 from leadflow.crm.salesforce_push import RATING, assert_writable, plan_update, results_from_collection
+from leadflow.http_policy import ErrorInfo, ErrorRule, Failure, RetryConfig, make_error
 from leadflow.ownership import Decision, Observed, decide
 from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
 
@@ -78,6 +75,9 @@ HISTORY_RELATIONSHIP = "Histories"
 _UNSET = object()
 
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+# The bucket name of an OAuth token request (no API allocation spent, its own messages).
+OAUTH_BUCKET = "oauth"
+REQUEST_LIMIT_EXCEEDED = (403, "REQUEST_LIMIT_EXCEEDED")
 
 
 class SalesforceSettings(BaseModel):
@@ -132,7 +132,10 @@ def make_http_session(verify: Any = None) -> requests.Session:
 class SalesforceSession(RestSession):
     """REST session speaking Salesforce's error, auth and API-budget dialect."""
 
-    crm_name = "Salesforce"
+    api_name = "Salesforce"
+    # 403 REQUEST_LIMIT_EXCEEDED is a rate limit, not a missing permission (`rate_limit_wait`).
+    error_policy = {**ERROR_POLICY, REQUEST_LIMIT_EXCEEDED: ErrorRule(retry=True, error=CrmUnavailableError,
+                                                                      min_wait_s=1.0, rate_limit=True)}
 
     def __init__(self, *args: Any, daily_reserve: int = 0, oauth: Mapping[str, str] | None = None,
                  token_url: str | None = None, **kwargs: Any) -> None:
@@ -172,6 +175,9 @@ class SalesforceSession(RestSession):
                f"{info.message}".strip()
 
     def before_request(self, bucket: str) -> None:
+        if bucket == OAUTH_BUCKET:  # a token request spends none of the API allocation
+            self.stats.add("oauth_requests")
+            return
         remaining = self.api_remaining
         if remaining is not None and remaining <= self.daily_reserve:
             self.stats.add("budget_stops")
@@ -184,7 +190,32 @@ class SalesforceSession(RestSession):
         if match:
             self.api_used, self.api_limit = int(match.group(1)), int(match.group(2))
 
-    # --- auth and the 403 REQUEST_LIMIT_EXCEEDED dialect -----------------------------------------------
+    def rate_limit_wait(self, response: requests.Response, info: ErrorInfo) -> float | None:
+        """403 REQUEST_LIMIT_EXCEEDED names the limit: the daily total stops the run at once; the
+        concurrent-request limit is waited out like a 429 (the table's row: at least 1 s)."""
+        if info.category == REQUEST_LIMIT_EXCEEDED[1] and "total" in info.message.lower():
+            raise make_error(CrmBudgetExhausted, "Salesforce daily API allocation is spent (403 REQUEST_LIMIT_EXCEEDED): "
+                             "stopping now; the next run resumes from the stored watermark", status=403, info=info)
+        return None
+
+    def final_error(self, failure: Failure) -> Exception:
+        if failure.bucket == OAUTH_BUCKET:
+            info = failure.info
+            return make_error(CrmAuthError, f"Salesforce OAuth refused the client of connection {self.conn_id or '?'} "
+                              f"({info.category or failure.key}): {info.message}", status=failure.status, info=info)
+        return super().final_error(failure)
+
+    def exhausted_error(self, failure: Failure) -> Exception:
+        if failure.bucket == OAUTH_BUCKET:
+            return make_error(CrmUnavailableError, "Salesforce OAuth token request still failing "
+                              f"({failure.cause or failure.key}) after {failure.attempts} attempts; try the run again "
+                              "later", status=failure.status, info=failure.info)
+        if (failure.key, failure.info.category) == REQUEST_LIMIT_EXCEEDED:
+            return make_error(CrmUnavailableError, "Salesforce concurrent request limit still exceeded after "
+                              f"{failure.attempts} attempts; try the run again later", status=403, info=failure.info)
+        return super().exhausted_error(failure)
+
+    # --- auth ----------------------------------------------------------------------------------------------
     def authenticate(self) -> None:
         """Get a session id with the OAuth client of the connection (client credentials, or the
         password grant when a username is configured)."""
@@ -195,32 +226,16 @@ class SalesforceSession(RestSession):
             form.update(grant_type="password", username=self._oauth["username"], password=self._oauth.get("password", ""))
         else:
             form["grant_type"] = "client_credentials"
-        attempt = 0
-        while True:  # a token request is safe to repeat: a lost answer only costs a session
-            self.stats.add("requests")
-            self.stats.add("oauth_requests")
-            try:
-                response = self._session.post(self._token_url, data=form, timeout=self.timeout)
-                break
-            except TRANSIENT_TRANSPORT_ERRORS as exc:
-                if attempt >= self.retry.max_retries:
-                    raise make_error(CrmUnavailableError, "Salesforce OAuth token request still failing "
-                                     f"({type(exc).__name__}) after {attempt + 1} attempts; try the run again "
-                                     "later") from None
-                delay = self.backoff(attempt)
-                attempt += 1
-                self.stats.add("retries")
-                self.stats.add("backoff_s", delay)
-                log.warning("Salesforce OAuth token request -> %s; retry %d/%d in %.2f s", type(exc).__name__,
-                            attempt, self.retry.max_retries, delay)
-                self._sleeper(delay)
-            except requests.RequestException as exc:
-                raise CrmError(f"Salesforce OAuth token request failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            info = self.parse_error(response)
-            raise make_error(CrmAuthError, f"Salesforce OAuth refused the client of connection {self.conn_id or '?'} "
-                             f"({info.category or response.status_code}): {info.message}", status=response.status_code,
-                             info=info)
+
+        def send() -> requests.Response:
+            return self._session.post(self._token_url, data=form, timeout=self.timeout)
+
+        try:
+            # A token request is safe to repeat (idempotent): a lost answer only costs a session.
+            response = self.call(send, method="POST", path=urlsplit(self._token_url).path, idempotent=True,
+                                 bucket=OAUTH_BUCKET)
+        except requests.RequestException as exc:
+            raise CrmError(f"Salesforce OAuth token request failed: {type(exc).__name__}") from None
         body = response.json()
         self._token = body["access_token"]
         instance = body.get("instance_url")
@@ -231,38 +246,13 @@ class SalesforceSession(RestSession):
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self._token is None and self._oauth:
             self.authenticate()
-        refreshed = False
-        concurrent_retries = 0
-        while True:
-            try:
-                return super().request(method, path, **kwargs)
-            except CrmAuthError as exc:
-                status = getattr(exc, "status", None)
-                category = getattr(exc, "category", None)
-                if status == 401 and self._oauth and not refreshed:
-                    refreshed = True
-                    self.authenticate()
-                    continue
-                if status == 403 and category == "REQUEST_LIMIT_EXCEEDED":
-                    if "TotalRequests" in str(exc) or "total" in str(exc).lower():
-                        raise make_error(CrmBudgetExhausted, "Salesforce daily API allocation is spent "
-                                         "(403 REQUEST_LIMIT_EXCEEDED): stopping now; the next run resumes from "
-                                         "the stored watermark", status=403) from None
-                    # Concurrent-request limit: transient, back off like a 429.
-                    if concurrent_retries >= self.retry.max_retries:
-                        raise make_error(CrmUnavailableError,
-                                         "Salesforce concurrent request limit still exceeded after "
-                                         f"{concurrent_retries + 1} attempts; try the run again later", status=403) from None
-                    delay = max(self.backoff(concurrent_retries), 1.0)
-                    concurrent_retries += 1
-                    self.stats.add("rate_limited")
-                    self.stats.add("retries")
-                    self.stats.add("backoff_s", delay)
-                    log.warning("Salesforce %s %s -> 403 concurrent limit; retry %d/%d in %.2f s", method,
-                                path.split("?")[0], concurrent_retries, self.retry.max_retries, delay)
-                    self._sleeper(delay)
-                    continue
+        try:
+            return super().request(method, path, **kwargs)
+        except CrmAuthError as exc:
+            if getattr(exc, "status", None) != 401 or not self._oauth:
                 raise
+        self.authenticate()  # the session expired: a new one, and the call once more
+        return super().request(method, path, **kwargs)
 
 
 def soql_datetime(ms: int) -> str:

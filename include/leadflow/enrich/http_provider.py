@@ -1,19 +1,23 @@
 """The HTTP company-enrichment provider (Clearbit-style `GET /v2/companies/find?domain=`).
 
-Per distinct domain, one GET, with:
+Per distinct domain, one logical GET through the shared request loop of `leadflow.http_policy`
+(the same one the CRM sessions use), with:
 - a client-side token bucket shared by all worker threads (stay under the API's limit before
-  it has to say 429), paused for everyone when the API reports an exhausted window;
+  it has to say 429), paused for everyone after a 429 and when an answer reports an exhausted
+  window;
 - up to `concurrency` requests in flight (a thread pool);
 - answers: 200 -> matched, 404 -> not_found, 202 -> "queued": asked again after
   `pending_delay_s`, at most `pending_rounds` more times in this run, then reported as pending
-  (never cached as not found); 429 and 5xx and network failures (a read timeout included, one
-  attempt each) -> bounded exponential backoff with jitter, at most `max_attempts` requests,
-  then the domain is left unresolved for this run as an error (never cached, so the next run
-  asks again); 401/403 -> every remaining lookup of the run is abandoned (the key is wrong, more
-  calls will not fix it).
+  (never cached as not found); 429, 5xx and network failures (a read timeout included, one
+  attempt each) -> the standard table: `Retry-After` first, else the API's reset header
+  (`X-RateLimit-Reset`) or bounded exponential backoff with jitter, at most `max_attempts`
+  requests, then the domain is left unresolved for this run as an error (never cached, so the
+  next run asks again); 401/403 -> every remaining lookup of the run is abandoned (the key is
+  wrong, more calls will not fix it); another 4xx -> an error for that domain, not retried.
 
 Clock, sleeper, jitter and the transport are injected, so tests run the whole policy against a
-fake transport without real sleeps. Logs carry counts and statuses, never the key or payloads.
+fake transport without real sleeps. Logs carry counts and statuses, never the key, a domain or
+payloads.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import pandas as pd
 
-from leadflow.crm.ratelimit import TokenBucket
+from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
 from leadflow.enrich.payloads import PayloadError, parse_company
 from leadflow.enrich.providers import (
     ERROR,
@@ -39,11 +43,20 @@ from leadflow.enrich.providers import (
     records_to_frame,
 )
 from leadflow.enrich.settings import HttpSettings
+from leadflow.http_policy import (
+    CONNECT_FAILED,
+    CONNECTION_LOST,
+    READ_TIMEOUT,
+    RESPONSE_CUT_OFF,
+    ErrorInfo,
+    PolicyClient,
+    RetryConfig,
+    header,
+    retry_after_s,
+    standard_policy,
+)
 
 log = logging.getLogger(__name__)
-
-Sleeper = Callable[[float], None]
-Clock = Callable[[], float]
 
 
 # --- transport ---------------------------------------------------------------------------------
@@ -59,11 +72,7 @@ class HttpResponse:
     body: Any = None  # parsed JSON, or None
 
     def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == lowered:
-                return value
-        return None
+        return header(self.headers, name)
 
 
 class Transport(Protocol):
@@ -106,10 +115,14 @@ class RequestsTransport:
 def rate_limit_wait(response: HttpResponse, wall_now_s: float) -> float | None:
     """Seconds to wait before the API accepts requests again, from its headers, or None.
 
-    `Retry-After` (seconds) wins; else `X-RateLimit-Reset`, which APIs send either as seconds
-    until the reset or as an epoch time in seconds (values beyond ~2001 are taken as epoch).
+    `Retry-After` (seconds or an HTTP date) wins; else `X-RateLimit-Reset`, which APIs send
+    either as seconds until the reset or as an epoch time in seconds (values beyond ~2001 are
+    taken as epoch).
     """
-    for name in ("Retry-After", "X-RateLimit-Reset", "RateLimit-Reset"):
+    told = retry_after_s(response.header("Retry-After"), wall_now_s)
+    if told is not None:
+        return told
+    for name in ("X-RateLimit-Reset", "RateLimit-Reset"):
         raw = response.header(name)
         if raw is None:
             continue
@@ -132,18 +145,49 @@ def window_exhausted(response: HttpResponse) -> bool:
         return False
 
 
-def backoff_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:
-    """Attempt n (1-based) waits between d/2 and d, d = min(max_s, base_s * 2**(n-1))."""
-    ceiling = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return ceiling * (0.5 + 0.5 * min(1.0, max(0.0, jitter)))
+# --- the error table ---------------------------------------------------------------------------------
+class LookupRefused(Exception):
+    """401/403: the API refused the key; more calls will not fix it."""
+
+
+class LookupRejected(Exception):
+    """Another 4xx: the request is wrong for this domain; retrying cannot help."""
+
+
+class LookupNotFound(Exception):
+    """404: the API knows no company at this domain (an answer, not a failure)."""
+
+
+class LookupUnavailable(Exception):
+    """429, 5xx or a transport failure, still so after `max_attempts` requests."""
+
+
+class LookupAbandoned(Exception):
+    """The run's remaining lookups were abandoned (a refused key)."""
+
+
+ERROR_POLICY = standard_policy(
+    request=LookupRejected, auth=LookupRefused, not_found=LookupNotFound, unavailable=LookupUnavailable,
+)
+# `TransportError` carries the name of the requests exception it stands for.
+_FAILURE_BY_NAME = {
+    "ConnectTimeout": CONNECT_FAILED,
+    "ReadTimeout": READ_TIMEOUT,
+    "ChunkedEncodingError": RESPONSE_CUT_OFF,
+    "ContentDecodingError": RESPONSE_CUT_OFF,
+}
 
 
 # --- the provider -----------------------------------------------------------------------------------
-class HttpEnrichmentProvider:
+class HttpEnrichmentProvider(PolicyClient[HttpResponse]):
     """`CompanyProvider` over a company-enrichment HTTP API."""
 
     name = "api"
     remote = True
+    api_name = "enrichment API"
+    error_policy = ERROR_POLICY
+    write_unknown_error = LookupUnavailable  # GETs only: never a write of unknown outcome
+    retry_log_level = logging.DEBUG  # per domain; the lookup's summary counts them
 
     def __init__(
         self,
@@ -159,14 +203,18 @@ class HttpEnrichmentProvider:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings or HttpSettings()
+        super().__init__(
+            retry=RetryConfig(self.settings.max_attempts - 1, self.settings.backoff_base_s,
+                              self.settings.backoff_max_s),
+            sleeper=sleeper,
+            jitter=jitter,
+            wall_clock=wall_clock,
+        )
         self.url = base_url.rstrip("/") + "/" + self.settings.path.lstrip("/")
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._transport = transport or RequestsTransport(self.settings.concurrency)
-        self._sleeper = sleeper
-        self._wall_clock = wall_clock
-        self._jitter = jitter
         self.bucket = bucket or TokenBucket(
             self.settings.requests_per_second,
             self.settings.burst,
@@ -249,73 +297,73 @@ class HttpEnrichmentProvider:
         ) as pool:
             return list(pool.map(lambda d: self._fetch_one(d, now_ms), domains))
 
-    def _count(self, key: str, amount: int = 1) -> None:
+    def _count(self, key: str, amount: float = 1) -> None:
         with self._lock:
             self.stats[key] += amount
 
+    # --- declarations for the request loop -------------------------------------------------------
+    def count(self, name: str, amount: float = 1) -> None:
+        self._count(name, amount)
+
+    def before_request(self, bucket: str) -> None:
+        if self._abort.is_set():
+            raise LookupAbandoned()
+
+    def observe(self, response: HttpResponse) -> None:
+        self._count(f"http_{response.status_code}")
+        if response.status_code != 429 and window_exhausted(response):
+            # Spend no request on a window the API already says is empty.
+            wait = rate_limit_wait(response, self._wall_clock())
+            self.bucket.pause(min(wait, self.retry.retry_after_max_s) if wait is not None else 1.0)
+
+    def rate_limit_wait(self, response: HttpResponse, info: ErrorInfo) -> float | None:
+        return rate_limit_wait(response, self._wall_clock())
+
+    def failure_key(self, exc: Exception) -> str | None:
+        if isinstance(exc, TransportError):
+            return _FAILURE_BY_NAME.get(str(exc), CONNECTION_LOST)
+        return None
+
+    # --- one domain --------------------------------------------------------------------------------------
     def _fetch_one(self, domain: str, now_ms: int) -> CompanyRecord:
-        s = self.settings
-        for attempt in range(1, s.max_attempts + 1):
-            if self._abort.is_set():
-                return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
-            self.bucket.acquire()
-            self._count("requests")
+        def record(status: str) -> CompanyRecord:
+            return CompanyRecord(domain, status=status, source=self.name, fetched_at=now_ms)
+
+        def send() -> HttpResponse:
             try:
-                response = self._transport.get(
-                    self.url, params={"domain": domain}, headers=self._headers, timeout=s.timeout_s
+                return self._transport.get(
+                    self.url, params={"domain": domain}, headers=self._headers, timeout=self.settings.timeout_s
                 )
             except TransportError as exc:
                 self._count("transport_errors")
                 self._count(f"transport_{exc}")
-                if attempt < s.max_attempts:
-                    self._retry_wait(attempt)
-                continue
-            code = response.status_code
-            self._count(f"http_{code}")
-            if window_exhausted(response) and code != 429:
-                # Spend no request on a window the API already says is empty.
-                wait = rate_limit_wait(response, self._wall_clock())
-                self.bucket.pause(wait if wait is not None else 1.0)
-            if code == 200:
-                try:
-                    return parse_company(response.body, domain, source=self.name, fetched_at=now_ms)
-                except PayloadError:
-                    self._count("bad_payload")
-                    return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
-            if code == 404:
-                return CompanyRecord(domain, status=NOT_FOUND, source=self.name, fetched_at=now_ms)
-            if code == 202:
-                return CompanyRecord(domain, status=PENDING, source=self.name, fetched_at=now_ms)
-            if code in (401, 403):
-                if not self._abort.is_set():
-                    self._abort.set()
-                    log.error(
-                        "enrichment API refused the key (HTTP %d): remaining lookups abandoned; "
-                        "check the password of connection %r",
-                        code,
-                        s.connection_id,
-                    )
-                return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
-            if code == 429:
-                self._count("rate_limited")
-                wait = rate_limit_wait(response, self._wall_clock())
-                backoff = backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, self._jitter())
-                # Pause the shared bucket, so every worker waits, not just this one.
-                self.bucket.pause(max(wait or 0.0, backoff))
-                if attempt < s.max_attempts:
-                    self._count("retries")
-                continue
-            if code >= 500:
-                self._count("server_errors")
-                if attempt < s.max_attempts:
-                    self._retry_wait(attempt)
-                continue
-            # Other 4xx: the request itself is wrong for this domain; retrying cannot help.
-            return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
-        self._count("gave_up")
-        return CompanyRecord(domain, status=ERROR, source=self.name, fetched_at=now_ms)
+                raise
 
-    def _retry_wait(self, attempt: int) -> None:
-        s = self.settings
-        self._count("retries")
-        self._sleeper(backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, self._jitter()))
+        try:
+            response = self.call(send, method="GET", path=self.settings.path, idempotent=True, limiter=self.bucket)
+        except LookupNotFound:
+            return record(NOT_FOUND)
+        except LookupRefused as exc:
+            if not self._abort.is_set():
+                self._abort.set()
+                log.error(
+                    "enrichment API refused the key (HTTP %s): remaining lookups abandoned; "
+                    "check the password of connection %r",
+                    getattr(exc, "status", "?"),
+                    self.settings.connection_id,
+                )
+            return record(ERROR)
+        except LookupUnavailable:
+            self._count("gave_up")
+            return record(ERROR)
+        except (LookupRejected, LookupAbandoned):
+            return record(ERROR)
+        if response.status_code == 200:
+            try:
+                return parse_company(response.body, domain, source=self.name, fetched_at=now_ms)
+            except PayloadError:
+                self._count("bad_payload")
+                return record(ERROR)
+        if response.status_code == 202:
+            return record(PENDING)
+        return record(ERROR)  # another answer below 400 carries no company

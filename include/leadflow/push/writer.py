@@ -26,7 +26,8 @@ from sqlalchemy import Engine, bindparam, func, select, update
 from leadflow.batching import chunks
 from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
 from leadflow.ownership import SHARED_FIELDS, ReclaimPolicy
-from leadflow.crm.http import TRANSIENT_TRANSPORT_ERRORS, WriteOutcomeUnknown
+from leadflow.crm.http import WriteOutcomeUnknown
+from leadflow.http_policy import TRANSIENT_TRANSPORT_ERRORS
 from leadflow.push.inflight import send_in_order
 from leadflow.push.overrides import Finding, Settled, last_written, record_overrides, settle
 from leadflow.push.lease import (

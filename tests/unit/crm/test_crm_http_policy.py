@@ -292,3 +292,13 @@ def test_rate_share_divides_the_portal_limits_between_workers(clock: FakeClock, 
 def test_given_airflow_http_form_keys_in_extra_then_they_are_ignored(connection: Connection) -> None:
     conn = Connection(connection.conn_id, host="127.0.0.1", extra={"auth_type": "", "headers": {}, "page_size": "50"})
     assert HubSpotSettings.from_connection(conn).page_size == 50
+
+
+def test_given_429_with_retry_after_then_hubspot_waits_that_long_not_its_policy_floor(clock: FakeClock, connection: Connection) -> None:
+    limited = _ten_secondly_429()
+    limited.headers["Retry-After"] = "7"
+    session, transport = _session(script(limited, OK), clock, connection)
+    session.request("GET", "/crm/v3/objects/contacts")
+    assert len(transport.requests) == 2
+    assert 7.0 in clock.sleeps and all(s < 1.0 for s in clock.sleeps if s != 7.0)  # the rest: bucket pacing
+    assert session.stats.backoff_s == 7.0

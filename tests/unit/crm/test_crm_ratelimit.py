@@ -36,8 +36,8 @@ def test_given_idle_time_then_tokens_refill_up_to_capacity_only(clock: FakeClock
     assert bucket.acquire() == pytest.approx(0.1)
 
 
-def test_for_window_never_exceeds_limit_in_any_rolling_window(clock: FakeClock) -> None:
-    bucket = TokenBucket.for_window(5, 1.0, headroom=0.04, clock=clock, sleeper=clock.sleep)
+def test_given_capacity_one_and_rate_under_the_limit_then_no_rolling_window_exceeds_it(clock: FakeClock) -> None:
+    bucket = TokenBucket(5 * (1 - 0.04), 1.0, clock=clock, sleeper=clock.sleep)  # 5 per 1 s, 4 % headroom
     stamps = []
     for _ in range(200):
         bucket.acquire()

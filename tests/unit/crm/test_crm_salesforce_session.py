@@ -9,7 +9,7 @@ import pytest
 import requests
 from crm_fakes import CutOff, FakeClock, Reply, make_http
 
-from leadflow.crm.base import CrmUnavailableError
+from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, CrmUnavailableError
 from leadflow.crm.http import RetryConfig, WriteOutcomeUnknown
 from leadflow.crm.salesforce import SalesforceSession
 
@@ -59,3 +59,53 @@ def test_given_cut_off_answer_to_a_collection_patch_then_outcome_unknown(clock: 
     with pytest.raises(WriteOutcomeUnknown):
         session.request("PATCH", "/services/data/v59.0/composite/sobjects", json={"records": []})
     assert len(transport.requests) == 2  # the token, then the one write: never repeated
+
+
+def _limit_exceeded(message: str) -> Reply:
+    return Reply(403, [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+
+
+def test_given_concurrent_request_limit_then_retried_like_a_429(clock: FakeClock) -> None:
+    session, transport = _session([TOKEN], [_limit_exceeded("ConcurrentPerOrgLongTxn Limit exceeded."), QUERY], clock)
+    session.request("GET", "/services/data/v59.0/query", params={"q": "SELECT Id FROM Lead"})
+    assert len(transport.requests) == 3
+    assert session.stats.rate_limited == 1 and session.stats.retries == 1
+    assert clock.sleeps and min(clock.sleeps) >= 1.0
+
+
+def test_given_concurrent_request_limit_until_exhausted_then_unavailable_names_the_limit(clock: FakeClock) -> None:
+    session, transport = _session([TOKEN], [_limit_exceeded("ConcurrentPerOrgLongTxn Limit exceeded.")], clock,
+                                  max_retries=2)
+    with pytest.raises(CrmUnavailableError, match="concurrent request limit still exceeded after 3 attempts"):
+        session.request("GET", "/services/data/v59.0/query", params={"q": "SELECT Id FROM Lead"})
+    assert len(transport.requests) == 4
+
+
+def test_given_daily_total_exceeded_then_budget_exhausted_at_once(clock: FakeClock) -> None:
+    session, transport = _session([TOKEN], [_limit_exceeded("TotalRequests Limit exceeded."), QUERY], clock)
+    with pytest.raises(CrmBudgetExhausted, match=r"daily API allocation is spent \(403 REQUEST_LIMIT_EXCEEDED\)"):
+        session.request("GET", "/services/data/v59.0/query", params={"q": "SELECT Id FROM Lead"})
+    assert len(transport.requests) == 2 and clock.sleeps == []
+
+
+def test_given_5xx_token_answer_then_token_request_is_retried(clock: FakeClock) -> None:
+    session, transport = _session([Reply(503, {"error": "unavailable"}), TOKEN], [QUERY], clock)
+    session.request("GET", "/services/data/v59.0/query", params={"q": "SELECT Id FROM Lead"})
+    assert session.stats.oauth_requests == 2 and len(transport.requests) == 3
+
+
+def test_given_refused_client_then_oauth_error_names_the_connection_without_retrying(clock: FakeClock) -> None:
+    refused = Reply(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+    session, transport = _session([refused], [QUERY], clock)
+    with pytest.raises(CrmAuthError, match=r"OAuth refused the client of connection \? \(invalid_client\): invalid "
+                                           "client credentials"):
+        session.request("GET", "/services/data/v59.0/query", params={"q": "SELECT Id FROM Lead"})
+    assert len(transport.requests) == 1 and clock.sleeps == []
+
+
+def test_given_expired_session_then_one_new_session_and_the_call_once_more(clock: FakeClock) -> None:
+    expired = Reply(401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
+    session, transport = _session([TOKEN], [expired, QUERY], clock)
+    session.request("GET", "/services/data/v59.0/query", params={"q": "SELECT Id FROM Lead"})
+    assert [r.url.endswith("/token") for r in transport.requests] == [True, False, True, False]
+    assert session.stats.oauth_requests == 2

@@ -6,10 +6,10 @@ import pytest
 
 from leadflow.enrich.http_provider import (
     HttpResponse,
-    backoff_delay,
     rate_limit_wait,
     window_exhausted,
 )
+from leadflow.http_policy import backoff_delay
 
 from enrich_fakes import FakeTransport, ok, status, transport_error
 
@@ -184,3 +184,13 @@ def test_given_remaining_header_then_window_state() -> None:
 def test_given_attempts_then_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_delay(n, 1.0, 5.0, 1.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
     assert backoff_delay(2, 1.0, 5.0, 0.0) == 1.0  # jitter spans [d/2, d]
+
+
+def test_given_429_with_retry_after_as_an_http_date_then_waits_until_then(make_provider, clock) -> None:
+    # wall clock of make_provider: 1_700_000_000 = Tue, 14 Nov 2023 22:13:20 GMT
+    limited = status(429, {"Retry-After": "Tue, 14 Nov 2023 22:13:45 GMT"})
+    transport = FakeTransport({"a.com": [limited, ok("a.com")]})
+    provider = make_provider(transport)
+    assert provider.lookup(["a.com"], 0)["status"].tolist() == ["matched"]
+    assert 25.0 in clock.sleeps
+    assert provider.stats["rate_limited"] == 1 and provider.stats["retries"] == 1
