@@ -12,6 +12,7 @@ from leadflow.connections import Connection
 from leadflow.crm.salesforce import SalesforceConnector
 from leadflow.pipeline import RunContext, run_all
 from leadflow.push.rollback import rollback_run
+from leadflow.sandbox.actors import tls_session
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 from leadflow.warehouse import repo
 from leadflow.warehouse.tables import push_log
@@ -70,3 +71,28 @@ def test_given_stage_moves_then_rating_is_logged_and_rollback_restores_the_earli
     assert report.restored >= len(rating_rows) - len(report.skipped_changed)
     expected = {rid: before_run[rid] for rid in rating_rows.index if rid not in report.skipped_changed}
     assert expected and {rid: restored[rid] for rid in expected} == expected
+
+
+def test_given_leads_converted_or_deleted_after_a_run_then_rollback_skips_them_and_nothing_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    with running_salesforce_sandbox(contacts=300, seed=12) as sf:
+        conn = _connection(sf)
+        run_all(RunContext(crm="salesforce", run_id="first", warehouse_url=url, connection=conn))
+        engine = RunContext(crm="salesforce", run_id="check", warehouse_url=url).engine
+        with engine.connect() as db:
+            written = sorted({r for (r,) in db.execute(select(push_log.c.record_id).where(
+                push_log.c.run_id == "first", push_log.c.status == "confirmed"))})
+        converted, deleted = written[:5], written[5:8]
+        rep = sf.users.reps[0]
+        session = tls_session(sf.cert_path, sf.token)
+        for rid in converted:  # sales took them over: Salesforce refuses any write to a converted lead
+            session.post(f"{sf.base_url}/_sandbox/convert", json={"leadId": rid, "asUser": rep.id},
+                         timeout=30).raise_for_status()
+        for rid in deleted:
+            session.delete(f"{sf.base_url}/services/data/v59.0/sobjects/Lead/{rid}", timeout=30).raise_for_status()
+        with SalesforceConnector.from_connection(conn) as connector:
+            assert not {row["record_id"] for row in connector.read(converted + deleted)}
+            report = rollback_run(engine, connector, "salesforce", "first")
+    assert report.rejected == 0
+    assert set(converted + deleted) <= set(report.skipped_changed)
+    assert report.restored > 0

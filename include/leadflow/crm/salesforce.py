@@ -717,7 +717,9 @@ class SalesforceConnector:
 
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Current values of the pushed fields for the live records, in request order; a followed
-        Contact's stage is converted_stage, its status empty."""
+        Contact's stage is converted_stage, its status empty. A converted Lead is left out like a
+        deleted one: Salesforce refuses any write to it (CANNOT_UPDATE_CONVERTED_LEAD), and sales
+        owns it now, so a rollback skips it as changed since."""
         mapping = self.mapping
         wanted = list(dict.fromkeys(str(r) for r in record_ids))
         if not wanted:
@@ -737,6 +739,8 @@ class SalesforceConnector:
         for rid in record_ids:
             record = by_id.get(str(rid))
             if record is None:
+                continue
+            if not is_contact_id(str(rid)) and record.get(mapping.converted_field) is True:
                 continue
             if is_contact_id(str(rid)):  # owned fields only: its stage is converted_stage
                 lead = {"lifecycle_stage": mapping.converted_stage, "lead_status": None,
