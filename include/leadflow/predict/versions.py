@@ -36,10 +36,15 @@ LABEL_SOURCES: frozenset[str] = frozenset({
 })
 
 
+# Which lead a version belongs to, not what the lead is: columns of the version row, never inputs.
+IDENTITY: frozenset[str] = frozenset({"crm", "record_id"})
+
+
 def input_columns(frame_columns: Iterable[str], wanted: Iterable[str]) -> list[str]:
-    """The columns of `wanted` that `frame_columns` has, label sources left out, sorted."""
+    """The columns of `wanted` that `frame_columns` has, label sources and identity left out,
+    sorted."""
     present = set(frame_columns)
-    return sorted({c for c in wanted if c in present and c not in LABEL_SOURCES})
+    return sorted({c for c in wanted if c in present and c not in LABEL_SOURCES | IDENTITY})
 
 
 def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -123,8 +128,9 @@ def versions_at(engine: Engine, crm: str, points: pd.DataFrame) -> pd.DataFrame:
     matched = pd.merge_asof(order, stored.sort_values(["valid_from", "id"]).drop(columns=["id"]), left_on="at",
                             right_on="valid_from", by="record_id", direction="backward",
                             allow_exact_matches=True).set_index("index").sort_index()
+    # Versions stored before identity was left out carry it among their inputs: once is enough.
     inputs = pd.DataFrame([json.loads(text) if isinstance(text, str) else {} for text in matched["inputs"]],
-                          index=matched.index)
+                          index=matched.index).drop(columns=list(IDENTITY), errors="ignore")
     return pd.concat([matched.drop(columns=["inputs"]), inputs], axis=1)
 
 
