@@ -36,6 +36,7 @@ LABEL_SOURCES: frozenset[str] = frozenset({
 })
 
 
+_EPOCH = pd.Timestamp(0, tz="UTC")
 # Which lead a version belongs to, not what the lead is: columns of the version row, never inputs.
 IDENTITY: frozenset[str] = frozenset({"crm", "record_id"})
 
@@ -55,8 +56,9 @@ def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         values = frame[column]
         if pd.api.types.is_datetime64_any_dtype(values):
+            # Whatever the resolution (pandas 3 makes microseconds by default): epoch ms.
             stamps = pd.to_datetime(values, utc=True)
-            out[column] = (stamps.astype("int64") // 1_000_000).astype("float64").where(stamps.notna())
+            out[column] = ((stamps - _EPOCH) // pd.Timedelta(milliseconds=1)).astype("float64")
         elif pd.api.types.is_bool_dtype(values) or values.dtype == object or isinstance(values.dtype, pd.StringDtype):
             out[column] = values.astype(object).where(values.notna(), None).map(
                 lambda v: None if v is None else str(v))

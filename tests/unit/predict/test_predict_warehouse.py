@@ -154,6 +154,19 @@ def test_a_version_keeps_what_the_lead_is_not_which_lead_it_is(sqlite_warehouse)
     assert len(rules_scores(frame, load_model())) == 6
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_a_versions_times_are_epoch_ms_whatever_the_resolution_of_the_scored_frame(sqlite_warehouse, unit):
+    rows = _rows(4, won=2, lost=2)
+    _seed(sqlite_warehouse, rows)
+    frame = pd.DataFrame({"record_id": [r["record_id"] for r in rows], "page_views": 1.0,
+                          "demo_requested_at": pd.to_datetime([T0 + 1000 * i for i in range(3)] + [None], unit="ms",
+                                                              utc=True).as_unit(unit)})
+    record_versions(sqlite_warehouse, "hubspot", "r1", frame, ["demo_requested_at", "page_views"], T0 - 1)
+    training, _ = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
+    first = training.set_index("record_id").loc[rows[0]["record_id"], "demo_requested_at"]
+    assert first == pd.Timestamp(T0, unit="ms", tz="UTC")
+
+
 def test_a_handoff_older_than_every_version_is_left_out_and_counted(sqlite_warehouse):
     rows = _rows(4, won=2, lost=2)
     _seed(sqlite_warehouse, rows)
