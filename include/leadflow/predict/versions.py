@@ -36,10 +36,16 @@ LABEL_SOURCES: frozenset[str] = frozenset({
 })
 
 
+_EPOCH = pd.Timestamp(0, tz="UTC")
+# Which lead a version belongs to, not what the lead is: columns of the version row, never inputs.
+IDENTITY: frozenset[str] = frozenset({"crm", "record_id"})
+
+
 def input_columns(frame_columns: Iterable[str], wanted: Iterable[str]) -> list[str]:
-    """The columns of `wanted` that `frame_columns` has, label sources left out, sorted."""
+    """The columns of `wanted` that `frame_columns` has, label sources and identity left out,
+    sorted."""
     present = set(frame_columns)
-    return sorted({c for c in wanted if c in present and c not in LABEL_SOURCES})
+    return sorted({c for c in wanted if c in present and c not in LABEL_SOURCES | IDENTITY})
 
 
 def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -50,8 +56,9 @@ def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         values = frame[column]
         if pd.api.types.is_datetime64_any_dtype(values):
+            # Whatever the resolution (pandas 3 makes microseconds by default): epoch ms.
             stamps = pd.to_datetime(values, utc=True)
-            out[column] = (stamps.astype("int64") // 1_000_000).astype("float64").where(stamps.notna())
+            out[column] = ((stamps - _EPOCH) // pd.Timedelta(milliseconds=1)).astype("float64")
         elif pd.api.types.is_bool_dtype(values) or values.dtype == object or isinstance(values.dtype, pd.StringDtype):
             out[column] = values.astype(object).where(values.notna(), None).map(
                 lambda v: None if v is None else str(v))
@@ -123,8 +130,9 @@ def versions_at(engine: Engine, crm: str, points: pd.DataFrame) -> pd.DataFrame:
     matched = pd.merge_asof(order, stored.sort_values(["valid_from", "id"]).drop(columns=["id"]), left_on="at",
                             right_on="valid_from", by="record_id", direction="backward",
                             allow_exact_matches=True).set_index("index").sort_index()
+    # Versions stored before identity was left out carry it among their inputs: once is enough.
     inputs = pd.DataFrame([json.loads(text) if isinstance(text, str) else {} for text in matched["inputs"]],
-                          index=matched.index)
+                          index=matched.index).drop(columns=list(IDENTITY), errors="ignore")
     return pd.concat([matched.drop(columns=["inputs"]), inputs], axis=1)
 
 

@@ -14,11 +14,12 @@ judge leadflow against that record instead of against leadflow's log.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Mapping as TMapping, Protocol, Sequence
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,17 +65,41 @@ class Act:
     stage: str | None = None  # stage_back: the canonical stage to go back to
 
 
-def _answer_queue(records: Sequence[Seen], share: float, rng: random.Random) -> list[Act]:
+@dataclass(frozen=True)
+class PropensityAnswers:
+    """Reps who judge a handed-over lead by its hidden propensity (`world.sales_propensity`):
+    they move it on to opportunity with probability sigmoid(intercept + slope * propensity) and
+    reject it otherwise. A lead whose propensity they do not know is answered by weight, as
+    without them."""
+
+    propensity: TMapping[str, float]  # record id -> propensity
+    intercept: float = 0.0
+    slope: float = 1.0
+
+    def won_probability(self, record_id: str) -> float | None:
+        value = self.propensity.get(record_id)
+        return None if value is None else 1.0 / (1.0 + math.exp(-(self.intercept + self.slope * value)))
+
+
+def answer_handoffs(records: Sequence[Seen], share: float, rng: random.Random,
+                    answers: PropensityAnswers | None = None) -> list[Act]:
     """Reps answer about `share` of the handed-over leads still waiting (sales-ready, status new
-    or open): they work, reject or move them on, by weight."""
+    or open): they work, reject or move them on, by weight; with `answers`, those not moved on
+    yet (stage lead to SQL), by each lead's propensity (to opportunity or rejected)."""
     queue = sorted((r for r in records if r.sales_ready and r.status in _ELIGIBLE["work"][1]),
                    key=lambda r: r.record_id)
+    if answers is not None:  # a lead sales moved on already is theirs, not waiting for an answer
+        queue = [r for r in queue if r.stage in _ELIGIBLE["to_opportunity"][1]]
     rng.shuffle(queue)
     names = list(ANSWER_ACTIONS)
     weights = [ACTION_WEIGHTS[a] for a in names]
     acts = []
     for record in queue[:round(len(queue) * share)]:
-        action = rng.choices(names, weights)[0]
+        won = None if answers is None else answers.won_probability(record.record_id)
+        if won is not None:
+            action = "to_opportunity" if rng.random() < won else "reject"
+        else:
+            action = rng.choices(names, weights)[0]
         need = _ELIGIBLE[action]
         if getattr(record, need[0]) not in need[1]:
             action = "work"
@@ -90,7 +115,7 @@ def plan_acts(records: Sequence[Seen], *, share: float, rng: random.Random, answ
         raise ValueError(f"share must be in (0, 1], got {share}")
     if not 0 <= answer_share <= 1:
         raise ValueError(f"answer_share must be in [0, 1], got {answer_share}")
-    acts: list[Act] = _answer_queue(records, answer_share, rng) if answer_share else []
+    acts: list[Act] = answer_handoffs(records, answer_share, rng) if answer_share else []
     used: set[str] = {a.record_id for a in acts}
     pool = sorted(records, key=lambda r: r.record_id)
     rng.shuffle(pool)
@@ -224,6 +249,49 @@ class HubSpotActors:
                    f"delete {rid}")
         else:
             raise ValueError(f"unknown action {act.action!r}")
+
+
+class HubSpotInbound:
+    """New leads entering a HubSpot sandbox through another app (a forms tool: INTEGRATION with
+    its own app id), created with the CRM's batch API from rows of `world.inbound_contacts`."""
+
+    BATCH = 100
+
+    def __init__(self, base_url: str, app_token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.app = requests.Session()
+        self.app.headers["Authorization"] = f"Bearer {app_token}"
+
+    @staticmethod
+    def properties(row: dict[str, Any]) -> dict[str, Any]:
+        """A world row as HubSpot create properties: the CRM's fields only (no latent `_`
+        columns), empty values left out, yes/no as "true"/"false", the company as its id."""
+        from leadflow.sandbox.world import CONTACT_PROPS
+
+        out: dict[str, Any] = {}
+        for name in CONTACT_PROPS:
+            value = row.get(name)
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            out[name] = ("true" if value else "false") if isinstance(value, bool) else value
+        company = row.get("company_id")
+        if company is not None and company == company:
+            out["associatedcompanyid"] = int(company)
+        return out
+
+    def create(self, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """Create the contacts; returns lower-cased email -> new record id. A row whose email is
+        taken already is not created (the CRM answers a conflict for it)."""
+        created: dict[str, str] = {}
+        for start in range(0, len(rows), self.BATCH):
+            body = {"inputs": [{"properties": self.properties(r)} for r in rows[start:start + self.BATCH]]}
+            response = self.app.post(f"{self.base_url}/crm/v3/objects/contacts/batch/create", json=body,
+                                     timeout=TIMEOUT_S)
+            if response.status_code not in (200, 201, 207):
+                _check(response, "create contacts")
+            for record in (response.json().get("results") or []):
+                created[str((record.get("properties") or {}).get("email") or "").lower()] = str(record["id"])
+        return created
 
 
 def tls_session(cert_path: Any, token: str) -> requests.Session:

@@ -500,6 +500,53 @@ def _lead_status(rng: np.random.Generator, stage_idx: np.ndarray, fit: np.ndarra
     return status
 
 
+# --- sales' hidden judgement and new inbound leads (simulations over days) ----------------------
+# The timestamps of a contact's behaviour (epoch ms), shifted together when it arrives later.
+ACTIVITY_TIMES: tuple[str, ...] = ("hs_analytics_last_timestamp", "demo_requested_at", "trial_started_at",
+                                   "webinar_attended_at")
+_HIDDEN_STREAM = 5  # sub-RNG of the hidden part of the sales propensity (4 is the contacts')
+
+
+def sales_propensity(fit: Any, intent: Any, seed: int, *, intent_weight: float = 0.8,
+                     hidden_weight: float = 0.4) -> np.ndarray:
+    """How much sales buy into each lead: mostly its buying intent (`intent_weight`), the rest
+    its latent fit, plus `hidden_weight` times what the CRM never shows (a budget just freed, a
+    champion who left), drawn from `seed`. Sales weigh intent over fit where the rules weigh
+    persona and firmographics heavily: what a model learning from their verdicts can find.
+
+    Part of the seeded world and never loaded into the CRM: the sandbox's reps decide from it
+    (`leadflow.sandbox.actors.PropensityAnswers`), while leadflow sees only the fields that
+    correlate with fit and intent. Same inputs and seed, same propensity."""
+    fit, intent = np.asarray(fit, dtype=float), np.asarray(intent, dtype=float)
+    if fit.shape != intent.shape:
+        raise ValueError(f"fit and intent differ in shape: {fit.shape} and {intent.shape}")
+    hidden = _sub_rng(seed, _HIDDEN_STREAM).normal(0, 1, len(fit))
+    return (1 - intent_weight) * fit + intent_weight * intent + hidden_weight * hidden
+
+
+def inbound_contacts(universe: pd.DataFrame, seed: int, n: int, anchor_ms: int, *,
+                     recent_days: float = 30.0) -> pd.DataFrame:
+    """`n` new inbound leads of the world whose companies are `universe`, as they arrive at
+    `anchor_ms`: people like the world's contacts (fit, intent, behaviour, form answers drawn the
+    same way, with `_fit`, `_intent` and `_propensity`), whose behaviour happened within the
+    `recent_days` before they arrive (the world's two years, compressed) and who enter the CRM as
+    fresh leads (stage `lead`, no lead status). Arriving a day later: add `DAY_MS` to every
+    `ACTIVITY_TIMES` column."""
+    if recent_days <= 0:
+        raise ValueError(f"recent_days must be positive, got {recent_days}")
+    columns = contact_columns(WorldConfig(seed=seed, contacts=n, anchor_ms=anchor_ms), universe, anchor_ms)
+    out = pd.DataFrame(columns).drop(columns=["id", "created_ms", "modified_ms"])
+    squeeze = recent_days / 730
+    for name in ACTIVITY_TIMES:
+        values = pd.to_numeric(out[name], errors="coerce")
+        squeezed = anchor_ms - ((anchor_ms - values) * squeeze).round()
+        out[name] = pd.Series([None if v != v else int(v) for v in squeezed.tolist()], dtype=object)
+    out["lifecyclestage"] = "lead"
+    out["hs_lead_status"] = None
+    out["_propensity"] = sales_propensity(out["_fit"], out["_intent"], seed)
+    return out
+
+
 def generate_world(config: WorldConfig) -> World:
     anchor = config.anchor()
     universe = company_universe(config.seed, config.companies)

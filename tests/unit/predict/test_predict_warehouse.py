@@ -14,7 +14,9 @@ from leadflow.predict.labels import handoff_labels
 from leadflow.predict.mapping import load_mapping
 from leadflow.predict.store import list_models, load_champion
 from leadflow.predict.train import TrainConfig
-from leadflow.predict.versions import record_versions
+from leadflow.predict.gate import rules_scores
+from leadflow.predict.versions import input_columns, record_versions
+from leadflow.qualify import load_model
 from leadflow.predict.warehouse import LeakError, check_no_leak, read_training_frame, train_from_warehouse
 from leadflow.schema import LEAD_COLUMNS
 from leadflow.verdicts.read import store_events
@@ -134,6 +136,35 @@ def test_training_takes_the_inputs_current_at_the_handoff_not_later_ones(sqlite_
     assert counts == {"handoffs": 6, "open_matured": 0, "immature": 0, "without_version": 0, "won": 3, "lost": 3}
     assert sorted(frame["page_views"]) == sorted(r["page_views"] for r in rows)
     assert not {"lifecycle_stage", "lead_status"} & set(frame.columns)
+
+
+def test_a_version_keeps_what_the_lead_is_not_which_lead_it_is(sqlite_warehouse):
+    # The rules read the lead's crm and record_id (describe_fields): they are not inputs.
+    assert input_columns(["crm", "record_id", "page_views", "lead_status"],
+                         {"crm", "record_id", "page_views", "lead_status"}) == ["page_views"]
+    # Versions stored while they were: one record_id column in the training rows, which the
+    # rules score as at each handoff.
+    rows = _rows(6, won=3, lost=3)
+    _seed(sqlite_warehouse, rows)
+    stored_with_ids = pd.DataFrame([{"crm": "hubspot", "record_id": r["record_id"], **{c: r[c] for c in INPUTS},
+                                     "page_views": 50.0} for r in rows])
+    record_versions(sqlite_warehouse, "hubspot", "r1", stored_with_ids, ["crm", "record_id", *INPUTS], T0 - 1)
+    frame, _ = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
+    assert not frame.columns.duplicated().any() and sorted(frame["record_id"]) == sorted(r["record_id"] for r in rows)
+    assert len(rules_scores(frame, load_model())) == 6
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_a_versions_times_are_epoch_ms_whatever_the_resolution_of_the_scored_frame(sqlite_warehouse, unit):
+    rows = _rows(4, won=2, lost=2)
+    _seed(sqlite_warehouse, rows)
+    frame = pd.DataFrame({"record_id": [r["record_id"] for r in rows], "page_views": 1.0,
+                          "demo_requested_at": pd.to_datetime([T0 + 1000 * i for i in range(3)] + [None], unit="ms",
+                                                              utc=True).as_unit(unit)})
+    record_versions(sqlite_warehouse, "hubspot", "r1", frame, ["demo_requested_at", "page_views"], T0 - 1)
+    training, _ = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
+    first = training.set_index("record_id").loc[rows[0]["record_id"], "demo_requested_at"]
+    assert first == pd.Timestamp(T0, unit="ms", tz="UTC")
 
 
 def test_a_handoff_older_than_every_version_is_left_out_and_counted(sqlite_warehouse):
