@@ -378,9 +378,9 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     from leadflow.qualify import load_model, score_leads
     from leadflow.qualify.handoff import carry_since, hold_back_rejected
     from leadflow.quality import quarantined_ids
-    from leadflow.verdicts.read import load_events
     from leadflow.predict.versions import record_versions
-    from leadflow.verdicts.sla import load_handoffs, record_handoffs
+    from leadflow.verdicts.read import load_events, load_handoffs
+    from leadflow.verdicts.sla import record_handoffs
 
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     engine = ctx.engine

@@ -19,8 +19,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from leadflow.ownership import DAY_MS
-from leadflow.verdicts.read import load_events
-from leadflow.verdicts.sla import load_handoffs
+from leadflow.verdicts.read import load_events, load_handoffs
 from leadflow.warehouse import repo
 from leadflow.warehouse.tables import leads
 

@@ -24,7 +24,7 @@ from leadflow.ownership import DAY_MS, SHARED_FIELDS
 from leadflow.push.overrides import last_written
 from leadflow.qualify.config import HandoffRules
 from leadflow.verdicts.classify import FINAL_VERDICTS, HandedOver, Verdict, classify
-from leadflow.verdicts.tables import handoff_verdicts
+from leadflow.verdicts.tables import handoff_verdicts, handoffs
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import upsert
 from leadflow.warehouse.tables import leads
@@ -41,6 +41,11 @@ def load_events(engine: Engine, crm: str) -> pd.DataFrame:
                            .order_by(handoff_verdicts.c.id))
 
 
+def load_handoffs(engine: Engine, crm: str) -> pd.DataFrame:
+    """Every recorded handoff of `crm` (`verdicts.tables.handoffs`), oldest first."""
+    return repo.read_frame(engine, select(handoffs).where(handoffs.c.crm == crm).order_by(handoffs.c.id))
+
+
 def store_events(engine: Engine, rows: list[dict[str, Any]]) -> int:
     """Insert the events whose (crm, record, handoff, verdict) is not stored yet; returns how many
     rows were offered (the unique index drops repeats, so a re-run stores nothing twice)."""
@@ -54,9 +59,10 @@ def store_events(engine: Engine, rows: list[dict[str, Any]]) -> int:
 
 def open_handoffs(engine: Engine, crm: str, events: pd.DataFrame) -> pd.DataFrame:
     """The handoffs still waiting for a final verdict: the sales-ready leads of the current
-    scores, and the earlier handoffs whose last verdict is not final (an accepted lead that
-    reached opportunity is no longer scored, but may still convert). Columns: record_id,
-    handed_over_at, score, reason, expected_stage, expected_status, verdicts (frozenset)."""
+    scores, the earlier handoffs whose last verdict is not final (an accepted lead that reached
+    opportunity is no longer scored, but may still convert), and the recorded handoffs with no
+    verdict at all. Columns: record_id, handed_over_at, score, reason, expected_stage,
+    expected_status, verdicts (frozenset)."""
     scores = repo.load_scores(engine, crm)
     ready = scores[scores["sales_ready"].fillna(False).astype(bool) & scores["sales_ready_since"].notna()]
     current = pd.DataFrame({
@@ -85,6 +91,7 @@ def open_handoffs(engine: Engine, crm: str, events: pd.DataFrame) -> pd.DataFram
             merged[column] = merged[column].where(~fresh, current[column].to_numpy())
         earlier = seen[~seen.set_index(KEY).index.isin(current.set_index(KEY).index)]
         current = pd.concat([merged, earlier[current.columns]], ignore_index=True)
+    current = pd.concat([current, _recorded_without_verdict(engine, crm, current, events)], ignore_index=True)
     still_open = np.array([not (v & FINAL_VERDICTS) for v in current["verdicts"]], dtype=bool)
     current = current[still_open].reset_index(drop=True)
     # Before any verdict, expected is what leadflow last wrote, where it wrote.
@@ -96,6 +103,27 @@ def open_handoffs(engine: Engine, crm: str, events: pd.DataFrame) -> pd.DataFram
             column = _EXPECTED[field]
             current[column] = current[column].where(~(undecided & ours.notna().to_numpy()), ours)
     return current
+
+
+def _recorded_without_verdict(engine: Engine, crm: str, current: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The recorded handoffs neither in `current` nor answered: leads handed over that stopped
+    being sales-ready before sales said anything. A rep may still answer them (convert one, or
+    reject it), and that answer is the handoff's outcome."""
+    made = load_handoffs(engine, crm)
+    if made.empty:
+        return current.iloc[0:0]
+    made = made.assign(record_id=made["record_id"].astype(str),
+                       handed_over_at=pd.to_numeric(made["handed_over_at"]).astype(np.int64))
+    known = current.set_index(KEY).index
+    if len(events):
+        known = known.union(events.assign(record_id=events["record_id"].astype(str),
+                                          handed_over_at=events["handed_over_at"].astype(np.int64))
+                            .set_index(KEY).index)
+    left = made[~made.set_index(KEY).index.isin(known)].drop_duplicates(KEY)
+    return pd.DataFrame({"record_id": left["record_id"].to_numpy(), "handed_over_at": left["handed_over_at"].to_numpy(),
+                         "score": pd.to_numeric(left["score"]).astype(float).to_numpy(),
+                         "reason": left["reason"].to_numpy(), "expected_stage": None, "expected_status": None,
+                         "verdicts": [frozenset()] * len(left)})
 
 
 def _differs(a: pd.Series, b: pd.Series) -> np.ndarray:

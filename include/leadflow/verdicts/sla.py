@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from leadflow.ownership import DAY_MS, Writer
 from leadflow.verdicts.classify import Verdict
-from leadflow.verdicts.read import float_or_none, load_events, text_or_none
+from leadflow.verdicts.read import float_or_none, load_events, load_handoffs, text_or_none
 from leadflow.verdicts.tables import handoffs
-from leadflow.warehouse import repo
 from leadflow.warehouse.db import upsert
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,6 @@ def record_handoffs(engine: Engine, crm: str, run_id: str, scores: pd.DataFrame)
     with engine.begin() as conn:
         upsert(conn, handoffs, rows, keys=["crm", "record_id", "handed_over_at"], update_columns=())
     return len(rows)
-
-
-def load_handoffs(engine: Engine, crm: str) -> pd.DataFrame:
-    return repo.read_frame(engine, select(handoffs).where(handoffs.c.crm == crm).order_by(handoffs.c.id))
 
 
 def sla_figures(engine: Engine, crm: str, now_ms: int, run_id: str | None = None, weeks: int = 12) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import json
 import pandas as pd
 import pytest
 
-from leadflow.verdicts.sla import ignored_alert, load_handoffs, measure, outcomes, record_handoffs
+from leadflow.verdicts.read import load_handoffs
+from leadflow.verdicts.sla import ignored_alert, measure, outcomes, record_handoffs
 from leadflow.verdicts.tables import handoffs
 from leadflow.warehouse.db import ensure_schema, get_engine
 

@@ -109,3 +109,24 @@ def test_given_nothing_handed_over_yet_then_nothing_is_asked_of_the_crm(warehous
     out = read_verdicts(warehouse, fake, "hubspot", "r1", RULES, now_ms=HANDED)
     assert fake.asked == [] and out["handoffs_watched"] == 0
     assert out["verdicts"] == {"accepted": 0, "rejected": 0, "converted": 0, "ignored": 0}
+
+
+def test_given_a_handoff_that_stopped_being_sales_ready_unanswered_then_a_later_answer_is_still_its_verdict(warehouse):
+    from leadflow.verdicts.tables import handoffs
+
+    _seed(warehouse)
+    with warehouse.begin() as conn:  # lead 5 was handed over earlier and is no longer sales-ready
+        conn.execute(insert(handoffs).values(crm="hubspot", record_id="5", handed_over_at=HANDED - DAY, score=75.0,
+                                             run_id="r0"))
+    fake = FakeConnector({"5": {"lifecycle_stage": Observed("customer", writer=Writer.PERSON, changed_at=HANDED,
+                                                            changed_by="user:9"),
+                                "lead_status": Observed("new", writer=Writer.LEADFLOW, changed_at=HANDED - 2 * DAY)}})
+    read_verdicts(warehouse, fake, "hubspot", "r2", RULES, now_ms=HANDED + DAY)
+    events = load_events(warehouse, "hubspot")
+    assert any("5" in ids for ids in fake.asked)
+    assert events[["record_id", "handed_over_at", "verdict", "changed_by"]].to_dict("records") == [
+        {"record_id": "5", "handed_over_at": HANDED - DAY, "verdict": "converted", "changed_by": "user:9"}]
+    # Final: the next run does not look at it again.
+    fake.asked.clear()
+    read_verdicts(warehouse, fake, "hubspot", "r3", RULES, now_ms=HANDED + 5 * DAY)
+    assert all("5" not in ids for ids in fake.asked)
