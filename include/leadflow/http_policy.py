@@ -19,8 +19,9 @@ Each attempt of `PolicyClient.call`:
      raises `write_unknown_error` for a write, at once: the caller reads back;
    - a retried row waits, then tries again. The wait is, in this order:
        1. the answer's `Retry-After` (delay-seconds or an HTTP date), when it has one;
-       2. else the largest of the backoff, the row's `min_wait_s` and, for a rate-limit row, the
-          client's `rate_limit_wait` (which may raise instead, e.g. for a daily limit);
+       2. else the larger of the backoff and the least wait: for a rate-limit row the client's
+          `rate_limit_wait` (its connection's setting; it may raise instead, e.g. for a daily
+          limit), for any other row the row's `min_wait_s`;
      a server-told wait is capped at `RetryConfig.retry_after_max_s`. A rate-limit row also
      pauses the call's limiter for that long, so every caller sharing it backs off;
    - after `max_retries` retries, `exhausted_error`.
@@ -362,15 +363,14 @@ class PolicyClient(Generic[R]):
 
     def _wait(self, rule: ErrorRule, response: R | None, info: ErrorInfo, retries: int) -> float:
         """How long to wait before the next attempt: Retry-After first, else backoff raised to the
-        row's and the client's least wait (module docstring)."""
+        least wait (module docstring)."""
         client_wait = self.rate_limit_wait(response, info) if rule.rate_limit and response is not None else None
         told = retry_after_s(header(response.headers, "Retry-After"), self._wall_clock()) \
             if response is not None else None
         if told is not None:
             return min(told, self.retry.retry_after_max_s)
-        least = rule.min_wait_s
-        if client_wait is not None:
-            least = max(least, min(client_wait, self.retry.retry_after_max_s))
+        # The client's own rate-limit wait (its connection's setting) replaces the row's default.
+        least = rule.min_wait_s if client_wait is None else min(client_wait, self.retry.retry_after_max_s)
         return max(self.backoff(retries), least)
 
     def _count_failure(self, key: int | str, rule: ErrorRule) -> None:

@@ -135,6 +135,13 @@ def test_given_429_without_retry_after_then_client_wait_else_backoff(client_wait
     assert client.sleeps == sleeps
 
 
+def test_given_a_client_rate_limit_wait_under_the_rows_default_then_it_replaces_the_default() -> None:
+    # A connection may set a short wait (a sandbox with random 429s): the row's 1 s must not win.
+    client = Scripted(Answer(429), Answer(429), OK, client_wait=0.05, backoff_base_s=0.1)
+    client.get()
+    assert client.sleeps == [0.1, 0.2]
+
+
 def test_given_429_then_the_limiter_is_paused_for_every_sharer_even_when_giving_up() -> None:
     limiter = FakeLimiter()
     client = Scripted(Answer(429, {"Retry-After": "3"}), max_retries=1)
