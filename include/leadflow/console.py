@@ -174,7 +174,8 @@ def summary_lines(summary: Mapping[str, Any], *, quarantine_reasons: Sequence[Ma
                  f"{_n(sla.get('accepted'))} accepted, {_n(sla.get('converted'))} converted, "
                  f"{_n(sla.get('rejected'))} rejected, {_n(sla.get('ignored'))} ignored past the SLA"
                  + (f", acceptance {rate:.0%}" if rate is not None else ""))
-    lines.append(f"  API calls    {_n(api.get('requests'))} to pull + {_n(s.get('write_calls'))} to push; "
+    lines.append(f"  API calls    {_n(api.get('requests'))} to pull + {_n(s.get('push_api_requests'))} to push "
+                 f"({_n(s.get('write_calls'))} writes); "
                  f"{_n(api.get('rate_limited'))} answered 429, {_seconds(api.get('throttled_s'))} throttled")
     durations = s.get("durations_s") or {}
     ordered = sorted(durations, key=lambda k: (_STEP_ORDER.index(k) if k in _STEP_ORDER else len(_STEP_ORDER), k))

@@ -620,6 +620,8 @@ def push(ctx: RunContext) -> dict[str, Any]:
                     outcome = push_changes(engine, connector, ctx.crm, ctx.run_id, changes, model_version,
                                            ctx.settings.push.writer(), on_batch=advance)
             finally:
+                # Every call the push made: writes, the pre-write reads, read-backs, schema checks.
+                summary["push_api_requests"] = int(dict(getattr(connector, "stats", {}) or {}).get("requests", 0))
                 connector.close()
             summary["overrides"] += outcome.overridden
             summary.update({"pushed": outcome.pushed, "rejected": outcome.rejected, "failed": outcome.failed,

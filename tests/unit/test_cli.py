@@ -16,6 +16,7 @@ OK_SUMMARY = {
     "crm": "hubspot", "run_id": "cli-1", "status": "success", "pulled": 50, "companies_pulled": 7,
     "enriched": 40, "validated": 45, "skipped_owned": 5, "quarantined": 0, "scored": 45,
     "disqualified": 3, "changed": 12, "pushed": 11, "rejected": 1, "failed": 0, "write_calls": 1,
+    "push_api_requests": 3,
     "extract_api": {"requests": 4, "rate_limited": 2, "throttled_s": 0.5},
     "preview": {"stage_transitions": {"lead -> mql": 6, "subscriber -> lead": 2}},
     "durations_s": {"push": 0.4, "extract": 1.25},
@@ -114,7 +115,8 @@ def test_run_prints_a_line_per_step_and_the_compact_summary(env_warehouse, monke
     assert lines[7].split() == ["push", "0.5", "s", "pushed", "11,", "rejected", "1"]
     assert lines[8].split()[:4] == ["push_accounts", "0.5", "s", "companies"]
     assert lines[9] == "hubspot run cli-1: success"
-    assert "  API calls    4 to pull + 1 to push; 2 answered 429, 0.5 s throttled" in lines
+    # The push's calls include its pre-write reads, not only the writes.
+    assert "  API calls    4 to pull + 3 to push (1 writes); 2 answered 429, 0.5 s throttled" in lines
     assert "  steps        extract 1.2 s, push 0.4 s" in lines  # pipeline order, not alphabetical
     assert not any("score_counts" in line for line in lines)
 
