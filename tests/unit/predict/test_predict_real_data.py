@@ -19,7 +19,7 @@ def test_x_education_cross_validated_auc_reaches_the_reference_without_leaking_f
     assert not set(model.features) & set(mapping.excluded)
     # README reference: logistic regression ~0.89, gradient boosting ~0.90 with Last Activity.
     assert model.metrics["candidates"]["logistic"]["cv_auc_mean"] > 0.88
-    assert model.cv_auc > 0.895
+    assert model.cv_auc >= 0.90  # issue 14: the CSV path keeps its AUC (0.903 with seed 7)
     assert 0.30 < model.metrics["base_rate"] < 0.45
 
     scores = score_table(model, frame.head(200))
