@@ -441,12 +441,12 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
 
 def _versioned_columns(frame: pd.DataFrame, model: Any) -> list[str]:
     """The inputs worth a version: what the rules read and what the predictive mapping reads."""
-    from leadflow.predict.mapping import load_mapping
+    # Not from predict.warehouse: that would load scikit-learn into every qualify task.
+    from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
     from leadflow.predict.versions import input_columns
-    from leadflow.predict.warehouse import DEFAULT_MAPPING
     from leadflow.qualify.engine import describe_fields
 
-    return input_columns(frame.columns, describe_fields(model) | set(load_mapping(DEFAULT_MAPPING).source_columns(
+    return input_columns(frame.columns, describe_fields(model) | set(load_mapping(WAREHOUSE_MAPPING).source_columns(
         with_id=False)))
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from leadflow.console import EXAMPLE_FORMATTER, UsageError
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS
+from leadflow.predict.mapping import WAREHOUSE_MAPPING
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         from leadflow.predict.warehouse import OUTCOME_COLUMN, check_no_leak, prepare_leads, read_training_frame
 
         engine = _engine(args.db)
-        mapping = load_mapping(args.mapping or "warehouse_leads")
+        mapping = load_mapping(args.mapping or WAREHOUSE_MAPPING)
         check_no_leak(mapping)
         frame, counts = read_training_frame(engine, args.crm, now_ms=int(datetime.now(timezone.utc).timestamp() * 1000))
         log.info("backtest %s: %d answered handoffs (%d won, %d lost); %d open, %d without a version of their inputs",

@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from leadflow.validation import ConfigError, load_yaml_model, validate_document
 
+# The shipped mapping of the warehouse's handed-over leads (training, backtests, input versions).
+WAREHOUSE_MAPPING = "warehouse_leads"
+
 SHIPPED_MAPPINGS = Path(__file__).resolve().parents[2] / "config" / "mappings"
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS, read_handoff_labels
-from leadflow.predict.mapping import Mapping, load_mapping
+from leadflow.predict.mapping import WAREHOUSE_MAPPING, Mapping, load_mapping
 from leadflow.predict.store import champion_challenger, load_champion
 from leadflow.predict.train import InsufficientData, TrainConfig, train_from_frame
 from leadflow.predict.versions import LABEL_SOURCES, typed_inputs, versions_at
@@ -27,8 +27,7 @@ from leadflow.warehouse import repo
 log = logging.getLogger(__name__)
 
 OUTCOME_COLUMN = "outcome"
-DEFAULT_MAPPING = "warehouse_leads"
-DAY_MS = 86_400_000
+DEFAULT_MAPPING = WAREHOUSE_MAPPING
 
 
 class LeakError(ValueError):
