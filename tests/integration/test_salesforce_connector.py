@@ -17,7 +17,8 @@ from leadflow.crm.base import CrmAuthError, CrmError, RecordUpdate
 from leadflow.pulled import Watermark
 from leadflow.crm.hubspot import HubSpotConnector
 from leadflow.crm.salesforce import SalesforceConnector
-from leadflow.pipeline import RunContext, build_qualify_frame, extract, run_all
+from leadflow.pipeline import RunContext, extract, run_all
+from leadflow.qualify.frame import build_qualify_frame
 from leadflow.qualify import load_model, score_leads
 from leadflow.sandbox.faults import FaultSpec
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox

@@ -6,7 +6,8 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from leadflow.accounts.tables import accounts
-from leadflow.qualify.accounts import VIEW_COLUMNS
+from leadflow.qualify.accounts import VIEW_COLUMNS, wait_for_committee
+from leadflow.qualify.config import QualificationModel
 from leadflow.warehouse import repo
 
 
@@ -30,3 +31,19 @@ def save_accounts(engine: Engine, crm: str, run_id: str, view: pd.DataFrame) -> 
 
 def load_accounts(engine: Engine, crm: str) -> pd.DataFrame:
     return repo.read_frame(engine, select(accounts).where(accounts.c.crm == crm).order_by(accounts.c.company_id))
+
+
+def hold_for_committee(engine: Engine, crm: str, run_id: str, model: QualificationModel,
+                       as_of_ms: int) -> tuple[pd.DataFrame, int]:
+    """Every shard's scores with each lead's company and current stage (the account view's
+    members), with the handoffs that wait for a second engaged persona held back
+    (`qualify.accounts.wait_for_committee`) and those leads' scores stored. Returns the members
+    and how many handoffs wait."""
+    scores = repo.load_scores(engine, crm)
+    leads = repo.load_leads(engine, crm)[["record_id", "company_id", "lifecycle_stage"]]
+    members, waits = wait_for_committee(scores.merge(leads, on="record_id", how="left"), model, as_of_ms)
+    if waits:
+        held = scores["sales_ready"].fillna(False).astype(bool).to_numpy() & \
+            ~members["sales_ready"].fillna(False).astype(bool).to_numpy()
+        repo.save_scores(engine, crm, run_id, members.loc[held], replace=False)
+    return members, waits

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlalchemy import Engine
 
-from leadflow.enrich.chain import ProviderChain
+from leadflow.enrich.chain import ProviderChain, build_chain
 from leadflow.enrich.coverage import coverage_report
 from leadflow.enrich.domains import domain_flags, extract_domains_encoded, to_arrow_strings
 from leadflow.enrich.providers import (
@@ -31,6 +32,7 @@ from leadflow.enrich.providers import (
 )
 from leadflow.enrich.resolve import SOURCE_CRM, SOURCE_NONE, choose_sources
 from leadflow.enrich.settings import EnrichmentSettings, Precedence
+from leadflow.enrich.store import store_enrichment
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,21 @@ class EnrichmentResult:
     def summary(self) -> dict[str, Any]:
         """The part of the run summary this step owns (`enriched` and coverage)."""
         return {"enriched": self.coverage["enriched"], "coverage": self.coverage}
+
+
+def enrich_and_store(engine: Engine, crm: str, run_id: str, leads: pd.DataFrame, companies: pd.DataFrame,
+                     settings: EnrichmentSettings, now: datetime) -> EnrichmentResult:
+    """The run's enrich step: `enrich_leads` through the configured chain (closed after), the
+    result stored in `lead_enrichment`."""
+    chain = build_chain(engine, settings)
+    try:
+        result = enrich_leads(leads, companies, chain, settings, now=now)
+    finally:
+        close = getattr(chain, "close", None)
+        if close:
+            close()
+    store_enrichment(engine, crm, run_id, result.frame)
+    return result
 
 
 def enrich_leads(

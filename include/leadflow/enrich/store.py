@@ -109,3 +109,33 @@ def load_enrichment(engine: Engine, crm: str) -> pd.DataFrame:
         frame[name] = frame[name].astype("str")
     frame["enriched_at"] = pd.to_numeric(frame["enriched_at"]).astype("int64")
     return frame
+
+
+def apply_enrichment(leads: pd.DataFrame, enriched: pd.DataFrame) -> pd.DataFrame:
+    """Leads with the resolved firmographics of `enriched` (`load_enrichment` rows); a lead
+    without a row keeps its own firmographics and has no domain columns."""
+    frame = leads.copy()
+    if enriched.empty:
+        return frame
+    enriched = enriched.drop_duplicates("record_id").set_index("record_id")
+    # One hash lookup of the ids, then positional takes per column (Series.map + isin per
+    # column hashed the ids again for each and walked Arrow strings in Python).
+    pos = enriched.index.get_indexer(frame["record_id"])
+    found = pd.Series(pos >= 0, index=frame.index)
+    at = np.maximum(pos, 0)
+
+    def column(col: str) -> pd.Series:
+        return enriched[col].iloc[at].set_axis(frame.index)
+
+    for col in ("industry", "employees", "annual_revenue", "country"):
+        if col in enriched:
+            frame[col] = column(col).where(found, frame[col])
+    for col in ("technologies", "email_domain", "company_domain", "is_free_email", "is_disposable_email"):
+        if col in enriched:
+            frame[col] = column(col).where(found)
+    return frame
+
+
+def with_enrichment(engine: Engine, crm: str, leads: pd.DataFrame) -> pd.DataFrame:
+    """Leads with resolved firmographics from the enrich step (lead values where it did not run)."""
+    return apply_enrichment(leads, load_enrichment(engine, crm))

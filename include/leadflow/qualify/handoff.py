@@ -7,7 +7,8 @@ short reason) and keeps its MQL stage unless the model says `stages.sql.auto`.
 
 `reason_texts` renders the reason per sales-ready lead; `carry_since` keeps the "since" of a
 lead that stays sales-ready from run to run; `hold_back_rejected` keeps a lead sales rejected
-from being handed over again on the same evidence. Pure functions over arrays and frames; no I/O.
+from being handed over again on the same evidence; `settle_handoffs` applies both to a run's
+new scores. Pure functions over arrays and frames; no I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from leadflow.qualify.config import BANT_CRITERIA, QualificationModel
+from leadflow.schema import CRM_VALUE_PREFIX
 
 
 def reason_texts(
@@ -168,3 +170,32 @@ def _held_reason(event: pd.Series, min_gain: float | None) -> str:
     if min_gain is None or score is None or pd.isna(score):
         return f"rejected by sales{why} on {day}; not handed over again"
     return f"rejected by sales{why} on {day}; held back until score > {float(score) + min_gain:g}"
+
+
+def crm_sales_ready_since(leads: pd.DataFrame) -> pd.Series | None:
+    """The handoff time each lead holds in the CRM (epoch ms by record id), from the pulled
+    `crm_sales_ready_since` values (rendered as ISO 8601 UTC)."""
+    column = f"{CRM_VALUE_PREFIX}sales_ready_since"
+    if column not in leads.columns or not leads[column].notna().any():
+        return None
+    held = leads[leads[column].notna()]
+    moments = pd.to_datetime(held[column], utc=True, errors="coerce", format="ISO8601")
+    ms = pd.Series(moments.to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1_000_000,
+                   index=held["record_id"].to_numpy(), dtype=float)
+    return ms[moments.notna().to_numpy()]
+
+
+def settle_handoffs(
+    scores: pd.DataFrame, previous: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame,
+    handoffs: pd.DataFrame, min_gain: float | None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """A run's new `scores` against the handoffs so far: a lead that stays sales-ready keeps the
+    time it was first handed over (`previous` scores, else the CRM's value on `leads`), and a lead
+    sales rejected is not handed over again on the same evidence (`hold_back_rejected` with the
+    stored verdict `events` and `handoffs`). Returns the scores and the counts `handed_over`
+    (sales-ready now, not before), `held_back_after_rejection` and `handed_over_again`."""
+    fresh = scores["sales_ready_since"]
+    scores = scores.assign(sales_ready_since=carry_since(scores, previous, crm_sales_ready_since(leads)))
+    scores, counts = hold_back_rejected(scores, events, min_gain, fresh, handoffs)
+    handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
+    return scores, {"handed_over": handed_over, **counts}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 DEFAULT_EPSILON = 1e-4
 
@@ -74,3 +75,17 @@ def population_stability_index(
 def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     array = np.asarray(values, dtype="float64").ravel()
     return array[np.isfinite(array)]
+
+
+def score_counts(scores: pd.Series) -> list[int]:
+    """How many leads hold each integer score 0..100: the exact distribution in 101 numbers (a
+    run's shards add theirs up; the drift check compares two of them)."""
+    values = np.clip(np.rint(pd.to_numeric(scores, errors="coerce").dropna().to_numpy()), 0, 100).astype(int)
+    return [int(c) for c in np.bincount(values, minlength=101)]
+
+
+def scores_from_counts(counts: Sequence[int]) -> pd.DataFrame | None:
+    """The `score` column that `score_counts` came from (None for no scores)."""
+    if not counts or sum(counts) == 0:
+        return None
+    return pd.DataFrame({"score": np.repeat(np.arange(len(counts), dtype=float), counts)})

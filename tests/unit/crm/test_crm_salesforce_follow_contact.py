@@ -19,7 +19,7 @@ from leadflow.crm.salesforce_mapping import (
     parse_mapping,
 )
 from leadflow.crm.salesforce_push import plan_update
-from leadflow.pipeline import _partition
+from leadflow.warehouse.population import partition_leads
 
 LEAD_ID = "00Q5g0000000001EAA"
 CONTACT_ID = "0035g0000000001AAA"
@@ -104,7 +104,7 @@ def test_followed_contact_is_worked_on_in_its_sales_owned_stage_and_the_replaced
     lead, _, _ = lead_to_rows(_converted_lead(), FOLLOW)
     contact, _ = contact_to_row(_contact(), FOLLOW, LEAD_ID)
     won, _, _ = lead_to_rows(_converted_lead(Id="00Q5g0000000002EAA"), load_mapping())
-    leads, owned = _partition(pd.DataFrame([lead, contact, won]))
+    leads, owned = partition_leads(pd.DataFrame([lead, contact, won]))
     assert list(leads["record_id"]) == [CONTACT_ID] and owned == 1
 
 
