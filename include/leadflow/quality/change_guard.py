@@ -35,6 +35,6 @@ class ChangeGuard:
         if self.tripped:
             raise ChangeGuardError(
                 f"the push would change {self.changed} of {max(1, self.scored)} scored records ({self.share:.0%}), "
-                f"more than the configured {self.limit:.0%}: nothing was written. Check the model and the data, "
-                "then re-trigger the run with the Param force=true to push anyway."
+                f"more than the configured {self.limit:.0%}: nothing was written. Check the model and the data, then "
+                "re-trigger the run with the Param force=true to push anyway."
             )
