@@ -4,6 +4,10 @@
 connection (`AIRFLOW_CONN_LEADFLOW_<CRM>`) and warehouse (`LEADFLOW_WAREHOUSE_URL`).
 Every command goes through `main`: exit 0 on success, 1 when the run or check failed, 2 on a
 usage or configuration error (see `leadflow.console`).
+
+`leadflow.pipeline` and `leadflow.maintenance` are imported by the commands that run them: every
+command builds the whole parser through this module, and those two add about 0.9 s to it
+(`python -X importtime`: every step's package, Jinja2, requests).
 """
 
 from __future__ import annotations
@@ -16,10 +20,16 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, NoReturn, Sequence
 
+from leadflow.connections import get_connection
 from leadflow.console import (
     COMPLETED_STATUSES, EXAMPLE_FORMATTER, EXIT_OK, CommandFailed, failure_lines, hint_for, is_usage_error, run_command,
     step_line, summary_lines,
 )
+from leadflow.crm.registry import available_crms
+from leadflow.quality.quarantine import top_quarantine_reasons
+from leadflow.views.paths import report_path, reports_dir
+from leadflow.warehouse import repo
+from leadflow.warehouse.db import ensure_schema, get_engine
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +52,7 @@ def _print_json(payload: Any) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from leadflow.pipeline import STEPS, RunContext, default_run_id, run_all
+    from leadflow.pipeline import STEPS, RunContext, default_run_id, run_all  # slow: see the module docstring
 
     ctx = RunContext(
         crm=args.crm,
@@ -86,10 +96,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def run_overview(crm: str, summary: dict[str, Any]) -> list[str]:
     """The compact human summary of one run: its counts, top quarantine reasons and report path."""
-    from leadflow.quality.quarantine import top_quarantine_reasons
-    from leadflow.views.paths import report_path, reports_dir
-    from leadflow.warehouse.db import get_engine
-
     reasons = top_quarantine_reasons(get_engine(), crm, n=3) if summary.get("quarantined") else []
     path = report_path(reports_dir(), crm, str(summary.get("run_id")))
     return summary_lines(summary, quarantine_reasons=reasons, report_path=path if path.exists() else None)
@@ -97,9 +103,7 @@ def run_overview(crm: str, summary: dict[str, Any]) -> list[str]:
 
 def report_payload(crm: str | None) -> dict[str, Any]:
     """The last run's summary per CRM, with the report keys always present."""
-    from leadflow.pipeline import run_summary
-    from leadflow.warehouse import repo
-    from leadflow.warehouse.db import ensure_schema, get_engine
+    from leadflow.pipeline import run_summary  # slow: see the module docstring
 
     engine = get_engine()
     ensure_schema(engine)
@@ -133,8 +137,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from leadflow.connections import get_connection
-    from leadflow.maintenance import run_rollback
+    from leadflow.maintenance import run_rollback  # slow: see the module docstring
 
     report = run_rollback(args.crm, args.run_id, dry_run=args.dry_run,
                           connection=get_connection(f"leadflow_{args.crm}"))
@@ -188,8 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--crm", choices=CRMS, help="only this CRM")
     rep.add_argument("--json", action="store_true", help="print JSON")
     rep.set_defaults(func=_cmd_report)
-
-    from leadflow.crm.registry import available_crms
 
     rollback = sub.add_parser(
         "rollback",

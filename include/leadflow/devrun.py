@@ -29,8 +29,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadflow.cli import report_payload, run_overview
+from leadflow.console import COMPLETED_STATUSES, failure_lines, hint_for, step_line
 from leadflow.env import leadflow_env
-from leadflow.warehouse.db import project_root
+from leadflow.warehouse import repo
+from leadflow.warehouse.db import get_engine, project_root
 
 _EXPORT = re.compile(r"^export (AIRFLOW_CONN_[A-Z0-9_]+|LEADFLOW_[A-Z0-9_]+)=(.*)$")
 
@@ -203,11 +208,6 @@ class _Warehouse:
         self._engine: Any = None
 
     def summary(self, crm: str, run_id: str | None) -> dict[str, Any]:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from leadflow.warehouse import repo
-        from leadflow.warehouse.db import get_engine
-
         if run_id is None:
             return {}
         try:
@@ -227,8 +227,6 @@ def _clip(text: str, width: int = 240) -> str:
 
 def failure_report(failed: TaskEnd, log_path: Path) -> list[str]:
     """The failing task, its error and what to fix, for the terminal."""
-    from leadflow.console import failure_lines, hint_for
-
     if failed.state == "up_for_retry":  # the details follow once the last attempt fails
         return [f"  attempt failed, Airflow retries it after its retry delay (Ctrl-C to stop): "
                 f"{_clip(failed.error or failed.state)}"]
@@ -242,8 +240,6 @@ def watch_dags_test(command: list[str], env: dict[str, str], crm: str, log_path:
                     out: IO[str] | None = None) -> int:
     """Run `airflow dags test ...` with its output in `log_path`; print a line per task, then the
     summary or the failure. Returns the exit code: CMD's, or 1 when the run recorded no success."""
-    from leadflow.console import step_line
-
     out = out or sys.stdout
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"Airflow task logs: {log_path}", file=out, flush=True)
@@ -284,9 +280,6 @@ def _interrupt(child: subprocess.Popen) -> None:
 
 def _finish(code: int, crm: str, watcher: DagTestWatcher, warehouse: _Warehouse, log_path: Path,
             out: IO[str]) -> int:
-    from leadflow.cli import report_payload, run_overview
-    from leadflow.console import COMPLETED_STATUSES
-
     failed = [t for t in watcher.ended if t.state not in ("success", "skipped", "upstream_failed")]
     if code != 0 or watcher.run_id is None:
         if not failed:  # nothing ran (e.g. the DAG did not import): show the end of the log

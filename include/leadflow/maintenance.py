@@ -13,6 +13,12 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine
 
+from leadflow.connections import get_connection
+from leadflow.crm.registry import get_connector
+from leadflow.pipeline import RunContext, default_run_id, train
+from leadflow.push.rollback import rollback_run
+from leadflow.warehouse.db import ensure_schema, get_engine
+
 log = logging.getLogger(__name__)
 
 
@@ -20,8 +26,6 @@ def _open_engine(engine: Engine | None, warehouse_url: str | None) -> tuple[Engi
     """The engine to use and whether this module opened it (and so must dispose of it)."""
     if engine is not None:
         return engine, False
-    from leadflow.warehouse.db import ensure_schema, get_engine
-
     opened = get_engine(warehouse_url)
     ensure_schema(opened)
     return opened, True
@@ -38,8 +42,6 @@ def run_training(
     """Retrain `crm`'s predictive model (champion/challenger happens in `train_from_warehouse`).
 
     Training reads only the warehouse: no CRM connection is needed."""
-    from leadflow.pipeline import RunContext, default_run_id, train
-
     db, owned = _open_engine(engine, warehouse_url)
     ctx = RunContext(
         crm=crm,
@@ -72,18 +74,12 @@ def run_rollback(
     `dry_run` (the default) only reports what would be restored. `connection` is a
     `leadflow.connections.Connection` (the DAG converts Airflow's); without one it is read from
     `AIRFLOW_CONN_LEADFLOW_<CRM>`. Returns `RollbackReport.as_dict()` plus the CRM."""
-    from leadflow.push.rollback import rollback_run
-
     run_id = (run_id or "").strip()
     if not run_id:
         raise ValueError("run_id is required: the id of the run whose writes to undo")
     if connection is None:
-        from leadflow.connections import get_connection
-
         connection = get_connection(f"leadflow_{crm}")
-    if connector_factory is None:
-        from leadflow.crm.registry import get_connector as connector_factory
-
+    connector_factory = connector_factory or get_connector
     db, owned = _open_engine(engine, warehouse_url)
     try:
         connector = connector_factory(crm, connection)

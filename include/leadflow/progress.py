@@ -42,6 +42,8 @@ def track(description: str, total: int | None = None, unit: str = "rows",
     if not enabled(stream):
         yield lambda n=1: None
         return
+    # Imported only for a bar: tqdm takes ~0.13 s to import (`python -X importtime`), and Airflow
+    # tasks, which have no terminal, never draw one.
     from tqdm import tqdm
 
     # leave=False: the bar goes away when done; the step's own summary line says what happened.

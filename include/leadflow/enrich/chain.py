@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 from sqlalchemy import Engine
 
+from leadflow.connections import Resolver, find_connection
 from leadflow.enrich.cache import WarehouseCache
+from leadflow.enrich.http_provider import HttpEnrichmentProvider
 from leadflow.enrich.providers import (
     MATCHED,
     NOT_FOUND,
@@ -23,10 +25,8 @@ from leadflow.enrich.providers import (
     coerce_records,
     empty_records,
 )
+from leadflow.enrich.reference import load_reference
 from leadflow.enrich.settings import EnrichmentSettings
-
-if TYPE_CHECKING:
-    from leadflow.connections import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,6 @@ def build_chain(
         cache = WarehouseCache(engine, settings.cache_ttl_ms, settings.negative_ttl_ms)
         providers.append(cache)
     if settings.reference_enabled:
-        from leadflow.enrich.reference import load_reference
-
         providers.append(load_reference(settings.reference_path))
     if settings.http.enabled:
         provider = _http_provider(settings, environ, resolver, http_options or {})
@@ -153,9 +151,6 @@ def _http_provider(
     settings: EnrichmentSettings, environ: Mapping[str, str] | None, resolver: Resolver | None,
     options: Mapping[str, Any],
 ) -> CompanyProvider | None:
-    from leadflow.connections import find_connection
-    from leadflow.enrich.http_provider import HttpEnrichmentProvider
-
     conn_id = settings.http.connection_id
     conn = find_connection(conn_id, environ, resolver=resolver)
     if conn is None:

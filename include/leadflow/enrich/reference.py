@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from rapidfuzz import fuzz, process
 
 from leadflow.enrich.domains import extract_domains
 from leadflow.enrich.providers import (
@@ -198,8 +199,6 @@ class _NameIndex:
         )
 
     def _fuzzy(self, queries: list[str], threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        from rapidfuzz import fuzz, process
-
         domains = np.full(len(queries), None, dtype=object)
         scores = np.full(len(queries), np.nan)
         rows = max(1, _CDIST_CELLS // max(1, len(self.keys)))

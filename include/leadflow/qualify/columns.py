@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from leadflow.env import leadflow_env
 from leadflow.qualify.text import is_blank, list_tokens, normalize, word_count
 
 NAT_NS = np.iinfo(np.int64).min  # how NaT looks as int64 nanoseconds
@@ -171,8 +172,6 @@ def factorize_threads() -> int:
     (12 columns of 1M rows: 0.35-0.44 s wall and 0.6-0.8 s CPU in two threads against ~0.33 s
     in one), so nothing was gained. Worth trying on machines with idle physical cores.
     """
-    from leadflow.env import leadflow_env
-
     return leadflow_env().factorize_threads
 
 

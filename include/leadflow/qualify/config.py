@@ -14,6 +14,7 @@ unique ids, valid regexes, ordered thresholds and thresholds the weights can act
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -627,8 +628,6 @@ def json_schema() -> dict[str, Any]:
 
 def export_json_schema(path: str | Path = JSON_SCHEMA_PATH) -> Path:
     """Write the model's JSON Schema to `path` (sorted keys, stable diff) and return the path."""
-    import json
-
     out = Path(path)
     out.write_text(json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return out

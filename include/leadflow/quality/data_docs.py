@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from leadflow.quality.gx_runtime import compact_result
 from leadflow.quality.results import CheckResult
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,10 @@ def render_data_docs(
 
 
 def _render_gx_page(gx_result: Any) -> str:
+    # Great Expectations takes seconds to import (`quality.gx_runtime`); only a run with GX
+    # results renders its pages.
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
-
-    from leadflow.quality.gx_runtime import compact_result
 
     document = ValidationResultsPageRenderer().render(compact_result(gx_result))
     return DefaultJinjaPageView().render(document)

@@ -128,7 +128,8 @@ def get_runtime() -> _Runtime:
     with _lock:
         if _runtime is None:
             _disable_phone_home()
-            import great_expectations as gx  # slow: see the module docstring
+            # slow: see the module docstring
+            import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
             from great_expectations.execution_engine import pandas_execution_engine
 
@@ -250,6 +251,7 @@ def _plain_number(value: Any) -> Any:
 def compact_result(result: Any) -> Any:
     """A copy of a GX suite result without per-row lists (they can reach megabytes on a million
     rows), suitable for Data Docs."""
+    # slow (Great Expectations): see the module docstring
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
         ExpectationValidationResult,

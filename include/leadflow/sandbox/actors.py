@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping as TMapping, Protocol, Sequence
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.sandbox.world import CONTACT_PROPS
 from leadflow.validation import problems
 
 log = logging.getLogger(__name__)
@@ -266,8 +267,6 @@ class HubSpotInbound:
     def properties(row: dict[str, Any]) -> dict[str, Any]:
         """A world row as HubSpot create properties: the CRM's fields only (no latent `_`
         columns), empty values left out, yes/no as "true"/"false", the company as its id."""
-        from leadflow.sandbox.world import CONTACT_PROPS
-
         out: dict[str, Any] = {}
         for name in CONTACT_PROPS:
             value = row.get(name)

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -300,8 +300,6 @@ async def _enrichment_gate(ctx: SandboxContext, request: Request,
 
 # --- admin ------------------------------------------------------------------------------------------
 def _admin_router() -> Any:
-    from fastapi import APIRouter
-
     router = APIRouter(prefix="/_sandbox")
 
     @router.get("/health")

@@ -1,5 +1,10 @@
 """`leadflow sandbox serve|seed|import`: argparse wiring. `leadflow.cli` calls `register(subparsers)`;
-each command sets `func(args) -> int` and raises `UsageError` for bad input (exit 2)."""
+each command sets `func(args) -> int` and raises `UsageError` for bad input (exit 2).
+
+The servers, the world and the CSV import are imported by the command that runs them: every
+`leadflow` command builds its parser through this module, and they add about 1.4 s to it
+(`python -X importtime`: FastAPI, the Salesforce API, the enrichment API, the actors).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pydantic import ValidationError
+
+from leadflow.cli import main as leadflow_main
 from leadflow.console import EXAMPLE_FORMATTER, UsageError
-
-if TYPE_CHECKING:
-    from pydantic import ValidationError
+from leadflow.sandbox.settings import SandboxSettings, generated_principals
+from leadflow.validation import error_items
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = Path("leadflow-sandbox.db")
@@ -148,7 +155,7 @@ def _salesforce_port(text: str) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from leadflow.sandbox.serving import prepare_store  # heavy imports only when the command runs
+    from leadflow.sandbox.serving import prepare_store  # slow: see the module docstring
 
     if args.contacts < 1:
         raise UsageError(f"--contacts must be at least 1, got {args.contacts}")
@@ -166,7 +173,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from leadflow.sandbox.csv_import import import_csv_file
+    from leadflow.sandbox.csv_import import import_csv_file  # slow: see the module docstring
 
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit must not be negative, got {args.limit}")
@@ -182,12 +189,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
+    # slow: see the module docstring
     from leadflow.sandbox.enrichment_api import parse_enrichment_faults
     from leadflow.sandbox.server import resolve_secret, serve
     from leadflow.sandbox.serving import prepare_store
-    from leadflow.sandbox.settings import SandboxSettings, generated_principals
 
     if args.contacts < 1:
         raise UsageError(f"--contacts must be at least 1, got {args.contacts}")
@@ -220,7 +225,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid --enrichment-faults: {exc}") from None
     salesforce = None
     if args.salesforce_port >= 0:
-        from leadflow.sandbox.salesforce_api import SalesforceSettings
+        from leadflow.sandbox.salesforce_api import SalesforceSettings  # slow: see the module docstring
 
         history = {} if args.salesforce_history_fields is None else {
             "history_fields": [f.strip() for f in args.salesforce_history_fields.split(",") if f.strip()]}
@@ -238,7 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError(_flag_errors(exc, "--salesforce-")) from None
     schedule = None
     if args.actors:
-        from leadflow.sandbox.actors import ActorSchedule
+        from leadflow.sandbox.actors import ActorSchedule  # slow: see the module docstring
 
         try:
             schedule = ActorSchedule.parse(args.actors)
@@ -257,8 +262,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _flag_errors(exc: ValidationError, prefix: str) -> str:
     """A pydantic ValidationError as `invalid --flag: message` parts, one per bad flag (a check
     of the flags together keeps its own message)."""
-    from leadflow.validation import error_items
-
     return "; ".join(f"invalid {prefix}{str(loc[0]).replace('_', '-')}: {message}" if loc else message
                      for loc, message in error_items(exc))
 
@@ -266,8 +269,6 @@ def _flag_errors(exc: ValidationError, prefix: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (`python -m leadflow.sandbox.cli sandbox serve ...`): the same as
     `leadflow sandbox ...` (one parser, one error convention)."""
-    from leadflow.cli import main as leadflow_main
-
     return leadflow_main(argv)
 
 

@@ -7,6 +7,7 @@ objects client side (it needs `context`, `links` and `errors`), so every builder
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,8 +90,6 @@ class PropertyProblem:
 
 def property_problems_message(problems: list[PropertyProblem]) -> str:
     """HubSpot embeds the per-property results as JSON text inside the message."""
-    import json
-
     return "Property values were not valid: " + json.dumps([p.as_hubspot() for p in problems], separators=(",", ":"))
 
 

@@ -38,6 +38,7 @@ from leadflow.sandbox.salesforce_schema import (
     record_id,
 )
 from leadflow.sandbox.salesforce_users import IMPORT_USER_ID
+from leadflow.sandbox.world import WorldConfig, generate_world
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +295,6 @@ class SalesforceStore:
     def seed_from_world(self, world_meta: dict[str, Any]) -> int:
         """Load the Leads of the world described by the HubSpot store's `world` meta (same seed,
         size and anchor: the same people). Returns the number of leads."""
-        from leadflow.sandbox.world import WorldConfig, generate_world
-
         config = WorldConfig(seed=int(world_meta["seed"]), contacts=int(world_meta["contacts"]),
                              anchor_ms=int(world_meta["anchor_ms"]),
                              shared_timestamp_every=int(world_meta.get("shared_timestamp_every", 0)))

@@ -19,8 +19,11 @@ from typing import Any, Callable, Iterator, TextIO
 import uvicorn
 
 from leadflow.connections import HUBSPOT_CONN_TYPE
+from leadflow.sandbox.actors import HubSpotActors, SalesforceActors, run_actors
 from leadflow.sandbox.app import SandboxContext, create_app
 from leadflow.sandbox.enrichment_api import parse_enrichment_faults
+from leadflow.sandbox.salesforce_api import SalesforceSettings
+from leadflow.sandbox.salesforce_server import export_line, start_salesforce
 from leadflow.sandbox.serving import bind_socket, prepare_store
 from leadflow.sandbox.settings import SandboxSettings
 from leadflow.sandbox.store import SandboxStore
@@ -78,8 +81,6 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
     app.state.sandbox.enrichment.configure_faults(enrichment_spec, settings.fault_seed)
     sf_handle = None
     if salesforce is not None and salesforce_port is not None and salesforce_port >= 0:
-        from leadflow.sandbox.salesforce_server import export_line, start_salesforce
-
         sf_handle = start_salesforce(settings.db_path, store, salesforce, host=host, port=salesforce_port,
                                      cert_dir=Path(str(settings.db_path) + ".tls"))
     sock = bind_socket(host, port)
@@ -129,8 +130,6 @@ def serve(settings: SandboxSettings, *, host: str = "127.0.0.1", port: int = 0, 
 
 
 def _actors(settings: SandboxSettings, base_url: str, sf_handle: Any) -> list[Any]:
-    from leadflow.sandbox.actors import HubSpotActors, SalesforceActors
-
     users = [p for p in settings.principals if p.kind == "user"]
     workflows = [p for p in settings.principals if p.kind == "workflow"]
     if not users or not workflows:
@@ -143,8 +142,6 @@ def _actors(settings: SandboxSettings, base_url: str, sf_handle: Any) -> list[An
 
 
 def _run_actors_when_up(server: Any, schedule: Any, crm_actors: list[Any], stop: threading.Event) -> None:
-    from leadflow.sandbox.actors import run_actors
-
     while not server.started and not server.should_exit:
         time.sleep(0.05)
     if server.started:
@@ -193,8 +190,6 @@ class SandboxHandle:
     def connection_lines(self) -> list[str]:
         lines = connection_lines(self.host, self.port, self.token, self.enrichment_key)
         if self.salesforce is not None:
-            from leadflow.sandbox.salesforce_server import export_line
-
             lines.append(export_line(self.salesforce))
         return lines
 
@@ -248,9 +243,6 @@ def running_sandbox(*, contacts: int = 500, seed: int = 1, db_path: Path | str |
                                enrichment_key=config.enrichment_key, db_path=db_path, store=store,
                                context=app.state.sandbox, _server=server, _thread=thread)
         if salesforce:
-            from leadflow.sandbox.salesforce_api import SalesforceSettings
-            from leadflow.sandbox.salesforce_server import start_salesforce
-
             sf_options = {"faults": config.faults, "fault_seed": config.fault_seed,
                           **(salesforce if isinstance(salesforce, dict) else {})}
             try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import time
 import unicodedata
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from faker import Faker
 
 from leadflow.sandbox.properties import BUDGET_RANGES, DAY_MS, TECHNOLOGIES, TIMEFRAMES
 
@@ -296,8 +298,6 @@ def _name_pools(seed: int, size: int = 400) -> tuple[list[str], list[str]]:
 @functools.lru_cache(maxsize=16)
 def _cached_name_pools(seed: int, size: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Per process and seed: Faker's locale discovery alone costs about a second."""
-    from faker import Faker
-
     fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "nl_NL"])
     fake.seed_instance(seed)
     firsts = list(dict.fromkeys(fake.first_name() for _ in range(size)))
@@ -646,8 +646,6 @@ class SeedReport:
 
 def seed_store(store: Any, config: WorldConfig) -> SeedReport:
     """Generate the world and load it into a (fresh) SandboxStore."""
-    import json
-
     t0 = time.perf_counter()
     anchor = config.anchor()
     universe = company_universe(config.seed, config.companies)

@@ -10,14 +10,6 @@ Importing this package does no I/O and does not import Airflow.
 
 from __future__ import annotations
 
-from typing import Any
+from leadflow.ui.app import create_app
 
 __all__ = ["create_app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from leadflow.ui.app import create_app
-
-        return create_app
-    raise AttributeError(f"module 'leadflow.ui' has no attribute {name!r}")

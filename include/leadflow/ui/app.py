@@ -17,12 +17,19 @@ import logging
 import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import Engine, select
 
+from leadflow.report import render_run_report
 from leadflow.ui.auth import NotAuthenticated, require_user, unauthenticated_response
+from leadflow.views import charts, queries
+from leadflow.views.paths import find_data_docs, report_path, reports_dir, run_folder_name, safe_child
+from leadflow.views.render import render
+from leadflow.warehouse.db import get_engine
+from leadflow.warehouse.tables import runs as runs_table
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +56,7 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     def engine() -> Engine:
         with lock:
             if "engine" not in holder:
-                if engine_factory is not None:
-                    holder["engine"] = engine_factory()
-                else:
-                    from leadflow.warehouse.db import get_engine
-
-                    holder["engine"] = get_engine()
+                holder["engine"] = (engine_factory or get_engine)()
             return holder["engine"]
 
     app.state.engine = engine
@@ -74,10 +76,6 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
         return crms[0] if crms else None
 
     def _links(request: Request, data: dict[str, Any]) -> dict[str, dict[str, str | None]]:
-        from urllib.parse import quote, urlencode
-
-        from leadflow.views.paths import find_data_docs, run_folder_name
-
         base = _base(request)
         crm = data["crm"]
         out = {}
@@ -94,9 +92,6 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     def page(request: Request, crm: str | None = Query(None),
              runs: int = Query(RUNS_SHOWN, ge=1, le=50), overrides_page: int = Query(1, ge=1, le=1_000_000),
              overrides_field: str | None = Query(None, max_length=64), user: Any = Depends(require_user)):
-        from leadflow.views import charts, queries
-        from leadflow.views.render import render
-
         eng = engine()
         crms = queries.list_crms(eng)
         chosen = _pick_crm(crms, crm)
@@ -127,8 +122,6 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
     @app.get("/api/data")
     def api_data(crm: str | None = Query(None), runs: int = Query(RUNS_SHOWN, ge=1, le=50),
                  user: Any = Depends(require_user)):
-        from leadflow.views import queries
-
         eng = engine()
         crms = queries.list_crms(eng)
         chosen = _pick_crm(crms, crm)
@@ -137,9 +130,6 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
 
     @app.get("/report", response_class=HTMLResponse)
     def report(crm: str = Query(...), run_id: str = Query(...), user: Any = Depends(require_user)):
-        from leadflow.report import render_run_report
-        from leadflow.views.paths import report_path, reports_dir
-
         path = report_path(reports_dir(), crm, run_id)
         if path.is_file():
             return FileResponse(path, media_type="text/html")
@@ -149,8 +139,6 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
 
     @app.get("/docs/{crm}/{run_folder}/{rest:path}")
     def docs(crm: str, run_folder: str, rest: str, user: Any = Depends(require_user)):
-        from leadflow.views.paths import find_data_docs, safe_child
-
         run = _run_for_folder(engine(), crm, run_folder)
         index = find_data_docs(crm, run["run_id"], run["summary"]) if run else None
         if index is None:
@@ -168,20 +156,15 @@ def create_app(engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
 
 
 def _run_exists(engine: Engine, crm: str, run_id: str) -> bool:
-    from leadflow.warehouse.tables import runs
-
     with engine.connect() as conn:
         return conn.execute(
-            select(runs.c.run_id).where(runs.c.crm == crm, runs.c.run_id == run_id)
+            select(runs_table.c.run_id).where(runs_table.c.crm == crm, runs_table.c.run_id == run_id)
         ).first() is not None
 
 
 def _run_for_folder(engine: Engine, crm: str, folder: str) -> dict[str, Any] | None:
     """The run (among the CRM's last 500) whose file-system-safe name is `folder`."""
-    from leadflow.views.paths import run_folder_name
-    from leadflow.views.queries import recent_runs
-
-    for run in recent_runs(engine, crm, 500):
+    for run in queries.recent_runs(engine, crm, 500):
         if run_folder_name(run["run_id"]) == folder:
             return run
     return None

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from jwt import InvalidTokenError  # PyJWT, an Airflow dependency
 
 from leadflow.airflow_adapter import auth_manager
 
@@ -51,8 +53,6 @@ async def require_user(request: Request) -> Any:
     token = request_token(request)
     if not token:
         raise NotAuthenticated("not authenticated")
-    from jwt import InvalidTokenError  # PyJWT, an Airflow dependency
-
     try:
         return await auth_manager().get_user_from_token(token)
     except InvalidTokenError:  # includes ExpiredSignatureError and revoked tokens
@@ -74,14 +74,10 @@ def login_url(request: Request) -> str:
     try:
         return auth_manager().get_url_login(next_url=target)
     except Exception:  # no auth manager initialised (not inside the API server)
-        from urllib.parse import urlencode
-
         return "/auth/login?" + urlencode({"next": target})
 
 
 def unauthenticated_response(request: Request, exc: NotAuthenticated):
-    from fastapi.responses import JSONResponse
-
     if wants_html(request):
         return RedirectResponse(login_url(request), status_code=307)
     return JSONResponse({"detail": exc.reason}, status_code=401,

@@ -4,6 +4,10 @@ Pure functions over a warehouse engine: each returns plain dicts and lists (JSON
 writes, and returns an empty result when a table it reads does not exist yet (a warehouse that
 has not seen a run, or a quality step that has not created its tables).
 Aggregation happens in the database, so the page stays fast with a million scored leads.
+
+The SLA and calibration panels import their packages when first called: those load pandas (about
+0.7 s, `python -X importtime`), and the Airflow plugin imports this module, through the page, in
+every Airflow process that loads plugins.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Any, Callable, TypeVar
 from sqlalchemy import Engine, and_, case, func, inspect, select
 from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
 
+from leadflow.accounts.tables import accounts as acc
+from leadflow.push.tables import push_overrides as po
+from leadflow.quality.tables import dq_results, quarantine
 from leadflow.schema import stage_sort_key
 from leadflow.warehouse.tables import companies, leads, push_log, runs, scores
 
@@ -231,16 +238,9 @@ def top_disqualification_reasons(engine: Engine, crm: str, limit: int = 10) -> l
 
 
 # --- data quality ---------------------------------------------------------------------------------
-def _quality_tables():
-    from leadflow.quality.tables import dq_results, quarantine
-
-    return dq_results, quarantine
-
-
 @_guard(list)
 def top_quarantine_reasons(engine: Engine, crm: str, limit: int = 10) -> list[dict[str, Any]]:
     """Active quarantine entries grouped by failed expectation and column, most records first."""
-    _, quarantine = _quality_tables()
     records = func.count(func.distinct(quarantine.c.record_id)).label("records")
     query = (
         select(quarantine.c.expectation, quarantine.c.column, records)
@@ -260,7 +260,6 @@ def dq_checks_by_run(engine: Engine, crm: str, run_ids: list[str]) -> dict[str, 
     """Per run id: number of checks, failed checks and the failed ones (stage, name, observed)."""
     if not run_ids:
         return {}
-    dq_results, _ = _quality_tables()
     query = (
         select(dq_results.c.run_id, dq_results.c.stage, dq_results.c.expectation,
                dq_results.c.success, dq_results.c.observed, dq_results.c.threshold,
@@ -290,7 +289,6 @@ def dq_checks_by_run(engine: Engine, crm: str, run_ids: list[str]) -> dict[str, 
 @_guard(list)
 def dq_results_for_run(engine: Engine, crm: str, run_id: str) -> list[dict[str, Any]]:
     """Every check of one run (for the run report), gate failures first."""
-    dq_results, _ = _quality_tables()
     query = (
         select(dq_results.c.stage, dq_results.c.expectation, dq_results.c.success,
                dq_results.c.observed, dq_results.c.threshold, dq_results.c.unexpected_count)
@@ -338,8 +336,6 @@ OVERRIDES_PER_PAGE = 50
 
 
 def _overrides_query(crm: str, run_id: str | None, field: str | None):
-    from leadflow.push.tables import push_overrides as po
-
     columns = (po.c.run_id, po.c.record_id, po.c.field, po.c.current, po.c.wanted, po.c.writer, po.c.changed_by,
                po.c.changed_at, po.c.seen_at)
     query = select(*columns).where(po.c.crm == crm)
@@ -378,6 +374,7 @@ def overrides_paging(engine: Engine, crm: str, page: int = 1, field: str | None 
 @_guard(dict)
 def sla(engine: Engine, crm: str) -> dict[str, Any]:
     """The SLA between marketing and sales as measured now (`leadflow.verdicts.sla`)."""
+    # slow: see the module docstring
     from leadflow.verdicts.sla import sla_figures
     from leadflow.warehouse.repo import now_ms
 
@@ -388,8 +385,6 @@ def sla(engine: Engine, crm: str) -> dict[str, Any]:
 def accounts_overview(engine: Engine, crm: str, limit: int = 20) -> dict[str, Any]:
     """The account view: the top companies by company score (then engaged leads), with the
     company's name, engaged leads, committee roles covered and best lead; and the totals."""
-    from leadflow.accounts.tables import accounts as acc
-
     name = select(companies.c.name).where(companies.c.crm == acc.c.crm, companies.c.company_id == acc.c.company_id) \
         .limit(1).scalar_subquery()
     query = (
@@ -411,6 +406,7 @@ def accounts_overview(engine: Engine, crm: str, limit: int = 20) -> dict[str, An
 def calibration(engine: Engine, crm: str) -> list[dict[str, Any]]:
     """Predicted (the score at the handoff) against observed conversion (sales' verdicts and
     outcomes, `leadflow.predict.labels`) by score decile, over every answered handoff."""
+    # slow: see the module docstring
     from leadflow.predict.labels import calibration as by_band, read_handoff_labels
     from leadflow.warehouse.repo import now_ms
 

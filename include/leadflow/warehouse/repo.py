@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, and_, func, select, update
 
 from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
+from leadflow.quality.quarantine import hold_unstorable
 from leadflow.schema import (
     COMPANY_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,
@@ -268,8 +269,6 @@ def land_page(
     (`hold_unstorable`) in the same transaction, so the rest of the page lands and the
     watermark can advance.
     """
-    from leadflow.quality.quarantine import hold_unstorable
-
     pulled_at = now_ms()
     lead_batch = []
     held: dict[str, list[Unstorable]] = {}
