@@ -123,6 +123,8 @@ def post_webhook(conn_id: str, message: Mapping[str, Any], context: Mapping[str,
     from airflow.providers.http.notifications.http import HttpNotifier
 
     conn = airflow_connection(conn_id)
+    if conn is not None and "path" in (conn.extra_dejson or {}):
+        log.warning("connection %s: extra 'path' is sent as a header, not the URL: put the whole URL in host", conn_id)
     headers = {"Authorization": f"Bearer {conn.password}"} if conn is not None and conn.password and not conn.login \
         else None
     # notify(), not the notifier's __call__: the message is data, and __call__ would render it as
