@@ -20,7 +20,7 @@ import html
 import json
 import logging
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from sqlalchemy.exc import StatementError
 

@@ -14,7 +14,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from leadflow import airflow_adapter, alerts, dag_support
-from leadflow.alerts import SMTP_CONN, WEBHOOK_CONN, run_alert, send
+from leadflow.alerts import run_alert, send
 from leadflow.dag_support import run_context
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import get_engine as warehouse_engine  # before a test replaces it
