@@ -3,19 +3,17 @@ is in `leadflow.pipeline` (no I/O and no heavy imports at parse time)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, chain, dag, task, teardown
 
-from leadflow.env import leadflow_env
+from leadflow import dag_support
 
 # CRMs with a DAG; `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-_ENV = leadflow_env()  # validated: a bad value fails the parse with a message naming the variable
+_ENV = dag_support.dag_env()
 CRMS = _ENV.crms
 SCHEDULE = _ENV.schedule
 TIMEZONE = _ENV.timezone
-MAX_SHARDS = 64
+
 
 DOC_MD = """
 ### leadflow_{crm}
@@ -36,7 +34,10 @@ Keeps the leads of the **{crm}** CRM qualified. Each run:
 8. **push** – writes only what changed, in batches, with an audit log (one mapped task per shard);
 9. **push_accounts** – writes the company score and buying committee to leadflow's own company
    properties (changed values only);
-10. **report** – closes the run; `leadflow report --json` and the Leadflow page show it.
+10. **report** – closes the run; `leadflow report --json` and the Leadflow page show it;
+11. **close_run** – teardown, runs however the others ended: a failed or unfinished run is
+    recorded `failed` in the warehouse, and the run's one alert goes out (failed, too much of
+    the push rejected, or stopped for the daily API budget).
 
 Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
 **only_record_ids**, **since** (re-pull from a date), **shards**, **force**.
@@ -45,34 +46,8 @@ Connections: `leadflow_{crm}`, `leadflow_enrichment` (optional), `leadflow_wareh
 """
 
 
-def _context(crm: str, shard: int | None = None, shards: int = 1):
-    from leadflow.connections import get_connection
-    from leadflow.dag_support import run_context
-
-    context = get_current_context()
-    return run_context(
-        crm=crm,
-        dag_run=context["dag_run"],
-        params=context["params"],
-        connection=get_connection(f"leadflow_{crm}"),
-        shard=shard,
-        shards=shards,
-    )
-
-
-def _run(step_name: str, crm: str, shard: int | None = None) -> dict:
-    """Run one pipeline step; a permanent error (wrong token, bad config, gate, guard) fails the
-    task without retries."""
-    import leadflow.pipeline as pipeline
-    from leadflow.dag_support import fail_without_retry
-
-    shards = int(get_current_context()["params"].get("shards") or 1) if shard is not None else 1
-    with fail_without_retry():
-        return getattr(pipeline, step_name)(_context(crm, shard, shards))
-
-
 def build_dag(crm: str):
-    scores_asset = Asset(f"leadflow_{crm}_scores", uri=f"leadflow://{crm}/scores")
+    scores_asset = dag_support.scores_asset(crm)
     pool = f"leadflow_{crm}"
 
     @dag(
@@ -83,14 +58,7 @@ def build_dag(crm: str):
         max_active_runs=1,
         tags=["leadflow", crm],
         doc_md=DOC_MD.format(crm=crm),
-        default_args={
-            "owner": "leadflow",
-            "retries": 2,
-            "retry_delay": timedelta(minutes=1),
-            "retry_exponential_backoff": 2.0,
-            "max_retry_delay": timedelta(minutes=10),
-        },
-        on_failure_callback=_run_failed,
+        default_args=dag_support.crm_default_args(),
         params={
             "dry_run": Param(False, type="boolean", title="Dry run",
                              description="Compute scores and the diff, write a preview to the run "
@@ -105,7 +73,7 @@ def build_dag(crm: str):
             "since": Param(None, type=["null", "string"], format="date", title="Pull since",
                            description="Re-pull leads changed since this date (YYYY-MM-DD) instead of "
                            "the stored watermark; the watermark never moves backwards."),
-            "shards": Param(1, type="integer", minimum=1, maximum=MAX_SHARDS, title="Shards",
+            "shards": Param(1, type="integer", minimum=1, maximum=dag_support.MAX_SHARDS, title="Shards",
                             description="Split qualify and push into this many parallel mapped tasks "
                             "(a stable hash of the record id)."),
             "force": Param(False, type="boolean", title="Force the push",
@@ -114,72 +82,65 @@ def build_dag(crm: str):
         },
     )
     def leadflow_crm():
+        run = dag_support.run_step
+
         @task
         def extract() -> dict:
-            return _run("extract", crm)
+            return run("extract", crm)
 
         @task
         def enrich() -> dict:
-            return _run("enrich", crm)
+            return run("enrich", crm)
 
-        @task(on_failure_callback=_alert("data quality gate"))
+        @task
         def validate() -> dict:
-            return _run("validate", crm)
+            return run("validate", crm)
 
         @task
         def shard_list() -> list[int]:
-            return list(range(int(get_current_context()["params"].get("shards") or 1)))
+            return dag_support.shard_list()
 
         @task
         def qualify(shard: int) -> dict:
-            return _run("qualify", crm, shard)
+            return run("qualify", crm, shard)
 
         @task
         def accounts() -> dict:
-            return _run("accounts", crm)
+            return run("accounts", crm)
 
-        @task(on_failure_callback=_alert("data quality gate"))
+        @task
         def validate_scores() -> dict:
-            return _run("validate_scores", crm)
+            return run("validate_scores", crm)
 
-        @task(on_failure_callback=_alert("change guard"))
+        @task
         def plan_push() -> dict:
-            return _run("plan_push", crm)
+            return run("plan_push", crm)
 
         @task(pool=pool, max_active_tis_per_dag=8)
         def push(shard: int) -> dict:
-            return _run("push", crm, shard)
+            return run("push", crm, shard)
 
         @task(pool=pool)
         def push_accounts() -> dict:
-            return _run("push_accounts", crm)
+            return run("push_accounts", crm)
 
         @task(outlets=[scores_asset])
         def report() -> dict:
-            return _run("report", crm)
+            return run("report", crm)
+
+        @teardown
+        @task(on_failure_callback=None)  # its own failure is not the run's: the run's error stays on record
+        def close_run() -> dict:
+            return dag_support.close_run(crm)
 
         shards = shard_list()
-        scored = qualify.expand(shard=shards)
-        pushed = push.expand(shard=shards)
-        extract() >> enrich() >> validate() >> shards
-        scored >> accounts() >> validate_scores() >> plan_push() >> pushed >> push_accounts() >> report()
+        steps = [extract(), enrich(), validate(), shards, qualify.expand(shard=shards), accounts(), validate_scores(),
+                 plan_push(), push.expand(shard=shards), push_accounts(), report()]
+        chain(*steps)
+        # After every task, not only `report`: a failed push shard must not find its siblings still writing.
+        steps >> close_run()
 
     return leadflow_crm()
-
-
-def _run_failed(context):
-    from leadflow.dag_support import on_run_failure
-
-    on_run_failure(context)
-
-
-def _alert(kind: str):
-    def callback(context):
-        from leadflow.alerts import notify_failure
-
-        notify_failure(context, kind)
-
-    return callback
 
 
 for _crm in CRMS:

@@ -4,32 +4,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from leadflow.env import leadflow_env
+from leadflow import dag_support
 
 # Same CRM list as dags/leadflow_crm.py: `LEADFLOW_CRMS=hubspot,salesforce` overrides.
-_ENV = leadflow_env()  # validated: a bad value fails the parse with a message naming the variable
+_ENV = dag_support.dag_env()
 CRMS = _ENV.crms
 TIMEZONE = _ENV.timezone
 TRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
-
-DEFAULT_ARGS = {
-    "owner": "leadflow",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=10),
-}
-
-
-def scores_asset(crm: str) -> Asset:
-    """The Asset the CRM DAG's `report` task emits (see dags/leadflow_crm.py)."""
-    return Asset(f"leadflow_{crm}_scores", uri=f"leadflow://{crm}/scores")
-
 
 TRAIN_DOC_MD = """
 ### leadflow_train
@@ -65,22 +49,19 @@ Connection: `leadflow_<crm>`. Warehouse: connection `leadflow_warehouse`, else `
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(TRAIN_CRON, timezone=TIMEZONE),
         # Any CRM's new scores (a plain list would mean all of them).
-        assets=AssetAny(*(scores_asset(crm) for crm in CRMS)),
+        assets=AssetAny(*(dag_support.scores_asset(crm) for crm in CRMS)),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
     catchup=False,
     max_active_runs=1,
     tags=["leadflow", "maintenance", "model"],
     doc_md=TRAIN_DOC_MD.format(crms=", ".join(CRMS), cron=TRAIN_CRON, tz=TIMEZONE),
-    default_args=DEFAULT_ARGS,
+    default_args=dag_support.DEFAULT_ARGS,
 )
 def leadflow_train():
     @task
     def train(crm: str) -> dict:
-        from leadflow.maintenance import run_training
-
-        dag_run = get_current_context()["dag_run"]
-        return run_training(crm, now=dag_run.run_after, run_id=dag_run.run_id)
+        return dag_support.run_training(crm)
 
     for crm in CRMS:
         train.override(task_id=f"train_{crm}")(crm)
@@ -94,7 +75,7 @@ def leadflow_train():
     max_active_runs=1,
     tags=["leadflow", "maintenance", "rollback"],
     doc_md=ROLLBACK_DOC_MD,
-    default_args=DEFAULT_ARGS,
+    default_args=dag_support.DEFAULT_ARGS,
     params={
         "crm": Param(CRMS[0] if CRMS else None, type="string", enum=list(CRMS), title="CRM",
                      description="The CRM whose run to undo (connection leadflow_<crm>)."),
@@ -108,13 +89,7 @@ def leadflow_train():
 def leadflow_rollback():
     @task
     def rollback() -> dict:
-        from leadflow.connections import get_connection
-        from leadflow.maintenance import run_rollback
-
-        params = get_current_context()["params"]
-        crm = params["crm"]
-        connection = get_connection(f"leadflow_{crm}")
-        return run_rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]), connection=connection)
+        return dag_support.run_rollback()
 
     rollback()
 

@@ -1,27 +1,39 @@
-"""Failure and data-quality alerts: e-mail (SMTP) and a generic JSON webhook, each configured by
-an Airflow connection (found through `leadflow.connections`, i.e. Airflow's lookup) and silent
-when that connection does not exist.
+"""Alerts: at most one per run, sent by the CRM DAG's teardown task (`leadflow.dag_support.close_run`)
+when the run failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, or
+when the run stopped for the CRM's daily API budget; reasons that come together go in one message.
 
-Connections: `leadflow_alerts_smtp` (host, port, login, password; extra `{"to": "a@b,c@d",
-"from": "leadflow@..."}`) and `leadflow_alerts_webhook` (the URL as host/schema/port/path in
-extra `{"path": "/hooks/..."}`; the password, if any, is sent as a bearer token).
+Channels are Airflow connections, each optional (no connection, no alert on it), sent through the
+Airflow providers' notifiers (`leadflow.airflow_adapter`):
+- `leadflow_alerts_webhook` (conn type http): the URL as host (or host, schema, port); a password
+  without a login is sent as a bearer token; the message is POSTed as JSON.
+- `leadflow_alerts_smtp` (conn type smtp): the smtp provider's connection (extra `from_email`,
+  `disable_ssl`/`disable_tls`, `timeout`) plus leadflow's `to` (comma-separated addresses).
+
+A message carries counts and ids, never row values: an error's text is truncated, a database
+error is reduced to its class names (a driver's message can quote the row), and anything shaped
+like an e-mail address is masked.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
-import smtplib
-import ssl
-from email.message import EmailMessage
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Mapping
 
-import requests
+from sqlalchemy.exc import StatementError
+
+from leadflow import airflow_adapter
 
 log = logging.getLogger(__name__)
 
 SMTP_CONN = "leadflow_alerts_smtp"
 WEBHOOK_CONN = "leadflow_alerts_webhook"
+MAX_ERROR_CHARS = 500
+MAX_IDS = 10
+COUNT_KEYS = ("pulled", "quarantined", "scored", "changed", "pushed", "rejected", "failed", "unknown")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def _airflow_connection(conn_id: str) -> Any | None:
@@ -37,70 +49,105 @@ def _airflow_connection(conn_id: str) -> Any | None:
         return None
 
 
-def build_message(kind: str, dag_id: str, run_id: str, task_id: str | None, error: str | None,
-                  summary: dict[str, Any]) -> dict[str, Any]:
-    counts = {k: summary.get(k) for k in ("pulled", "quarantined", "scored", "changed", "pushed", "rejected")
-              if k in summary}
-    title = f"leadflow {kind}: {dag_id} run {run_id}" + (f" task {task_id}" if task_id else "")
-    lines = [title, "", f"error: {error or '-'}", "summary: " + json.dumps(counts, sort_keys=True)]
-    return {"title": title, "text": "\n".join(lines), "kind": kind, "dag_id": dag_id, "run_id": run_id,
-            "task_id": task_id, "error": error, "summary": counts}
+def error_text(exc: BaseException | None) -> str | None:
+    """What an alert (and the run's summary) says about a failure: type and message, without
+    values. A database error anywhere in the chain gives only its class names and SQLSTATE."""
+    if exc is None:
+        return None
+    cause = exc.__cause__
+    if cause is not None and str(exc) == f"{type(cause).__name__}: {cause}":
+        exc = cause  # a wrapper that only repeats its cause (a task failed without retries)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StatementError):
+            orig = getattr(seen, "orig", None)
+            code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+            driver = f" ({type(orig).__module__.split('.')[0]}.{type(orig).__name__})" if orig is not None else ""
+            return (f"{type(seen).__name__}{driver}" + (f" SQLSTATE {code}" if code else "")
+                    + ": database error, its text is kept out of alerts (see the task's log)")
+        seen = seen.__cause__ or seen.__context__
+    text = _EMAIL.sub("<email>", f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def send(message: dict[str, Any], get_connection: Callable[[str], Any | None] = _airflow_connection) -> list[str]:
-    """Send to every configured channel; return the channels used. Never raises."""
-    sent = []
-    hook = get_connection(WEBHOOK_CONN)
-    if hook is not None:
+def rejected_share(summary: Mapping[str, Any]) -> float | None:
+    """Records the CRM rejected among those the push sent (confirmed + rejected); None without a push."""
+    pushed, rejected = int(summary.get("pushed") or 0), int(summary.get("rejected") or 0)
+    return rejected / (pushed + rejected) if pushed + rejected else None
+
+
+def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *, status: str | None = None,
+              unfinished: Mapping[str, str] | None = None, max_rejected_share: float = 1.0,
+              run_url: str | None = None) -> dict[str, Any] | None:
+    """The run's one alert, or None when nothing calls for one. `summary`: the run's figures so
+    far; `status`: the warehouse's; `unfinished`: the tasks that failed or never ran for a failed
+    upstream ({task: state})."""
+    unfinished = dict(unfinished or {})
+    failed = bool(unfinished) or status == "failed"
+    share = rejected_share(summary)
+    too_many_rejected = share is not None and share > max_rejected_share
+    budget = bool(summary.get("budget_stopped"))
+    if not (failed or too_many_rejected or budget):
+        return None
+    reasons, lines = [], []
+    if failed:
+        reasons.append("failed")
+        failed_tasks = [t for t, state in unfinished.items() if state == "failed"] or list(summary.get("failed_tasks") or [])
+        lines.append(f"failed: task(s) {', '.join(failed_tasks) or '?'}"
+                     + (f"; {len(unfinished) - len(failed_tasks)} task(s) not run" if len(unfinished) > len(failed_tasks)
+                        else ""))
+        lines += [f"error: {error}" for error in list(summary.get("errors") or [])[:MAX_IDS]]
+    if budget:
+        reasons.append("api_budget")
+        lines.append("stopped for the CRM's daily API budget: the next run resumes where this one stopped")
+    if too_many_rejected:
+        reasons.append("rejected_share")
+        ids = list(summary.get("rejected_records") or [])
+        sent = int(summary.get("pushed") or 0) + int(summary.get("rejected") or 0)
+        lines.append(f"rejected: the CRM rejected {summary.get('rejected')} of {sent} records sent "
+                     f"({share:.1%}, threshold {max_rejected_share:.1%})")
+        if ids:
+            lines.append(f"rejected record ids: {', '.join(map(str, ids[:MAX_IDS]))}" + (" …" if len(ids) > MAX_IDS else ""))
+    counts = {k: summary[k] for k in COUNT_KEYS if isinstance(summary.get(k), (int, float))}
+    report_command = f"leadflow report --crm {crm}"
+    others = [r for r in reasons if r != "failed"]
+    title = f"leadflow {crm}: run {run_id} {'failed' if failed else 'needs a look'}" + \
+        (f" ({', '.join(others)})" if others else "")
+    lines += [f"counts: {json.dumps(counts, sort_keys=True)}"]
+    if run_url:
+        lines.append(f"Airflow: {run_url}")
+    lines.append(f"report: {report_command}")
+    text = "\n".join([title, "", *lines])
+    return {"title": title, "text": text, "kind": "failure" if failed else "warning", "reasons": reasons,
+            "crm": crm, "dag_id": dag_id, "run_id": run_id, "summary": counts, "unfinished_tasks": unfinished,
+            "errors": list(summary.get("errors") or [])[:MAX_IDS], "airflow_url": run_url,
+            "report_command": report_command}
+
+
+def send(message: Mapping[str, Any], get_connection: Callable[[str], Any | None] = _airflow_connection,
+         context: Mapping[str, Any] | None = None) -> list[str]:
+    """Send to every configured channel; return the channels used. Never raises: an alert must
+    not hide the failure it reports."""
+    sent: list[str] = []
+    if get_connection(WEBHOOK_CONN) is not None:
         try:
-            extra = getattr(hook, "extra_dejson", {}) or {}
-            scheme = hook.schema or "https"
-            port = f":{hook.port}" if hook.port else ""
-            url = f"{scheme}://{hook.host}{port}{extra.get('path', '')}"
-            headers = {"Authorization": f"Bearer {hook.password}"} if hook.password else {}
-            requests.post(url, json=message, headers=headers, timeout=10).raise_for_status()
+            airflow_adapter.post_webhook(WEBHOOK_CONN, message, context)
             sent.append("webhook")
-        except Exception as exc:  # an alert must not hide the failure it reports
-            log.warning("webhook alert failed: %s", type(exc).__name__)
+        except Exception as exc:
+            log.warning("webhook alert failed: %s", error_text(exc))
     smtp = get_connection(SMTP_CONN)
     if smtp is not None:
+        extra = getattr(smtp, "extra", None) or getattr(smtp, "extra_dejson", None) or {}
         try:
-            extra = getattr(smtp, "extra_dejson", {}) or {}
-            mail = EmailMessage()
-            mail["Subject"] = message["title"]
-            mail["From"] = extra.get("from", "leadflow@localhost")
-            mail["To"] = extra.get("to", "")
-            mail.set_content(message["text"])
-            with smtplib.SMTP(smtp.host, smtp.port or 25, timeout=10) as client:
-                if smtp.login:
-                    # Verify the server's certificate before the password crosses the wire.
-                    client.starttls(context=ssl.create_default_context())
-                    client.login(smtp.login, smtp.password or "")
-                client.send_message(mail)
+            airflow_adapter.send_email(SMTP_CONN, to=str(extra.get("to", "")),
+                                       from_email=extra.get("from_email") or extra.get("from"),
+                                       subject=str(message["title"]), html=_html(str(message["text"])),
+                                       context=context)
             sent.append("smtp")
         except Exception as exc:
-            log.warning("e-mail alert failed: %s", type(exc).__name__)
+            log.warning("e-mail alert failed: %s", error_text(exc))
     return sent
 
 
-def notify_failure(context: dict[str, Any], kind: str) -> list[str]:
-    """Airflow failure callback: the run's summary so far in the message."""
-    dag_run = context.get("dag_run")
-    ti = context.get("task_instance") or context.get("ti")
-    dag_id = getattr(dag_run, "dag_id", "?")
-    run_id = getattr(dag_run, "run_id", "?")
-    crm = dag_id.removeprefix("leadflow_")
-    summary: dict[str, Any] = {}
-    try:
-        from leadflow.warehouse import repo
-        from leadflow.warehouse.db import ensure_schema, get_engine
-
-        engine = get_engine()
-        ensure_schema(engine)
-        summary = repo.get_run_summary(engine, crm, run_id)
-    except Exception:
-        log.warning("alert without summary: warehouse not reachable")
-    error = context.get("exception")
-    message = build_message(kind, dag_id, run_id, getattr(ti, "task_id", None),
-                            str(error)[:2000] if error else None, summary)
-    return send(message)
+def _html(text: str) -> str:
+    return f"<pre>{html.escape(text)}</pre>"

@@ -1,17 +1,74 @@
-"""What the DAG files call around the pipeline: an Airflow run's context (dag_run, trigger Params)
-as a `RunContext`, and which errors fail a task without retries.
+"""The one module the DAG files import: their settings, default args, the scores Asset, the shard
+count, each task's body (an Airflow run's context as a `RunContext`, the pipeline step, which errors
+fail without retries), the failure callback and the teardown that closes a run and sends its alert.
 
-Kept out of the DAG file so that it is testable without Airflow and the DAG file only wires.
+Airflow itself is reached through `leadflow.airflow_adapter` only; this module puts it together with
+the pipeline. It is kept apart from the adapter because the adapter must import nothing of leadflow
+(`leadflow.connections` imports the adapter, so an adapter importing the pipeline would close an
+import cycle), and out of the DAG files so that it is testable without a scheduler and the DAG
+files only wire.
+
+The pipeline, the warehouse and the alerts are imported inside the functions: the DAG files import
+this module at parse time, which may load only Airflow and the light env module (pandas and
+SQLAlchemy cost seconds per parse; tests/dags/test_dag_integrity.py holds that line).
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from leadflow.airflow_adapter import fail_task
-from leadflow.pipeline import ChangeGuardError, RunContext
+from leadflow import airflow_adapter
+from leadflow.env import LeadflowEnv, leadflow_env
+
+if TYPE_CHECKING:
+    from leadflow.pipeline import RunContext
+
+log = logging.getLogger(__name__)
+
+MAX_SHARDS = 64
+# Every leadflow task: a transient error (CRM unavailable, a lease held) is retried with backoff;
+# a permanent one fails at once (`fail_without_retry`).
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "leadflow",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+FAILURE_STEP = "failure"  # the run step under which a failed task's error is stored
+
+
+def dag_env() -> LeadflowEnv:
+    """The `LEADFLOW_*` settings the DAG files need (CRMs, schedule, time zone), validated: a bad
+    value fails the parse with a message naming the variable."""
+    return leadflow_env()
+
+
+def crm_default_args() -> dict[str, Any]:
+    """The CRM DAGs' default args: a task's final failure records its error on the run."""
+    return {**DEFAULT_ARGS, "on_failure_callback": record_task_failure}
+
+
+def scores_asset(crm: str) -> Any:
+    """The Asset a CRM DAG's `report` task emits and `leadflow_train` listens to."""
+    return airflow_adapter.asset(f"leadflow_{crm}_scores", f"leadflow://{crm}/scores")
+
+
+def crm_of(dag_id: str) -> str:
+    return dag_id.removeprefix("leadflow_")
+
+
+def shard_count(params: Mapping[str, Any]) -> int:
+    """The trigger's `shards` Param (1 when absent)."""
+    return max(1, int(params.get("shards") or 1))
+
+
+def shard_list() -> list[int]:
+    """The running task's shards, one mapped task each."""
+    return list(range(shard_count(airflow_adapter.current_context()["params"])))
 
 
 def _since(value: Any) -> datetime | None:
@@ -32,6 +89,8 @@ def run_context(
     """Manual and asset-triggered runs have no logical date in Airflow 3: `run_after` always
     exists. A scheduled run may start hours after it, though, and data modified meanwhile must
     not look like it comes from the future: "now" is the later of the two."""
+    from leadflow.pipeline import RunContext
+
     shards = max(1, int(shards or 1))
     return RunContext(
         crm=crm,
@@ -51,41 +110,56 @@ def run_context(
     )
 
 
-def on_run_failure(context: Mapping[str, Any]) -> None:
-    """DAG-level failure callback: record the run as failed in the warehouse (tasks that fail never
-    reach `report`, which closes a run), then send the failure alert."""
-    import logging
+def run_step(step: str, crm: str, shard: int | None = None) -> dict[str, Any]:
+    """A CRM DAG task: run pipeline step `step` (of shard `shard`, for a mapped task) in the
+    running Airflow task's context. A permanent error (wrong token, bad config, gate, guard,
+    spent API budget) fails the task without retries."""
+    import leadflow.pipeline as pipeline
+    from leadflow.connections import get_connection
 
-    from leadflow.alerts import notify_failure
-    from leadflow.pipeline import fail_run
-    from leadflow.warehouse.db import ensure_schema, get_engine
+    context = airflow_adapter.current_context()
+    params = context["params"]
+    with fail_without_retry():
+        ctx = run_context(crm, context["dag_run"], params, connection=get_connection(f"leadflow_{crm}"),
+                          shard=shard, shards=shard_count(params) if shard is not None else 1)
+        return getattr(pipeline, step)(ctx)
 
-    dag_run = context.get("dag_run")
-    crm = str(getattr(dag_run, "dag_id", "")).removeprefix("leadflow_")
-    try:
-        engine = get_engine()
-        ensure_schema(engine)
-        fail_run(engine, crm, dag_run.run_id)
-    except Exception as exc:  # the alert must still go out
-        logging.getLogger(__name__).warning("run %s not marked failed: %s", getattr(dag_run, "run_id", "?"),
-                                            type(exc).__name__)
-    notify_failure(dict(context), "failure")
+
+def run_training(crm: str) -> dict[str, Any]:
+    """The `leadflow_train` task of one CRM."""
+    from leadflow.maintenance import run_training as train
+
+    dag_run = airflow_adapter.current_context()["dag_run"]
+    return train(crm, now=dag_run.run_after, run_id=dag_run.run_id)
+
+
+def run_rollback() -> dict[str, Any]:
+    """The `leadflow_rollback` task: the trigger's CRM, run id and dry-run switch."""
+    from leadflow.connections import get_connection
+    from leadflow.maintenance import run_rollback as rollback
+
+    params = airflow_adapter.current_context()["params"]
+    crm = params["crm"]
+    return rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]),
+                    connection=get_connection(f"leadflow_{crm}"))
 
 
 def permanent_errors() -> tuple[type[BaseException], ...]:
     """Failures a retry a few minutes later cannot mend: a rejected token, a missing or invalid
-    connection or configuration, a failed quality gate, a tripped change guard. Anything else (the
-    CRM unavailable, a lease held by another run) is worth the task's retries."""
+    connection or configuration, a failed quality gate, a tripped change guard, the CRM's daily
+    API budget spent. Anything else (the CRM unavailable, a lease held by another run) is worth
+    the task's retries."""
     from leadflow.connections import ConnectionNotFound
-    from leadflow.crm.base import CrmAuthError
+    from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted
     from leadflow.crm.hubspot_push import ForbiddenPropertyError
     from leadflow.env import LeadflowEnvError
+    from leadflow.pipeline import ChangeGuardError
     from leadflow.qualify.config import ModelConfigError
     from leadflow.quality.results import QualityGateError
 
     # ConnectionConfigError, the settings and mapping errors are ValueErrors of configuration.
-    return (CrmAuthError, ForbiddenPropertyError, ChangeGuardError, QualityGateError, ModelConfigError,
-            LeadflowEnvError, ConnectionNotFound, *_config_errors())
+    return (CrmAuthError, CrmBudgetExhausted, ForbiddenPropertyError, ChangeGuardError, QualityGateError,
+            ModelConfigError, LeadflowEnvError, ConnectionNotFound, *_config_errors())
 
 
 def _config_errors() -> tuple[type[BaseException], ...]:
@@ -106,4 +180,86 @@ def fail_without_retry() -> Iterator[None]:
     try:
         yield
     except permanent_errors() as exc:
-        fail_task(exc)
+        airflow_adapter.fail_task(exc)
+
+
+def _budget_stop(exc: BaseException | None) -> bool:
+    from leadflow.crm.base import CrmBudgetExhausted
+
+    while exc is not None:
+        if isinstance(exc, CrmBudgetExhausted):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _warehouse() -> Any:
+    from leadflow.warehouse.db import ensure_schema, get_engine
+
+    engine = get_engine()
+    ensure_schema(engine)
+    return engine
+
+
+def record_task_failure(context: Mapping[str, Any]) -> None:
+    """A CRM DAG task's on_failure_callback (its final failure, not a retry): the failed task and
+    its error, without values, into the run's summary, where the teardown's alert and `leadflow
+    report` find them. Sends nothing: the teardown sends the run's one alert."""
+    from leadflow.alerts import error_text
+    from leadflow.warehouse import repo
+
+    dag_run, ti = context["dag_run"], context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    map_index = map_index if isinstance(map_index, int) and map_index >= 0 else None
+    task = ti.task_id + (f"[{map_index}]" if map_index is not None else "")
+    exc = context.get("exception")
+    failure: dict[str, Any] = {"failed_tasks": [task], "errors": [f"{task}: {error_text(exc) or 'no error recorded'}"]}
+    if _budget_stop(exc if isinstance(exc, BaseException) else None):
+        failure["budget_stopped"] = True
+    try:
+        repo.record_step(_warehouse(), crm_of(dag_run.dag_id), dag_run.run_id, FAILURE_STEP, failure, shard=map_index)
+    except Exception as exc_:  # the teardown still closes the run and alerts
+        log.warning("failure of %s in run %s not recorded: %s", task, dag_run.run_id, type(exc_).__name__)
+
+
+def close_run(crm: str) -> dict[str, Any]:
+    """The CRM DAG's teardown (it runs however the other tasks ended): a run that failed, or whose
+    `report` never closed it, is recorded `failed` in the warehouse with its figures so far; then
+    the run's one alert goes out, if the run failed, stopped for the API budget or had too much
+    of its push rejected. A run already closed by `report` keeps its status."""
+    import leadflow.pipeline as pipeline
+    from leadflow import alerts
+    from leadflow.settings import load_pipeline_settings
+    from leadflow.warehouse import repo
+
+    context = airflow_adapter.current_context()
+    dag_run = context["dag_run"]
+    run_id = dag_run.run_id
+    unfinished = airflow_adapter.unfinished_tasks(context)
+    status, summary, problem = None, {}, None
+    try:
+        engine = _warehouse()
+        status = repo.run_status(engine, crm, run_id)
+        if status is None:  # it failed before `extract` recorded the run
+            repo.start_run(engine, crm, run_id, dry_run=bool(context["params"].get("dry_run")))
+            status = "running"
+        if unfinished or status == "running":
+            pipeline.fail_run(engine, crm, run_id)
+            status = "failed"
+        summary = repo.get_run_summary(engine, crm, run_id)
+        max_share = load_pipeline_settings().alerts.max_rejected_share
+    except Exception as exc:  # the alert goes out all the same; the task then fails, without retries
+        problem = exc
+        max_share = 1.0
+        summary = {"errors": [f"the run could not be recorded in the warehouse: {alerts.error_text(exc)}"]}
+        status = "failed" if unfinished else status
+    message = alerts.run_alert(crm, dag_run.dag_id, run_id, summary, status=status, unfinished=unfinished,
+                               max_rejected_share=max_share, run_url=airflow_adapter.run_url(dag_run.dag_id, run_id))
+    channels = alerts.send(message, context=context) if message else []
+    if message:
+        log.warning("run %s of %s: %s; alert sent to %s", run_id, crm, ", ".join(message["reasons"]),
+                    ", ".join(channels) or "no channel (none configured)")
+    if problem is not None:
+        airflow_adapter.fail_task(problem)
+    return {"crm": crm, "run_id": run_id, "status": status, "alerted": channels,
+            "reasons": message["reasons"] if message else []}

@@ -154,6 +154,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                     advance(len(page.leads))
             except CrmBudgetExhausted as exc:
                 summary["warning"] = f"API budget exhausted after {tally.pulled} leads; resumes next run ({exc})"
+                summary["budget_stopped"] = True  # the run's alert says so (leadflow.alerts)
                 log.warning("extract %s: %s", ctx.crm, summary["warning"])
         complete = "warning" not in summary  # an exhausted budget is kept for the pull that resumes
         unseen = repo.mark_unseen_deleted(engine, ctx.crm, ctx.run_id) if ctx.full_refresh and complete else 0

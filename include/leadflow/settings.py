@@ -39,10 +39,18 @@ class PushPolicy(BaseModel):
                               lease_ttl_s=self.lease_ttl_s, reclaim=self.reclaim)
 
 
+class AlertPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A run alerts when the CRM rejected more than this share of the records its push sent.
+    max_rejected_share: float = Field(0.05, ge=0, le=1)
+
+
 class PipelineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     push: PushPolicy = Field(default_factory=PushPolicy)
+    alerts: AlertPolicy = Field(default_factory=AlertPolicy)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 
     @field_validator("enrichment", mode="before")

@@ -54,7 +54,8 @@ def test_mapped_tasks_and_pool(dagbag):
 
 
 # Run in a fresh interpreter after Airflow's own start-up, which is not the DAG files' cost: the
-# parse may import only the light env module, and any network or database connection fails it.
+# parse may import only the DAG support module, the Airflow adapter and the light env module, and any
+# network or database connection fails it.
 _PARSE_PROBE = """
 import json, runpy, sys
 import airflow.sdk, pendulum
@@ -87,5 +88,23 @@ def test_dag_modules_parse_without_io_or_heavy_imports():
     parsed = json.loads(out.stdout.splitlines()[-1])
     loaded = set(parsed["modules"])
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
-    assert {m for m in loaded if m.startswith("leadflow")} <= {"leadflow", "leadflow.env", "leadflow.validation"}
+    assert {m for m in loaded if m.startswith("leadflow")} <= {"leadflow", "leadflow.env", "leadflow.validation",
+                                                               "leadflow.dag_support", "leadflow.airflow_adapter"}
     assert parsed["opened"] == []
+
+
+def test_a_crm_run_alerts_once_from_its_teardown_and_failing_tasks_only_record_their_error(dagbag):
+    """The teardown sends the run's one alert; no DAG-level callback and no task callback alerts too."""
+    from leadflow.dag_support import record_task_failure
+
+    dag = dagbag.dags["leadflow_hubspot"]
+    close = dag.get_task("close_run")
+    assert close.is_teardown and not close.on_failure_fail_dagrun
+    assert close.upstream_task_ids == {t.task_id for t in dag.tasks} - {"close_run"}
+    assert not dag.on_failure_callback and not dag.on_success_callback
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        expected = [] if task.task_id == "close_run" else [record_task_failure]
+        assert callbacks == expected, task.task_id
+        assert not task.on_retry_callback and not task.on_success_callback, task.task_id

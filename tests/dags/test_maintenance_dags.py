@@ -179,7 +179,7 @@ def test_rollback_task_passes_params_and_the_airflow_connection_to_the_rollback(
     monkeypatch.setattr(leadflow.maintenance, "run_rollback", fake_run_rollback)
     callable_ = rollback_dag.get_task("rollback").python_callable
     params = {"crm": "salesforce", "run_id": "manual__x", "dry_run": False}
-    monkeypatch.setitem(callable_.__globals__, "get_current_context", lambda: {"params": params})
+    monkeypatch.setattr(leadflow.airflow_adapter, "current_context", lambda: {"params": params})
 
     assert callable_() == {"crm": "salesforce", "restored": 0}
     assert asked == ["leadflow_salesforce"]

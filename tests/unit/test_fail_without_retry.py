@@ -7,7 +7,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from leadflow.dag_support import fail_without_retry
 from leadflow.connections import ConnectionNotFound
-from leadflow.crm.base import CrmAuthError, CrmUnavailableError
+from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, CrmUnavailableError
 from leadflow.pipeline import ChangeGuardError
 from leadflow.push.lease import LeaseBusy
 from leadflow.quality.results import CheckResult, QualityGateError
@@ -21,6 +21,7 @@ from leadflow.settings import SettingsError
                                   threshold="<= 0.2")]),
     SettingsError("leadflow.yaml: push.max_change_share: must be <= 1"),
     ConnectionNotFound("connection 'leadflow_hubspot' is not defined"),
+    CrmBudgetExhausted("HubSpot's daily API limit is spent (429 DAILY)"),  # a retry minutes later finds it spent
 ])
 def test_given_a_permanent_error_then_the_task_fails_without_retry_and_keeps_the_message(error):
     with pytest.raises(AirflowFailException) as info:

@@ -204,6 +204,12 @@ def finish_run(engine: Engine, crm: str, run_id: str, status: str) -> None:
         )
 
 
+def run_status(engine: Engine, crm: str, run_id: str) -> str | None:
+    """The run's status (`running`, `success`, `warning`, `failed`), None for a run never recorded."""
+    with engine.connect() as conn:
+        return conn.execute(select(runs.c.status).where(runs.c.crm == crm, runs.c.run_id == run_id)).scalar()
+
+
 def latest_runs(engine: Engine, crm: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
     query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
     if crm:
