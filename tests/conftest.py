@@ -28,8 +28,8 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-# Tests never write into the checkout.
-os.environ.setdefault("LEADFLOW_VAR_DIR", tempfile.mkdtemp(prefix="leadflow-var-"))
+# Tests never write into the checkout, and parallel workers (pytest-xdist) never share a var dir.
+os.environ["LEADFLOW_VAR_DIR"] = tempfile.mkdtemp(prefix="leadflow-var-")
 
 # `TEST_MOVE_CLOCK_DAYS=N make test` runs the session with the wall clock of this process and of
 # every Python process it starts (leadflow runs, Airflow, the sandbox) moved N days (time-machine,
@@ -207,3 +207,9 @@ def _terminate(proc, timeout: float = 20.0) -> int:
 def terminate():
     """`terminate(proc)`: stop a server process gracefully, forcefully after 20 s."""
     return _terminate
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first: with parallel workers the suite then ends on short tests, not on one
+    worker still running a minutes-long test while the others are idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
