@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -54,3 +61,151 @@ def stop_group(proc: subprocess.Popen, grace: float = 15.0) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({exc})"
+
+
+class _BaseUrlSession(requests.Session):
+    def __init__(self, base: str):
+        super().__init__()
+        self.base = base
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, self.base + url, *args, **kwargs)
+
+
+class AirflowProcesses:
+    """Airflow's components as separate processes on one home and one metadata database, and
+    the one DAG run a test triggers (`dag_id`, `run_id`). Task logs are looked for under
+    `log_dirs` (default: the home's logs/)."""
+
+    def __init__(self, home: Path, env: dict[str, str], meta_url: str, dag_id: str, run_id: str,
+                 log_dirs: list[Path] | None = None):
+        self.home = home
+        self.env = env
+        self.meta = create_engine(meta_url, poolclass=NullPool)
+        self.dag_id, self.run_id = dag_id, run_id
+        self.log_dirs = log_dirs or [home / "logs"]
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def cli(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run([str(BIN / "airflow"), *args], env=self.env, cwd=str(self.home),
+                                capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, f"airflow {args[0]} {args[1] if len(args) > 1 else ''} failed:\n" + (
+            result.stdout[-3000:] + result.stderr[-3000:])
+        return result.stdout
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """`airflow *args` as component `name` (its log: <home>/<name>.log); `env` replaces the
+        shared environment for this process only."""
+        log = open(self.home / f"{name}.log", "wb")
+        self.procs[name] = subprocess.Popen([str(BIN / "airflow"), *args], env=env or self.env,
+                                            cwd=str(self.home), stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        log.close()  # the child holds its own copy
+
+    def wait(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (requests.RequestException, OSError, ValueError, KeyError):
+                pass  # not up yet
+            time.sleep(1)
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{self.diagnostics()}")
+
+    def connect_api(self, base: str, timeout: float) -> requests.Session:
+        """A REST API session signed in as the admin SimpleAuthManager generates at start."""
+        passwords = self.home / "simple_auth_manager_passwords.json.generated"
+        password = self.wait(lambda: json.loads(passwords.read_text())["admin"], timeout, "the admin password")
+        token = self.wait(lambda: requests.post(f"{base}/auth/token", timeout=10,
+                                                json={"username": "admin", "password": password}
+                                                ).json()["access_token"], timeout, "the api-server")
+        session = _BaseUrlSession(base)
+        session.headers["Authorization"] = f"Bearer {token}"
+        return session
+
+    def trigger(self, api: requests.Session, pool: str, slots: int, conf: dict, timeout: float = 240) -> None:
+        """Once the DAG is parsed: the pool its CRM tasks use, the DAG unpaused, the run triggered
+        with `conf`, all through the REST API (four more `airflow` CLI processes would cost a
+        minute on a busy machine)."""
+        self.wait(lambda: api.get(f"/api/v2/dags/{self.dag_id}").status_code == 200, timeout, "the DAG to be parsed")
+        created = api.post("/api/v2/pools", json={"name": pool, "slots": slots, "description": "CRM API calls"})
+        assert created.status_code in (200, 201), created.text
+        api.patch(f"/api/v2/dags/{self.dag_id}", json={"is_paused": False}).raise_for_status()
+        run = api.post(f"/api/v2/dags/{self.dag_id}/dagRuns",
+                       json={"dag_run_id": self.run_id, "logical_date": None, "conf": conf})
+        assert run.status_code in (200, 201), run.text
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            assert proc.poll() is None, f"airflow {name} exited ({proc.returncode})\n{self.diagnostics()}"
+
+    def stop(self) -> None:
+        # the scheduler first: it must not hand out work to stopping components; then the others
+        # in the reverse order of their start (the api-server, which workers report to, last)
+        names = [name for name in self.procs if name != "scheduler"]
+        names += ["scheduler"] if "scheduler" in self.procs else []
+        for name in reversed(names):
+            stop_group(self.procs[name])
+        self.meta.dispose()
+
+    def query(self, sql: str, **params) -> list:
+        with self.meta.connect() as conn:
+            return list(conn.execute(text(sql), params))
+
+    def run_state(self) -> str | None:
+        rows = self.query("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=self.dag_id, r=self.run_id)
+        return rows[0].state if rows else None
+
+    def task_instances(self) -> list:
+        return self.query(
+            "SELECT task_id, map_index, state, try_number, start_date, end_date FROM task_instance "
+            "WHERE dag_id = :d AND run_id = :r ORDER BY start_date NULLS LAST, task_id, map_index",
+            d=self.dag_id, r=self.run_id)
+
+    def task_logs(self, task_id: str, map_index: int = -1, folders: list[Path] | None = None) -> list[Path]:
+        """The log files of one task instance, under `folders` (default: every log folder)."""
+        mapped = f"map_index={map_index}/" if map_index >= 0 else ""
+        pattern = f"dag_id={self.dag_id}/run_id={self.run_id}/task_id={task_id}/{mapped}*.log"
+        return sorted(p for folder in folders or self.log_dirs for p in folder.glob(pattern))
+
+    def diagnostics(self) -> str:
+        parts = []
+        try:
+            parts.append(f"dag run {self.run_id}: {self.run_state()}")
+            tis = self.task_instances()
+            parts += [f"  {t.task_id}[{t.map_index}] {t.state} try {t.try_number} {t.start_date} -> {t.end_date}"
+                      for t in tis]
+            for t in tis:
+                if t.state in ("failed", "up_for_retry", "upstream_failed"):
+                    for log in self.task_logs(t.task_id, t.map_index):
+                        parts.append(f"--- {log}\n{tail(log, 30)}")
+        except Exception as exc:  # diagnostics must never hide the original failure
+            parts.append(f"(metadata DB not readable: {exc})")
+        for name in self.procs:
+            parts.append(f"--- {name}.log (tail)\n{tail(self.home / f'{name}.log')}")
+        return "\n".join(parts)
+
+    def wait_for_run(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            state = self.run_state()
+            if state == "success":
+                return
+            # Fail fast: a retry waits a minute or more (the DAG's retry_delay) and would only hide the error.
+            bad = [t for t in self.task_instances() if t.state in ("failed", "up_for_retry", "upstream_failed")]
+            if state == "failed" or bad:
+                pytest.fail(f"the run {self.run_id} did not succeed\n{self.diagnostics()}")
+            time.sleep(2)
+        pytest.fail(f"the run {self.run_id} did not finish within {timeout:.0f} s\n{self.diagnostics()}")
