@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,80 @@ class AirflowProcesses:
                 pytest.fail(f"the run {self.run_id} did not succeed\n{self.diagnostics()}")
             time.sleep(2)
         pytest.fail(f"the run {self.run_id} did not finish within {timeout:.0f} s\n{self.diagnostics()}")
+
+
+class UnshardedReference:
+    """One seeded sandbox world copied twice: world A for the run under test, world B for the
+    reference, an unsharded `leadflow run` in its own process with its own sandbox and warehouse,
+    started at once so that it runs while Airflow is being set up. `assert_same_outcome` then
+    compares scores per record and the CRM's leadflow properties per contact between A and B.
+    Sandboxes and the reference run are stopped by `cleanup`."""
+
+    def __init__(self, folder: Path, contacts: int, seed: int, warehouse_a: str, warehouse_b: str,
+                 cleanup: ExitStack):
+        from leadflow.devrun import start_sandbox, stop
+        from leadflow.sandbox.serving import prepare_store
+
+        self.contacts, self.warehouse_a, self.warehouse_b = contacts, warehouse_a, warehouse_b
+        world = folder / "world.db"
+        store, _ = prepare_store(world, contacts=contacts, seed=seed)
+        store.close()  # checkpoints the WAL: the file alone is the whole world, safe to copy
+        self.var_a, self.var_b = folder / "var-airflow", folder / "var-single"
+        for var in (self.var_a, self.var_b):
+            var.mkdir()
+            shutil.copy(world, var / "sandbox.db")
+        sandbox_extra = ["--seed", str(seed), "--salesforce-port", "off"]
+        sandbox_a, self.conn_a = start_sandbox(self.var_a, contacts, sandbox_extra)
+        cleanup.callback(stop, sandbox_a)
+        sandbox_b, conn_b = start_sandbox(self.var_b, contacts, sandbox_extra)
+        cleanup.callback(stop, sandbox_b)
+        env_b = dict(os.environ, LEADFLOW_VAR_DIR=str(self.var_b), LEADFLOW_WAREHOUSE_URL=warehouse_b, **conn_b)
+        log = open(self.var_b / "single-run.log", "wb")
+        self.single = subprocess.Popen([sys.executable, "-m", "leadflow.cli", "run", "--crm", "hubspot",
+                                        "--run-id", "single"], env=env_b, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        cleanup.callback(stop_group, self.single)
+
+    def wait(self, timeout: float = 600) -> None:
+        assert self.single.wait(timeout=timeout) == 0, tail(self.var_b / "single-run.log", 60)
+
+    def _crm_contacts(self, db_path: Path) -> dict[int, dict]:
+        from leadflow.sandbox.store import SandboxStore
+
+        store = SandboxStore(db_path)
+        try:
+            return {r.id: r.props for r in store.list_page("contacts", after_id=0, limit=self.contacts + 100)}
+        finally:
+            store.close()
+
+    @staticmethod
+    def _scores(url: str):
+        from leadflow.warehouse import repo
+        from leadflow.warehouse.db import get_engine
+
+        cols = ["record_id", "score", "fit_score", "engagement_score", "grade", "stage", "lead_status", "reasons"]
+        engine = get_engine(url)
+        try:
+            return repo.load_scores(engine, "hubspot")[cols].sort_values("record_id").reset_index(drop=True)
+        finally:
+            engine.dispose()
+
+    def assert_same_outcome(self) -> None:
+        import pandas as pd
+
+        sharded_scores, single_scores = self._scores(self.warehouse_a), self._scores(self.warehouse_b)
+        assert len(single_scores) > 0
+        pd.testing.assert_frame_equal(sharded_scores, single_scores)
+
+        crm_a, crm_b = self._crm_contacts(self.var_a / "sandbox.db"), self._crm_contacts(self.var_b / "sandbox.db")
+        assert crm_a.keys() == crm_b.keys() and len(crm_a) == self.contacts
+        # leadflow_scored_at is the time of the write, the one property allowed to differ
+        compared = sorted({k for props in crm_b.values() for k in props if k.startswith("leadflow_")}
+                          - {"leadflow_scored_at"}) + ["lifecyclestage", "hs_lead_status"]
+        assert "leadflow_score" in compared
+        written = sum(1 for props in crm_a.values() if props.get("leadflow_score") is not None)
+        assert written > 0
+        differing = [(cid, key, crm_a[cid].get(key), props.get(key))
+                     for cid, props in crm_b.items() for key in compared if crm_a[cid].get(key) != props.get(key)]
+        assert not differing, differing[:20]

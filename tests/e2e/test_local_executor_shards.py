@@ -20,20 +20,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from e2e_processes import AirflowProcesses, stop_group, tail
-
-from leadflow.devrun import start_sandbox, stop
+from e2e_processes import AirflowProcesses, UnshardedReference
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -52,35 +47,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _seed_world(path: Path) -> None:
-    from leadflow.sandbox.serving import prepare_store
-
-    store, _ = prepare_store(path, contacts=CONTACTS, seed=SEED)
-    store.close()  # checkpoints the WAL: the file alone is the whole world, safe to copy
-
-
-def _crm_contacts(db_path: Path) -> dict[int, dict]:
-    from leadflow.sandbox.store import SandboxStore
-
-    store = SandboxStore(db_path)
-    try:
-        return {r.id: r.props for r in store.list_page("contacts", after_id=0, limit=CONTACTS + 100)}
-    finally:
-        store.close()
-
-
-def _scores(url: str) -> pd.DataFrame:
-    from leadflow.warehouse import repo
-    from leadflow.warehouse.db import get_engine
-
-    cols = ["record_id", "score", "fit_score", "engagement_score", "grade", "stage", "lead_status", "reasons"]
-    engine = get_engine(url)
-    try:
-        return repo.load_scores(engine, "hubspot")[cols].sort_values("record_id").reset_index(drop=True)
-    finally:
-        engine.dispose()
-
-
 def _assert_ran_in_parallel(tis: list, task_id: str) -> None:
     mapped = [t for t in tis if t.task_id == task_id]
     intervals = "\n".join(f"  {t.task_id}[{t.map_index}] {t.start_date} -> {t.end_date}" for t in mapped)
@@ -95,35 +61,17 @@ def _assert_ran_in_parallel(tis: list, task_id: str) -> None:
 def test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharded_run(
         new_pg_database, tmp_path):
     started = time.monotonic()
-    world = tmp_path / "world.db"
-    _seed_world(world)
-    var_a, var_b, home = tmp_path / "var-airflow", tmp_path / "var-single", tmp_path / "airflow-home"
-    for var in (var_a, var_b):
-        var.mkdir()
-        shutil.copy(world, var / "sandbox.db")
+    home = tmp_path / "airflow-home"
     home.mkdir()
     warehouse_a, warehouse_b, meta_url = new_pg_database(), new_pg_database(), new_pg_database()
 
     with ExitStack() as cleanup:
-        sandbox_extra = ["--seed", str(SEED), "--salesforce-port", "off"]
-        sandbox_a, conn_a = start_sandbox(var_a, CONTACTS, sandbox_extra)
-        cleanup.callback(stop, sandbox_a)
-        sandbox_b, conn_b = start_sandbox(var_b, CONTACTS, sandbox_extra)
-        cleanup.callback(stop, sandbox_b)
-
-        # The reference run has its own world and warehouse: it runs while Airflow is set up.
-        env_b = dict(os.environ, LEADFLOW_VAR_DIR=str(var_b), LEADFLOW_WAREHOUSE_URL=warehouse_b, **conn_b)
-        single_log = open(var_b / "single-run.log", "wb")
-        single = subprocess.Popen([sys.executable, "-m", "leadflow.cli", "run", "--crm", "hubspot",
-                                   "--run-id", "single"], env=env_b, stdout=single_log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        single_log.close()
-        cleanup.callback(stop_group, single)
+        reference = UnshardedReference(tmp_path, CONTACTS, SEED, warehouse_a, warehouse_b, cleanup)
 
         port = _free_port()
         env_a = dict(os.environ)
         env_a.update(
-            conn_a,
+            reference.conn_a,
             AIRFLOW_HOME=str(home),
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=meta_url,
             # Airflow derives its async URL as postgresql+asyncpg (not installed): psycopg 3 does async too.
@@ -143,7 +91,7 @@ def test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharde
             # Only the triggered run: unpausing must not add a cron run ahead of it (max_active_runs=1).
             AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
             LEADFLOW_CRMS="hubspot",
-            LEADFLOW_VAR_DIR=str(var_a),
+            LEADFLOW_VAR_DIR=str(reference.var_a),
             LEADFLOW_WAREHOUSE_URL=warehouse_a,
             PATH=f"{BIN}:{os.environ.get('PATH', '')}",
         )
@@ -157,14 +105,12 @@ def test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharde
         airflow.trigger(api, "leadflow_hubspot", SHARDS, {"shards": SHARDS})
         setup_s = time.monotonic() - started
 
-        assert single.wait(timeout=600) == 0, tail(var_b / "single-run.log", 60)
+        reference.wait()
         single_s = time.monotonic() - started
         airflow.wait_for_run(timeout=600)
         run_s = time.monotonic() - started
         tis = airflow.task_instances()
         airflow.stop()
-        stop(sandbox_a)
-        stop(sandbox_b)
 
     for t in tis:
         print(f"  {t.task_id}[{t.map_index}] {t.start_date:%H:%M:%S.%f} -> {t.end_date:%H:%M:%S.%f}")
@@ -173,18 +119,4 @@ def test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharde
     _assert_ran_in_parallel(tis, "push")
     assert all(t.state == "success" for t in tis), [(t.task_id, t.map_index, t.state) for t in tis]
 
-    sharded_scores, single_scores = _scores(warehouse_a), _scores(warehouse_b)
-    assert len(single_scores) > 0
-    pd.testing.assert_frame_equal(sharded_scores, single_scores)
-
-    crm_a, crm_b = _crm_contacts(var_a / "sandbox.db"), _crm_contacts(var_b / "sandbox.db")
-    assert crm_a.keys() == crm_b.keys() and len(crm_a) == CONTACTS
-    # leadflow_scored_at is the time of the write, the one property allowed to differ
-    compared = sorted({k for props in crm_b.values() for k in props if k.startswith("leadflow_")}
-                      - {"leadflow_scored_at"}) + ["lifecyclestage", "hs_lead_status"]
-    assert "leadflow_score" in compared
-    written = sum(1 for props in crm_a.values() if props.get("leadflow_score") is not None)
-    assert written > 0
-    differing = [(cid, key, crm_a[cid].get(key), props.get(key))
-                 for cid, props in crm_b.items() for key in compared if crm_a[cid].get(key) != props.get(key)]
-    assert not differing, differing[:20]
+    reference.assert_same_outcome()
