@@ -47,6 +47,7 @@ TEST_ROOTS = ("tests", "bench")
 RUNTIME_ONLY = {
     "psycopg": "SQLAlchemy loads it for postgresql+psycopg:// warehouse URLs (leadflow.warehouse.db)",
     "apache-airflow-providers-http": "registers the `http` connection type of the leadflow_* connections",
+    "apache-airflow-providers-celery": "the CeleryExecutor and `airflow celery worker` of docker-compose.yaml",
 }
 TEST_RUNTIME_ONLY = {
     "pytest-timeout": "pytest plugin behind the `timeout` marker of the e2e tests",
