@@ -47,9 +47,14 @@ airflow-db: setup $(AIRFLOW_HOME)/.migrated
 run: setup airflow-db
 	@python -m leadflow.devrun --contacts $(CONTACTS) --summary hubspot -- airflow dags test leadflow_hubspot
 
+# Tests run in parallel worker processes (pytest-xdist), one per core up to 4: most of the suite
+# waits on real servers (the sandbox, PostgreSQL, Airflow), so workers overlap those waits.
+# `make test TEST_WORKERS=0` runs everything in this one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : (n < 2 ? 2 : n) )))
 test: setup
 	@scripts/ensure_test_tools.sh
-	@python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@scripts/ensure_redis.sh
+	@python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: setup
 	@python bench/run_all.py

@@ -51,6 +51,7 @@ RUNTIME_ONLY = {
 }
 TEST_RUNTIME_ONLY = {
     "pytest-timeout": "pytest plugin behind the `timeout` marker of the e2e tests",
+    "pytest-xdist": "pytest plugin behind `make test`'s parallel workers (-n)",
     "check-jsonschema": "command that tests/unit/test_deployment.py runs on docker-compose.yaml",
 }
 TEST_ONLY = ("pytest", "hypothesis", "time-machine", "check-jsonschema", "hubspot-api-client", "simple-salesforce")
@@ -229,7 +230,7 @@ def test_production_lock_pins_every_dependency_and_no_test_tool():
     lock = _lock(REPO / "requirements.txt")
     assert _production() - set(lock) == set()
     assert {canonicalize_name(d) for d in TEST_ONLY} & set(lock) == set()
-    assert _test_extra() - set(lock) <= {canonicalize_name(d) for d in TEST_ONLY} | {"pytest-timeout"}
+    assert _test_extra() - set(lock) <= {canonicalize_name(d) for d in TEST_ONLY} | {"pytest-timeout", "pytest-xdist"}
 
 
 def test_test_lock_pins_the_test_extra_at_the_production_versions():
