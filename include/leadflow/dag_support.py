@@ -78,7 +78,7 @@ def permanent_errors() -> tuple[type[BaseException], ...]:
     CRM unavailable, a lease held by another run) is worth the task's retries."""
     from leadflow.connections import ConnectionNotFound
     from leadflow.crm.base import CrmAuthError
-    from leadflow.crm.hubspot_push import ForbiddenPropertyError
+    from leadflow.crm.write_core import ForbiddenPropertyError
     from leadflow.env import LeadflowEnvError
     from leadflow.qualify.config import ModelConfigError
     from leadflow.quality.results import QualityGateError

@@ -39,7 +39,7 @@ response cut off    reads     as read timeout (the status line came but   as rea
                     only      the body broke off or did not decode)
 ==================  ========  ==========================================  =====================
 
-Salesforce adds a row by error code (403 REQUEST_LIMIT_EXCEEDED, `leadflow.crm.salesforce`).
+Salesforce adds a row by error code (403 REQUEST_LIMIT_EXCEEDED, `leadflow.crm.salesforce_session`).
 Idempotent calls are GET and anything the caller marks idempotent (search, batch read). Logs carry
 method, path, status and counts: never request or response bodies, never the token.
 """
