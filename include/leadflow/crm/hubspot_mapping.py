@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leadflow.crm.mapping import check_canonical, load_document, parse_document, to_crm
+from leadflow.crm.mapping import check_canonical, check_owned, load_document, parse_document, to_crm
 from leadflow.schema import (
     CANONICAL_STAGES,
     CANONICAL_STATUSES,
@@ -173,18 +173,7 @@ class HubSpotMapping(BaseModel):
 
 def _check_owned(value: dict[str, OwnedProperty], fields: tuple[str, ...], what: str, *,
                  optional: bool) -> dict[str, OwnedProperty]:
-    """Every one of `fields` has a property (or, when `optional`, none has), each its own."""
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {what} {unknown}; allowed: {list(fields)}")
-    missing = [f for f in fields if f not in value]
-    if missing and (value or not optional):
-        raise ValueError(f"missing {what} {missing}: every one needs a property" + (" (or list none)" if optional else ""))
-    names = [p.name for p in value.values()]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"property name(s) {dupes} used by more than one {what.removesuffix('(s)')}")
-    return value
+    return check_owned(value, fields, what, [p.name for p in value.values()], "property", optional=optional)
 
 
 def _check_columns(

@@ -5,7 +5,7 @@ lookup."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Collection, Mapping, TypeVar
+from typing import Any, Collection, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -44,3 +44,19 @@ def parse_document(model: type[M], data: Any, source: str) -> M:
 def load_document(model: type[M], path: str | Path | None, default: Path, label: str) -> M:
     """Load and validate a mapping YAML (`default` when `path` is None)."""
     return load_yaml_model(Path(path) if path is not None else default, model, label, MappingConfigError)
+
+
+def check_owned(value: dict[str, Any], fields: Sequence[str], what: str, names: Sequence[str], noun: str, *,
+                optional: bool = False) -> dict[str, Any]:
+    """Every one of `fields` has an owned CRM field (or, when `optional`, none has), each its own
+    (`names`: their CRM names as the CRM compares them; `noun`: what the CRM calls them)."""
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; allowed: {list(fields)}")
+    missing = [f for f in fields if f not in value]
+    if missing and (value or not optional):
+        raise ValueError(f"missing {what} {missing}: every one needs a {noun}" + (" (or list none)" if optional else ""))
+    dupes = sorted({n for n in names if list(names).count(n) > 1})
+    if dupes:
+        raise ValueError(f"{noun} name(s) {dupes} used by more than one {what.removesuffix('(s)')}")
+    return value

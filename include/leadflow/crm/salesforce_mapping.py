@@ -12,8 +12,14 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-# MappingConfigError: named here too by dag_support and console (one class for both CRMs).
-from leadflow.crm.mapping import MappingConfigError, check_canonical, load_document, parse_document, to_crm  # noqa: F401
+from leadflow.crm.mapping import (  # noqa: F401  MappingConfigError: dag_support names it here too
+    MappingConfigError,
+    check_canonical,
+    check_owned,
+    load_document,
+    parse_document,
+    to_crm,
+)
 from leadflow.schema import (
     CANONICAL_STAGES,
     CANONICAL_STATUSES,
@@ -128,17 +134,9 @@ class SalesforceMapping(BaseModel):
     @field_validator("owned_fields")
     @classmethod
     def _owned(cls, value: dict[str, OwnedField]) -> dict[str, OwnedField]:
-        unknown = sorted(set(value) - set(OWNED_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown owned field(s) {unknown}; allowed: {list(OWNED_FIELDS)}")
-        missing = [f for f in OWNED_FIELDS if f not in value]
-        if missing:
-            raise ValueError(f"missing owned field(s) {missing}: every owned field needs a Salesforce field")
-        names = [f.name.lower() for f in value.values()]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"field name(s) {dupes} used by more than one owned field")
-        return value
+        # API names are case-insensitive: compared lower-cased.
+        return check_owned(value, OWNED_FIELDS, "owned field(s)", [f.name.lower() for f in value.values()],
+                           "Salesforce field")
 
     @field_validator("lifecycle_stages")
     @classmethod
