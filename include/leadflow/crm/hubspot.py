@@ -24,7 +24,7 @@ from leadflow.crm.base import (
     RecordResult,
     RecordUpdate,
 )
-from leadflow.crm.http import Stats, WriteOutcomeUnknown
+from leadflow.crm.http import SessionConnector, WriteOutcomeUnknown
 from leadflow.crm.hubspot_mapping import HubSpotMapping, OwnedProperty, load_mapping
 from leadflow.crm.hubspot_push import ForbiddenPropertyError, assert_writable, plan_update, results_from_batch
 from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession
@@ -94,7 +94,7 @@ def split_search_properties(
     return first, [p for p in everything if p not in first]
 
 
-class HubSpotConnector:
+class HubSpotConnector(SessionConnector):
     """HubSpot implementation of `leadflow.crm.base.CrmConnector`."""
 
     name = "hubspot"
@@ -142,21 +142,6 @@ class HubSpotConnector:
             connection, settings, clock=clock, sleeper=sleeper, rng=rng, session=http, rate_share=rate_share
         )
         return cls(session, mapping, settings, wall_clock=wall_clock)
-
-    @property
-    def stats(self) -> Stats:
-        """Counters: requests, retries, rate_limited, server_errors, timeouts, throttled_s,
-        backoff_s, records_pulled, companies_pulled, pages, issues, records_pushed, ..."""
-        return self.session.stats
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "HubSpotConnector":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- properties API ----------------------------------------------------------------------------
     def portal_properties(self, object_type: str = "contacts", *, refresh: bool = False) -> dict[str, dict[str, Any]]:

@@ -36,7 +36,7 @@ from leadflow.crm.base import (
     RecordUpdate,
     Watermark,
 )
-from leadflow.crm.http import Stats
+from leadflow.crm.http import SessionConnector
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import (
     COMPATIBLE_TYPES,
@@ -84,7 +84,7 @@ def _owned_field_problems(mapping: SalesforceMapping, fields: Mapping[str, Mappi
     return problems
 
 
-class SalesforceConnector:
+class SalesforceConnector(SessionConnector):
     """Salesforce implementation of `leadflow.crm.base.CrmConnector`."""
 
     name = "salesforce"
@@ -120,21 +120,8 @@ class SalesforceConnector:
         return cls(session, mapping, settings, wall_clock=wall_clock)
 
     @property
-    def stats(self) -> Stats:
-        return self.session.stats
-
-    @property
     def api_path(self) -> str:
         return f"/services/data/v{self.settings.api_version}"
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "SalesforceConnector":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- describe ----------------------------------------------------------------------------------
     def describe(self, sobject: str | None = None, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
