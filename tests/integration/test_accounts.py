@@ -12,7 +12,7 @@ import yaml
 
 from leadflow.accounts.store import load_accounts
 from leadflow.connections import Connection
-from leadflow.crm.mapping import DEFAULT_MAPPING_PATH, load_mapping
+from leadflow.crm.hubspot_mapping import DEFAULT_MAPPING_PATH, load_mapping
 from leadflow.pipeline import RunContext, run_all
 from leadflow.qualify.accounts import WAITING
 from leadflow.qualify.config import DEFAULT_MODEL_PATH
