@@ -170,14 +170,15 @@ def _verdicts(ctx: RunContext, connector: Any) -> None:
     their own. Read here, before qualify, while every handoff is still in the scores; a CRM
     error leaves them to the next run with a warning instead of failing the pulled run."""
     from leadflow.crm.base import CrmError
-    from leadflow.qualify import load_model
+    from leadflow.predict.rules import rules_for_run
     from leadflow.verdicts.read import read_verdicts
 
     summary: dict[str, Any] = {}
     calls = dict(getattr(connector, "stats", {}) or {}).get("requests", 0)
     with _timed(summary, "verdicts"):
         try:
-            summary.update(read_verdicts(ctx.engine, connector, ctx.crm, ctx.run_id, load_model(ctx.model_path).handoff,
+            summary.update(read_verdicts(ctx.engine, connector, ctx.crm, ctx.run_id,
+                                         rules_for_run(ctx.engine, ctx.crm, ctx.model_path).model.handoff,
                                          int(ctx.now.timestamp() * 1000)))
         except CrmError as exc:
             summary["warning"] = f"sales' verdicts not read, next run tries again ({type(exc).__name__})"
@@ -375,7 +376,8 @@ def _crm_sales_ready_since(leads: pd.DataFrame) -> pd.Series | None:
 
 def qualify(ctx: RunContext) -> dict[str, Any]:
     """Score every open, unquarantined lead (of this shard) with the configured model."""
-    from leadflow.qualify import load_model, score_leads
+    from leadflow.predict.rules import rules_for_run
+    from leadflow.qualify import score_leads
     from leadflow.qualify.handoff import carry_since, hold_back_rejected
     from leadflow.quality import quarantined_ids
     from leadflow.predict.versions import record_versions
@@ -386,7 +388,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "qualify"):
-        model = load_model(ctx.model_path)
+        rules = rules_for_run(engine, ctx.crm, ctx.model_path, publish=not ctx.dry_run)  # the published champion
+        model = rules.model
         previous = repo.load_scores(engine, ctx.crm, ctx.shard, ctx.shards)
         leads, _ = _partition(repo.load_leads(engine, ctx.crm, shard=ctx.shard, shards=ctx.shards))
         held = quarantined_ids(engine, ctx.crm)
@@ -402,6 +405,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
             predictive_factors=None if predictive is None else predictive["factors"],
         )
         scores["predictive_version"] = champion  # which published model scored these leads
+        scores["rules_version"] = rules.version
         # A lead that stays sales-ready keeps the time it was first handed over.
         fresh = scores["sales_ready_since"]
         scores["sales_ready_since"] = carry_since(scores, previous, _crm_sales_ready_since(leads))
@@ -422,6 +426,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         {
             "scored": int(len(scores)),
             "model_version": model.version,
+            "rules_version": rules.version,
             "proposed_stages": {str(k): int(v) for k, v in scores["stage"].value_counts().items()},
             "disqualified": int(scores["disqualification_reason"].notna().sum()),
             "sales_ready": int(scores["sales_ready"].sum()),
@@ -457,14 +462,14 @@ def accounts(ctx: RunContext) -> dict[str, Any]:
     handoffs that wait for a second engaged persona (`accounts.handoff_waits_for_second_persona`),
     so the sales-ready flag pushed is the final one."""
     from leadflow.accounts.store import save_accounts
-    from leadflow.qualify import load_model
+    from leadflow.predict.rules import rules_for_run
     from leadflow.qualify.accounts import account_view, wait_for_committee
     from leadflow.verdicts.sla import record_handoffs
 
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "accounts"):
-        model = load_model(ctx.model_path)
+        model = rules_for_run(engine, ctx.crm, ctx.model_path).model
         scores = repo.load_scores(engine, ctx.crm)
         leads = repo.load_leads(engine, ctx.crm)[["record_id", "company_id", "lifecycle_stage"]]
         members = scores.merge(leads, on="record_id", how="left")
@@ -675,14 +680,15 @@ def _sla(ctx: RunContext) -> None:
     when more sales-ready leads sit ignored than `handoff.alert_ignored_over`. Measuring must
     not keep the run from closing: a failure is logged and becomes the run's warning."""
     from leadflow.alerts import send
-    from leadflow.qualify import load_model
+    from leadflow.predict.rules import rules_for_run
     from leadflow.verdicts.sla import ignored_alert, sla_figures
 
     summary: dict[str, Any] = {}
     try:
         figures = sla_figures(ctx.engine, ctx.crm, int(ctx.now.timestamp() * 1000), run_id=ctx.run_id)
         summary["sla"] = figures
-        alert = ignored_alert(figures, load_model(ctx.model_path).handoff.alert_ignored_over)
+        handoff = rules_for_run(ctx.engine, ctx.crm, ctx.model_path).model.handoff
+        alert = ignored_alert(figures, handoff.alert_ignored_over)
     except Exception:
         log.exception("SLA figures for %s run %s not measured", ctx.crm, ctx.run_id)
         summary["warning"] = "SLA figures not measured (see the report task's log)"
