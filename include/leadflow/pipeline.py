@@ -463,7 +463,7 @@ def accounts(ctx: RunContext) -> dict[str, Any]:
     so the sales-ready flag pushed is the final one."""
     from leadflow.accounts.store import save_accounts
     from leadflow.predict.rules import rules_for_run
-    from leadflow.qualify.accounts import account_view, wait_for_committee
+    from leadflow.qualify.accounts import account_figures, account_view, wait_for_committee
     from leadflow.verdicts.sla import record_handoffs
 
     engine = ctx.engine
@@ -484,7 +484,7 @@ def accounts(ctx: RunContext) -> dict[str, Any]:
         save_accounts(engine, ctx.crm, ctx.run_id, view)
     summary.update({"accounts_scored": int(len(view)),
                     "accounts_engaged": int((view["engaged"] > 0).sum()) if len(view) else 0,
-                    "committee_waits": waits})
+                    "committee_waits": waits, "accounts": account_figures(view, waits)})
     log.info("accounts %s: %d companies, %d with engaged leads, %d handoffs wait for a second persona",
              ctx.crm, summary["accounts_scored"], summary["accounts_engaged"], waits)
     return _record(ctx, "accounts", summary)

@@ -462,5 +462,8 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10, overrides_page: in
         "sla": sla(engine, crm),
         "calibration": calibration(engine, crm),
         "accounts": accounts_overview(engine, crm),
+        # The account view in counts, as the newest run that computed it stored it.
+        "account_figures": next((r["summary"]["accounts"] for r in run_rows
+                                 if isinstance(r["summary"].get("accounts"), dict)), None),
         "preview": latest_preview(run_rows),
     }

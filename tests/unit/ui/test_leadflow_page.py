@@ -203,3 +203,23 @@ def test_page_shows_the_account_view_top_companies_first(client, seeded):
     assert "2 companies with scored leads, 1 with engaged leads, 1 with engaged leads in two or more" in \
         " ".join(html.split())
     assert client.get("/api/data", params={"crm": CRM}).json()["data"]["accounts"]["total"] == 2
+
+
+def test_page_shows_the_newest_runs_account_figures_as_the_run_report_does(client, seeded):
+    import pandas as pd
+
+    from leadflow.accounts.store import save_accounts
+    from leadflow.qualify.accounts import account_figures
+    from leadflow.warehouse import repo
+
+    view = pd.DataFrame([{"company_id": "c-9", "leads": 5, "engaged": 3, "roles": "decider;influencer",
+                          "personas": "executive;manager", "best_record_id": "42", "best_score": 88.0,
+                          "company_score": 98, "committee": "3 engaged of 5 leads"}])
+    save_accounts(seeded, CRM, RUN_2, view)
+    repo.record_step(seeded, CRM, RUN_2, "accounts", {"accounts": account_figures(view, committee_waits=2)})
+    repo.refresh_run_summary(seeded, CRM, RUN_2)
+    html = client.get("/").text
+    cards = dict(re.findall(r'data-accounts="(\w+)">([^<]*)<', html))
+    assert cards == {"companies": "1", "with_engaged_leads": "1", "committees": "1", "engaged_leads": "3",
+                     "committee_waits": "2"}
+    assert dict(re.findall(r'data-accounts-persona="(\w+)">([^<]*)<', html)) == {"executive": "1", "manager": "1"}
