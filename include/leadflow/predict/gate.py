@@ -30,6 +30,11 @@ from leadflow.predict.train import InsufficientData, TrainedModel
 log = logging.getLogger(__name__)
 
 
+def _rounded(result: Any) -> dict[str, Any]:
+    """A result dataclass as a JSON-able dict, floats to 4 places."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(result).items()}
+
+
 @dataclass(frozen=True)
 class GateResult:
     """The grades on the later slice and the decision."""
@@ -45,7 +50,7 @@ class GateResult:
     publish: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return _rounded(self)
 
 
 def _later(frame: pd.DataFrame, holdout_share: float) -> tuple[np.ndarray, int]:
@@ -134,7 +139,7 @@ class RulesGateResult:
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return _rounded(self)
 
 
 def judge_rules(candidate: Any, champion: Any, holdout: pd.DataFrame, y: np.ndarray, *,
