@@ -223,3 +223,19 @@ def test_page_shows_the_newest_runs_account_figures_as_the_run_report_does(clien
     assert cards == {"companies": "1", "with_engaged_leads": "1", "committees": "1", "engaged_leads": "3",
                      "committee_waits": "2"}
     assert dict(re.findall(r'data-accounts-persona="(\w+)">([^<]*)<', html)) == {"executive": "1", "manager": "1"}
+
+
+def test_page_shows_the_published_rules_model_and_the_candidate_the_gate_kept_out(client, seeded):
+    from dataclasses import replace
+
+    from leadflow.predict.rules import read_candidate, record_rules
+
+    shipped = read_candidate(None)
+    record_rules(seeded, CRM, shipped, "bootstrap", now_ms=1_000)
+    waiting = replace(shipped, version="2026.01@0123456789ab")
+    record_rules(seeded, CRM, waiting, "kept champion", now_ms=2_000,
+                 backtest={"holdout": 80, "candidate_auc": 0.43, "champion_auc": 0.5184})
+    header, first, second = _table(client.get("/").text, "rules-models-table")
+    assert header[:3] == ["rules model", "decision", "scores leads"]
+    assert first[:3] == ["2026.01@0123456789ab", "kept champion", "no"] and first[4:] == ["80", "0.430", "0.518"]
+    assert second[:3] == [shipped.version, "bootstrap", "yes"] and second[4:] == ["-", "-", "-"]
