@@ -74,13 +74,25 @@ def read_candidate(path: str | Path | None = None) -> RulesModel:
     return _from_text(file.read_text(encoding="utf-8"), str(file), model)
 
 
-def load_rules_champion(engine: Engine, crm: str) -> RulesModel | None:
-    """The published rules champion of `crm`, or None before the first publication."""
-    query = (select(rules_models.c.version, rules_models.c.yaml, rules_models.c.source)
+def _champion_row(engine: Engine, crm: str, *columns: Any) -> Any:
+    query = (select(rules_models.c.version, *columns)
              .where(rules_models.c.crm == crm, rules_models.c.is_champion.is_(True))
              .order_by(rules_models.c.published_at.desc()).limit(1))
     with engine.connect() as conn:
-        row = conn.execute(query).first()
+        return conn.execute(query).first()
+
+
+def champion_version(engine: Engine, crm: str) -> str | None:
+    """The id of `crm`'s published rules champion, without reading its YAML."""
+    row = _champion_row(engine, crm)
+    return None if row is None else row.version
+
+
+def load_rules_champion(engine: Engine, crm: str) -> RulesModel | None:
+    """The published rules champion of `crm`, or None before the first publication. Raises
+    `ModelConfigError` when its stored YAML no longer validates (publish another one with
+    `leadflow model publish-rules --force`)."""
+    row = _champion_row(engine, crm, rules_models.c.yaml, rules_models.c.source)
     if row is None:
         return None
     champion = _from_text(row.yaml, row.source, model_from_yaml(row.yaml, f"rules_models {crm}/{row.version}"))

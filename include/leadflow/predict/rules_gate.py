@@ -21,7 +21,9 @@ from sqlalchemy import Engine
 from leadflow.predict.gate import RulesGateResult, judge_rules, later_slice
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS
 from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
-from leadflow.predict.rules import load_rules_champion, read_candidate, record_rules, sales_answered
+from leadflow.predict.rules import (
+    champion_version, load_rules_champion, read_candidate, record_rules, sales_answered,
+)
 from leadflow.predict.train import TrainConfig
 from leadflow.predict.warehouse import OUTCOME_COLUMN, prepare_leads, read_training_frame
 from leadflow.warehouse import repo
@@ -36,10 +38,12 @@ def gate_rules(engine: Engine, crm: str, *, model_path: str | Path | None = None
     champion and record the decision (`predict.rules.record_rules`)."""
     now = now_ms if now_ms is not None else repo.now_ms()
     candidate = read_candidate(model_path)
-    champion = load_rules_champion(engine, crm)
-    names = {"candidate": candidate.version, "champion": champion.version if champion else None}
-    if champion is not None and champion.version == candidate.version:
+    published = champion_version(engine, crm)
+    names = {"candidate": candidate.version, "champion": published}
+    if published == candidate.version:
         return RulesGateResult(**names, decision="champion", publish=False)
+    # Forcing reads no champion: it is also the way past a stored model that no longer validates.
+    champion = None if force else load_rules_champion(engine, crm)
     if force or champion is None or not sales_answered(engine, crm):
         decision = "forced" if force else "bootstrap"
         detail = None if force else "no champion yet" if champion is None else "no answered handoff yet"

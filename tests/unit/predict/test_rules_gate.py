@@ -198,3 +198,18 @@ def test_the_train_job_gates_the_rules_before_training_the_predictive_model(sqli
     assert out["status"] == "insufficient_data"  # the predictive model: no verdicts yet
     assert (out["rules"]["decision"], out["rules"]["publish"]) == ("bootstrap", True)
     assert load_rules_champion(sqlite_warehouse, "hubspot").version == out["rules"]["candidate"]
+
+
+def test_force_publishes_over_a_stored_champion_that_no_longer_validates(sqlite_warehouse, tmp_path):
+    from leadflow.predict.tables import rules_models
+    from leadflow.qualify import ModelConfigError
+
+    record_rules(sqlite_warehouse, "hubspot", read_candidate(None), "bootstrap")
+    _answer(sqlite_warehouse)
+    with sqlite_warehouse.begin() as conn:  # e.g. written by a leadflow whose model had other keys
+        conn.execute(rules_models.update().values(yaml="version: old\nretired_key: 1\n"))
+    edited = _yaml(tmp_path, "edited", version="v2")
+    with pytest.raises(ModelConfigError, match="rules_models hubspot/"):
+        rules_for_run(sqlite_warehouse, "hubspot", edited)
+    assert gate_rules(sqlite_warehouse, "hubspot", model_path=edited, now_ms=NOW, force=True).decision == "forced"
+    assert rules_for_run(sqlite_warehouse, "hubspot", edited).model.version == "v2"
