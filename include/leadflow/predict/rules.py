@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leadflow.predict.tables import rules_models
-from leadflow.qualify.config import DEFAULT_MODEL_PATH, QualificationModel, load_model, model_from_yaml
+from leadflow.qualify.config import DEFAULT_MODEL_PATH, ModelConfigError, QualificationModel, model_from_dict
 from leadflow.verdicts.tables import handoff_verdicts
 from leadflow.warehouse import repo
 
@@ -61,8 +62,16 @@ def rules_id(model_version: str, document: Any) -> tuple[str, str]:
     return f"{model_version}@{digest[:12]}", digest
 
 
-def _from_text(text: str, source: str | None, model: QualificationModel) -> RulesModel:
-    version, digest = rules_id(model.version, yaml.safe_load(text))
+@lru_cache(maxsize=16)
+def _parse(text: str, source: str | None) -> RulesModel:
+    """Parse and validate a model's YAML text once: each run step asks for its rules, and the
+    text of a published id never changes."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelConfigError([f"not valid YAML ({exc})"], source) from None
+    model = model_from_dict(document, source)
+    version, digest = rules_id(model.version, document)
     return RulesModel(model=model, version=version, sha256=digest, text=text, source=source)
 
 
@@ -70,8 +79,11 @@ def read_candidate(path: str | Path | None = None) -> RulesModel:
     """The model YAML at `path` (None: the shipped default) as a candidate; raises
     `ModelConfigError` naming the file and each bad key."""
     file = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    model = load_model(file)
-    return _from_text(file.read_text(encoding="utf-8"), str(file), model)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelConfigError([f"cannot read qualification model ({exc.strerror})"], str(file)) from None
+    return _parse(text, str(file))
 
 
 def _champion_row(engine: Engine, crm: str, *columns: Any) -> Any:
@@ -95,10 +107,10 @@ def load_rules_champion(engine: Engine, crm: str) -> RulesModel | None:
     row = _champion_row(engine, crm, rules_models.c.yaml, rules_models.c.source)
     if row is None:
         return None
-    champion = _from_text(row.yaml, row.source, model_from_yaml(row.yaml, f"rules_models {crm}/{row.version}"))
+    champion = _parse(row.yaml, f"rules_models {crm}/{row.version}")
     if champion.version != row.version:  # the stored text is not what was published
         raise ValueError(f"rules_models {crm}/{row.version}: its YAML hashes to {champion.version}")
-    return champion
+    return replace(champion, source=row.source)
 
 
 def sales_answered(engine: Engine, crm: str) -> bool:
@@ -126,6 +138,7 @@ def record_rules(engine: Engine, crm: str, rules: RulesModel, decision: str, *, 
     for attempt in (1, 2):  # a parallel qualify shard may insert the same bootstrap first
         try:
             with engine.begin() as conn:
+                # PostgreSQL: two publishers of one CRM take turns on its champion row.
                 conn.execute(select(rules_models.c.version).where(
                     rules_models.c.crm == crm, rules_models.c.is_champion.is_(True)).with_for_update()).all()
                 if publish:

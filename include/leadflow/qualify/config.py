@@ -611,17 +611,6 @@ def model_from_dict(data: Any, source: str | None = None) -> QualificationModel:
     return validate_document(QualificationModel, data, source or "qualification model", ModelConfigError)
 
 
-def model_from_yaml(text: str, source: str) -> QualificationModel:
-    """Validate a model held as YAML text (a published rules model kept in the warehouse)."""
-    import yaml
-
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ModelConfigError([f"not valid YAML ({exc})"], source) from None
-    return model_from_dict(document, source)
-
-
 def load_model(path: str | Path | None = None) -> QualificationModel:
     """Load and validate a model YAML file (None: the shipped default model)."""
     file = Path(path) if path is not None else DEFAULT_MODEL_PATH
