@@ -38,6 +38,7 @@ from leadflow.sandbox.salesforce_schema import (
     record_id,
 )
 from leadflow.sandbox.salesforce_users import IMPORT_USER_ID
+from leadflow.sandbox.sqlite_file import SqliteFile
 from leadflow.sandbox.world import WorldConfig, generate_world
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,12 @@ _DIRECT = {
 }
 
 
-class SalesforceStore:
+class SalesforceStore(SqliteFile):
+    """`sf_lead`, `sf_contact` and their history and log; meta table `sf_meta` (`close`, `now_ms`,
+    `get_meta`, `set_meta`, `has_world`: `SqliteFile`)."""
+
+    _META_TABLE = "sf_meta"
+
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._clock = clock
@@ -122,22 +128,6 @@ class SalesforceStore:
             self.insert_contacts(contacts)
             log.info("created the Contacts of %d converted Salesforce leads", len(contacts))
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def now_ms(self) -> int:
-        return int(self._clock() * 1000)
-
-    def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM sf_meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO sf_meta VALUES (?, ?)", (key, value))
-
     def meta_json(self, key: str) -> Any:
         raw = self.get_meta(key)
         return None if raw is None else json.loads(raw)
@@ -146,9 +136,6 @@ class SalesforceStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM sf_lead WHERE is_deleted = ?",
                                           (int(deleted),)).fetchone()[0])
-
-    def has_world(self) -> bool:
-        return self.get_meta("world") is not None
 
     # --- reading ----------------------------------------------------------------------------------
     @staticmethod

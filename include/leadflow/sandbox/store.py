@@ -42,6 +42,7 @@ from leadflow.sandbox.properties import (
     seeded_groups,
     seeded_properties,
 )
+from leadflow.sandbox.sqlite_file import SqliteFile
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,9 @@ def _contains_token(text: Any, pattern: Any) -> int:
     return int(needle in tokens or needle in extra)
 
 
-class SandboxStore:
-    """The sandbox's SQLite file. Thread-safe; create one per server process."""
+class SandboxStore(SqliteFile):
+    """The sandbox's SQLite file. Thread-safe; create one per server process. Meta table: `meta`
+    (`close`, `now_ms`, `get_meta`, `set_meta`, `has_world`: `SqliteFile`)."""
 
     def __init__(self, path: str | Path, *, clock: Any = time.time) -> None:
         self.path = Path(path)
@@ -210,26 +212,6 @@ class SandboxStore:
                 if (object_type, prop.name) not in have:
                     prop.created_ms = now_ms
                     self._put_property(object_type, prop)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def now_ms(self) -> int:
-        return int(self._clock() * 1000)
-
-    # --- meta -----------------------------------------------------------------------------------
-    def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def has_world(self) -> bool:
-        return self.get_meta("world") is not None
 
     # --- properties -----------------------------------------------------------------------------
     def _put_property(self, object_type: str, prop: PropertyDef) -> None:
