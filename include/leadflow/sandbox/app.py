@@ -32,6 +32,7 @@ from leadflow.sandbox.hubspot_api import RequestContext, read_json
 from leadflow.sandbox.hubspot_service import HubSpotService
 from leadflow.sandbox.properties import OBJECT_TYPES
 from leadflow.sandbox.ratelimit import DailyLimiter, Decision, RateSpec, SlidingWindowLimiter
+from leadflow.sandbox.responses import JSONResponse as SandboxJSONResponse
 from leadflow.sandbox.settings import SandboxSettings
 from leadflow.sandbox.store import SandboxStore
 
@@ -69,6 +70,20 @@ class Stats:
             return {"total": sum(self.by_endpoint.values()), "byEndpoint": dict(self.by_endpoint),
                     "byStatus": dict(self.by_status),
                     "byEndpointStatus": {k: dict(v) for k, v in self.by_endpoint_status.items()}}
+
+
+def add_stats_routes(router: APIRouter, stats_of: Callable[[Request], Stats]) -> None:
+    """`GET /stats` (the counts so far) and `POST /reset-stats` on an admin router; `stats_of`
+    finds the app's `Stats` (the HubSpot and the Salesforce app each keep their own)."""
+
+    @router.get("/stats")
+    async def stats(request: Request) -> Response:
+        return SandboxJSONResponse(stats_of(request).snapshot())
+
+    @router.post("/reset-stats")
+    async def reset_stats(request: Request) -> Response:
+        stats_of(request).reset()
+        return Response(status_code=204)
 
 
 @dataclass
@@ -343,14 +358,7 @@ def _admin_router() -> Any:
             return JSONResponse(error_body(str(exc), "VALIDATION_ERROR"), status_code=400)
         return JSONResponse(current)
 
-    @router.get("/stats")
-    async def stats(request: Request) -> JSONResponse:
-        return JSONResponse(request.app.state.sandbox.stats.snapshot())
-
-    @router.post("/reset-stats")
-    async def reset_stats(request: Request) -> Response:
-        request.app.state.sandbox.stats.reset()
-        return Response(status_code=204)
+    add_stats_routes(router, lambda request: request.app.state.sandbox.stats)
 
     @router.get("/writes")
     async def writes(request: Request) -> JSONResponse:

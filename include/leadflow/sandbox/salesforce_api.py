@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs
 
-from leadflow.sandbox.app import Stats
+from leadflow.sandbox.app import Stats, add_stats_routes
 from leadflow.sandbox.faults import FaultInjector, FaultSpec, RequestFaults
 from leadflow.sandbox.responses import JSONResponse
 from leadflow.sandbox.salesforce_service import (
@@ -406,14 +406,7 @@ def _admin_router() -> APIRouter:
         ctx: SalesforceContext = request.app.state.salesforce
         return JSONResponse({"status": "ok", "leads": ctx.store.count()})
 
-    @router.get("/stats")
-    async def stats(request: Request) -> JSONResponse:
-        return JSONResponse(request.app.state.salesforce.stats.snapshot())
-
-    @router.post("/reset-stats")
-    async def reset_stats(request: Request) -> Response:
-        request.app.state.salesforce.stats.reset()
-        return Response(status_code=204)
+    add_stats_routes(router, lambda request: request.app.state.salesforce.stats)
 
     @router.post("/faults")
     async def set_faults(request: Request) -> JSONResponse:
