@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -35,6 +35,8 @@ from leadflow.sandbox.search import check_body_size, parse_search_request
 router = APIRouter()
 log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+# HubSpotService.batch_update / batch_upsert / batch_create: (object type, body, faults, source).
+BatchWrite = Callable[[str, Any, RequestFaults, ChangeSource | None], BatchAnswer]
 __all__ = ["SANDBOX_APP_ID", "SANDBOX_HUB_ID", "SANDBOX_USER_ID", "RequestContext", "router"]
 
 
@@ -121,25 +123,26 @@ async def batch_read(object_type: str, request: Request) -> JSONResponse:
     return _batch_response(request, answer)
 
 
+async def _batch_write(request: Request, object_type: str, write: BatchWrite) -> JSONResponse:
+    """One batch update, upsert or create: `write` is the service's method for it."""
+    ctx = request_context(request)
+    answer = write(_object_type(object_type), await read_json(request), ctx.faults, ctx.source)
+    return _batch_response(request, answer)
+
+
 @router.post("/crm/v3/objects/{object_type}/batch/update")
 async def batch_update(object_type: str, request: Request) -> JSONResponse:
-    ctx = request_context(request)
-    answer = _service(request).batch_update(_object_type(object_type), await read_json(request), ctx.faults, ctx.source)
-    return _batch_response(request, answer)
+    return await _batch_write(request, object_type, _service(request).batch_update)
 
 
 @router.post("/crm/v3/objects/{object_type}/batch/upsert")
 async def batch_upsert(object_type: str, request: Request) -> JSONResponse:
-    ctx = request_context(request)
-    answer = _service(request).batch_upsert(_object_type(object_type), await read_json(request), ctx.faults, ctx.source)
-    return _batch_response(request, answer)
+    return await _batch_write(request, object_type, _service(request).batch_upsert)
 
 
 @router.post("/crm/v3/objects/{object_type}/batch/create")
 async def batch_create(object_type: str, request: Request) -> JSONResponse:
-    ctx = request_context(request)
-    answer = _service(request).batch_create(_object_type(object_type), await read_json(request), ctx.faults, ctx.source)
-    return _batch_response(request, answer)
+    return await _batch_write(request, object_type, _service(request).batch_create)
 
 
 @router.post("/crm/v3/objects/{object_type}")

@@ -473,3 +473,21 @@ def test_batch_archive_then_archived_list_shows_archived_at(make_client, clock):
     assert archived[0]["archivedAt"] == "2023-11-14T22:13:20.000Z"  # the injected clock's now
     assert client.get("/crm/v3/objects/contacts/20").status_code == 404
     assert client.get("/crm/v3/objects/contacts/20?archived=true").json()["archivedAt"] == archived[0]["archivedAt"]
+
+
+def test_batch_create_upsert_and_update_routes_each_reach_their_own_write(make_client):
+    client, _ = make_client(rate_limit="off")
+    base = "/crm/v3/objects/contacts/batch"
+    created = client.post(f"{base}/create", json={"inputs": [{"properties": {"email": "route@x.com",
+                                                                              "firstname": "Ro"}}]})
+    assert created.status_code == 201
+    record_id = created.json()["results"][0]["id"]
+    upserted = client.post(f"{base}/upsert", json={"inputs": [
+        {"idProperty": "email", "id": "route@x.com", "properties": {"firstname": "Ute"}},
+        {"idProperty": "email", "id": "fresh@x.com", "properties": {"firstname": "Neu"}}]})
+    assert upserted.status_code == 200
+    assert {r["properties"]["firstname"]: r["new"] for r in upserted.json()["results"]} == {"Ute": False, "Neu": True}
+    updated = client.post(f"{base}/update", json={"inputs": [{"id": record_id, "properties": {"firstname": "Upd"}}]})
+    assert updated.status_code == 200
+    assert client.get(f"/crm/v3/objects/contacts/{record_id}").json()["properties"]["firstname"] == "Upd"
+    assert client.post("/crm/v3/objects/nothings/batch/create", json={"inputs": []}).status_code == 400
