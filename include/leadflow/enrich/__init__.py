@@ -11,8 +11,7 @@ alone stays cheap to import.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from leadflow.lazy import lazy_getattr
 
 _EXPORTS = {
     "extract_domain": "leadflow.enrich.domains",
@@ -38,9 +37,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'leadflow.enrich' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

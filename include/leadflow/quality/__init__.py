@@ -17,8 +17,7 @@ only when the first validation runs, see `gx_runtime`). One run of the gate:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from leadflow.lazy import lazy_getattr
 
 _EXPORTS = {
     "QualitySettings": "leadflow.quality.settings",
@@ -47,9 +46,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'leadflow.quality' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
