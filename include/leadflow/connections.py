@@ -123,10 +123,7 @@ class Connection:
         extra = data.get("extra") or {}
         if isinstance(extra, str):
             # Airflow also accepts extra as a JSON-encoded string.
-            try:
-                extra = json.loads(extra) if extra.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ConnectionConfigError(f"{where}: 'extra' is not valid JSON ({exc.msg})") from None
+            extra = _json_object(extra, f"{where}: 'extra'") if extra.strip() else {}
         if not isinstance(extra, dict):
             raise ConnectionConfigError(f"{where}: 'extra' must be a JSON object")
         unknown = set(data) - {"conn_type", "host", "port", "schema", "login", "password", "extra", "description"}
@@ -157,13 +154,7 @@ class Connection:
         extra: dict[str, Any] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key == "__extra__":
-                try:
-                    loaded = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ConnectionConfigError(f"{where}: __extra__ is not valid JSON ({exc.msg})") from None
-                if not isinstance(loaded, dict):
-                    raise ConnectionConfigError(f"{where}: __extra__ must be a JSON object")
-                extra.update(loaded)
+                extra.update(_json_object(value, f"{where}: __extra__"))
             else:
                 extra[key] = value
         schema = unquote(parts.path.lstrip("/")) or None
@@ -271,15 +262,20 @@ def connection_from_env(conn_id: str, environ: Mapping[str, str] | None = None) 
     raw = raw.strip()
     source = f"environment variable {var}"
     if raw.startswith(("{", "[")):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            # exc.msg/pos only: the document itself holds the token.
-            raise ConnectionConfigError(f"{source} is not valid JSON ({exc.msg} at position {exc.pos})") from None
-        if not isinstance(data, dict):
-            raise ConnectionConfigError(f"{source} must be a JSON object")
-        return Connection.from_mapping(conn_id, data, source=source)
+        return Connection.from_mapping(conn_id, _json_object(raw, source), source=source)
     return Connection.from_uri(conn_id, raw, source=source)
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    """`text` read as a JSON object, else a ConnectionConfigError naming `what`, the parser's
+    message and position only: the text itself may hold a token."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConnectionConfigError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConnectionConfigError(f"{what} must be a JSON object")
+    return value
 
 
 def _opt_str(value: Any) -> str | None:

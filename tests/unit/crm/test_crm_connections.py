@@ -87,6 +87,9 @@ def test_given_malformed_json_then_error_names_variable_but_not_token() -> None:
         ('{"host": "h", "pasword": "x"}', "pasword"),
         ("not a uri", "URI"),
         ('["a"]', "object"),
+        ('{"host": "h", "extra": "{oops"}', r"'extra' is not valid JSON \(.* at position 1\)"),
+        ("https://h?__extra__={oops", r"__extra__ is not valid JSON \(.* at position 1\)"),
+        ("https://h?__extra__=[1]", "__extra__ must be a JSON object"),
     ],
 )
 def test_given_bad_values_then_error_names_the_key(raw: str, needle: str) -> None:
