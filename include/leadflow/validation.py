@@ -10,14 +10,15 @@ its own message, which is then shown as it is.
 `load_yaml_model(path, Model, what, Error)` reads, parses and validates a YAML file;
 `validate_document` validates an already-loaded document; both raise `Error.of(source,
 problems)`, a `ConfigError`. `format_validation_error` formats a pydantic error for callers that
-raise something else. Also here: the column-map check every CRM mapping needs.
+raise something else. Also here: the column-map check every CRM mapping needs, and
+`check_known`, the unknown-names check of a validator.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Collection, Iterable, Mapping, Sequence, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -83,6 +84,14 @@ def format_problems(source: str, problems: Sequence[str]) -> str:
 def format_validation_error(exc: ValidationError, source: str, prefix: Sequence[str] = ()) -> str:
     """A pydantic error as one line naming `source` and every bad key."""
     return format_problems(source, problems(exc, prefix))
+
+
+def check_known(names: Iterable[str], allowed: Collection[str], what: str, *, expected: str | None = None) -> None:
+    """For a validator: a ValueError `unknown <what> [...]; expected <expected>` (default: some of
+    `allowed`, listed) when one of `names` is not `allowed`."""
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; expected {expected or f'some of {list(allowed)}'}")
 
 
 def check_column_map(

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from leadflow.validation import (
     ConfigError,
+    check_known,
     format_validation_error,
     key_path,
     load_yaml_model,
@@ -163,3 +164,11 @@ def test_no_module_but_validation_formats_a_pydantic_error_itself() -> None:
     formatting = {str(p.relative_to(package)) for p in package.rglob("*.py")
                   if pattern.search(p.read_text(encoding="utf-8"))}
     assert formatting - allowed == set()
+
+
+def test_check_known_names_the_unknown_names_and_what_is_expected() -> None:
+    check_known({"a": 1}, ("a", "b"), "column(s)")  # all known: no error
+    with pytest.raises(ValueError, match=r"^unknown column\(s\) \['x', 'y'\]; expected some of \['a', 'b'\]$"):
+        check_known(["y", "a", "x"], ("a", "b"), "column(s)")
+    with pytest.raises(ValueError, match=r"^unknown field\(s\) \['x'\]; expected lead columns$"):
+        check_known(["x"], {"a": "str"}, "field(s)", expected="lead columns")

@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from leadflow.validation import ConfigError, validate_document
+from leadflow.validation import ConfigError, check_known, validate_document
 
 # Fields the enrichment resolves onto a lead, in output order. Bands are derived from
 # employees / annual_revenue and inherit their source.
@@ -76,11 +76,7 @@ class EnrichmentSettings(BaseModel):
     @field_validator("precedence")
     @classmethod
     def _known_fields(cls, value: dict[str, Precedence]) -> dict[str, Precedence]:
-        unknown = sorted(set(value) - set(RESOLVED_FIELDS))
-        if unknown:
-            raise ValueError(
-                f"unknown field(s) {unknown}; expected some of {list(RESOLVED_FIELDS)}"
-            )
+        check_known(value, RESOLVED_FIELDS, "field(s)")
         return value
 
     def precedence_for(self, field: str) -> Precedence:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow.schema import CANONICAL_STAGES, LEAD_COLUMNS, MAX_TEXT_LENGTH
-from leadflow.validation import ConfigError, load_yaml, validate_document
+from leadflow.validation import ConfigError, check_known, load_yaml, validate_document
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "quality.yaml"
 
@@ -75,17 +75,13 @@ class RowSettings(BaseModel):
     @field_validator("required_fields")
     @classmethod
     def _known_required(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(LEAD_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown column(s) {unknown}; expected lead columns")
+        check_known(value, LEAD_COLUMNS, "column(s)", expected="lead columns")
         return value
 
     @field_validator("max_text_length")
     @classmethod
     def _known_text(cls, value: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(value) - set(TEXT_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown text column(s) {unknown}; expected some of {list(TEXT_COLUMNS)}")
+        check_known(value, TEXT_COLUMNS, "text column(s)")
         bad = sorted(k for k, v in value.items() if v < 1)
         if bad:
             raise ValueError(f"length must be at least 1 for {bad}")
@@ -95,11 +91,7 @@ class RowSettings(BaseModel):
     @field_validator("number_ranges")
     @classmethod
     def _known_numbers(cls, value: dict[str, NumberRange]) -> dict[str, NumberRange]:
-        unknown = sorted(set(value) - set(NUMBER_COLUMNS))
-        if unknown:
-            raise ValueError(
-                f"unknown number column(s) {unknown}; expected some of {list(NUMBER_COLUMNS)}"
-            )
+        check_known(value, NUMBER_COLUMNS, "number column(s)")
         return {**_default_ranges(), **value}
 
     @field_validator("earliest_timestamp")
