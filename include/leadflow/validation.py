@@ -134,10 +134,15 @@ def load_yaml(path: Path, what: str, error: type[ConfigError]) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error.of(str(path), [f"cannot read {what} ({exc.strerror})"]) from None
+    return parse_yaml(text, str(path), error)
+
+
+def parse_yaml(text: str, source: str, error: type[ConfigError]) -> Any:
+    """Parse YAML text (from `source`, for the message), a syntax problem raised as `error`."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise error.of(str(path), [f"not valid YAML ({exc})"]) from None
+        raise error.of(source, [f"not valid YAML ({exc})"]) from None
 
 
 def load_yaml_model(path: Path, model: type[T], what: str, error: type[ConfigError], *,

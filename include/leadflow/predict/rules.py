@@ -25,12 +25,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leadflow.predict.tables import rules_models
 from leadflow.qualify.config import DEFAULT_MODEL_PATH, ModelConfigError, QualificationModel, model_from_dict
+from leadflow.validation import parse_yaml
 from leadflow.verdicts.tables import handoff_verdicts
 from leadflow.warehouse import repo
 
@@ -66,10 +66,7 @@ def rules_id(model_version: str, document: Any) -> tuple[str, str]:
 def _parse(text: str, source: str | None) -> RulesModel:
     """Parse and validate a model's YAML text once: each run step asks for its rules, and the
     text of a published id never changes."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ModelConfigError([f"not valid YAML ({exc})"], source) from None
+    document = parse_yaml(text, source or "qualification model", ModelConfigError)
     model = model_from_dict(document, source)
     version, digest = rules_id(model.version, document)
     return RulesModel(model=model, version=version, sha256=digest, text=text, source=source)
