@@ -73,9 +73,17 @@ def carry_since(scores: pd.DataFrame, previous: pd.DataFrame, crm_since: pd.Seri
     A lead that stopped being sales-ready and came back is handed over anew: only a lead that is
     sales-ready now and was before keeps its time."""
     since = pd.to_numeric(scores["sales_ready_since"], errors="coerce").astype(float)
+    found = _earlier_since(scores, previous, crm_since)
+    keep = ~np.isnan(found) & (found < np.nan_to_num(since.to_numpy(), nan=np.inf))
+    return since.where(~keep, found)
+
+
+def _earlier_since(scores: pd.DataFrame, previous: pd.DataFrame, crm_since: pd.Series | None) -> np.ndarray:
+    """Per row of `scores`, the "since" the lead already held as a sales-ready lead (the previous
+    scores', else the CRM's), NaN where it was not sales-ready before or is not now."""
     ready = scores["sales_ready"].fillna(False).astype(bool).to_numpy()
     if not ready.any():
-        return since
+        return np.full(len(scores), np.nan)
     ids = scores["record_id"]
     earlier = pd.Series(np.nan, index=scores.index)
     if crm_since is not None and len(crm_since):
@@ -88,9 +96,7 @@ def carry_since(scores: pd.DataFrame, previous: pd.DataFrame, crm_since: pd.Seri
         )
         scored_before = ids.isin(before.index).to_numpy()
         earlier = earlier.where(~scored_before, pd.to_numeric(ids.map(before), errors="coerce").astype(float))
-    found = earlier.to_numpy()
-    keep = ready & ~np.isnan(found) & (found < np.nan_to_num(since.to_numpy(), nan=np.inf))
-    return since.where(~keep, earlier)
+    return np.where(ready, earlier.to_numpy(), np.nan)
 
 
 REJECTED = "rejected"  # leadflow.verdicts.classify.Verdict.REJECTED (verdicts imports qualify)
@@ -195,7 +201,10 @@ def settle_handoffs(
     stored verdict `events` and `handoffs`). Returns the scores and the counts `handed_over`
     (sales-ready now, not before), `held_back_after_rejection` and `handed_over_again`."""
     fresh = scores["sales_ready_since"]
-    scores = scores.assign(sales_ready_since=carry_since(scores, previous, crm_sales_ready_since(leads)))
+    crm_since = crm_sales_ready_since(leads)
+    # Sales-ready before (this run's "since" may equal it: a re-run the same day) is not new.
+    held_before = ~np.isnan(_earlier_since(scores, previous, crm_since))
+    scores = scores.assign(sales_ready_since=carry_since(scores, previous, crm_since))
     scores, counts = hold_back_rejected(scores, events, min_gain, fresh, handoffs)
-    handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh)).sum())
+    handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh) & ~held_before).sum())
     return scores, {"handed_over": handed_over, **counts}

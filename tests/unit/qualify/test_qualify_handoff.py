@@ -157,3 +157,16 @@ def test_given_previous_scores_then_they_win_over_the_crm():
     now = _scores(["1", "2"], [True, True], [500, 500])
     carried = carry_since(now, previous, pd.Series({"1": 100.0, "2": 100.0}))
     assert list(carried) == [200, 500]  # "2" was scored before and not sales-ready: handed over now
+
+
+def test_given_a_rerun_the_same_day_then_leads_already_sales_ready_are_not_counted_as_handed_over_again():
+    from leadflow.qualify.handoff import settle_handoffs
+
+    previous = _scores(["1", "2", "3"], [True, False, True], [500, None, 400])
+    # The same day: the engine's "since" for a lead still sales-ready equals the one it holds.
+    now = _scores(["1", "2", "3"], [True, True, True], [500, 500, 500])
+    no_events = pd.DataFrame(columns=["record_id", "handed_over_at", "verdict", "decided_at"])
+    leads = pd.DataFrame({"record_id": ["1", "2", "3"]})
+    scores, counts = settle_handoffs(now, previous, leads, no_events, pd.DataFrame(), None)
+    assert list(scores["sales_ready_since"]) == [500, 500, 400]
+    assert counts["handed_over"] == 1  # only "2" is new for sales
