@@ -134,7 +134,7 @@ def _sdk_baseline(sb, record_ids: list[str], conn: Connection, url: str) -> dict
     with HubSpotConnector.from_connection(conn) as connector:
         names = connector.mapping.owned_property_names
         fmt = {f: connector.mapping.owned_properties[f].type for f in names}
-    from leadflow.crm.hubspot_mapping import format_owned_value
+    from leadflow.crm.values import format_owned_value
 
     client = HubSpot(access_token=sb.token, host=sb.base_url)
     before = _write_calls_any(sb)

@@ -18,10 +18,12 @@ TRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
 TRAIN_DOC_MD = """
 ### leadflow_train
 
-Retrains the predictive lead-scoring model of each CRM ({crms}) from the warehouse's closed
-(won/lost) history, one task per CRM. Champion/challenger: a new model replaces the stored
-champion only if it scores at least as well on held-out data; with too few won or lost leads the
-task reports `insufficient_data` and stays green.
+Gates each CRM's ({crms}) models on sales' verdicts, one task per CRM. First the rules model:
+the model YAML is a candidate and replaces the published rules champion only if its backtest on
+the latest handed-over leads beats the champion by the model's margin (with too few answered
+handoffs the champion stays: `insufficient_data`). Then the predictive model is retrained from the
+warehouse's labelled history and published under the same rule. The task stays green when
+nothing is published; `leadflow model publish-rules --force` publishes a rules model by hand.
 
 Schedule: weekly (`{cron}`, {tz}) **and** whenever a CRM DAG publishes new scores (the
 `leadflow_<crm>_scores` assets), so new outcomes reach the model without waiting for Sunday.

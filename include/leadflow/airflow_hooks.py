@@ -59,7 +59,7 @@ class _LeadflowCrmHook(BaseHook):
         message = f"{crm_name} connection {self.conn_id!r} failed: {exc}"
         if not isinstance(exc, CrmUnavailableError) or conn is None:
             return message
-        from leadflow.crm.salesforce import make_http_session
+        from leadflow.crm.salesforce_session import make_http_session
 
         try:
             with make_http_session(verify) as http:
@@ -133,7 +133,8 @@ class SalesforceHook(_LeadflowCrmHook):
     def test_connection(self) -> tuple[bool, str]:
         """Get a session (the OAuth flow when an OAuth client is configured) and read the org's
         API limits with it: the cheapest authenticated call."""
-        from leadflow.crm.salesforce import SalesforceConnector, SalesforceSettings
+        from leadflow.crm.salesforce import SalesforceConnector
+        from leadflow.crm.salesforce_settings import SalesforceSettings
 
         conn = None
         try:

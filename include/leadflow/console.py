@@ -40,8 +40,7 @@ _USAGE_ERRORS = (
     ("leadflow.connections", "ConnectionConfigError"),
     ("leadflow.quality.settings", "SettingsError"),
     ("leadflow.enrich.settings", "SettingsError"),
-    ("leadflow.crm.mapping", "MappingConfigError"),
-    ("leadflow.crm.salesforce_mapping", "MappingConfigError"),
+    ("leadflow.crm.mapping", "MappingConfigError"),  # both CRMs' mapping files
     ("leadflow.qualify.config", "ModelConfigError"),
     ("leadflow.predict.mapping", "MappingError"),
     ("leadflow.predict.store", "ModelFileError"),

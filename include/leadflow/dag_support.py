@@ -162,7 +162,7 @@ def permanent_errors() -> tuple[type[BaseException], ...]:
     the task's retries."""
     from leadflow.connections import ConnectionNotFound
     from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted
-    from leadflow.crm.hubspot_push import ForbiddenPropertyError
+    from leadflow.crm.write_core import ForbiddenPropertyError
     from leadflow.env import LeadflowEnvError
     from leadflow.pipeline import ChangeGuardError
     from leadflow.qualify.config import ModelConfigError
@@ -176,11 +176,11 @@ def permanent_errors() -> tuple[type[BaseException], ...]:
 def _config_errors() -> tuple[type[BaseException], ...]:
     from leadflow import settings as pipeline_settings
     from leadflow.connections import ConnectionConfigError
-    from leadflow.crm import mapping, salesforce_mapping
+    from leadflow.crm import mapping
     from leadflow.enrich import settings as enrich_settings
     from leadflow.quality import settings as quality_settings
 
-    return (ConnectionConfigError, mapping.MappingConfigError, salesforce_mapping.MappingConfigError,
+    return (ConnectionConfigError, mapping.MappingConfigError,
             enrich_settings.SettingsError, quality_settings.SettingsError, pipeline_settings.SettingsError)
 
 

@@ -1,5 +1,5 @@
-"""Maintenance jobs the `leadflow_train` and `leadflow_rollback` DAGs run: retrain the predictive
-model from the warehouse, and undo one run's writes to the CRM.
+"""Maintenance jobs the `leadflow_train` and `leadflow_rollback` DAGs run: gate the rules model
+and retrain the predictive model from the warehouse, and undo one run's writes to the CRM.
 
 Both take plain values (no Airflow objects), open what they need and close it again, and return
 a small JSON-able dict for XCom. `engine=` / `connector_factory=` exist for tests.
@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from leadflow.connections import get_connection
 from leadflow.crm.registry import get_connector
 from leadflow.pipeline import RunContext, default_run_id, train
+from leadflow.predict.rules_gate import gate_rules
 from leadflow.push.rollback import rollback_run
 from leadflow.warehouse.db import ensure_schema, get_engine
 
@@ -38,24 +39,33 @@ def run_training(
     *,
     warehouse_url: str | None = None,
     engine: Engine | None = None,
+    model_path: str | None = None,
 ) -> dict[str, Any]:
-    """Retrain `crm`'s predictive model (champion/challenger happens in `train_from_warehouse`).
+    """Gate `crm`'s rules model, then retrain its predictive model.
 
-    Training reads only the warehouse: no CRM connection is needed."""
+    First the model YAML (`model_path`, default the shipped one) is judged against the published
+    rules champion (`predict.rules_gate`); then the predictive model is trained and gated
+    against the predictive champion, or the rules champion before the first
+    (`train_from_warehouse`). Returns the predictive summary with the rules decision under
+    `rules`. Training reads only the warehouse: no CRM connection is needed."""
     db, owned = _open_engine(engine, warehouse_url)
     ctx = RunContext(
         crm=crm,
         run_id=run_id or default_run_id("train"),
         now=now or datetime.now(timezone.utc),
         warehouse_url=warehouse_url,
+        model_path=model_path,
         _engine=db,
     )
     try:
+        rules = gate_rules(db, crm, model_path=model_path, now_ms=int(ctx.now.timestamp() * 1000))
         summary = train(ctx)
     finally:
         if owned:
             db.dispose()
-    log.info("train %s: %s", crm, summary.get("status", "done"))
+    summary["rules"] = rules.as_dict()
+    log.info("train %s: rules %s (%s), predictive %s", crm, rules.candidate, rules.decision,
+             summary.get("status", "done"))
     return summary
 
 

@@ -28,13 +28,14 @@ from leadflow.crm.registry import get_connector
 from leadflow.enrich.leads import enrich_and_store
 from leadflow.enrich.store import with_enrichment
 from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
+from leadflow.predict.rules import rules_for_run
 from leadflow.predict.versions import input_columns, record_versions
 from leadflow.push.diff import Diff, diff_leads
 from leadflow.push.lease import LeaseBusy, current_holder, release, try_acquire
 from leadflow.push.overrides import last_written, overrides_frame_rows, record_overrides, standing_overrides
 from leadflow.push.writer import preview, push_changes
-from leadflow.qualify import QualificationModel, load_model, score_leads
-from leadflow.qualify.accounts import account_view
+from leadflow.qualify import QualificationModel, score_leads
+from leadflow.qualify.accounts import account_figures, account_view
 from leadflow.qualify.engine import describe_fields
 from leadflow.qualify.frame import build_qualify_frame
 from leadflow.qualify.handoff import settle_handoffs
@@ -179,7 +180,8 @@ def _verdicts(ctx: RunContext, connector: Any) -> None:
     with _timed(summary, "verdicts"):
         try:
             summary.update(read_verdicts(ctx.engine, connector, ctx.crm, ctx.run_id,
-                                         load_model(ctx.model_path).handoff, ctx.now_ms))
+                                         rules_for_run(ctx.engine, ctx.crm, ctx.model_path).model.handoff,
+                                         ctx.now_ms))
         except CrmError as exc:
             summary["warning"] = f"sales' verdicts not read, next run tries again ({type(exc).__name__})"
             log.warning("verdicts %s: %s", ctx.crm, summary["warning"])
@@ -229,7 +231,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     engine = ctx.engine
     summary: dict[str, Any] = {}
     with _timed(summary, "qualify"):
-        model = load_model(ctx.model_path)
+        rules = rules_for_run(engine, ctx.crm, ctx.model_path, publish=not ctx.dry_run)  # the published champion
+        model = rules.model
         previous = repo.load_scores(engine, ctx.crm, ctx.shard, ctx.shards)
         leads, _ = open_leads(engine, ctx.crm, ctx.shard, ctx.shards)
         leads = leads[~leads["record_id"].isin(quarantined_ids(engine, ctx.crm))]
@@ -241,7 +244,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         scores = score_leads(frame, model, ctx.score_as_of,
                              predictive=None if predictive is None else predictive["score"].astype(float),
                              predictive_factors=None if predictive is None else predictive["factors"])
-        scores["predictive_version"] = champion  # which published model scored these leads
+        scores["predictive_version"] = champion  # which published models scored these leads
+        scores["rules_version"] = rules.version
         scores, handoffs = settle_handoffs(scores, previous, leads, load_events(engine, ctx.crm),
                                            load_handoffs(engine, ctx.crm), model.handoff.rehandoff_min_score_gain)
         repo.save_scores(engine, ctx.crm, ctx.run_id, scores, ctx.shard, ctx.shards, replace=not ctx.only_record_ids)
@@ -253,7 +257,7 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         record_versions(engine, ctx.crm, ctx.run_id, frame, _versioned_columns(frame, model),
                         int(ctx.score_as_of.timestamp() * 1000), ctx.shard, ctx.shards)
     summary.update(
-        scored=int(len(scores)), model_version=model.version,
+        scored=int(len(scores)), model_version=model.version, rules_version=rules.version,
         proposed_stages={str(k): int(v) for k, v in scores["stage"].value_counts().items()},
         disqualified=int(scores["disqualification_reason"].notna().sum()), sales_ready=int(scores["sales_ready"].sum()),
         # handed_over: sales-ready now, not before (new for sales); held_back_after_rejection,
@@ -305,7 +309,7 @@ def accounts(ctx: RunContext) -> dict[str, Any]:
     so the sales-ready flag pushed is the final one."""
     summary: dict[str, Any] = {}
     with _timed(summary, "accounts"):
-        model = load_model(ctx.model_path)
+        model = rules_for_run(ctx.engine, ctx.crm, ctx.model_path).model
         members, waits = hold_for_committee(ctx.engine, ctx.crm, ctx.run_id, model,
                                             int(ctx.score_as_of.timestamp() * 1000))
         if not ctx.dry_run and model.accounts.handoff_waits_for_second_persona:
@@ -313,7 +317,8 @@ def accounts(ctx: RunContext) -> dict[str, Any]:
         view = account_view(members, model)
         save_accounts(ctx.engine, ctx.crm, ctx.run_id, view)
     summary.update(accounts_scored=int(len(view)), committee_waits=waits,
-                   accounts_engaged=int((view["engaged"] > 0).sum()) if len(view) else 0)
+                   accounts_engaged=int((view["engaged"] > 0).sum()) if len(view) else 0,
+                   accounts=account_figures(view, waits))
     log.info("accounts %s: %d companies, %d with engaged leads, %d handoffs wait for a second persona",
              ctx.crm, summary["accounts_scored"], summary["accounts_engaged"], waits)
     return _record(ctx, "accounts", summary)
@@ -467,7 +472,7 @@ def _sla(ctx: RunContext) -> None:
     try:
         figures = sla_figures(ctx.engine, ctx.crm, ctx.now_ms, run_id=ctx.run_id)
         summary["sla"] = figures
-        alert = ignored_alert(figures, load_model(ctx.model_path).handoff.alert_ignored_over)
+        alert = ignored_alert(figures, rules_for_run(ctx.engine, ctx.crm, ctx.model_path).model.handoff.alert_ignored_over)
     except Exception:
         log.exception("SLA figures for %s run %s not measured", ctx.crm, ctx.run_id)
         summary["warning"] = "SLA figures not measured (see the report task's log)"

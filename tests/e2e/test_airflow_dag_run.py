@@ -90,7 +90,7 @@ def test_first_run_scores_and_writes_back_then_second_run_pushes_nothing(env):
 
 
 def _salesforce_leads_with_scores(env) -> int:
-    from leadflow.crm.salesforce import make_http_session
+    from leadflow.crm.salesforce_session import make_http_session
 
     conn = json.loads(env["AIRFLOW_CONN_LEADFLOW_SALESFORCE"])
     session = make_http_session(conn.get("extra", {}).get("verify"))

@@ -12,7 +12,7 @@ import yaml
 
 from leadflow.accounts.store import load_accounts
 from leadflow.connections import Connection
-from leadflow.crm.mapping import DEFAULT_MAPPING_PATH, load_mapping
+from leadflow.crm.hubspot_mapping import DEFAULT_MAPPING_PATH, load_mapping
 from leadflow.pipeline import RunContext, run_all
 from leadflow.qualify.accounts import WAITING
 from leadflow.qualify.config import DEFAULT_MODEL_PATH
@@ -44,6 +44,10 @@ def test_company_score_and_committee_land_in_leadflows_own_company_properties_on
             view = load_accounts(engine, "hubspot").set_index("company_id")
             assert first["accounts_scored"] == len(view) > 0 and first["committee_waits"] == 0
             assert first["companies_written"] == len(view)
+            # The run summary (`leadflow report --json`, the run report) has the view in counts.
+            assert first["accounts"]["companies"] == len(view)
+            assert first["accounts"]["with_engaged_leads"] == int((view["engaged"] > 0).sum())
+            assert sum(first["accounts"]["company_score"].values()) == len(view)
 
             # The sandbox's own history: every company write is to a leadflow-owned property.
             writes = sb.store.writes(object_type="companies", since_seq=before[-1].seq if before else 0)

@@ -11,8 +11,8 @@ from typing import Iterator
 import pytest
 
 from leadflow.connections import Connection
-from leadflow.crm.hubspot_mapping import format_owned_value
 from leadflow.crm.registry import get_connector
+from leadflow.crm.values import format_owned_value
 from leadflow.pipeline import RunContext, run_all
 from leadflow.push.rollback import confirmed_writes
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox

@@ -170,14 +170,14 @@ def test_backward_stage_is_refused_unless_allowed_then_cleared_and_set() -> None
     with running_sandbox(contacts=40, seed=8) as sandbox:
         with connect(sandbox) as connector:
             connector.ensure_schema()
-            [r] = connector.push([RecordUpdate("3", {"lifecycle_stage": "sql", "crm_lifecycle_stage": None})])
+            [r] = connector.push([RecordUpdate("3", {"lifecycle_stage": "sql"}, current_stage=None)])
             assert r.status == "confirmed"
             assert connector.read(["3"])[0]["lifecycle_stage"] == "sql"
-            [r] = connector.push([RecordUpdate("3", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql"})])
+            [r] = connector.push([RecordUpdate("3", {"lifecycle_stage": "lead"}, current_stage="sql")])
             assert (r.status, r.category) == ("rejected", "BACKWARD_STAGE")
             assert connector.read(["3"])[0]["lifecycle_stage"] == "sql"
-            [r] = connector.push([RecordUpdate("3", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql",
-                                                     "allow_backward": True})])
+            [r] = connector.push([RecordUpdate("3", {"lifecycle_stage": "lead"}, current_stage="sql",
+                                               allow_backward=True)])
             assert r.status == "confirmed"
             assert connector.read(["3"])[0]["lifecycle_stage"] == "lead"
 

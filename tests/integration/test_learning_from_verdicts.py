@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from leadflow.connections import Connection
 from leadflow.crm import registry
-from leadflow.crm.hubspot_mapping import parse_epoch_ms
+from leadflow.crm.values import parse_epoch_ms
 from leadflow.pipeline import RunContext, run_all
 from leadflow.predict.backtest import model_scorer, run_backtest, write_report
 from leadflow.predict.gate import rules_scores

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sandbox_queries import salesforce_query_all
 
 from leadflow.connections import Connection
-from leadflow.crm.hubspot_mapping import parse_epoch_ms
+from leadflow.crm.values import parse_epoch_ms
 from leadflow.pipeline import RunContext, run_all
 from leadflow.sandbox.actors import Act, HubSpotActors, SalesforceActors
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox

@@ -10,7 +10,7 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from leadflow.crm.salesforce import make_http_session
+from leadflow.crm.salesforce_session import make_http_session
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 
 CONTACTS = 2300  # more than one 2,000-record batch

@@ -15,7 +15,7 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
-from leadflow.crm.salesforce import make_http_session
+from leadflow.crm.salesforce_session import make_http_session
 from leadflow.sandbox.salesforce_schema import parse_datetime
 from leadflow.sandbox.salesforce_server import running_salesforce_sandbox
 from leadflow.sandbox.salesforce_users import IMPORT_USER_ID, INTEGRATION_USER_ID

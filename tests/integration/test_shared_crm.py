@@ -17,11 +17,11 @@ from sandbox_queries import salesforce_query_all
 
 from leadflow.connections import Connection
 from leadflow.crm.hubspot import HubSpotConnector
-from leadflow.crm.hubspot_mapping import parse_epoch_ms
-from leadflow.crm.mapping import load_mapping as load_hubspot_mapping
+from leadflow.crm.hubspot_mapping import load_mapping as load_hubspot_mapping
 from leadflow.crm.registry import get_connector
 from leadflow.crm.salesforce import SalesforceConnector
 from leadflow.crm.salesforce_mapping import load_mapping as load_salesforce_mapping
+from leadflow.crm.values import parse_epoch_ms
 from leadflow.pipeline import RunContext, run_all
 from leadflow.push.rollback import confirmed_writes, rollback_run
 from leadflow.sandbox.actors import HubSpotActors, SalesforceActors, act_night

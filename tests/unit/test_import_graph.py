@@ -129,7 +129,7 @@ def _package(module: str) -> str:
 def test_the_graph_sees_function_local_and_relative_imports():
     graph = _graph()
     assert "leadflow.airflow_adapter" in graph["leadflow.dag_support"]  # a top-level import
-    assert "leadflow.crm.hubspot_push" in graph["leadflow.dag_support"]  # inside permanent_errors()
+    assert "leadflow.crm.write_core" in graph["leadflow.dag_support"]  # inside permanent_errors()
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
 
 

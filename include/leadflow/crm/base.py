@@ -50,10 +50,19 @@ class LeadPage:
 
 @dataclass(frozen=True)
 class RecordUpdate:
-    """Desired values for one record, keyed by canonical field name (schema.PUSHED_FIELDS)."""
+    """Desired values for one record, keyed by canonical field name (schema.PUSHED_FIELDS), and
+    what the connector needs to apply the stage rule (`leadflow.stage_rule`).
+
+    `values` holds only fields to write; the control data are typed fields. `current_stage`: the
+    record's canonical lifecycle stage as last read (None: empty or not read), against which a
+    backward move, or one that leaves or enters a sales-owned stage, is refused.
+    `allow_backward`: permit a backward stage move (a rollback restoring an earlier stage).
+    """
 
     record_id: str
     values: dict[str, Any]
+    current_stage: str | None = None
+    allow_backward: bool = False
 
 
 @dataclass(frozen=True)

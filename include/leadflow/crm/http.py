@@ -39,7 +39,7 @@ response cut off    reads     as read timeout (the status line came but   as rea
                     only      the body broke off or did not decode)
 ==================  ========  ==========================================  =====================
 
-Salesforce adds a row by error code (403 REQUEST_LIMIT_EXCEEDED, `leadflow.crm.salesforce`).
+Salesforce adds a row by error code (403 REQUEST_LIMIT_EXCEEDED, `leadflow.crm.salesforce_session`).
 Idempotent calls are GET and anything the caller marks idempotent (search, batch read). Logs carry
 method, path, status and counts: never request or response bodies, never the token.
 """
@@ -51,7 +51,7 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Self, Sequence
 
 import requests
 
@@ -74,8 +74,8 @@ from leadflow.http_policy import (
     standard_policy,
 )
 
-__all__ = ["ERROR_POLICY", "CrmNotFoundError", "ErrorInfo", "RestSession",
-           "RetryConfig", "Stats", "WriteOutcomeUnknown", "make_error", "rule_for"]
+__all__ = ["ERROR_POLICY", "CrmNotFoundError", "ErrorInfo", "RestSession", "RetryConfig", "SessionConnector",
+           "Stats", "WriteOutcomeUnknown", "make_error", "rule_for"]
 
 
 class CrmNotFoundError(CrmRequestError):
@@ -259,3 +259,24 @@ def _json_or_none(response: requests.Response | None) -> Any:
         return jsonlib.loads(response.content)
     except ValueError:
         return None
+
+
+class SessionConnector:
+    """What every connector over a `RestSession` shares: its counters (requests, retries,
+    rate_limited, server_errors, timeouts, throttled_s, backoff_s, records_pulled, pages, issues,
+    records_pushed, push_<status>, ...), closing the session, and `with`."""
+
+    session: RestSession
+
+    @property
+    def stats(self) -> Stats:
+        return self.session.stats
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

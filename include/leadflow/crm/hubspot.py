@@ -1,8 +1,8 @@
 """`HubSpotConnector`: the `CrmConnector` for HubSpot CRM v3 (contacts and companies).
 
 HTTP behaviour (auth, buckets, retries, error mapping) comes from `HubSpotSession`; record
-translation from `hubspot_mapping`; write rules from `hubspot_push`; incremental paging from
-`hubspot_window`. This module wires them to HubSpot's endpoints.
+translation from `hubspot_values`; write rules from `write_core` with `hubspot_push`'s dialect;
+incremental paging from `hubspot_window`. This module wires them to HubSpot's endpoints.
 """
 
 from __future__ import annotations
@@ -24,30 +24,27 @@ from leadflow.crm.base import (
     RecordResult,
     RecordUpdate,
 )
-from leadflow.crm.http import Stats, WriteOutcomeUnknown
-from leadflow.crm.hubspot_mapping import (
-    company_to_row,
-    contact_to_lead,
-    format_owned_value,
-    merged_ids,
-    observed_shared,
-    owned_values_from_properties,
-    parse_epoch_ms,
-)
-from leadflow.crm.hubspot_push import (
-    ForbiddenPropertyError,
-    PlannedUpdate,
-    assert_writable,
-    plan_update,
-    results_from_batch,
-)
-from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession, HubSpotSettings
+from leadflow.crm.http import SessionConnector, WriteOutcomeUnknown
+from leadflow.crm.hubspot_mapping import HubSpotMapping, OwnedProperty, load_mapping
+from leadflow.crm.hubspot_push import ForbiddenPropertyError, assert_writable, plan_update, results_from_batch
+from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession
+from leadflow.crm.hubspot_settings import HubSpotSettings
+from leadflow.crm.hubspot_values import company_to_row, contact_to_lead, merged_ids, observed_shared
 from leadflow.crm.hubspot_window import iter_pages
-from leadflow.crm.mapping import HubSpotMapping, OwnedProperty, load_mapping
 from leadflow.crm.ratelimit import Clock, Sleeper
+from leadflow.crm.values import format_owned_value, parse_epoch_ms
+from leadflow.crm.write_core import (
+    PlannedUpdate,
+    answer_body,
+    check_batch,
+    ids_of,
+    push_planned,
+    pushed_row,
+    unique_ids,
+    write_bisecting,
+)
 from leadflow.ownership import Observed
 from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
-from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +94,7 @@ def split_search_properties(
     return first, [p for p in everything if p not in first]
 
 
-class HubSpotConnector:
+class HubSpotConnector(SessionConnector):
     """HubSpot implementation of `leadflow.crm.base.CrmConnector`."""
 
     name = "hubspot"
@@ -145,21 +142,6 @@ class HubSpotConnector:
             connection, settings, clock=clock, sleeper=sleeper, rng=rng, session=http, rate_share=rate_share
         )
         return cls(session, mapping, settings, wall_clock=wall_clock)
-
-    @property
-    def stats(self) -> Stats:
-        """Counters: requests, retries, rate_limited, server_errors, timeouts, throttled_s,
-        backoff_s, records_pulled, companies_pulled, pages, issues, records_pushed, ..."""
-        return self.session.stats
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "HubSpotConnector":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- properties API ----------------------------------------------------------------------------
     def portal_properties(self, object_type: str = "contacts", *, refresh: bool = False) -> dict[str, dict[str, Any]]:
@@ -407,58 +389,35 @@ class HubSpotConnector:
 
     # --- push ---------------------------------------------------------------------------------------------
     def push(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
-        """Write one batch; one result per update, in order. See `hubspot_push` for the rules."""
-        if len(updates) > self.max_batch_size:
-            raise ValueError(f"push takes at most {self.max_batch_size} updates, got {len(updates)}")
-        ids = [u.record_id for u in updates]
-        if len(set(ids)) != len(ids):
-            raise ValueError("push got the same record id twice in one batch")
-        plans = [plan_update(u, self.mapping) for u in updates]
-        results: dict[str, RecordResult] = {p.record_id: p.rejection for p in plans if p.rejection}
+        """Write one batch; one result per update, in order (`write_core.push_planned`)."""
+        return push_planned(updates, self.max_batch_size, lambda u: plan_update(u, self.mapping),
+                            self._write_plans, self.stats)
 
-        to_clear = [p for p in plans if p.rejection is None and p.clear_stage_first]
-        if to_clear:
+    def _write_plans(self, plans: list[PlannedUpdate]) -> dict[str, RecordResult]:
+        """Send the plans; a backward stage move is cleared first, in a call of its own (HubSpot
+        only moves a lifecycle stage forward), and a record whose clear failed is not sent."""
+        results: dict[str, RecordResult] = {}
+        backward = [p for p in plans if p.backward]
+        if backward:
             stage = self.mapping.stage_property
-            cleared = self._write([{"id": p.record_id, "properties": {stage: ""}} for p in to_clear])
-            for rid, result in cleared.items():
-                if result.status != "confirmed":
-                    results[rid] = result
-        sendable: list[PlannedUpdate] = [p for p in plans if p.record_id not in results]
-        for plan in sendable:
-            if not plan.properties:
-                results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
-        inputs = [{"id": p.record_id, "properties": p.properties} for p in sendable if p.properties]
+            cleared = self._write([{"id": p.record_id, "properties": {stage: ""}} for p in backward])
+            results.update({rid: r for rid, r in cleared.items() if r.status != "confirmed"})
+        inputs = [{"id": p.record_id, "properties": p.fields} for p in plans if p.record_id not in results]
         if inputs:
             results.update(self._write(inputs))
-        ordered = [results[rid] for rid in ids]
-        self.stats.count_results(ordered)
-        return ordered
+        return results
 
     def _write(self, inputs: list[dict[str, Any]], path: str = CONTACTS,
                allowed: frozenset[str] | None = None) -> dict[str, RecordResult]:
-        """One batch/update of `path`'s objects; a whole-call 400 is bisected so one bad record
-        fails alone. `allowed`: the properties that may be sent (default: the contacts')."""
-        allowed = self.mapping.writable_properties if allowed is None else allowed
-        assert_writable(inputs, allowed)
-        ids = [str(i["id"]) for i in inputs]
-        try:
-            response = self.session.request("POST", f"{path}/batch/update", json={"inputs": inputs})
-        except WriteOutcomeUnknown as exc:
-            return {rid: RecordResult(rid, "unknown", str(exc), "TIMEOUT") for rid in ids}
-        except CrmRequestError as exc:
-            if getattr(exc, "status", None) != 400:
-                raise
-            if len(inputs) == 1:
-                category = getattr(exc, "category", None) or "VALIDATION_ERROR"
-                return {ids[0]: RecordResult(ids[0], "rejected", str(exc)[:500], category)}
-            self.stats.add("push_bisections")
-            half = len(inputs) // 2
-            return {**self._write(inputs[:half], path, allowed), **self._write(inputs[half:], path, allowed)}
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        return results_from_batch(ids, response.status_code, body)
+        """One batch/update of `path`'s objects (`write_core.write_bisecting`). `allowed`: the
+        properties that may be sent (default: the contacts')."""
+        assert_writable(inputs, self.mapping.writable_properties if allowed is None else allowed)
+
+        def send(items: list[dict[str, Any]]) -> dict[str, RecordResult]:
+            response = self.session.request("POST", f"{path}/batch/update", json={"inputs": items})
+            return results_from_batch(ids_of(items), response.status_code, answer_body(response, {}))
+
+        return write_bisecting(inputs, send, ids_of, self.stats, "VALIDATION_ERROR")
 
     # --- read -----------------------------------------------------------------------------------------------
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -469,29 +428,17 @@ class HubSpotConnector:
         """
         mapping = self.mapping
         props = [*mapping.owned_property_names.values(), mapping.stage_property, mapping.lead_status_property]
-        found, _ = self._batch_read(CONTACTS, list(dict.fromkeys(str(r) for r in record_ids)), props)
+        found, _ = self._batch_read(CONTACTS, unique_ids(record_ids), props)
         by_id = {str(r.get("id")): r for r in found}
-        rows = []
-        for rid in record_ids:
-            record = by_id.get(str(rid))
-            if record is None:
-                continue
-            lead, _ = contact_to_lead(record, mapping)
-            current = owned_values_from_properties(record.get("properties") or {}, mapping)
-            row: dict[str, Any] = {"record_id": str(rid)}
-            for field in OWNED_FIELDS:
-                row[field] = current[f"{CRM_VALUE_PREFIX}{field}"]
-            row["lifecycle_stage"] = lead["lifecycle_stage"]
-            row["lead_status"] = lead["lead_status"]
-            rows.append(row)
-        return rows
+        return [pushed_row(str(rid), contact_to_lead(by_id[str(rid)], mapping)[0])
+                for rid in record_ids if str(rid) in by_id]
 
     def observe(self, record_ids: Sequence[str]) -> dict[str, dict[str, Observed]]:
         """The shared fields (lifecycle stage, lead status) of the records that exist, with who
         last wrote each (property history): what the ownership rule needs right before a write."""
         mapping = self.mapping
         names = [mapping.stage_property, mapping.lead_status_property]
-        found, _ = self._batch_read(CONTACTS, list(dict.fromkeys(str(r) for r in record_ids)), names, names)
+        found, _ = self._batch_read(CONTACTS, unique_ids(record_ids), names, names)
         app_id = self._own_app_id()
         return {str(r.get("id")): observed_shared(r, mapping, app_id) for r in found}
 
@@ -531,7 +478,7 @@ class HubSpotConnector:
         """company_id -> owned company field -> its current value as HubSpot renders it (None:
         empty), for the companies that exist."""
         names = {f: p.name for f, p in self.mapping.owned_company_properties.items()}
-        found, _ = self._batch_read(COMPANIES, list(dict.fromkeys(str(c) for c in company_ids)), list(names.values()))
+        found, _ = self._batch_read(COMPANIES, unique_ids(company_ids), list(names.values()))
         out: dict[str, dict[str, str | None]] = {}
         for record in found:
             props = record.get("properties") or {}
@@ -541,8 +488,7 @@ class HubSpotConnector:
     def push_companies(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
         """Write one batch of owned company values (canonical `schema.COMPANY_OWNED_FIELDS` keys);
         one result per update, in order. Any other key raises `ForbiddenPropertyError`."""
-        if len(updates) > self.max_batch_size:
-            raise ValueError(f"push_companies takes at most {self.max_batch_size} updates, got {len(updates)}")
+        check_batch(updates, self.max_batch_size, "push_companies")
         specs = self.mapping.owned_company_properties
         inputs = []
         for update in updates:

@@ -1,109 +1,42 @@
-"""Pure planning of HubSpot writes and reading of their answers (no HTTP here).
+"""HubSpot's write dialect: how a canonical update becomes contact properties, and how a
+batch/update answer is read (no HTTP here).
 
-`plan_update` turns one canonical `RecordUpdate` into the HubSpot properties to send, applying
-the write rules: only owned properties, `lifecyclestage` and `hs_lead_status` are ever written;
-sales-owned stages are never touched; a stage never moves backwards unless the caller passes
-`allow_backward=True` (then it is cleared first, in a separate call, as HubSpot requires).
-
-`RecordUpdate.values` keys:
-  - canonical pushed fields (`schema.PUSHED_FIELDS`): the desired values;
-  - `crm_lifecycle_stage`: the record's current canonical stage (to detect backward moves);
-    other `crm_*` keys (current values of owned fields) are accepted and ignored;
-  - `allow_backward` (bool): permit a backward stage move (rollback).
-Any other key raises `ForbiddenPropertyError`: a caller asking to write something leadflow
-does not own is a bug, not a data problem.
+The rules are `leadflow.crm.write_core`'s (only owned properties, `lifecyclestage` and
+`hs_lead_status` are written; the stage rule of `leadflow.stage_rule`). HubSpot's own part: values
+are strings ("" clears), and a permitted backward stage move is cleared first, in a separate
+call, because HubSpot only moves a lifecycle stage forward.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from leadflow.crm.base import CrmError, RecordResult, RecordUpdate
-from leadflow.crm.hubspot_mapping import format_owned_value
-from leadflow.crm.mapping import HubSpotMapping
-from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS, SALES_OWNED_STAGES, STAGE_RANK
+from leadflow.crm.base import RecordResult, RecordUpdate
+from leadflow.crm.hubspot_mapping import HubSpotMapping
+from leadflow.crm.values import format_owned_value
+from leadflow.crm.write_core import ForbiddenPropertyError, PlannedUpdate, WriteDialect
+from leadflow.crm.write_core import plan_update as plan_with
 
-ALLOW_BACKWARD = "allow_backward"
-CURRENT_STAGE = f"{CRM_VALUE_PREFIX}lifecycle_stage"
-PUSH_OPTION_KEYS = frozenset({ALLOW_BACKWARD, CURRENT_STAGE})
 # Per-record error categories HubSpot reports that succeed when tried again later.
 RETRYABLE_CATEGORIES = frozenset({"LOCKED", "RATE_LIMITS", "RATE_LIMIT", "CONFLICT"})
 RETRYABLE_STATUSES = frozenset({423, 429})
 
 
-class ForbiddenPropertyError(CrmError):
-    """A write would touch a property leadflow does not own."""
+def dialect(mapping: HubSpotMapping) -> WriteDialect:
+    """HubSpot contacts' `write_core.WriteDialect`: values are strings, "" clears."""
+    owned = mapping.owned_properties
 
+    def render(field: str, value: Any) -> tuple[str, str]:
+        return owned[field].name, format_owned_value(owned[field].type, value)
 
-@dataclass
-class PlannedUpdate:
-    record_id: str
-    properties: dict[str, str]
-    clear_stage_first: bool = False
-    rejection: RecordResult | None = None  # set when the update must not be sent at all
-
-
-def _reject(record_id: str, category: str, message: str) -> PlannedUpdate:
-    return PlannedUpdate(record_id, {}, rejection=RecordResult(record_id, "rejected", message, category))
+    return WriteDialect("HubSpot", mapping.stage_property, mapping.lead_status_property, "", mapping.stage_to_crm,
+                        mapping.status_to_crm, render, lambda field: owned[field].type)
 
 
 def plan_update(update: RecordUpdate, mapping: HubSpotMapping) -> PlannedUpdate:
-    """Translate one update; a rule violation becomes a "rejected" result, not an exception
-    (except a request to write a field leadflow does not own, which raises)."""
-    values = update.values
-    for key in values:
-        if key not in PUSHED_FIELDS and key not in PUSH_OPTION_KEYS and not key.startswith(CRM_VALUE_PREFIX):
-            raise ForbiddenPropertyError(
-                f"refusing to write {key!r} for record {update.record_id}: leadflow only writes {list(PUSHED_FIELDS)}"
-            )
-    rid = update.record_id
-    props: dict[str, str] = {}
-    for field in OWNED_FIELDS:
-        if field in values:
-            spec = mapping.owned_properties[field]
-            try:
-                props[spec.name] = format_owned_value(spec.type, values[field])
-            except (TypeError, ValueError):
-                return _reject(rid, "INVALID_VALUE", f"{field}: value cannot be written as a HubSpot {spec.type}")
-
-    if "lead_status" in values:
-        status = values["lead_status"]
-        if status is None or status == "":
-            props[mapping.lead_status_property] = ""
-        else:
-            internal = mapping.status_to_crm(str(status))
-            if internal is None:
-                return _reject(rid, "MAPPING", f"lead status {status!r} has no HubSpot value in the mapping")
-            props[mapping.lead_status_property] = internal
-
-    clear_first = False
-    if "lifecycle_stage" in values:
-        desired = values["lifecycle_stage"] or None
-        current = values.get(CURRENT_STAGE) or None
-        allow_backward = bool(values.get(ALLOW_BACKWARD, False))
-        if desired == current and CURRENT_STAGE in values:
-            # Nothing to change; never re-send a stage (it may be sales-owned).
-            return PlannedUpdate(rid, props)
-        if desired != current:
-            if current in SALES_OWNED_STAGES:
-                return _reject(rid, "SALES_OWNED_STAGE", f"record is in sales-owned stage {current!r}; leadflow does not change it")
-            if desired in SALES_OWNED_STAGES:
-                return _reject(rid, "SALES_OWNED_STAGE", f"leadflow never sets the sales-owned stage {desired!r}")
-        if desired is None:
-            if current is not None and not allow_backward:
-                return _reject(rid, "BACKWARD_STAGE", f"clearing stage {current!r} needs allow_backward")
-            props[mapping.stage_property] = ""
-        else:
-            internal = mapping.stage_to_crm(str(desired))
-            if internal is None or desired not in STAGE_RANK:
-                return _reject(rid, "MAPPING", f"stage {desired!r} has no HubSpot value in the mapping")
-            if current is not None and current in STAGE_RANK and STAGE_RANK[desired] < STAGE_RANK[current]:
-                if not allow_backward:
-                    return _reject(rid, "BACKWARD_STAGE", f"stage {current!r} -> {desired!r} moves backwards")
-                clear_first = True  # HubSpot only moves forward: clear, then set
-            props[mapping.stage_property] = internal
-    return PlannedUpdate(rid, props, clear_stage_first=clear_first)
+    """One update as contact properties (`write_core.plan_update` with HubSpot's dialect); a
+    backward move (`backward`) is cleared first by the connector."""
+    return plan_with(update, dialect(mapping))
 
 
 def assert_writable(inputs: Iterable[Mapping[str, Any]], allowed: frozenset[str]) -> None:

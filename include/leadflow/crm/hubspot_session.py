@@ -1,4 +1,4 @@
-"""HubSpot's declarations for the shared REST session, and its settings from the connection.
+"""HubSpot's declarations for the shared REST session (settings: `hubspot_settings`).
 
 The request loop, the error table and the backoff are `leadflow.http_policy`'s (through
 `leadflow.crm.http.RestSession`); this module only says how HubSpot words its errors and its 429s,
@@ -10,68 +10,20 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow.connections import Connection, env_var_name
-from leadflow.crm.base import CrmBudgetExhausted, CrmError
+from leadflow.crm.base import CrmBudgetExhausted
 from leadflow.crm.http import RestSession, Stats
+from leadflow.crm.hubspot_settings import HubSpotSettings
 from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
 from leadflow.http_policy import ErrorInfo, RetryConfig, make_error
-from leadflow.validation import format_validation_error
 
 GENERAL_BUCKET = "general"
 SEARCH_BUCKET = "search"
-# Keys Airflow's HTTP connection type may put in `extra`; they do not configure leadflow.
-AIRFLOW_HTTP_EXTRA_KEYS = frozenset(
-    {"auth_type", "auth_kwargs", "headers", "verify", "proxies", "cert", "stream", "trust_env", "allow_redirects"}
-)
 _SCOPE = re.compile(r"\b(?:crm|oauth|content|automation)\.[a-z0-9_.-]+\b")
-S = TypeVar("S", bound=BaseModel)
-
-
-def settings_from_extra(connection: Connection, model: type[S]) -> S:
-    """Validate a connection's extra as `model`; unknown keys are errors (a typo must not silently
-    fall back to a default), except those Airflow's HTTP connection form writes itself. A bad key
-    raises `CrmError` naming the connection and `extra.<key>`."""
-    extra = {k: v for k, v in connection.extra.items() if k not in AIRFLOW_HTTP_EXTRA_KEYS}
-    try:
-        return model.model_validate(extra)
-    except ValidationError as exc:
-        where = f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)})"
-        raise CrmError(format_validation_error(exc, where, prefix=("extra",))) from None
-
-
-class HubSpotSettings(BaseModel):
-    """Tunables read from the connection's `extra` (all optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rate_limit_per_10s: int = Field(100, ge=1, description="the portal's burst limit per rolling 10 s")
-    search_rate_per_s: float = Field(5, gt=0, description="search requests per rolling second")
-    # HubSpot's 429s say which window is full; a rolling window frees up gradually.
-    rate_limit_wait_s: float = Field(2.0, gt=0, description="least wait after a ten-secondly 429")
-    search_rate_wait_s: float = Field(1.0, gt=0, description="least wait after a secondly (search) 429")
-    rate_headroom: float = Field(0.04, ge=0, lt=0.5, description="fraction kept under each ceiling")
-    connect_timeout_s: float = Field(5.0, gt=0)
-    read_timeout_s: float = Field(30.0, gt=0)
-    max_retries: int = Field(5, ge=0, le=20)
-    backoff_base_s: float = Field(0.5, gt=0)
-    backoff_max_s: float = Field(30.0, gt=0)
-    daily_reserve: int = Field(0, ge=0, description="stop when the daily allowance left is this low")
-    page_size: int = Field(200, ge=1, le=200)
-    batch_size: int = Field(100, ge=1, le=100)
-    search_body_limit: int = Field(3000, ge=500, le=3000)
-    index_lag_ms: int = Field(60_000, ge=0, description="watermarks stay this far behind the pull start")
-    mapping_path: str | None = None
-
-    @classmethod
-    def from_connection(cls, connection: Connection) -> "HubSpotSettings":
-        return settings_from_extra(connection, cls)
-
-
 TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
 
 

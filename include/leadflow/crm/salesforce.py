@@ -1,14 +1,9 @@
 """`SalesforceConnector`: the `CrmConnector` for Salesforce Leads over the REST API.
 
-HTTP behaviour (the request loop, retries, error table, stats) comes from the shared
-`RestSession` and `leadflow.http_policy`; Salesforce declares its error dialect
-(`[{"message","errorCode"}]`), one row of its own (403 REQUEST_LIMIT_EXCEEDED: the concurrent-request
-limit is retried like a 429, the daily total stops the run), OAuth (a session id from the
-connection's password, or client credentials / password grant from its extra; the token request
-goes through the same loop; a 401 gets one new session), and the daily API budget read from
-`Sforce-Limit-Info`: once the remaining allocation is at or below `daily_reserve` the session
-raises `CrmBudgetExhausted` *before* sending, so a pull stops after its last complete page and the
-next run resumes from that page's watermark.
+HTTP behaviour (auth, the API budget, retries, error mapping) comes from `SalesforceSession`;
+record translation from `salesforce_values`; write rules from `write_core` with
+`salesforce_push`'s dialect; SOQL text from `salesforce_soql`. This module wires them to
+Salesforce's endpoints.
 
 Pull: one SOQL query ordered by (SystemModstamp, Id) with the watermark as a keyset condition,
 walked through `nextRecordsUrl` (2,000 per batch); incremental pulls use `queryAll` so deleted
@@ -17,270 +12,62 @@ converted Lead is landed as replaced by its Contact, and the Contacts of a page'
 are read (one SOQL per 200 ids) and landed with that page; an incremental pull first reads the
 followed Contacts changed since the watermark (by the Contact's own cursor field). Push: sObject
 Collections PATCH, up to 200 records (Leads and Contacts, told apart by their id's key prefix),
-`allOrNone=false`, one result per record; a whole-request 400 is bisected so one bad record
-fails alone.
+`allOrNone=false`, one result per record.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
-from urllib.parse import urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.batching import chunks
-from leadflow.connections import Connection, env_var_name
+from leadflow.connections import Connection
 from leadflow.crm.base import (
-    CrmAuthError,
     CrmBudgetExhausted,
     CrmError,
-    CrmRequestError,
-    CrmUnavailableError,
     LeadPage,
     RecordIssue,
     RecordResult,
     RecordUpdate,
     Watermark,
 )
-from leadflow.crm.http import ERROR_POLICY, RestSession, Stats, WriteOutcomeUnknown
-from leadflow.crm.hubspot_session import settings_from_extra
+from leadflow.crm.http import SessionConnector
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import (
     COMPATIBLE_TYPES,
     CONTACT_SOBJECT,
     CONVERTED_CONTACT_FIELD,
     SalesforceMapping,
-    contact_to_row,
     is_contact_id,
-    lead_to_rows,
     load_mapping,
-    observed_shared,
-    owned_values,
 )
 from leadflow.crm.salesforce_push import RATING, assert_writable, plan_update, results_from_collection
-from leadflow.http_policy import ErrorInfo, ErrorRule, Failure, RetryConfig, make_error
+from leadflow.crm.salesforce_session import SalesforceSession
+from leadflow.crm.salesforce_settings import SalesforceSettings
+from leadflow.crm.salesforce_soql import soql_string, watermark_condition
+from leadflow.crm.salesforce_values import contact_to_row, lead_to_rows, observed_shared, owned_values
+from leadflow.crm.write_core import (
+    PlannedUpdate,
+    answer_body,
+    check_batch,
+    ids_of,
+    push_planned,
+    pushed_row,
+    unique_ids,
+    write_bisecting,
+)
 from leadflow.ownership import Decision, Observed, decide
-from leadflow.schema import CRM_VALUE_PREFIX, MODEL_STAGES, OWNED_FIELDS
+from leadflow.schema import MODEL_STAGES
 
 log = logging.getLogger(__name__)
 # The child relationship of an object's field history (LeadHistory under Lead).
 HISTORY_RELATIONSHIP = "Histories"
 _UNSET = object()
-
-_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
-# The bucket name of an OAuth token request (no API allocation spent, its own messages).
-OAUTH_BUCKET = "oauth"
-REQUEST_LIMIT_EXCEEDED = (403, "REQUEST_LIMIT_EXCEEDED")
-
-
-class SalesforceSettings(BaseModel):
-    """Tunables read from the connection's `extra` (all optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    api_version: str = Field("59.0", pattern=r"^\d{2,3}\.\d$")
-    client_id: str | None = None
-    client_secret: str | None = None
-    token_url: str | None = Field(None, description="OAuth token endpoint (default: <instance>/services/oauth2/token)")
-    daily_reserve: int = Field(500, ge=0, description="stop when the daily API allocation left is this low")
-    query_batch_size: int = Field(2000, ge=200, le=2000)
-    batch_size: int = Field(200, ge=1, le=200)
-    modstamp_lag_ms: int = Field(60_000, ge=0, description="watermarks stay this far behind the pull start")
-    connect_timeout_s: float = Field(5.0, gt=0)
-    read_timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(5, ge=0, le=20)
-    backoff_base_s: float = Field(0.5, gt=0)
-    backoff_max_s: float = Field(30.0, gt=0)
-    mapping_path: str | None = None
-
-    @classmethod
-    def from_connection(cls, connection: Connection) -> "SalesforceSettings":
-        return settings_from_extra(connection, cls)
-
-
-class _VerifyingSession(requests.Session):
-    """A requests session whose `verify` (a CA file such as the sandbox's certificate) is not
-    overridden by REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, as plain requests does for session-level
-    settings."""
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would otherwise override the session's own choice,
-        # be it a CA file or an explicit "do not verify".
-        if verify is None and (isinstance(self.verify, str) or self.verify is False):
-            settings["verify"] = self.verify
-        return settings
-
-
-def make_http_session(verify: Any = None) -> requests.Session:
-    """A session for Salesforce; `verify` may be a CA bundle path, True or False."""
-    session = _VerifyingSession()
-    if isinstance(verify, str) and verify.lower() in ("true", "false"):
-        verify = verify.lower() == "true"
-    if verify is not None:
-        session.verify = verify
-    return session
-
-
-class SalesforceSession(RestSession):
-    """REST session speaking Salesforce's error, auth and API-budget dialect."""
-
-    api_name = "Salesforce"
-    # 403 REQUEST_LIMIT_EXCEEDED is a rate limit, not a missing permission (`rate_limit_wait`).
-    error_policy = {**ERROR_POLICY, REQUEST_LIMIT_EXCEEDED: ErrorRule(retry=True, error=CrmUnavailableError,
-                                                                      min_wait_s=1.0, rate_limit=True)}
-
-    def __init__(self, *args: Any, daily_reserve: int = 0, oauth: Mapping[str, str] | None = None,
-                 token_url: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.daily_reserve = daily_reserve
-        self.api_used: int | None = None
-        self.api_limit: int | None = None
-        self._oauth = dict(oauth or {})
-        self._token_url = token_url or f"{self.base_url}/services/oauth2/token"
-
-    @property
-    def api_remaining(self) -> int | None:
-        if self.api_used is None or self.api_limit is None:
-            return None
-        return self.api_limit - self.api_used
-
-    # --- declarations -----------------------------------------------------------------------------
-    def parse_error(self, response: requests.Response) -> ErrorInfo:
-        try:
-            body = response.json()
-        except ValueError:
-            return ErrorInfo(message=(response.text or "")[:200])
-        if isinstance(body, list) and body and isinstance(body[0], dict):
-            first = body[0]
-            return ErrorInfo(message=str(first.get("message") or "")[:500], category=first.get("errorCode"))
-        if isinstance(body, dict) and "error" in body:
-            return ErrorInfo(message=str(body.get("error_description") or "")[:500], category=str(body["error"]))
-        return ErrorInfo()
-
-    def auth_error_message(self, status: int, info: ErrorInfo) -> str:
-        where = f"connection {self.conn_id} (environment variable {env_var_name(self.conn_id)})" if self.conn_id \
-            else "the Salesforce connection"
-        if status == 401:
-            return (f"Salesforce rejected the session ({info.category or 401}): check the password (session id) or "
-                    f"the OAuth client of {where}")
-        return f"Salesforce refused the call (403 {info.category or ''}): the user behind {where} lacks a permission. " \
-               f"{info.message}".strip()
-
-    def before_request(self, bucket: str) -> None:
-        if bucket == OAUTH_BUCKET:  # a token request spends none of the API allocation
-            self.stats.add("oauth_requests")
-            return
-        remaining = self.api_remaining
-        if remaining is not None and remaining <= self.daily_reserve:
-            self.stats.add("budget_stops")
-            raise CrmBudgetExhausted(
-                f"Salesforce daily API allocation is down to {remaining} of {self.api_limit} (reserve "
-                f"{self.daily_reserve}): stopping now; the next run resumes from the stored watermark")
-
-    def observe(self, response: requests.Response) -> None:
-        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info") or "")
-        if match:
-            self.api_used, self.api_limit = int(match.group(1)), int(match.group(2))
-
-    def rate_limit_wait(self, response: requests.Response, info: ErrorInfo) -> float | None:
-        """403 REQUEST_LIMIT_EXCEEDED names the limit: the daily total stops the run at once; the
-        concurrent-request limit is waited out like a 429 (the table's row: at least 1 s)."""
-        if info.category == REQUEST_LIMIT_EXCEEDED[1] and "total" in info.message.lower():
-            raise make_error(CrmBudgetExhausted, "Salesforce daily API allocation is spent (403 REQUEST_LIMIT_EXCEEDED): "
-                             "stopping now; the next run resumes from the stored watermark", status=403, info=info)
-        return None
-
-    def final_error(self, failure: Failure) -> Exception:
-        if failure.bucket == OAUTH_BUCKET:
-            info = failure.info
-            return make_error(CrmAuthError, f"Salesforce OAuth refused the client of connection {self.conn_id or '?'} "
-                              f"({info.category or failure.key}): {info.message}", status=failure.status, info=info)
-        return super().final_error(failure)
-
-    def exhausted_error(self, failure: Failure) -> Exception:
-        if failure.bucket == OAUTH_BUCKET:
-            return make_error(CrmUnavailableError, "Salesforce OAuth token request still failing "
-                              f"({failure.cause or failure.key}) after {failure.attempts} attempts; try the run again "
-                              "later", status=failure.status, info=failure.info)
-        if (failure.key, failure.info.category) == REQUEST_LIMIT_EXCEEDED:
-            return make_error(CrmUnavailableError, "Salesforce concurrent request limit still exceeded after "
-                              f"{failure.attempts} attempts; try the run again later", status=403, info=failure.info)
-        return super().exhausted_error(failure)
-
-    # --- auth ----------------------------------------------------------------------------------------------
-    def authenticate(self) -> None:
-        """Get a session id with the OAuth client of the connection (client credentials, or the
-        password grant when a username is configured)."""
-        if not self._oauth:
-            raise CrmAuthError(self.auth_error_message(401, ErrorInfo(category="INVALID_SESSION_ID")))
-        form = {"client_id": self._oauth["client_id"], "client_secret": self._oauth.get("client_secret", "")}
-        if self._oauth.get("username"):
-            form.update(grant_type="password", username=self._oauth["username"], password=self._oauth.get("password", ""))
-        else:
-            form["grant_type"] = "client_credentials"
-
-        def send() -> requests.Response:
-            return self._session.post(self._token_url, data=form, timeout=self.timeout)
-
-        try:
-            # A token request is safe to repeat (idempotent): a lost answer only costs a session.
-            response = self.call(send, method="POST", path=urlsplit(self._token_url).path, idempotent=True,
-                                 bucket=OAUTH_BUCKET)
-        except requests.RequestException as exc:
-            raise CrmError(f"Salesforce OAuth token request failed: {type(exc).__name__}") from None
-        body = response.json()
-        self._token = body["access_token"]
-        instance = body.get("instance_url")
-        if instance:
-            self.base_url = str(instance).rstrip("/")
-        log.info("Salesforce OAuth: new session for connection %s", self.conn_id or "?")
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if self._token is None and self._oauth:
-            self.authenticate()
-        try:
-            return super().request(method, path, **kwargs)
-        except CrmAuthError as exc:
-            if getattr(exc, "status", None) != 401 or not self._oauth:
-                raise
-        self.authenticate()  # the session expired: a new one, and the call once more
-        return super().request(method, path, **kwargs)
-
-
-def soql_datetime(ms: int) -> str:
-    """Epoch ms -> an unquoted SOQL datetime literal in UTC. Whole seconds (what Salesforce's own
-    SystemModstamp values are) are written without a fraction; milliseconds only when present."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    if ms % 1000 == 0:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-# SOQL's escape sequences in a quoted string (what simple_salesforce.format_soql writes too).
-_SOQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
-                               "\b": "\\b", "\f": "\\f"})
-
-
-def soql_string(value: str) -> str:
-    return "'" + value.translate(_SOQL_ESCAPES) + "'"
-
-
-def watermark_condition(since: Watermark | None, cursor_field: str) -> str:
-    """The keyset condition of an incremental pull: after (modstamp, last Id), or at/after modstamp."""
-    if since is None:
-        return ""
-    at = soql_datetime(since.modified_ms)
-    if since.last_id:
-        return (f"({cursor_field} > {at} OR ({cursor_field} = {at} AND Id > {soql_string(since.last_id)}))")
-    return f"{cursor_field} >= {at}"
 
 
 def _owned_field_problems(mapping: SalesforceMapping, fields: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -297,7 +84,7 @@ def _owned_field_problems(mapping: SalesforceMapping, fields: Mapping[str, Mappi
     return problems
 
 
-class SalesforceConnector:
+class SalesforceConnector(SessionConnector):
     """Salesforce implementation of `leadflow.crm.base.CrmConnector`."""
 
     name = "salesforce"
@@ -329,40 +116,12 @@ class SalesforceConnector:
         settings = SalesforceSettings.from_connection(connection)
         if mapping is None:
             mapping = load_mapping(settings.mapping_path)
-        oauth: dict[str, str] = {}
-        if settings.client_id:
-            oauth = {"client_id": settings.client_id, "client_secret": settings.client_secret or ""}
-            if connection.login:
-                oauth.update(username=connection.login, password=connection.password or "")
-        token = None if oauth and connection.login else connection.password
-        if not token and not oauth:
-            raise CrmError(f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) has neither a "
-                           "session id (password) nor an OAuth client (extra.client_id/client_secret)")
-        session = SalesforceSession(
-            connection.base_url, token, conn_id=connection.conn_id, buckets={},
-            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
-            retry=RetryConfig(settings.max_retries, settings.backoff_base_s, settings.backoff_max_s),
-            sleeper=sleeper, rng=rng, session=http or make_http_session(connection.extra.get("verify")),
-            daily_reserve=settings.daily_reserve, oauth=oauth, token_url=settings.token_url,
-        )
+        session = SalesforceSession.from_connection(connection, settings, sleeper=sleeper, rng=rng, session=http)
         return cls(session, mapping, settings, wall_clock=wall_clock)
-
-    @property
-    def stats(self) -> Stats:
-        return self.session.stats
 
     @property
     def api_path(self) -> str:
         return f"/services/data/v{self.settings.api_version}"
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "SalesforceConnector":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- describe ----------------------------------------------------------------------------------
     def describe(self, sobject: str | None = None, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
@@ -556,31 +315,26 @@ class SalesforceConnector:
     # --- push -------------------------------------------------------------------------------------------
     def push(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
         """Write one batch (<= 200) via sObject Collections; one result per update, in order."""
-        if len(updates) > self.max_batch_size:
-            raise ValueError(f"push takes at most {self.max_batch_size} updates, got {len(updates)}")
-        ids = [u.record_id for u in updates]
-        if len(set(ids)) != len(ids):
-            raise ValueError("push got the same record id twice in one batch")
+        check_batch(updates, self.max_batch_size)
         if not self._schema_checked:
             self.ensure_schema()  # validated against describe before any write
-        plans = [plan_update(u, self.mapping, self._lengths.get(self._sobject_of(u.record_id))) for u in updates]
-        results: dict[str, RecordResult] = {p.record_id: p.rejection for p in plans if p.rejection}
-        records = []
-        for plan in plans:
-            if plan.record_id in results:
-                continue
-            if not plan.fields:
-                results[plan.record_id] = RecordResult(plan.record_id, "confirmed")
-                continue
-            records.append({"attributes": {"type": self._sobject_of(plan.record_id)}, "id": plan.record_id,
-                            **plan.fields})
+        try:
+            return push_planned(updates, self.max_batch_size, self._plan, self._write_plans, self.stats)
+        finally:
+            for update in updates:  # the pre-write read of these records is spent
+                self._observed_ratings.pop(update.record_id, None)
+
+    def _plan(self, update: RecordUpdate) -> PlannedUpdate:
+        return plan_update(update, self.mapping, self._lengths.get(self._sobject_of(update.record_id)))
+
+    def _write_plans(self, plans: list[PlannedUpdate]) -> dict[str, RecordResult]:
+        """Send the plans; the Rating set with a stage goes to the push log too (`side_writes`)."""
+        records = [{"attributes": {"type": self._sobject_of(p.record_id)}, "id": p.record_id, **p.fields}
+                   for p in plans]
         self._leave_others_ratings(records)
         ratings_before = self._ratings_before(records)
-        for rid in ids:
-            self._observed_ratings.pop(rid, None)
-        if records:
-            results.update(self._write(records))
-        for record in records:  # the Rating set with the stage goes to the push log too
+        results = self._write(records)
+        for record in records:
             rid = str(record["id"])
             # An unknown outcome carries it as well: the writer logs it if the read-back confirms.
             if rid not in ratings_before or results[rid].status not in ("confirmed", "unknown"):
@@ -588,9 +342,7 @@ class SalesforceConnector:
             before, after = ratings_before[rid] or None, record[self.mapping.rating_field] or None
             if before != after:  # a Rating already in place is not a change
                 results[rid] = replace(results[rid], side_writes=((RATING, before, after),))
-        ordered = [results[rid] for rid in ids]
-        self.stats.count_results(ordered)
-        return ordered
+        return results
 
     def _leave_others_ratings(self, records: list[dict[str, Any]]) -> None:
         """Take the Rating out of records whose current Rating someone else set (the ownership
@@ -627,27 +379,12 @@ class SalesforceConnector:
         assert_writable([r for r in records if not is_contact_id(str(r["id"]))], self.mapping.writable_fields)
         assert_writable([r for r in records if is_contact_id(str(r["id"]))],
                         frozenset(self.mapping.owned_field_names.values()))
-        ids = [str(r["id"]) for r in records]
-        try:
-            response = self.session.request("PATCH", f"{self.api_path}/composite/sobjects",
-                                            json={"allOrNone": False, "records": records})
-        except WriteOutcomeUnknown as exc:
-            return {rid: RecordResult(rid, "unknown", str(exc), "TIMEOUT") for rid in ids}
-        except CrmRequestError as exc:
-            if getattr(exc, "status", None) != 400:
-                raise
-            if len(records) == 1:
-                category = getattr(exc, "category", None) or "INVALID_REQUEST"
-                return {ids[0]: RecordResult(ids[0], "rejected", str(exc)[:500], category)}
-            self.stats.add("push_bisections")
-            half = len(records) // 2
-            return {**self._write(records[:half]), **self._write(records[half:])}
-        try:
-            body = response.json() if response.content else []
-        except ValueError:
-            body = []
-        self.stats.add("records_pushed", len(records))
-        return results_from_collection(ids, body)
+        return write_bisecting(records, self._send, ids_of, self.stats, "INVALID_REQUEST")
+
+    def _send(self, records: list[dict[str, Any]]) -> dict[str, RecordResult]:
+        response = self.session.request("PATCH", f"{self.api_path}/composite/sobjects",
+                                        json={"allOrNone": False, "records": records})
+        return results_from_collection(ids_of(records), answer_body(response, []))
 
     # --- read ----------------------------------------------------------------------------------------------
     def observe(self, record_ids: Sequence[str]) -> dict[str, dict[str, Observed]]:
@@ -721,7 +458,7 @@ class SalesforceConnector:
         deleted one: Salesforce refuses any write to it (CANNOT_UPDATE_CONVERTED_LEAD), and sales
         owns it now, so a rollback skips it as changed since."""
         mapping = self.mapping
-        wanted = list(dict.fromkeys(str(r) for r in record_ids))
+        wanted = unique_ids(record_ids)
         if not wanted:
             return []
         contacts = [r for r in wanted if is_contact_id(r)]
@@ -747,11 +484,7 @@ class SalesforceConnector:
                         **owned_values(record, mapping)}
             else:
                 lead, _, _ = lead_to_rows(record, mapping)
-            row: dict[str, Any] = {"record_id": str(rid)}
-            for field in OWNED_FIELDS:
-                row[field] = lead[f"{CRM_VALUE_PREFIX}{field}"]
-            row["lifecycle_stage"] = lead["lifecycle_stage"]
-            row["lead_status"] = lead["lead_status"]
+            row = pushed_row(str(rid), lead)
             if mapping.rating_field:
                 row[RATING] = record.get(mapping.rating_field)
             rows.append(row)

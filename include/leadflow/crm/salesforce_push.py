@@ -1,21 +1,22 @@
-"""Pure planning of Salesforce writes and reading of sObject Collections answers (no HTTP here).
+"""Salesforce's write dialect: how a canonical update becomes Lead (or Contact) fields, and how
+an sObject Collections answer is read (no HTTP here).
 
-Same write rules as HubSpot (`hubspot_push`): only owned fields, the stage field (plus Rating,
-derived from the stage, or restored by a rollback) and Status are ever written; sales-owned stages are never touched; a stage
-never moves backwards unless `allow_backward=True` (rollback). Salesforce has no forward-only
-rule, so a permitted backward move is one write, not clear-then-set. A followed Contact
+The rules are `leadflow.crm.write_core`'s (only owned fields, the stage field and Status are
+written; the stage rule of `leadflow.stage_rule`). Salesforce's own part: values are JSON (None
+clears); the Rating is derived from the stage, or restored by a rollback; Salesforce has no
+forward-only rule, so a permitted backward move is one write; a followed Contact
 (`converted_leads: follow_contact`) takes the owned fields only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from leadflow.crm.base import CrmError, RecordResult, RecordUpdate
-from leadflow.crm.hubspot_push import ALLOW_BACKWARD, CURRENT_STAGE, PUSH_OPTION_KEYS, ForbiddenPropertyError
-from leadflow.crm.salesforce_mapping import SalesforceMapping, format_write_value, is_contact_id
-from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS, SALES_OWNED_STAGES, STAGE_RANK
+from leadflow.crm.salesforce_mapping import SalesforceMapping, is_contact_id
+from leadflow.crm.salesforce_values import format_write_value
+from leadflow.crm.write_core import ForbiddenPropertyError, PlannedUpdate, WriteDialect, check_keys, reject
+from leadflow.crm.write_core import plan_update as plan_with
 
 # The Rating leadflow sets with the stage, under its name in the push log and in `read()` rows.
 # An update carries it only to restore an earlier value (rollback); a value given wins over the
@@ -27,82 +28,47 @@ RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED
                              "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"})
 
 
-@dataclass
-class PlannedUpdate:
-    record_id: str
-    fields: dict[str, Any]
-    rejection: RecordResult | None = None
+def dialect(mapping: SalesforceMapping, lengths: Mapping[str, int]) -> WriteDialect:
+    """Salesforce's `write_core.WriteDialect`: JSON values, None clears, text cut to the field's
+    length (`lengths`: lower-cased field name -> length, from describe); a Rating may be restored."""
+    owned = mapping.owned_fields
+
+    def render(field: str, value: Any) -> tuple[str, Any]:
+        spec = owned[field]
+        return spec.name, format_write_value(spec.type, value, lengths.get(spec.name.lower()))
+
+    return WriteDialect("Salesforce", mapping.stage_field, mapping.status_field, None, mapping.stage_to_crm,
+                        mapping.status_to_crm, render, lambda field: owned[field].type,
+                        frozenset({RATING}) if mapping.rating_field else frozenset())
 
 
-def _reject(record_id: str, category: str, message: str) -> PlannedUpdate:
-    return PlannedUpdate(record_id, {}, RecordResult(record_id, "rejected", message, category))
+def _with_rating(mapping: SalesforceMapping) -> Callable[[dict[str, Any], str | None], None]:
+    """The Rating set with the stage: cleared with it, else the new stage's when mapped."""
+    def set_rating(fields: dict[str, Any], stage: str | None) -> None:
+        if mapping.rating_field and (stage is None or stage in mapping.rating_by_stage):
+            fields[mapping.rating_field] = None if stage is None else mapping.rating_by_stage[stage]
+    return set_rating
 
 
 def plan_update(update: RecordUpdate, mapping: SalesforceMapping,
                 lengths: Mapping[str, int] | None = None) -> PlannedUpdate:
-    """Translate one canonical update into Lead (or Contact) field values (rule violations ->
-    "rejected"; a field leadflow does not own -> ForbiddenPropertyError)."""
-    values = update.values
-    for key in values:
-        if key == RATING and mapping.rating_field:
-            continue
-        if key not in PUSHED_FIELDS and key not in PUSH_OPTION_KEYS and not key.startswith(CRM_VALUE_PREFIX):
-            raise ForbiddenPropertyError(
-                f"refusing to write {key!r} for record {update.record_id}: leadflow only writes {list(PUSHED_FIELDS)}")
+    """One update as Lead (or Contact) fields (`write_core.plan_update` with Salesforce's
+    dialect), the Rating derived from the stage unless the update restores one."""
+    rules = dialect(mapping, lengths or {})
+    check_keys(update, rules.extra_keys)
     rid = update.record_id
     if is_contact_id(rid):
-        shared = sorted(k for k in values if k in ("lifecycle_stage", "lead_status", RATING))
+        shared = sorted(k for k in update.values if k in ("lifecycle_stage", "lead_status", RATING))
         if shared:  # a Contact has no Status or Rating, and its stage is the sales-owned converted_stage
-            return _reject(rid, "CONTACT_OWNED_FIELDS_ONLY", f"{shared}: leadflow writes only its own fields to "
-                           "a Contact")
-    lengths = lengths or {}
-    fields: dict[str, Any] = {}
-    for field in OWNED_FIELDS:
-        if field in values:
-            spec = mapping.owned_fields[field]
-            try:
-                fields[spec.name] = format_write_value(spec.type, values[field], lengths.get(spec.name.lower()))
-            except (TypeError, ValueError):
-                return _reject(rid, "INVALID_VALUE", f"{field}: value cannot be written as a Salesforce {spec.type}")
-    if "lead_status" in values:
-        status = values["lead_status"]
-        if status in (None, ""):
-            fields[mapping.status_field] = None
-        else:
-            picked = mapping.status_to_crm(str(status))
-            if picked is None:
-                return _reject(rid, "MAPPING", f"lead status {status!r} has no Salesforce Status value in the mapping")
-            fields[mapping.status_field] = picked
-    if "lifecycle_stage" in values:
-        desired = values["lifecycle_stage"] or None
-        current = values.get(CURRENT_STAGE) or None
-        allow_backward = bool(values.get(ALLOW_BACKWARD, False))
-        if desired == current and CURRENT_STAGE in values:
-            return PlannedUpdate(rid, fields)
-        if desired != current:
-            if current in SALES_OWNED_STAGES:
-                return _reject(rid, "SALES_OWNED_STAGE", f"record is in sales-owned stage {current!r}; leadflow does not change it")
-            if desired in SALES_OWNED_STAGES:
-                return _reject(rid, "SALES_OWNED_STAGE", f"leadflow never sets the sales-owned stage {desired!r}")
-        if desired is None:
-            if current is not None and not allow_backward:
-                return _reject(rid, "BACKWARD_STAGE", f"clearing stage {current!r} needs allow_backward")
-            fields[mapping.stage_field] = None
-            if mapping.rating_field:
-                fields[mapping.rating_field] = None
-        else:
-            picked = mapping.stage_to_crm(str(desired))
-            if picked is None or desired not in STAGE_RANK:
-                return _reject(rid, "MAPPING", f"stage {desired!r} has no Salesforce value in the mapping")
-            if (current is not None and current in STAGE_RANK and STAGE_RANK[desired] < STAGE_RANK[current]
-                    and not allow_backward):
-                return _reject(rid, "BACKWARD_STAGE", f"stage {current!r} -> {desired!r} moves backwards")
-            fields[mapping.stage_field] = picked
-            if mapping.rating_field and desired in mapping.rating_by_stage:
-                fields[mapping.rating_field] = mapping.rating_by_stage[desired]
-    if RATING in values and mapping.rating_field:
-        fields[mapping.rating_field] = values[RATING] or None
-    return PlannedUpdate(rid, fields)
+            return reject(rid, "CONTACT_OWNED_FIELDS_ONLY", f"{shared}: leadflow writes only its own fields to "
+                          "a Contact")
+    plan = plan_with(update, rules, stage_written=_with_rating(mapping))
+    # A stage left as it is leaves its Rating too.
+    unchanged = "lifecycle_stage" in update.values and (update.values["lifecycle_stage"] or None) == (
+        update.current_stage or None)
+    if plan.rejection is None and RATING in update.values and mapping.rating_field and not unchanged:
+        plan.fields[mapping.rating_field] = update.values[RATING] or None
+    return plan
 
 
 def assert_writable(records: Iterable[Mapping[str, Any]], allowed: frozenset[str]) -> None:

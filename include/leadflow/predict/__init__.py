@@ -8,5 +8,8 @@ Modules:
 - `store`     model files and the warehouse `models` table (champion / challenger);
 - `backtest`  evaluation of any scorer (rules, predictive, blend) on labelled history;
 - `warehouse` labels and training from the warehouse's canonical `leads` table;
-- `cli`       `leadflow model train`, `leadflow model score`, `leadflow backtest`.
+- `rules`     published rules models: which one a run scores with (bootstrap, champion);
+- `rules_gate` the backtest gate of an edited rules model against the published one;
+- `cli`       `leadflow model train`, `leadflow model score`, `leadflow model publish-rules`,
+  `leadflow backtest`.
 """

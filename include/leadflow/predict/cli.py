@@ -1,4 +1,5 @@
-"""`leadflow model train`, `leadflow model score`, `leadflow model show` and `leadflow backtest`.
+"""`leadflow model train`, `leadflow model score`, `leadflow model show`, `leadflow model
+publish-rules` and `leadflow backtest`.
 
 `register(subparsers)` adds the commands to the top-level `leadflow` parser; each command sets
 `func`, which returns the process exit code. Library errors (bad mapping, missing columns,
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from leadflow.console import EXAMPLE_FORMATTER, UsageError
+from leadflow.console import EXAMPLE_FORMATTER, CommandFailed, UsageError
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS
 from leadflow.predict.mapping import WAREHOUSE_MAPPING
 
@@ -109,6 +110,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from leadflow.predict.store import load_model_file
 
     print(json.dumps(load_model_file(args.model).summary(), indent=2, sort_keys=True))
+    return 0
+
+
+# --- model publish-rules --------------------------------------------------------------------------
+def _cmd_publish_rules(args: argparse.Namespace) -> int:
+    from leadflow.predict.rules_gate import gate_rules
+
+    result = gate_rules(_engine(args.db), args.crm, model_path=args.model, force=args.force,
+                        maturation_days=args.maturation_days)
+    print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    if result.decision in ("kept champion", "insufficient_data"):
+        raise CommandFailed(f"rules {result.candidate} not published ({result.decision}); {result.champion} stays "
+                            "the champion: publish anyway with --force")
     return 0
 
 
@@ -206,7 +220,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `model {train,score,show}` and `backtest` to the `leadflow` command line."""
     model = subparsers.add_parser(
-        "model", help="train and apply the predictive lead score",
+        "model", help="train and apply the predictive lead score; publish rules models",
         description="Train the predictive score on won/lost history and score CSV exports.",
         epilog="example:\n  leadflow model train --csv leads.csv --mapping x_education --out model.joblib",
         formatter_class=EXAMPLE_FORMATTER)
@@ -257,6 +271,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 formatter_class=EXAMPLE_FORMATTER)
     show.add_argument("--model", required=True, help="model file")
     show.set_defaults(func=_cmd_show, **_USAGE)
+
+    publish = model_sub.add_parser(
+        "publish-rules", help="publish the rules model (YAML) through the backtest gate, or with --force",
+        description="Judge the model YAML against the CRM's published rules champion on the latest answered "
+                    "handoffs (ROC AUC, sales' verdicts as labels, each lead's inputs at its handoff) and "
+                    "publish it when it wins by the champion's predictive.publish_margin; qualify scores with "
+                    "the published champion. --force publishes it without the gate. Exits 1 when it is not "
+                    "published.",
+        epilog="examples:\n  leadflow model publish-rules --crm hubspot --model include/config/model/default.yaml"
+               "\n  leadflow model publish-rules --crm hubspot --force",
+        formatter_class=EXAMPLE_FORMATTER)
+    publish.add_argument("--crm", required=True, help="CRM whose rules champion to replace")
+    publish.add_argument("--model", help="qualification model YAML (default: the shipped one)")
+    publish.add_argument("--force", action="store_true", help="publish without the backtest gate")
+    publish.add_argument("--db", help="warehouse URL (default: $LEADFLOW_WAREHOUSE_URL)")
+    publish.add_argument("--maturation-days", type=int, default=DEFAULT_MATURATION_DAYS,
+                         help="a handoff open longer than this counts as matured (open handoffs are left out) "
+                              "[%(default)s]")
+    publish.set_defaults(func=_cmd_publish_rules, **_USAGE)
 
     backtest = subparsers.add_parser(
         "backtest", help="evaluate rules, predictive or blended scores on labelled history",

@@ -6,6 +6,10 @@ graded by ROC AUC on the later `holdout_share`, next to the incumbent graded on 
 the published predictive champion, or the rules when there is none yet (the rules scored as
 they would have at each handoff, from the inputs of that time). It is published when its AUC is
 at least the incumbent's plus `margin`; then it is refit on every answered handoff.
+
+The rules are gated the same way (`judge_rules`, run by `predict.rules_gate`): an edited rules
+model is graded next to the published rules champion on the same later slice, both scoring each
+handoff as of its own time from that time's inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from leadflow.predict.train import InsufficientData, TrainedModel
 log = logging.getLogger(__name__)
 
 
+def _rounded(result: Any) -> dict[str, Any]:
+    """A result dataclass as a JSON-able dict, floats to 4 places."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(result).items()}
+
+
 @dataclass(frozen=True)
 class GateResult:
     """The grades on the later slice and the decision."""
@@ -41,20 +50,32 @@ class GateResult:
     publish: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return _rounded(self)
+
+
+def _later(frame: pd.DataFrame, holdout_share: float) -> tuple[np.ndarray, int]:
+    """Which rows are in the later `holdout_share` by `handed_over_at`, and the cutoff ms."""
+    if not 0 < holdout_share < 1:
+        raise ValueError(f"holdout_share must be within (0, 1), got {holdout_share}")
+    times = pd.to_numeric(frame["handed_over_at"]).to_numpy(dtype=np.int64)
+    if not len(times):
+        raise InsufficientData("no answered handoffs to split")
+    ordered = np.sort(times)
+    cutoff = int(ordered[min(len(ordered) - 1, int(len(ordered) * (1 - holdout_share)))])
+    return times >= cutoff, cutoff
+
+
+def later_slice(frame: pd.DataFrame, holdout_share: float) -> tuple[pd.DataFrame, int]:
+    """(later rows, cutoff ms): the rows `time_split` grades on, whatever their labels."""
+    later, cutoff = _later(frame, holdout_share)
+    return frame[later].reset_index(drop=True), cutoff
 
 
 def time_split(frame: pd.DataFrame, holdout_share: float, label_column: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(earlier rows, later rows, cutoff ms): the later `holdout_share` of the rows by
     `handed_over_at`, never splitting one handoff time. Raises InsufficientData when either side
     lacks won or lost rows."""
-    if not 0 < holdout_share < 1:
-        raise ValueError(f"holdout_share must be within (0, 1), got {holdout_share}")
-    times = np.sort(pd.to_numeric(frame["handed_over_at"]).to_numpy(dtype=np.int64))
-    if not len(times):
-        raise InsufficientData("no answered handoffs to split")
-    cutoff = int(times[min(len(times) - 1, int(len(times) * (1 - holdout_share)))])
-    later = pd.to_numeric(frame["handed_over_at"]).to_numpy(dtype=np.int64) >= cutoff
+    later, cutoff = _later(frame, holdout_share)
     train, holdout = frame[~later].reset_index(drop=True), frame[later].reset_index(drop=True)
     for name, part in (("earlier", train), ("later", holdout)):
         if part[label_column].nunique() < 2:
@@ -98,3 +119,34 @@ def judge(candidate: TrainedModel, holdout: pd.DataFrame, y: np.ndarray, *, cham
              result.candidate_auc, incumbent, "n/a" if incumbent_auc is None else f"{incumbent_auc:.4f}",
              result.holdout, margin, "published" if publish else "kept the incumbent")
     return result
+
+
+@dataclass(frozen=True)
+class RulesGateResult:
+    """What the rules gate decided for a candidate rules model, with its figures when judged."""
+
+    candidate: str
+    champion: str | None
+    decision: str  # "champion" (nothing to judge) or one of predict.rules.DECISIONS
+    publish: bool
+    cutoff_ms: int | None = None  # handoffs from here on were graded
+    holdout: int = 0
+    won: int = 0
+    lost: int = 0
+    candidate_auc: float | None = None
+    champion_auc: float | None = None
+    margin: float | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return _rounded(self)
+
+
+def judge_rules(candidate: Any, champion: Any, holdout: pd.DataFrame, y: np.ndarray, *,
+                margin: float) -> tuple[float | None, float | None, bool]:
+    """(candidate AUC, champion AUC, publish): both rules models score `holdout` as of each
+    handoff; the candidate is published when its AUC is at least the champion's plus `margin`."""
+    candidate_auc = _auc(y, rules_scores(holdout, candidate))
+    champion_auc = _auc(y, rules_scores(holdout, champion))
+    publish = candidate_auc is not None and champion_auc is not None and candidate_auc >= champion_auc + margin
+    return candidate_auc, champion_auc, publish

@@ -1,5 +1,6 @@
-"""The predict package's tables: `models` (every trained predictive model, one champion per CRM)
-and `lead_versions` (each lead's model inputs over time, see `predict.versions`).
+"""The predict package's tables: `models` (every trained predictive model, one champion per CRM),
+`rules_models` (every rules model judged or published, one champion per CRM, see
+`predict.rules`) and `lead_versions` (each lead's model inputs over time, see `predict.versions`).
 
 Registered on the shared `leadflow.warehouse.tables.metadata`, so `ensure_schema` creates them.
 The fitted estimators are kept as a joblib (pickle) blob: load blobs only from a warehouse
@@ -33,6 +34,27 @@ models = Table(
     Column("sha256", String(64), nullable=False),  # of the artifact
     Column("artifact", LargeBinary, nullable=False),  # joblib dump of the TrainedModel
     Index("ix_models_champion", "crm", "is_champion"),
+)
+
+# The qualification model (rules) as published: qualify scores with the champion, and a YAML that
+# differs from it is a candidate until the backtest gate (or `leadflow model publish-rules
+# --force`) publishes it. `version` is the YAML's own version plus a hash of its content.
+rules_models = Table(
+    "rules_models",
+    metadata,
+    Column("crm", String(64), primary_key=True),
+    Column("version", String(160), primary_key=True),  # "<yaml version>@<sha256[:12]>"
+    Column("model_version", String(64), nullable=False),  # the YAML's `version`
+    Column("sha256", String(64), nullable=False),  # of the parsed YAML document
+    Column("yaml", Text, nullable=False),  # the text as written, comments included
+    Column("source", String(1000), nullable=True),  # the file it was read from
+    Column("created_at", BigInteger, nullable=False),  # epoch ms: first recorded
+    Column("decision", String(32), nullable=False),  # see predict.rules.DECISIONS
+    Column("backtest", Text, nullable=True),  # JSON: the gate's figures of the latest judgement
+    Column("judged_at", BigInteger, nullable=True),
+    Column("is_champion", Boolean, nullable=False, default=False),
+    Column("published_at", BigInteger, nullable=True),
+    Index("ix_rules_models_champion", "crm", "is_champion"),
 )
 
 lead_versions = Table(

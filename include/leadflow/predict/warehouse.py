@@ -89,8 +89,9 @@ def train_from_warehouse(
 ) -> dict[str, Any]:
     """Train on the CRM's answered handoffs (`read_training_frame`) and publish the model only
     through the backtest gate (`predict.gate`): trained on the earlier handoffs, it must beat
-    the champion (or, without one, the rules of `rules_model`, default the shipped model) on the
-    later ones by the model's `predictive.publish_margin`; then it is refit on all of them and
+    the champion (or, without one, the rules of `rules_model`, default the published rules
+    champion, else the shipped model) on the later ones by the model's
+    `predictive.publish_margin`; then it is refit on all of them and
     becomes the champion. Every candidate is recorded, with the gate's figures in its metrics.
 
     Returns a small JSON-able summary for XCom (`backtest`: the gate's figures). With too few
@@ -102,7 +103,11 @@ def train_from_warehouse(
 
     mapping = mapping or load_mapping(DEFAULT_MAPPING)
     check_no_leak(mapping)
-    rules = rules_model if rules_model is not None else load_model()
+    from leadflow.predict.rules import load_rules_champion
+
+    # The rules that score the leads today: the published champion (the YAML before the first).
+    published = load_rules_champion(engine, crm) if rules_model is None else None
+    rules = rules_model if rules_model is not None else published.model if published else load_model()
     cfg = config or TrainConfig()
     frame, counts = read_training_frame(engine, crm, now_ms=now_ms if now_ms is not None else repo.now_ms(),
                                         since_ms=since_ms, until_ms=until_ms, maturation_days=maturation_days)
@@ -122,8 +127,8 @@ def train_from_warehouse(
         return {**summary, "status": "insufficient_data", "detail": str(exc)}
     y = (later[OUTCOME_COLUMN] == "won").to_numpy(dtype=int)
     gate = judge(candidate, later, y, champion=load_champion(engine, crm), rules_model=rules,
-                 rules_version=rules.version, cutoff_ms=cutoff, trained_on=len(earlier),
-                 margin=rules.predictive.publish_margin)
+                 rules_version=published.version if published else rules.version, cutoff_ms=cutoff,
+                 trained_on=len(earlier), margin=rules.predictive.publish_margin)
     model = candidate
     if gate.publish:  # the recipe passed on unseen handoffs: learn from all of them
         window = _window(frame)

@@ -3,7 +3,8 @@
 Pure functions over DataFrames; no I/O. The rules:
 - a field is sent only when its desired value differs from the CRM's current one;
 - score changes smaller than `min_score_delta` are ignored unless grade or stage change too;
-- the lifecycle stage only moves forward and never leaves or enters a sales-owned stage;
+- the lifecycle stage only moves forward and never leaves or enters a sales-owned stage
+  (`leadflow.stage_rule`);
 - the lifecycle stage and the lead status are shared with people: `leadflow.ownership` decides
   whether leadflow may write them. Someone else's value is an *override* (left alone, reported);
   a value leadflow never wrote is a candidate (`verify`) that the writer settles with the CRM's
@@ -23,9 +24,10 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from leadflow.crm.hubspot_mapping import format_owned_value
+from leadflow.crm.values import format_owned_value
 from leadflow.ownership import SHARED_FIELDS, Decision, Observed, ReclaimPolicy, decide
-from leadflow.schema import CRM_RAW_PREFIX, CRM_VALUE_PREFIX, SALES_OWNED_STAGES, STAGE_RANK
+from leadflow.schema import CRM_RAW_PREFIX, CRM_VALUE_PREFIX
+from leadflow.stage_rule import moves_forward, rank_codes
 
 NUMERIC_FIELDS = ("score", "fit_score", "engagement_score", "bant_count")
 TEXT_FIELDS = ("grade", "reasons", "disqualification_reason")
@@ -63,10 +65,6 @@ def _num(series: pd.Series) -> np.ndarray:
 def _text(series: pd.Series) -> np.ndarray:
     values = series.astype(object).where(series.notna(), "")
     return values.map(lambda v: str(v).strip()).to_numpy(dtype=object)
-
-
-def _stage_rank(series: pd.Series) -> np.ndarray:
-    return series.map(lambda s: STAGE_RANK.get(s, -1) if isinstance(s, str) else -1).to_numpy(dtype=int)
 
 
 def compute_changes(
@@ -130,19 +128,14 @@ def diff_leads(
     score_delta = np.abs(_num(merged["score"]) - _num(merged[f"{CRM_VALUE_PREFIX}score"]))
     small = ~np.isnan(score_delta) & (score_delta < settings.min_score_delta)
 
-    cur_rank = _stage_rank(merged["cur_stage"])
-    want_rank = _stage_rank(merged["stage"])
-    cur_owned = merged["cur_stage"].isin(SALES_OWNED_STAGES).to_numpy()
-    want_owned = merged["stage"].isin(SALES_OWNED_STAGES).to_numpy()
-    stage_change = (
-        settings.push_stage & (want_rank > cur_rank) & ~cur_owned & ~want_owned & (want_rank >= 0)
-    )
+    cur_rank = rank_codes(merged["cur_stage"].to_numpy(dtype=object))
+    want_rank = rank_codes(merged["stage"].to_numpy(dtype=object))
+    stage_change = settings.push_stage & moves_forward(cur_rank, want_rank)
     cur_status = _text(merged["cur_status"])
     want_status = _text(merged["lead_status"])
     status_change = settings.push_status & (want_status != cur_status) & (want_status != "")
     # An unmapped raw value has no canonical one: the wanted change must face it, not an empty field.
-    stage_change |= settings.push_stage & _unmapped(merged, "lifecycle_stage", "cur_stage") & (want_rank >= 0) \
-        & ~want_owned
+    stage_change |= settings.push_stage & _unmapped(merged, "lifecycle_stage", "cur_stage") & (want_rank >= 0)
     status_change |= settings.push_status & _unmapped(merged, "lead_status", "cur_status") & (want_status != "")
     verify: dict[str, np.ndarray] = {}
     override_parts: list[pd.DataFrame] = []

@@ -9,7 +9,7 @@ and reports the rest, so an edit made between the pull and the push is never los
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -68,11 +68,10 @@ def last_written(engine: Engine, crm: str, record_ids: Iterable[str] | None = No
 
 
 def settle(updates: Sequence[RecordUpdate], observed: Mapping[str, Mapping[str, Observed]],
-           written: LastWritten, *, now_ms: int, reclaim: ReclaimPolicy | None = None,
-           current_stage_key: str | None = None) -> Settled:
+           written: LastWritten, *, now_ms: int, reclaim: ReclaimPolicy | None = None) -> Settled:
     """Apply the ownership rule to fresh CRM values (`observed`: record -> field -> Observed;
-    a record missing from it is gone from the CRM). `current_stage_key`: the option key that
-    tells a connector the record's current stage, refreshed from what was just read."""
+    a record missing from it is gone from the CRM). An update that still writes the stage
+    carries the record's current stage as just read (`RecordUpdate.current_stage`)."""
     out = Settled(updates=[])
     for upd in updates:
         shared = [f for f in SHARED_FIELDS if f in upd.values]
@@ -81,6 +80,7 @@ def settle(updates: Sequence[RecordUpdate], observed: Mapping[str, Mapping[str, 
             continue
         fresh = observed.get(upd.record_id)
         values = dict(upd.values)
+        current_stage = upd.current_stage
         for name in shared:
             if fresh is None:
                 out.findings.append(Finding(upd.record_id, name, "skipped", "the record is no longer in the CRM"))
@@ -90,8 +90,8 @@ def settle(updates: Sequence[RecordUpdate], observed: Mapping[str, Mapping[str, 
             mine = written.get((upd.record_id, name))
             decision = decide(seen, values[name], mine, now_ms=now_ms, verified=True, reclaim=reclaim)
             if decision is Decision.WRITE:
-                if name == "lifecycle_stage" and current_stage_key and seen.known:
-                    values[current_stage_key] = seen.value
+                if name == "lifecycle_stage" and seen.known:
+                    current_stage = seen.value
                 continue
             values.pop(name)
             if decision is Decision.LEAVE:
@@ -101,10 +101,8 @@ def settle(updates: Sequence[RecordUpdate], observed: Mapping[str, Mapping[str, 
                     "record_id": upd.record_id, "field": name, "current": seen.value, "wanted": upd.values[name],
                     "last_written": mine, "writer": seen.writer.value, "changed_by": seen.changed_by,
                     "changed_at": seen.changed_at}))
-        if "lifecycle_stage" not in values and current_stage_key:
-            values.pop(current_stage_key, None)
-        if any(k not in PASSENGERS and k != current_stage_key and not k.startswith("allow_") for k in values):
-            out.updates.append(RecordUpdate(upd.record_id, values))
+        if any(k not in PASSENGERS for k in values):
+            out.updates.append(replace(upd, values=values, current_stage=current_stage))
         else:
             out.dropped.append(upd.record_id)
     return out

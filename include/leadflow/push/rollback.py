@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from leadflow.crm.base import CrmConnector, RecordUpdate
 from leadflow.ownership import SHARED_FIELDS, Writer
 from leadflow.push.lease import push_lease
-from leadflow.push.writer import CURRENT_STAGE, same_value
+from leadflow.push.writer import same_value
 from leadflow.schema import PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
@@ -87,10 +87,10 @@ def rollback_run(
                 report.skipped_changed.append(rid)
                 continue
             values: dict[str, Any] = {f: before for f, before in zip(grp["field"], grp["before"])}
-            if "lifecycle_stage" in values:
-                values[CURRENT_STAGE] = now.get("lifecycle_stage")
-                values["allow_backward"] = True
-            updates.append(RecordUpdate(record_id=rid, values=values))
+            if "lifecycle_stage" in values:  # restoring an earlier stage moves it backwards
+                updates.append(RecordUpdate(rid, values, current_stage=now.get("lifecycle_stage"), allow_backward=True))
+            else:
+                updates.append(RecordUpdate(rid, values))
     if dry_run or not updates:
         report.restored = 0 if dry_run else report.restored
         log.info("rollback %s of %s: %d records to restore, %d skipped (changed since), dry run %s",

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,11 +25,10 @@ from sqlalchemy import Engine, bindparam, func, select, update
 
 from leadflow.batching import chunks
 from leadflow.crm.base import CrmConnector, CrmError, RecordResult, RecordUpdate
-from leadflow.ownership import SHARED_FIELDS, ReclaimPolicy
 from leadflow.crm.http import WriteOutcomeUnknown
 from leadflow.http_policy import TRANSIENT_TRANSPORT_ERRORS
+from leadflow.ownership import SHARED_FIELDS, ReclaimPolicy
 from leadflow.push.inflight import send_in_order
-from leadflow.push.overrides import Finding, Settled, last_written, record_overrides, settle
 from leadflow.push.lease import (
     LeaseBusy,
     current_holder,
@@ -37,6 +36,7 @@ from leadflow.push.lease import (
     renew,
     try_acquire,
 )
+from leadflow.push.overrides import Finding, Settled, last_written, record_overrides, settle
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
@@ -47,7 +47,6 @@ PREVIEW_SAMPLES = 20
 PASSENGER_FIELDS = ("scored_at", "model_version")  # never a change on their own
 REPORT_IDS = 100  # record ids kept per outcome list
 LOG_IDS_PER_STATEMENT = 500  # push log ids per UPDATE ... WHERE id IN (...)
-CURRENT_STAGE = f"{CRM_VALUE_PREFIX}lifecycle_stage"  # option key understood by connectors
 
 
 @dataclass(frozen=True)
@@ -221,17 +220,18 @@ def push_changes(
     outcome.failed = len(failed_ids)
     outcome.failed_ids = failed_ids[:REPORT_IDS]
     todo: dict[str, dict[str, Any]] = {}
+    # The connector needs the current stage to refuse accidental backward moves.
+    stages: dict[str, str | None] = {}
     verify = _verify_set(changes)
     for r in rows:
         if r["status"] == "pending":
-            values = todo.setdefault(r["record_id"], {})
-            values[r["field"]] = r["after"]
+            todo.setdefault(r["record_id"], {})[r["field"]] = r["after"]
             if r["field"] == "lifecycle_stage":
-                # The connector needs the current stage to refuse accidental backward moves.
-                values[CURRENT_STAGE] = r["before"]
+                stages[r["record_id"]] = r["before"]
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
-    updates = _shared_writes_first([RecordUpdate(record_id=rec, values=vals) for rec, vals in todo.items()])
+    updates = _shared_writes_first([RecordUpdate(rec, vals, current_stage=stages.get(rec))
+                                    for rec, vals in todo.items()])
     check = _PreWriteCheck(engine, connector, crm, todo, verify, settings.reclaim, clock)
     ledger = _Ledger(log_ids, field_ids)
     _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, ledger, clock, on_batch, check)
@@ -388,8 +388,7 @@ class _PreWriteCheck:
         if self.observe is None:
             return _without_history(batch, self.verify)
         observed = self.observe(ids)
-        return settle(batch, observed, self.written, now_ms=self.clock(), reclaim=self.reclaim,
-                      current_stage_key=CURRENT_STAGE)
+        return settle(batch, observed, self.written, now_ms=self.clock(), reclaim=self.reclaim)
 
 
 def _without_history(batch: Sequence[RecordUpdate], verify: set[tuple[str, str]]) -> Settled:
@@ -400,14 +399,12 @@ def _without_history(batch: Sequence[RecordUpdate], verify: set[tuple[str, str]]
             out.updates.append(upd)
             continue
         values = {k: v for k, v in upd.values.items() if k not in doubtful}
-        if "lifecycle_stage" not in values:
-            values.pop(CURRENT_STAGE, None)
         out.findings.extend(Finding(upd.record_id, f, "overridden", "no history to tell a default from a decision",
                                     {"record_id": upd.record_id, "field": f, "current": None,
                                      "wanted": upd.values[f], "last_written": None})
                             for f in doubtful)
-        if any(k not in PASSENGER_FIELDS and k != CURRENT_STAGE for k in values):
-            out.updates.append(RecordUpdate(upd.record_id, values))
+        if any(k not in PASSENGER_FIELDS for k in values):
+            out.updates.append(replace(upd, values=values))
         else:
             out.dropped.append(upd.record_id)
     return out

@@ -9,12 +9,16 @@ company id of each lead and the persona and authority the engine derived from th
   engaged leads cover, the best lead and its score, the company score (best score +
   `accounts.role_points` per covered role, capped at 100) and a short committee reason;
 - `wait_for_committee` holds back a lead newly found sales-ready until another engaged lead with
-  a different buyer persona works at its company (`accounts.handoff_waits_for_second_persona`).
+  a different buyer persona works at its company (`accounts.handoff_waits_for_second_persona`);
+- `account_figures` sums the view up in counts for the run summary and the run report.
 
 Pure functions over frames; no I/O.
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,3 +175,35 @@ def wait_for_committee(members: pd.DataFrame, model: QualificationModel, as_of_m
         usual = np.where(ranks >= STAGE_RANK[rules.open_from_stage], "open", "new")
         out["lead_status"] = np.where(status_given, usual, out["lead_status"].to_numpy(dtype=object))
     return out, int(waiting.sum())
+
+
+SCORE_BANDS: tuple[str, ...] = ("0-19", "20-39", "40-59", "60-79", "80-100")
+
+
+def _bands(values: pd.Series) -> dict[str, int]:
+    """How many values fall in each of `SCORE_BANDS` (missing ones in none)."""
+    scores = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    band = np.clip(np.floor(scores / 20).astype(int), 0, len(SCORE_BANDS) - 1)
+    return {name: int((band == i).sum()) for i, name in enumerate(SCORE_BANDS)}
+
+
+def account_figures(view: pd.DataFrame, committee_waits: int = 0) -> dict[str, Any]:
+    """The account view (`account_view`) in counts, with no company, lead or value in it:
+    companies, those with engaged leads, those whose engaged leads cover two or more committee
+    roles, engaged leads, companies per role and per persona covered, companies by company
+    score and by their best lead's score (`SCORE_BANDS`), and the handoffs held back for a
+    second persona (`committee_waits`)."""
+    roles, personas = ([str(v).split(";") for v in view[column].tolist() if isinstance(v, str) and v]
+                       for column in ("roles", "personas"))
+    engaged = pd.to_numeric(view["engaged"], errors="coerce").fillna(0)
+    return {
+        "companies": int(len(view)),
+        "with_engaged_leads": int((engaged > 0).sum()),
+        "committees": sum(len(r) >= 2 for r in roles),
+        "engaged_leads": int(engaged.sum()),
+        "roles": {role: sum(role in r for r in roles) for role in ROLES},
+        "personas": dict(sorted(Counter(p for covered in personas for p in covered).items())),
+        "company_score": _bands(view["company_score"]),
+        "best_lead_score": _bands(view["best_score"]),
+        "committee_waits": int(committee_waits),
+    }

@@ -1,6 +1,6 @@
 """Lifecycle stage and lead status decisions, vectorised over stage ranks.
 
-Rules (the CRM must never see a stage move backwards by accident):
+Rules (the stage rule itself is `leadflow.stage_rule`, shared with the push):
 - a record in a sales-owned stage (opportunity, customer, ...) or an unknown stage keeps its
   stage and its lead status untouched;
 - a disqualified record keeps its stage (even when empty) and gets status "unqualified";
@@ -17,7 +17,8 @@ import numpy as np
 
 from leadflow.qualify.columns import TextColumn
 from leadflow.qualify.text import normalize
-from leadflow.schema import MODEL_STAGES, SALES_OWNED_STAGES, STAGE_RANK, LeadStatus
+from leadflow.schema import SALES_OWNED_STAGES, STAGE_RANK, LeadStatus
+from leadflow.stage_rule import KEEP, NONE, forward_stage, rank_code
 
 # Statuses that mean a salesperson is working the record: leadflow leaves them alone.
 SALES_WORKING_STATUSES: frozenset[str] = frozenset(
@@ -29,23 +30,11 @@ SALES_WORKING_STATUSES: frozenset[str] = frozenset(
     }
 )
 
-# Rank codes for the current stage of a record.
-KEEP = -2  # sales-owned or unknown stage: never changed
-NONE = -1  # no stage yet
-
-
 def current_stage_ranks(stage: TextColumn) -> np.ndarray:
     """Per row: the rank of a model stage (0..3), `NONE` when empty, `KEEP` when not ours."""
-    per_unique = np.empty(len(stage.uniques), dtype=np.int8)
-    for i, value in enumerate(stage.uniques):
-        key = normalize(value)
-        if not key:
-            per_unique[i] = NONE
-        elif key in MODEL_STAGES:
-            per_unique[i] = STAGE_RANK[key]
-        else:
-            # Sales-owned stages and values we do not recognise are both left as they are.
-            per_unique[i] = KEEP
+    # Sales-owned stages and values we do not recognise are both left as they are (KEEP).
+    per_unique = np.fromiter((rank_code(normalize(v)) for v in stage.uniques), dtype=np.int8,
+                             count=len(stage.uniques))
     return stage.lookup(per_unique, NONE)
 
 
@@ -64,12 +53,8 @@ def final_stage_ranks(
     current: np.ndarray, proposed: np.ndarray, disqualified: np.ndarray
 ) -> np.ndarray:
     """The stage rank to write: `KEEP` keeps the record's own value, `NONE` stays empty."""
-    # int8 throughout (np.int8 scalars keep np.where from widening to int64).
-    out = np.maximum(current, proposed, dtype=np.int8)  # never backwards
-    out = np.where(current == NONE, proposed, out)
-    # Disqualified: keep what the record has (rank, or empty); sales-owned/unknown: keep.
-    out = np.where(disqualified, current, out)
-    out = np.where(current == KEEP, np.int8(KEEP), out)
+    # Disqualified: keep what the record has (rank, or empty); sales-owned/unknown: KEEP anyway.
+    out = np.where(disqualified, current, forward_stage(current, proposed))
     return out.astype(np.int8, copy=False)
 
 

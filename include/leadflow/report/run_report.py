@@ -1,4 +1,5 @@
-"""The run report: summary, data-quality checks, stage transitions and charts of one run."""
+"""The run report: summary, data-quality checks, stage transitions, charts, the SLA and the account
+view (in counts) of one run."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from leadflow.views.render import render
 log = logging.getLogger(__name__)
 
 # Summary keys shown elsewhere in the report (not repeated in the "other figures" table).
-_SHOWN = {*queries.RUN_COUNT_KEYS, "preview", "proposed_stages", "durations_s", "sla", "sla_alert"}
+_SHOWN = {*queries.RUN_COUNT_KEYS, "preview", "proposed_stages", "durations_s", "sla", "sla_alert", "accounts"}
 
 
 def default_report_folder() -> Path:

@@ -403,6 +403,15 @@ def accounts_overview(engine: Engine, crm: str, limit: int = 20) -> dict[str, An
 
 
 @_guard(list)
+def rules_models(engine: Engine, crm: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The newest rules models recorded for the CRM (`leadflow.predict.rules`): the published
+    champion qualify scores with, and the candidates the gate judged, with its figures."""
+    from leadflow.predict.rules import list_rules
+
+    return list_rules(engine, crm)[:limit]
+
+
+@_guard(list)
 def calibration(engine: Engine, crm: str) -> list[dict[str, Any]]:
     """Predicted (the score at the handoff) against observed conversion (sales' verdicts and
     outcomes, `leadflow.predict.labels`) by score decile, over every answered handoff."""
@@ -457,6 +466,10 @@ def page_data(engine: Engine, crm: str, runs_limit: int = 10, overrides_page: in
         "overrides_paging": paging,
         "sla": sla(engine, crm),
         "calibration": calibration(engine, crm),
+        "rules_models": rules_models(engine, crm),
         "accounts": accounts_overview(engine, crm),
+        # The account view in counts, as the newest run that computed it stored it.
+        "account_figures": next((r["summary"]["accounts"] for r in run_rows
+                                 if isinstance(r["summary"].get("accounts"), dict)), None),
         "preview": latest_preview(run_rows),
     }

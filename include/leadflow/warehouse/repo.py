@@ -432,7 +432,7 @@ def save_scores(
     missing = [c for c in SCORE_PERSONA_COLUMNS if c not in frame.columns]
     if missing:
         frame = frame.assign(**{c: None for c in missing})
-    cols = [*SCORE_COLUMNS, *SCORE_PERSONA_COLUMNS, *(["predictive_version"] if "predictive_version" in frame else [])]
+    cols = [*SCORE_COLUMNS, *SCORE_PERSONA_COLUMNS, *(c for c in ("predictive_version", "rules_version") if c in frame)]
     out = frame[cols].astype(object).where(frame[cols].notna(), None)
     rows = out.to_dict("records")
     # numpy scalars to the Python types the drivers bind (PostgreSQL refuses a float for BIGINT).

@@ -108,6 +108,8 @@ scores = Table(
     Column("shard_key", BigInteger, nullable=False, default=0),
     # The published predictive champion blended into the score (None: the rules alone).
     Column("predictive_version", String(160), nullable=True),
+    # The published rules model that scored it (predict.rules: "<version>@<hash>").
+    Column("rules_version", String(160), nullable=True),
 )
 
 # Problems found in incoming records (bad dates, oversized text, unknown stages): the record is

@@ -6,7 +6,7 @@ import pytest
 from crm_fakes import FakeClock
 
 from leadflow.connections import Connection
-from leadflow.crm.mapping import HubSpotMapping, load_mapping
+from leadflow.crm.hubspot_mapping import HubSpotMapping, load_mapping
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from leadflow.connections import Connection
 from leadflow.crm import http as http_module
 from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, CrmError, CrmRequestError, CrmUnavailableError
 from leadflow.crm.http import ERROR_POLICY, CrmNotFoundError, RestSession, RetryConfig, WriteOutcomeUnknown, rule_for
-from leadflow.crm.hubspot_session import HubSpotSession, HubSpotSettings
+from leadflow.crm.hubspot_session import HubSpotSession
+from leadflow.crm.hubspot_settings import HubSpotSettings
 
 TOKEN = "secret-token"
 OK = Reply(200, {"results": []})

@@ -14,9 +14,9 @@ from crm_fakes import FakeClock, Reply, make_http
 from leadflow.connections import Connection
 from leadflow.crm.base import CrmConnector, CrmError, CrmUnavailableError, RecordUpdate
 from leadflow.crm.hubspot import HubSpotConnector, split_search_properties
-from leadflow.crm.hubspot_push import ForbiddenPropertyError
-from leadflow.crm.mapping import HubSpotMapping
+from leadflow.crm.hubspot_mapping import HubSpotMapping
 from leadflow.crm.registry import available_crms, get_connector, register_connector
+from leadflow.crm.write_core import ForbiddenPropertyError
 from leadflow.pulled import Watermark
 
 T0 = 1_700_000_000_000
@@ -277,7 +277,7 @@ def test_push_maps_207_to_one_result_per_update_in_order(hubspot: FakeHubSpot, c
 def test_push_backward_stage_with_allow_backward_clears_then_sets(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
     hubspot.contacts["1"]["lifecyclestage"] = "salesqualifiedlead"
     [result] = _connector(hubspot, clock, mapping).push(
-        [RecordUpdate("1", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql", "allow_backward": True})]
+        [RecordUpdate("1", {"lifecycle_stage": "lead"}, current_stage="sql", allow_backward=True)]
     )
     assert result.status == "confirmed"
     updates = [b["inputs"] for m, p, b in hubspot.calls if p.endswith("/batch/update")]
@@ -288,7 +288,7 @@ def test_push_backward_stage_with_allow_backward_clears_then_sets(hubspot: FakeH
 
 def test_push_backward_stage_without_permission_is_never_sent(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
     results = _connector(hubspot, clock, mapping).push(
-        [RecordUpdate("1", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql"}), RecordUpdate("2", {"score": 9})]
+        [RecordUpdate("1", {"lifecycle_stage": "lead"}, current_stage="sql"), RecordUpdate("2", {"score": 9})]
     )
     assert [r.status for r in results] == ["rejected", "confirmed"]
     sent = [i for m, p, b in hubspot.calls if p.endswith("/batch/update") for i in b["inputs"]]

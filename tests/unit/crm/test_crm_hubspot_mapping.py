@@ -6,16 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from leadflow.crm.hubspot_mapping import (
-    company_to_row,
-    contact_to_lead,
-    format_owned_value,
-    normalise_technologies,
-    parse_bool,
-    parse_epoch_ms,
-    parse_number,
-)
-from leadflow.crm.mapping import HubSpotMapping
+from leadflow.crm.hubspot_mapping import HubSpotMapping
+from leadflow.crm.hubspot_values import company_to_row, contact_to_lead
+from leadflow.crm.values import format_owned_value, normalise_technologies, parse_bool, parse_epoch_ms, parse_number
 from leadflow.schema import COMPANY_COLUMNS, CRM_OWNED_VALUE_COLUMNS, CRM_RAW_VALUE_COLUMNS, LEAD_COLUMNS, MAX_TEXT_LENGTH
 
 JAN_1_2024_MS = 1_704_067_200_000

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from leadflow.crm.base import RecordResult, RecordUpdate
-from leadflow.crm.hubspot_push import (
-    ForbiddenPropertyError,
-    assert_writable,
-    classify,
-    plan_update,
-    results_from_batch,
-)
-from leadflow.crm.mapping import HubSpotMapping
+from leadflow.crm.hubspot_mapping import HubSpotMapping
+from leadflow.crm.hubspot_push import assert_writable, classify, plan_update, results_from_batch
+from leadflow.crm.write_core import ForbiddenPropertyError
 
 JAN_1_2024_MS = 1_704_067_200_000
 
@@ -20,20 +15,20 @@ JAN_1_2024_MS = 1_704_067_200_000
 def test_owned_fields_are_renamed_and_formatted(mapping: HubSpotMapping) -> None:
     plan = plan_update(
         RecordUpdate("1", {"score": 87.0, "fit_score": 40.5, "grade": "A1", "bant_count": 3,
-                           "scored_at": JAN_1_2024_MS, "reasons": None, "crm_score": "80"}),
+                           "scored_at": JAN_1_2024_MS, "reasons": None}),
         mapping,
     )
-    assert plan.rejection is None and not plan.clear_stage_first
-    assert plan.properties == {
+    assert plan.rejection is None and not plan.backward
+    assert plan.fields == {
         "leadflow_score": "87", "leadflow_fit_score": "40.5", "leadflow_grade": "A1", "leadflow_bant_count": "3",
         "leadflow_scored_at": "2024-01-01T00:00:00.000Z", "leadflow_reasons": "",
     }
 
 
 def test_stage_and_status_are_mapped_back_to_internal_values(mapping: HubSpotMapping) -> None:
-    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": "mql", "crm_lifecycle_stage": "lead",
-                                          "lead_status": "nurture"}), mapping)
-    assert plan.properties == {"lifecyclestage": "marketingqualifiedlead", "hs_lead_status": "BAD_TIMING"}
+    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": "mql", "lead_status": "nurture"}, current_stage="lead"),
+                       mapping)
+    assert plan.fields == {"lifecyclestage": "marketingqualifiedlead", "hs_lead_status": "BAD_TIMING"}
 
 
 @pytest.mark.parametrize("key", ["email", "firstname", "hubspotscore", "lifecyclestage", "leadflow_score"])
@@ -49,45 +44,45 @@ def test_assert_writable_refuses_foreign_properties(mapping: HubSpotMapping) -> 
 
 
 def test_given_backward_stage_without_permission_then_rejected_and_nothing_sent(mapping: HubSpotMapping) -> None:
-    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql", "score": 10}), mapping)
-    assert plan.properties == {}
+    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": "lead", "score": 10}, current_stage="sql"), mapping)
+    assert plan.fields == {}
     assert plan.rejection == RecordResult("1", "rejected", "stage 'sql' -> 'lead' moves backwards", "BACKWARD_STAGE")
 
 
 def test_given_backward_stage_with_allow_backward_then_cleared_first(mapping: HubSpotMapping) -> None:
     plan = plan_update(
-        RecordUpdate("1", {"lifecycle_stage": "lead", "crm_lifecycle_stage": "sql", "allow_backward": True}), mapping
+        RecordUpdate("1", {"lifecycle_stage": "lead"}, current_stage="sql", allow_backward=True), mapping
     )
     assert plan.rejection is None
-    assert plan.clear_stage_first is True
-    assert plan.properties == {"lifecyclestage": "lead"}
+    assert plan.backward is True
+    assert plan.fields == {"lifecyclestage": "lead"}
 
 
 @pytest.mark.parametrize(
-    "values",
+    "update",
     [
-        {"lifecycle_stage": "mql", "crm_lifecycle_stage": "opportunity", "allow_backward": True},
-        {"lifecycle_stage": "customer", "crm_lifecycle_stage": "sql"},
-        {"lifecycle_stage": "evangelist"},
+        RecordUpdate("1", {"lifecycle_stage": "mql"}, current_stage="opportunity", allow_backward=True),
+        RecordUpdate("1", {"lifecycle_stage": "customer"}, current_stage="sql"),
+        RecordUpdate("1", {"lifecycle_stage": "evangelist"}),
     ],
 )
-def test_sales_owned_stages_are_never_touched(mapping: HubSpotMapping, values: dict) -> None:
-    plan = plan_update(RecordUpdate("1", values), mapping)
+def test_sales_owned_stages_are_never_touched(mapping: HubSpotMapping, update: RecordUpdate) -> None:
+    plan = plan_update(update, mapping)
     assert plan.rejection is not None and plan.rejection.category == "SALES_OWNED_STAGE"
 
 
 def test_given_unchanged_stage_then_stage_is_not_sent(mapping: HubSpotMapping) -> None:
-    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": "opportunity", "crm_lifecycle_stage": "opportunity",
-                                          "score": 5}), mapping)
-    assert plan.rejection is None and plan.properties == {"leadflow_score": "5"}
+    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": "opportunity", "score": 5}, current_stage="opportunity"),
+                       mapping)
+    assert plan.rejection is None and plan.fields == {"leadflow_score": "5"}
 
 
 def test_given_clearing_stage_without_permission_then_rejected(mapping: HubSpotMapping) -> None:
-    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": None, "crm_lifecycle_stage": "lead"}), mapping)
+    plan = plan_update(RecordUpdate("1", {"lifecycle_stage": None}, current_stage="lead"), mapping)
     assert plan.rejection is not None and plan.rejection.category == "BACKWARD_STAGE"
-    allowed = plan_update(RecordUpdate("1", {"lifecycle_stage": None, "crm_lifecycle_stage": "lead",
-                                             "allow_backward": True}), mapping)
-    assert allowed.properties == {"lifecyclestage": ""} and not allowed.clear_stage_first
+    allowed = plan_update(RecordUpdate("1", {"lifecycle_stage": None}, current_stage="lead", allow_backward=True),
+                          mapping)
+    assert allowed.fields == {"lifecyclestage": ""} and not allowed.backward
 
 
 def test_given_unmapped_status_then_rejected(mapping: HubSpotMapping) -> None:

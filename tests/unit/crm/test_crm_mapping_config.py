@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadflow.crm.mapping import DEFAULT_MAPPING_PATH, HubSpotMapping, MappingConfigError, load_mapping, parse_mapping
+from leadflow.crm.hubspot_mapping import DEFAULT_MAPPING_PATH, HubSpotMapping, load_mapping, parse_mapping
+from leadflow.crm.mapping import MappingConfigError
 from leadflow.schema import OWNED_FIELDS
 
 

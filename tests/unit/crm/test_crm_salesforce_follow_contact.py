@@ -9,16 +9,11 @@ import yaml
 from simple_salesforce import format_soql
 
 from leadflow.crm.base import RecordUpdate
-from leadflow.crm.salesforce import soql_string
-from leadflow.crm.salesforce_mapping import (
-    DEFAULT_MAPPING_PATH,
-    MappingConfigError,
-    contact_to_row,
-    lead_to_rows,
-    load_mapping,
-    parse_mapping,
-)
+from leadflow.crm.mapping import MappingConfigError
+from leadflow.crm.salesforce_mapping import DEFAULT_MAPPING_PATH, load_mapping, parse_mapping
 from leadflow.crm.salesforce_push import plan_update
+from leadflow.crm.salesforce_soql import soql_string
+from leadflow.crm.salesforce_values import contact_to_row, lead_to_rows
 from leadflow.warehouse.population import partition_leads
 
 LEAD_ID = "00Q5g0000000001EAA"

@@ -6,20 +6,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from leadflow.crm.base import RecordResult, RecordUpdate
-from leadflow.crm.hubspot_push import ForbiddenPropertyError
-from leadflow.crm.salesforce import SalesforceSettings, soql_datetime, watermark_condition
-from leadflow.crm.salesforce_mapping import (
-    DEFAULT_MAPPING_PATH,
-    MappingConfigError,
-    format_write_value,
-    lead_to_rows,
-    load_mapping,
-    parse_mapping,
-)
-from leadflow.crm.salesforce_push import plan_update, results_from_collection
 from leadflow.connections import Connection
+from leadflow.crm.base import RecordResult, RecordUpdate
 from leadflow.crm.base import CrmError
+from leadflow.crm.mapping import MappingConfigError
+from leadflow.crm.salesforce_mapping import DEFAULT_MAPPING_PATH, load_mapping, parse_mapping
+from leadflow.crm.salesforce_push import plan_update, results_from_collection
+from leadflow.crm.salesforce_settings import SalesforceSettings
+from leadflow.crm.salesforce_soql import soql_datetime, watermark_condition
+from leadflow.crm.salesforce_values import format_write_value, lead_to_rows
+from leadflow.crm.write_core import ForbiddenPropertyError
 from leadflow.pulled import Watermark
 
 MAPPING = load_mapping()
@@ -119,18 +115,18 @@ def test_write_values_are_json_typed_for_salesforce() -> None:
 
 
 def test_stage_move_sets_stage_and_rating_and_never_goes_backwards() -> None:
-    plan = plan_update(RecordUpdate(RID, {"lifecycle_stage": "sql", "crm_lifecycle_stage": "mql", "score": 91}), MAPPING)
+    plan = plan_update(RecordUpdate(RID, {"lifecycle_stage": "sql", "score": 91}, current_stage="mql"), MAPPING)
     assert plan.rejection is None
     assert plan.fields == {"Leadflow_Score__c": 91, "Lifecycle_Stage__c": "SQL", "Rating": "Hot"}
-    back = plan_update(RecordUpdate(RID, {"lifecycle_stage": "lead", "crm_lifecycle_stage": "mql"}), MAPPING)
+    back = plan_update(RecordUpdate(RID, {"lifecycle_stage": "lead"}, current_stage="mql"), MAPPING)
     assert back.rejection is not None and back.rejection.category == "BACKWARD_STAGE"
-    rollback = plan_update(RecordUpdate(RID, {"lifecycle_stage": "lead", "crm_lifecycle_stage": "mql",
-                                              "allow_backward": True}), MAPPING)
+    rollback = plan_update(RecordUpdate(RID, {"lifecycle_stage": "lead"}, current_stage="mql", allow_backward=True),
+                           MAPPING)
     assert rollback.fields["Lifecycle_Stage__c"] == "Lead"
 
 
 def test_sales_owned_stage_is_never_touched() -> None:
-    plan = plan_update(RecordUpdate(RID, {"lifecycle_stage": "sql", "crm_lifecycle_stage": "customer"}), MAPPING)
+    plan = plan_update(RecordUpdate(RID, {"lifecycle_stage": "sql"}, current_stage="customer"), MAPPING)
     assert plan.rejection is not None and plan.rejection.category == "SALES_OWNED_STAGE"
 
 

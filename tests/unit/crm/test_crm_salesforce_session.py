@@ -11,7 +11,7 @@ from crm_fakes import CutOff, FakeClock, Reply, make_http
 
 from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, CrmUnavailableError
 from leadflow.crm.http import RetryConfig, WriteOutcomeUnknown
-from leadflow.crm.salesforce import SalesforceSession
+from leadflow.crm.salesforce_session import SalesforceSession
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = Reply(200, {"access_token": "00Dsession", "instance_url": BASE})

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from leadflow.crm.hubspot_mapping import history_writer, observed_shared
-from leadflow.crm.mapping import load_mapping
+from leadflow.crm.hubspot_mapping import load_mapping
+from leadflow.crm.hubspot_values import history_writer, observed_shared
 from leadflow.crm.salesforce_mapping import load_mapping as load_salesforce_mapping
-from leadflow.crm.salesforce_mapping import observed_shared as salesforce_observed
+from leadflow.crm.salesforce_values import observed_shared as salesforce_observed
 from leadflow.ownership import Writer
 
 CREATED = "2026-01-05T10:00:00.000Z"

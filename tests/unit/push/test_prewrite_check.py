@@ -25,6 +25,7 @@ class HistoryConnector:
     def __init__(self, fields):
         self.fields = fields  # record -> field -> Observed
         self.written = []
+        self.current_stages = {}  # record -> the current stage a write of the stage carried
         self.observed_calls = []
 
     def observe(self, ids):
@@ -33,6 +34,7 @@ class HistoryConnector:
 
     def push(self, updates):
         self.written.extend((u.record_id, dict(u.values)) for u in updates)
+        self.current_stages.update((u.record_id, u.current_stage) for u in updates if "lifecycle_stage" in u.values)
         return [RecordResult(u.record_id, "confirmed") for u in updates]
 
     def read(self, ids):
@@ -78,7 +80,8 @@ def test_given_a_creation_default_then_the_candidate_is_written(sqlite_warehouse
     crm = HistoryConnector({"1": {"lifecycle_stage": Observed("subscriber", writer=Writer.DEFAULT)}})
     changes = _changes([("1", "lifecycle_stage", "subscriber", "mql", True), ("1", "score", None, "70", False)])
     out = push_changes(sqlite_warehouse, crm, "hubspot", "r1", changes, "v1", clock=lambda: NOW)
-    assert crm.written == [("1", {"lifecycle_stage": "mql", "crm_lifecycle_stage": "subscriber", "score": "70"})]
+    assert crm.written == [("1", {"lifecycle_stage": "mql", "score": "70"})]
+    assert crm.current_stages == {"1": "subscriber"}
     assert out.overridden == 0
     assert set(_statuses(sqlite_warehouse).values()) == {"confirmed"}
 

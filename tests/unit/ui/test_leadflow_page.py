@@ -203,3 +203,39 @@ def test_page_shows_the_account_view_top_companies_first(client, seeded):
     assert "2 companies with scored leads, 1 with engaged leads, 1 with engaged leads in two or more" in \
         " ".join(html.split())
     assert client.get("/api/data", params={"crm": CRM}).json()["data"]["accounts"]["total"] == 2
+
+
+def test_page_shows_the_newest_runs_account_figures_as_the_run_report_does(client, seeded):
+    import pandas as pd
+
+    from leadflow.accounts.store import save_accounts
+    from leadflow.qualify.accounts import account_figures
+    from leadflow.warehouse import repo
+
+    view = pd.DataFrame([{"company_id": "c-9", "leads": 5, "engaged": 3, "roles": "decider;influencer",
+                          "personas": "executive;manager", "best_record_id": "42", "best_score": 88.0,
+                          "company_score": 98, "committee": "3 engaged of 5 leads"}])
+    save_accounts(seeded, CRM, RUN_2, view)
+    repo.record_step(seeded, CRM, RUN_2, "accounts", {"accounts": account_figures(view, committee_waits=2)})
+    repo.refresh_run_summary(seeded, CRM, RUN_2)
+    html = client.get("/").text
+    cards = dict(re.findall(r'data-accounts="(\w+)">([^<]*)<', html))
+    assert cards == {"companies": "1", "with_engaged_leads": "1", "committees": "1", "engaged_leads": "3",
+                     "committee_waits": "2"}
+    assert dict(re.findall(r'data-accounts-persona="(\w+)">([^<]*)<', html)) == {"executive": "1", "manager": "1"}
+
+
+def test_page_shows_the_published_rules_model_and_the_candidate_the_gate_kept_out(client, seeded):
+    from dataclasses import replace
+
+    from leadflow.predict.rules import read_candidate, record_rules
+
+    shipped = read_candidate(None)
+    record_rules(seeded, CRM, shipped, "bootstrap", now_ms=1_000)
+    waiting = replace(shipped, version="2026.01@0123456789ab")
+    record_rules(seeded, CRM, waiting, "kept champion", now_ms=2_000,
+                 backtest={"holdout": 80, "candidate_auc": 0.43, "champion_auc": 0.5184})
+    header, first, second = _table(client.get("/").text, "rules-models-table")
+    assert header[:3] == ["rules model", "decision", "scores leads"]
+    assert first[:3] == ["2026.01@0123456789ab", "kept champion", "no"] and first[4:] == ["80", "0.430", "0.518"]
+    assert second[:3] == [shipped.version, "bootstrap", "yes"] and second[4:] == ["-", "-", "-"]

@@ -68,3 +68,62 @@ def test_report_shows_the_sla_as_measured_by_its_run_and_its_alert(seeded):
     assert cards["median_hours_to_first_touch"] == "2.0"
     assert dict(re.findall(r'data-sla-run="(\w+)">([^<]*)<', html))["rejected"] == "1"
     assert "9 sales-ready leads ignored" in html and "status unqualified" in html
+
+
+def _view():
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"company_id": "c-1", "leads": 1, "engaged": 0, "roles": None, "personas": None, "best_record_id": "7",
+         "best_score": 40.0, "company_score": 40, "committee": "0 engaged of 1 lead; best lead 40"},
+        {"company_id": "c-9", "leads": 5, "engaged": 3, "roles": "decider;influencer", "personas": "executive;manager",
+         "best_record_id": "42", "best_score": 88.0, "company_score": 98, "committee": "3 engaged of 5 leads"},
+        {"company_id": "c-5", "leads": 2, "engaged": 1, "roles": "user", "personas": "practitioner",
+         "best_record_id": "51", "best_score": 19.5, "company_score": 25, "committee": "1 engaged of 2 leads"},
+    ])
+
+
+def test_account_figures_count_the_view_and_name_no_company_or_lead():
+    import json
+
+    from leadflow.qualify.accounts import account_figures
+
+    figures = account_figures(_view(), committee_waits=4)
+    assert figures == {
+        "companies": 3, "with_engaged_leads": 2, "committees": 1, "engaged_leads": 4,
+        "roles": {"decider": 1, "influencer": 1, "user": 1},
+        "personas": {"executive": 1, "manager": 1, "practitioner": 1},
+        "company_score": {"0-19": 0, "20-39": 1, "40-59": 1, "60-79": 0, "80-100": 1},
+        "best_lead_score": {"0-19": 1, "20-39": 0, "40-59": 1, "60-79": 0, "80-100": 1},
+        "committee_waits": 4,
+    }
+    assert not {"c-1", "c-9", "42", "51"} & set(json.dumps(figures).replace('"', " ").split())
+    empty = account_figures(_view().iloc[:0])
+    assert empty["companies"] == 0 and sum(empty["company_score"].values()) == 0 and empty["personas"] == {}
+
+
+def test_report_shows_the_account_view_of_its_run_in_counts_and_report_json_has_it(seeded, monkeypatch, capsys):
+    import json
+
+    from leadflow import cli
+    from leadflow.qualify.accounts import account_figures
+    from leadflow.warehouse import repo
+
+    repo.record_step(seeded, CRM, RUN_2, "accounts", {"accounts_scored": 3, "committee_waits": 4,
+                                                      "accounts": account_figures(_view(), committee_waits=4)})
+    repo.refresh_run_summary(seeded, CRM, RUN_2)
+    html = render_run_report(seeded, CRM, RUN_2)
+    section = html[html.index('<section id="accounts">'):html.index('<section id="disqualification">')]
+    assert dict(re.findall(r'data-accounts="(\w+)">([^<]*)<', section)) == {
+        "companies": "3", "with_engaged_leads": "2", "committees": "1", "engaged_leads": "4", "committee_waits": "4"}
+    assert dict(re.findall(r'data-accounts-persona="(\w+)">([^<]*)<', section)) == {
+        "executive": "1", "manager": "1", "practitioner": "1"}
+    assert dict(re.findall(r'data-accounts-role="(\w+)">([^<]*)<', section))["user"] == "1"
+    assert re.findall(r'data-accounts-company-score="80-100">(\d+)<', section) == ["1"]
+    assert re.findall(r'data-accounts-best-score="0-19">(\d+)<', section) == ["1"]
+    assert not re.search(r"c-\d|best lead \d", section)  # counts only: no company, no lead
+    assert "this run did not compute the account view" in render_run_report(seeded, CRM, RUN_1)
+
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_URL", str(seeded.url))
+    assert cli.main(["report", "--json", "--crm", CRM]) == 0
+    assert json.loads(capsys.readouterr().out)[CRM]["accounts"] == account_figures(_view(), committee_waits=4)

@@ -1,0 +1,36 @@
+"""HubSpot's tunables, read from the connection's `extra` (all optional)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow.connections import Connection
+from leadflow.crm.settings import settings_from_extra
+
+
+class HubSpotSettings(BaseModel):
+    """Tunables read from the connection's `extra` (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit_per_10s: int = Field(100, ge=1, description="the portal's burst limit per rolling 10 s")
+    search_rate_per_s: float = Field(5, gt=0, description="search requests per rolling second")
+    # HubSpot's 429s say which window is full; a rolling window frees up gradually.
+    rate_limit_wait_s: float = Field(2.0, gt=0, description="least wait after a ten-secondly 429")
+    search_rate_wait_s: float = Field(1.0, gt=0, description="least wait after a secondly (search) 429")
+    rate_headroom: float = Field(0.04, ge=0, lt=0.5, description="fraction kept under each ceiling")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    daily_reserve: int = Field(0, ge=0, description="stop when the daily allowance left is this low")
+    page_size: int = Field(200, ge=1, le=200)
+    batch_size: int = Field(100, ge=1, le=100)
+    search_body_limit: int = Field(3000, ge=500, le=3000)
+    index_lag_ms: int = Field(60_000, ge=0, description="watermarks stay this far behind the pull start")
+    mapping_path: str | None = None
+
+    @classmethod
+    def from_connection(cls, connection: Connection) -> "HubSpotSettings":
+        return settings_from_extra(connection, cls)
