@@ -111,7 +111,8 @@ def run_context(
         connection=connection,
         shard=shard if shards > 1 else None,
         shards=shards,
-        # Parallel shards share the CRM's rate limit: each takes its part.
+        # Parallel shards share the CRM's rate limit: one bucket in the warehouse when the shared
+        # limiter is on (`leadflow.shared_limit`), else each takes its static part.
         rate_share=1.0 / shards,
     )
 

@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Engine, Float, String, Table, Text, func, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -80,23 +81,27 @@ class BucketState:
     updated: float
     paused_until: float = 0.0
 
-    def refill(self, now: float, rate: float, capacity: float) -> None:
+    def refill(self, now: float, rate: float | None, capacity: float) -> None:
         start = max(self.updated, self.paused_until)
-        if now > start:
+        if rate is None:  # not paced: always full
+            self.tokens = capacity
+        elif now > start:
             self.tokens = min(capacity, self.tokens + (now - start) * rate)
         self.updated = max(self.updated, now)
 
-    def reserve(self, tokens: float, now: float, rate: float, capacity: float) -> float:
+    def reserve(self, tokens: float, now: float, rate: float | None, capacity: float) -> float:
         """Take `tokens` (the balance may go negative) and return how long the caller must wait
         before using them: the rest of a pause, plus the deficit earned after it."""
         self.refill(now, rate, capacity)
-        self.tokens -= tokens
         wait = max(0.0, self.paused_until - now)
+        if rate is None:
+            return wait
+        self.tokens -= tokens
         if self.tokens < 0:
             wait += -self.tokens / rate
         return wait
 
-    def pause(self, seconds: float, now: float, rate: float, capacity: float) -> None:
+    def pause(self, seconds: float, now: float, rate: float | None, capacity: float) -> None:
         """Hand out nothing for `seconds`, then start from an empty bucket (no burst after the
         pause). The queue's debt is forgiven: its holders are asleep with reservations the pause
         voids, and each takes a new token after it (`SharedBucket.acquire`)."""
@@ -109,24 +114,27 @@ class SharedBucket:
     """`rate` tokens per second, at most `capacity`, for every holder of `key` in `engine`'s
     warehouse. Interface of `leadflow.http_policy.Limiter` (`acquire`, `pause`) plus `stop`.
 
-    `stop_error` builds the exception `acquire` raises while a stop is in force (the CRM's budget
-    error, so a stop set by one process fails the others the way their own would). `clock`: None
-    for the database's clock; tests pass a fake one with its `sleeper`.
+    `rate` None: not paced, only the pauses and stops are shared (an API whose limit is not a
+    rate, such as Salesforce's concurrent requests and daily total). `stop_error` builds the
+    exception `acquire` raises while a stop is in force (the CRM's budget error, so a stop set by
+    one process fails the others the way their own would); `stop_s` is how long `stop` lasts
+    unless told. `clock`: None for the database's clock; tests pass a fake one with its `sleeper`.
     """
 
     def __init__(
         self,
         engine: Engine,
         key: str,
-        rate: float,
+        rate: float | None,
         capacity: float = 1.0,
         *,
         clock: Clock | None = None,
         sleeper: Sleeper = time.sleep,
         name: str | None = None,
         stop_error: Callable[[str], Exception] = LimitStopped,
+        stop_s: float = 900.0,
     ) -> None:
-        if rate <= 0:
+        if rate is not None and rate <= 0:
             raise ValueError(f"SharedBucket {key!r}: rate must be > 0, got {rate}")
         if capacity < 1:
             raise ValueError(f"SharedBucket {key!r}: capacity must be >= 1, got {capacity}")
@@ -135,8 +143,9 @@ class SharedBucket:
         self.engine = engine
         self.key = key
         self.name = name or key
-        self.rate = float(rate)
+        self.rate = None if rate is None else float(rate)
         self.capacity = float(capacity)
+        self.stop_s = stop_s
         self._clock = clock
         self._sleeper = sleeper
         self._stop_error = stop_error
@@ -147,7 +156,8 @@ class SharedBucket:
         self.reads = 0
 
     def __repr__(self) -> str:
-        return f"SharedBucket(key={self.key!r}, rate={self.rate:.3f}/s, capacity={self.capacity:g})"
+        rate = "not paced" if self.rate is None else f"{self.rate:.3f}/s"
+        return f"SharedBucket(key={self.key!r}, rate={rate}, capacity={self.capacity:g})"
 
     # --- public API -----------------------------------------------------------------------------
     def acquire(self, tokens: float = 1.0) -> float:
@@ -175,9 +185,10 @@ class SharedBucket:
         self._locked(lambda state, now: state.pause(seconds, now, self.rate, self.capacity))
         log.info("shared rate limit %s paused for %.2f s", self.name, seconds)
 
-    def stop(self, seconds: float, reason: str) -> None:
-        """Make every holder's `acquire` raise for `seconds` (the API's daily budget is spent).
-        `reason` is shown in their error: counts and names only, never values."""
+    def stop(self, reason: str, seconds: float | None = None) -> None:
+        """Make every holder's `acquire` raise for `seconds` (default `stop_s`): the API's daily
+        budget is spent. `reason` is shown in their error: counts and names only, never values."""
+        seconds = self.stop_s if seconds is None else seconds
         if seconds <= 0:
             return
         with _Locked(self, check_stop=False) as (conn, row, now):
@@ -279,6 +290,34 @@ class _Locked:
             self._conn.close()
 
 
+@dataclass(frozen=True)
+class SharedLimits:
+    """Where the shared buckets live (a warehouse) and how long a stop lasts: what a CRM connector
+    is given instead of per-process buckets; it names and sizes its buckets (`bucket`)."""
+
+    engine: Engine
+    stop_s: float = 900.0
+    clock: Clock | None = None
+    sleeper: Sleeper = time.sleep
+
+    def bucket(self, key: str, rate: float | None, capacity: float = 1.0, *, name: str | None = None,
+               stop_error: Callable[[str], Exception] = LimitStopped) -> SharedBucket:
+        return SharedBucket(self.engine, key, rate, capacity, clock=self.clock, sleeper=self.sleeper, name=name,
+                            stop_error=stop_error, stop_s=self.stop_s)
+
+
+class RateLimitSettings(BaseModel):
+    """`rate_limit:` in the pipeline settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # True / False; absent: shared when the warehouse is PostgreSQL (`shared_enabled`).
+    shared: bool | None = None
+    # How long a daily-budget stop found by one process stops the others' calls: long enough
+    # for the run's parallel tasks, short enough that the next run tries again.
+    budget_stop_s: float = Field(900.0, gt=0)
+
+
 def shared_enabled(setting: bool | None, engine: Engine) -> bool:
     """Whether to use the shared limiter: the setting when given; by default on PostgreSQL only.
     A SQLite warehouse is one host's file, and the pipeline's long write transactions (a pull's
@@ -286,3 +325,11 @@ def shared_enabled(setting: bool | None, engine: Engine) -> bool:
     if setting is not None:
         return setting
     return engine.dialect.name == "postgresql"
+
+
+def connector_limits(engine: Engine, settings: RateLimitSettings, rate_share: float = 1.0) -> dict[str, Any]:
+    """A CRM connector's rate-limit options: `limits` (the buckets shared in `engine`'s warehouse)
+    when the shared limiter is on, else this process's static `rate_share` of each limit."""
+    if shared_enabled(settings.shared, engine):
+        return {"limits": SharedLimits(engine, stop_s=settings.budget_stop_s)}
+    return {"rate_share": rate_share} if rate_share != 1.0 else {}

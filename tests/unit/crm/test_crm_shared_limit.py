@@ -10,7 +10,7 @@ import pytest
 from crm_fakes import FakeClock
 from sqlalchemy import select
 
-from leadflow.shared_limit import LimitStopped, SharedBucket, rate_limits, shared_enabled
+from leadflow.shared_limit import LimitStopped, SharedBucket, SharedLimits, rate_limits, shared_enabled
 from leadflow.warehouse.db import get_engine
 
 
@@ -18,7 +18,7 @@ class BudgetSpent(Exception):
     pass
 
 
-def bucket(warehouse, clock: FakeClock, key: str = "hubspot:conn:general", rate: float = 4.0,
+def bucket(warehouse, clock: FakeClock, key: str = "hubspot:conn:general", rate: float | None = 4.0,
            **kwargs) -> SharedBucket:
     return SharedBucket(warehouse, key, rate, clock=clock, sleeper=clock.sleep, **kwargs)
 
@@ -92,15 +92,37 @@ def test_a_pause_forgives_the_queue_whose_holders_queue_again_after_it(warehouse
 def test_a_stop_by_one_holder_fails_the_others_until_it_expires(warehouse, clock: FakeClock) -> None:
     first = bucket(warehouse, clock)
     second = bucket(warehouse, clock, stop_error=BudgetSpent)
-    first.stop(600, "daily API limit spent (429 DAILY)")
+    first.stop("daily API limit spent (429 DAILY)", 600)
     with pytest.raises(BudgetSpent, match=r"stopped by another process for 600 s more \(daily API limit spent"):
         second.acquire()
-    first.stop(60, "a shorter stop does not shorten it")
+    first.stop("a shorter stop does not shorten it", 60)
     clock.now += 599
     with pytest.raises(LimitStopped):
         first.acquire()
     clock.now += 1
     assert second.acquire() == 0.0
+
+
+def test_a_stop_lasts_the_configured_time_unless_told(warehouse, clock: FakeClock) -> None:
+    limits = SharedLimits(warehouse, stop_s=120, clock=clock, sleeper=clock.sleep)
+    first, second = limits.bucket("k", 4.0), limits.bucket("k", 4.0)
+    first.stop("spent")
+    clock.now += 119
+    with pytest.raises(LimitStopped, match="1 s more"):
+        second.acquire()
+    clock.now += 1
+    assert second.acquire() == 0.0
+
+
+def test_an_unpaced_bucket_shares_only_pauses_and_stops(warehouse, clock: FakeClock) -> None:
+    first, second = bucket(warehouse, clock, rate=None), bucket(warehouse, clock, rate=None)
+    assert [first.acquire() for _ in range(50)] == [0.0] * 50
+    second.pause(1.5)
+    assert first.acquire() == pytest.approx(1.5)
+    assert first.acquire() == 0.0  # no pacing after the pause either
+    second.stop("spent", 60)
+    with pytest.raises(LimitStopped):
+        first.acquire()
 
 
 def test_one_transaction_per_call_and_one_read_after_a_wait(warehouse, clock: FakeClock) -> None:
