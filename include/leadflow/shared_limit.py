@@ -17,9 +17,9 @@ pause set by another process while this one slept is honoured too, with a new to
 
 Database round trips per API call: one locked transaction (select, update, commit: 3
 statements) when no wait is needed, plus one read after a wait. Measured on the test suite's
-PostgreSQL, `acquire` takes ~1 ms, against the 40-200 ms between two calls at the CRMs' rates: no
-local fast path (leases of several tokens) is needed, and none is kept, since leased tokens a
-process no longer needs would be lost to the others.
+PostgreSQL, `acquire` takes 0.7 ms (1.7 ms with the read), against the 40-200 ms between two calls
+at the CRMs' rates: no local fast path (leases of several tokens) is needed, and none is kept,
+since leased tokens a process no longer needs would be lost to the others.
 
 Time is the database's clock (`clock_timestamp()` on PostgreSQL, `julianday('now')` on SQLite):
 the one clock all workers share. Host clocks a few milliseconds apart would each refill the row
@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Engine, Float, String, Table, Text, func, literal, select, update
@@ -191,7 +192,7 @@ class SharedBucket:
         seconds = self.stop_s if seconds is None else seconds
         if seconds <= 0:
             return
-        with _Locked(self, check_stop=False) as (conn, row, now):
+        with self._locked_row(check_stop=False) as (conn, row, now):
             conn.execute(update(rate_limits).where(rate_limits.c.key == self.key).values(
                 stopped_until=max(row.stopped_until, now + seconds), stop_reason=reason[:500]))
         log.warning("shared rate limit %s stopped for %.0f s", self.name, seconds)
@@ -231,9 +232,28 @@ class SharedBucket:
         conn.commit()
         self._row_exists = True
 
+    @contextmanager
+    def _locked_row(self, *, check_stop: bool = True) -> Iterator[tuple[Connection, Any, float]]:
+        """The row locked in a transaction that commits when the block ends (closing the
+        connection on an exception rolls it back); the stop error, if a stop is in force and
+        `check_stop`, before the block changes anything."""
+        with self.engine.connect() as conn:
+            self._ensure_row(conn)
+            if conn.dialect.name == "sqlite":
+                # The write lock before the read: two deferred transactions that both read, then
+                # both try to write, would fail with "database is locked" instead of queueing.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            row, now = self._read(conn, lock=True)
+            self.transactions += 1
+            if check_stop and row.stopped_until > now:
+                raise self._stop_error(f"{self.name}: stopped by another process for {row.stopped_until - now:.0f} s "
+                                       f"more ({row.stop_reason or 'no reason given'})")
+            yield conn, row, now
+            conn.commit()
+
     def _locked(self, change: Callable[[BucketState, float], float | None]) -> float:
         """Apply `change` to the row's state under its lock; raise while a stop is in force."""
-        with _Locked(self) as (conn, row, now):
+        with self._locked_row() as (conn, row, now):
             state = BucketState(row.tokens, row.updated_at, row.paused_until)
             result = change(state, now)
             conn.execute(update(rate_limits).where(rate_limits.c.key == self.key).values(
@@ -246,48 +266,6 @@ class SharedBucket:
             row = conn.execute(select(rate_limits.c.paused_until, self._now_column().label("now"))
                                .where(rate_limits.c.key == self.key)).one()
         return float(row.paused_until) - float(row.now)
-
-
-class _Locked:
-    """`with _Locked(bucket) as (conn, row, now)`: the bucket's row locked in a transaction that
-    commits on exit (rolls back on an exception); raises the stop error, if a stop is in force
-    and `check_stop`, before the caller changes anything."""
-
-    def __init__(self, bucket: SharedBucket, *, check_stop: bool = True) -> None:
-        self.bucket = bucket
-        self.check_stop = check_stop
-        self._conn: Connection | None = None
-
-    def __enter__(self) -> tuple[Connection, Any, float]:
-        bucket = self.bucket
-        conn = self._conn = bucket.engine.connect()
-        try:
-            bucket._ensure_row(conn)
-            if conn.dialect.name == "sqlite":
-                # The write lock before the read: two deferred transactions that both read, then
-                # both try to write, would fail with "database is locked" instead of queueing.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            row, now = bucket._read(conn, lock=True)
-            bucket.transactions += 1
-            if self.check_stop and row.stopped_until > now:
-                raise bucket._stop_error(
-                    f"{bucket.name}: stopped by another process for {row.stopped_until - now:.0f} s more "
-                    f"({row.stop_reason or 'no reason given'})")
-        except BaseException:
-            conn.rollback()
-            conn.close()
-            raise
-        return conn, row, now
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._conn is not None
-        try:
-            if exc_type is None:
-                self._conn.commit()
-            else:
-                self._conn.rollback()
-        finally:
-            self._conn.close()
 
 
 @dataclass(frozen=True)
