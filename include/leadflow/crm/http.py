@@ -295,12 +295,14 @@ class RestSession(PolicyClient[requests.Response]):
         too (a stop it was told of is not passed on again)."""
         if getattr(exc, "shared_stop", False):
             return
+        status = getattr(exc, "status", None)
+        reason = f"a call answered {status}" if status else "the daily reserve reached"
         for name, limiter in self.buckets.items():
             stop = getattr(limiter, "stop", None)
             if stop is None:
                 continue
             try:
-                stop(f"{self.api_name} budget stop by another process, status {getattr(exc, 'status', None) or '-'}")
+                stop(reason)
             except Exception as failure:  # the budget error matters more than telling the others
                 log.warning("%s bucket %s: budget stop not shared: %s", self.api_name, name, type(failure).__name__)
 
