@@ -42,13 +42,14 @@ Keeps the leads of the **{crm}** CRM qualified. Each run:
 Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
 **only_record_ids**, **since** (re-pull from a date), **shards**, **force**.
 Connections: `leadflow_{crm}`, `leadflow_enrichment` (optional), `leadflow_warehouse` (else
-`LEADFLOW_WAREHOUSE_URL`). Pool: `leadflow_{crm}`.
+`LEADFLOW_WAREHOUSE_URL`). Pool: `leadflow_{crm}`, taken by every task that calls the CRM
+(`extract`, `push`, `push_accounts`; the rollback DAG's task too).
 """
 
 
 def build_dag(crm: str):
     scores_asset = dag_support.scores_asset(crm)
-    pool = f"leadflow_{crm}"
+    pool = dag_support.crm_pool(crm)  # every task that calls the CRM
 
     @dag(
         dag_id=f"leadflow_{crm}",
@@ -84,7 +85,7 @@ def build_dag(crm: str):
     def leadflow_crm():
         run = dag_support.run_step
 
-        @task
+        @task(pool=pool)
         def extract() -> dict:
             return run("extract", crm)
 

@@ -42,7 +42,8 @@ own writes go to the push log under `rollback__<run id>`.
 Manual only. Trigger form: **crm**, **run_id** (the run to undo, e.g.
 `scheduled__2026-01-05T02:00:00+00:00`; `leadflow report` lists them) and **dry_run** — on by
 default: the task only reports what it would restore. Re-trigger with dry_run off to write.
-Connection: `leadflow_<crm>`. Warehouse: connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`.
+One task per CRM (`rollback_<crm>`, in the CRM's pool `leadflow_<crm>`): the chosen CRM's runs,
+the others are skipped. Connection: `leadflow_<crm>`. Warehouse: connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`.
 """
 
 
@@ -90,10 +91,13 @@ def leadflow_train():
 )
 def leadflow_rollback():
     @task
-    def rollback() -> dict:
-        return dag_support.run_rollback()
+    def rollback(crm: str) -> dict:
+        return dag_support.run_rollback(crm)
 
-    rollback()
+    # One task per CRM, in that CRM's pool; the trigger's `crm` runs one, the others are skipped.
+    for crm in CRMS:
+        chosen = task.run_if(dag_support.rollback_chosen(crm), skip_message=f"the trigger chose another CRM than {crm}")
+        chosen(rollback.override(task_id=f"rollback_{crm}", pool=dag_support.crm_pool(crm)))(crm)
 
 
 leadflow_train()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from leadflow import airflow_adapter
 from leadflow.env import LeadflowEnv, leadflow_env
@@ -59,6 +59,12 @@ def scores_asset(crm: str) -> Any:
 
 def crm_of(dag_id: str) -> str:
     return dag_id.removeprefix("leadflow_")
+
+
+def crm_pool(crm: str) -> str:
+    """The Airflow pool of every task that calls `crm` (airflow-init creates it): its slots bound
+    how many of them run at once across all workers."""
+    return f"leadflow_{crm}"
 
 
 def shard_count(params: Mapping[str, Any]) -> int:
@@ -105,7 +111,8 @@ def run_context(
         connection=connection,
         shard=shard if shards > 1 else None,
         shards=shards,
-        # Parallel shards share the CRM's rate limit: each takes its part.
+        # Parallel shards share the CRM's rate limit: one bucket in the warehouse when the shared
+        # limiter is on (`leadflow.shared_limit`), else each takes its static part.
         rate_share=1.0 / shards,
     )
 
@@ -133,13 +140,18 @@ def run_training(crm: str) -> dict[str, Any]:
     return train(crm, now=dag_run.run_after, run_id=dag_run.run_id)
 
 
-def run_rollback() -> dict[str, Any]:
-    """The `leadflow_rollback` task: the trigger's CRM, run id and dry-run switch."""
+def rollback_chosen(crm: str) -> Callable[[Mapping[str, Any]], bool]:
+    """The run condition of `leadflow_rollback`'s task for `crm`: one task per CRM (each in its
+    CRM's pool, fixed at parse time), and the trigger's `crm` picks the one that runs."""
+    return lambda context: context["params"]["crm"] == crm
+
+
+def run_rollback(crm: str) -> dict[str, Any]:
+    """The `leadflow_rollback` task of `crm`: the trigger's run id and dry-run switch."""
     from leadflow.connections import get_connection
     from leadflow.maintenance import run_rollback as rollback
 
     params = airflow_adapter.current_context()["params"]
-    crm = params["crm"]
     return rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]),
                     connection=get_connection(f"leadflow_{crm}"))
 

@@ -18,6 +18,8 @@ from leadflow.crm.registry import get_connector
 from leadflow.pipeline import RunContext, default_run_id, train
 from leadflow.predict.rules_gate import gate_rules
 from leadflow.push.rollback import rollback_run
+from leadflow.settings import load_pipeline_settings
+from leadflow.shared_limit import connector_limits
 from leadflow.warehouse.db import ensure_schema, get_engine
 
 log = logging.getLogger(__name__)
@@ -89,10 +91,12 @@ def run_rollback(
         raise ValueError("run_id is required: the id of the run whose writes to undo")
     if connection is None:
         connection = get_connection(f"leadflow_{crm}")
-    connector_factory = connector_factory or get_connector
     db, owned = _open_engine(engine, warehouse_url)
     try:
-        connector = connector_factory(crm, connection)
+        if connector_factory is None:  # the CRM DAG's rate limits, shared with its runs when on
+            connector = get_connector(crm, connection, **connector_limits(db, load_pipeline_settings().rate_limit))
+        else:
+            connector = connector_factory(crm, connection)
         try:
             report = rollback_run(db, connector, crm, run_id, dry_run=bool(dry_run))
         finally:

@@ -47,6 +47,7 @@ from leadflow.quality.results import failed_count, raise_if_failed
 from leadflow.report import write_run_report
 from leadflow.runtime import keep_freed_memory
 from leadflow.settings import PipelineSettings, load_pipeline_settings
+from leadflow.shared_limit import connector_limits
 from leadflow.verdicts.read import load_events, load_handoffs, read_verdicts
 from leadflow.verdicts.sla import ignored_alert, record_handoffs, sla_figures
 from leadflow.warehouse import repo
@@ -79,7 +80,7 @@ class RunContext:
     since: datetime | None = None  # pull from here instead of the stored watermark
     shard: int | None = None
     shards: int = 1
-    rate_share: float = 1.0  # this task's share of the CRM's rate limit (parallel shards)
+    rate_share: float = 1.0  # this task's share of the CRM's rate limit (parallel shards), when not shared
     settings: PipelineSettings = field(default_factory=load_pipeline_settings)
     _engine: Engine | None = field(default=None, repr=False)
 
@@ -114,7 +115,8 @@ def _timed(summary: dict[str, Any], key: str) -> Iterator[None]:
 
 
 def _connector(ctx: RunContext):
-    options = {"rate_share": ctx.rate_share} if ctx.rate_share != 1.0 else {}
+    """The run's CRM connector: rate limits shared through the warehouse, or this task's share."""
+    options = connector_limits(ctx.engine, ctx.settings.rate_limit, ctx.rate_share)
     return get_connector(ctx.crm, ctx.connection or get_connection(ctx.conn_id), **options)
 
 

@@ -13,6 +13,7 @@ from leadflow.env import leadflow_env
 from leadflow.ownership import ReclaimPolicy
 from leadflow.push.diff import DiffSettings
 from leadflow.push.writer import PushSettings as WriterSettings
+from leadflow.shared_limit import RateLimitSettings
 from leadflow.validation import ConfigError, load_yaml_model
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "leadflow.yaml"
@@ -51,6 +52,7 @@ class PipelineSettings(BaseModel):
 
     push: PushPolicy = Field(default_factory=PushPolicy)
     alerts: AlertPolicy = Field(default_factory=AlertPolicy)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 
     @field_validator("enrichment", mode="before")

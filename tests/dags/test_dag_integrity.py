@@ -47,9 +47,10 @@ def test_trigger_params_have_titles_and_descriptions(dagbag):
     assert dag.params["dry_run"] is False and dag.params["shards"] == 1
 
 
-def test_mapped_tasks_and_pool(dagbag):
+def test_mapped_tasks_and_every_task_that_calls_the_crm_in_its_pool(dagbag):
     dag = dagbag.dags["leadflow_hubspot"]
-    assert dag.get_task("push").pool == "leadflow_hubspot"
+    in_pool = {t.task_id for t in dag.tasks if t.pool == "leadflow_hubspot"}
+    assert in_pool == {"extract", "push", "push_accounts"}
     assert type(dag.get_task("qualify")).__name__.endswith("MappedOperator")
 
 

@@ -123,11 +123,23 @@ def test_train_dag_tags_and_conventions(train_dag):
 
 
 # --- leadflow_rollback ----------------------------------------------------------------------------
-def test_rollback_dag_is_manual_only_with_one_task(rollback_dag):
+def test_rollback_dag_is_manual_only_with_one_task_per_crm_in_its_pool(rollback_dag):
     assert rollback_dag.timetable.can_be_scheduled is False
-    assert rollback_dag.task_ids == ["rollback"]
+    assert sorted(rollback_dag.task_ids) == [f"rollback_{crm}" for crm in CRMS]
     assert {"leadflow", "maintenance"} <= set(rollback_dag.tags)
-    assert rollback_dag.get_task("rollback").retries >= 2
+    for crm in CRMS:
+        task = rollback_dag.get_task(f"rollback_{crm}")
+        assert task.retries >= 2
+        assert task.pool == f"leadflow_{crm}"
+
+
+def test_the_trigger_crm_runs_its_rollback_task_and_skips_the_others(rollback_dag):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    context = {"params": {"crm": "salesforce", "run_id": "manual__x", "dry_run": True}}
+    rollback_dag.get_task("rollback_salesforce")._pre_execute_hook(context)  # what the task runner calls
+    with pytest.raises(AirflowSkipException, match="another CRM than hubspot"):
+        rollback_dag.get_task("rollback_hubspot")._pre_execute_hook(context)
 
 
 def test_rollback_params_have_titles_descriptions_and_dry_run_on_by_default(rollback_dag):
@@ -177,11 +189,11 @@ def test_rollback_task_passes_params_and_the_airflow_connection_to_the_rollback(
     asked = []
     monkeypatch.setattr(leadflow.airflow_adapter, "airflow_connection", lambda cid: asked.append(cid) or airflow_conn)
     monkeypatch.setattr(leadflow.maintenance, "run_rollback", fake_run_rollback)
-    callable_ = rollback_dag.get_task("rollback").python_callable
+    task = rollback_dag.get_task("rollback_salesforce")
     params = {"crm": "salesforce", "run_id": "manual__x", "dry_run": False}
     monkeypatch.setattr(leadflow.airflow_adapter, "current_context", lambda: {"params": params})
 
-    assert callable_() == {"crm": "salesforce", "restored": 0}
+    assert task.python_callable(*task.op_args) == {"crm": "salesforce", "restored": 0}
     assert asked == ["leadflow_salesforce"]
     assert (seen["crm"], seen["run_id"], seen["dry_run"]) == ("salesforce", "manual__x", False)
     assert seen["connection"].base_url == "https://sandbox:8766"

@@ -47,26 +47,29 @@ method, path, status and counts: never request or response bodies, never the tok
 from __future__ import annotations
 
 import json as jsonlib
+import logging
 import random
 import threading
 import time
 from collections import Counter
-from typing import Any, Iterator, Mapping, Self, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Self, Sequence
 
 import requests
 
 from leadflow.crm.base import (
     CrmAuthError,
+    CrmBudgetExhausted,
     CrmError,
     CrmRequestError,
     CrmUnavailableError,
     RecordResult,
 )
-from leadflow.crm.ratelimit import Sleeper, TokenBucket
+from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
 from leadflow.http_policy import (
     ErrorInfo,
     ErrorRule,
     Failure,
+    Limiter,
     PolicyClient,
     RetryConfig,
     lookup,
@@ -74,8 +77,10 @@ from leadflow.http_policy import (
     standard_policy,
 )
 
-__all__ = ["ERROR_POLICY", "CrmNotFoundError", "ErrorInfo", "RestSession", "RetryConfig", "SessionConnector",
-           "Stats", "WriteOutcomeUnknown", "make_error", "rule_for"]
+__all__ = ["ERROR_POLICY", "BucketFactory", "CrmNotFoundError", "ErrorInfo", "RestSession", "RetryConfig",
+           "SessionConnector", "Stats", "WriteOutcomeUnknown", "make_buckets", "make_error", "rule_for"]
+
+log = logging.getLogger(__name__)
 
 
 class CrmNotFoundError(CrmRequestError):
@@ -95,6 +100,48 @@ ERROR_POLICY: dict[Any, ErrorRule] = standard_policy(
 def rule_for(key: int | str) -> ErrorRule:
     """The CRM table's row for a status code or failure kind."""
     return lookup(ERROR_POLICY, key)
+
+
+class BucketFactory(Protocol):
+    """Makes buckets shared by every process that calls the account
+    (`leadflow.shared_limit.SharedLimits`, kept in the warehouse)."""
+
+    def bucket(self, key: str, rate: float | None, capacity: float = 1.0, *, name: str | None = None,
+               stop_error: Callable[[str], Exception]) -> Limiter: ...
+
+
+def shared_stop_error(api_name: str) -> Callable[[str], CrmBudgetExhausted]:
+    """The error a shared bucket raises while another process's budget stop is in force: the
+    budget error the process would raise itself, marked as not to be shared again."""
+
+    def error(message: str) -> CrmBudgetExhausted:
+        exc = CrmBudgetExhausted(f"{api_name}'s daily API budget is spent ({message}): stopping now; the next run "
+                                 "resumes from the stored watermark")
+        exc.shared_stop = True  # type: ignore[attr-defined]
+        return exc
+
+    return error
+
+
+def make_buckets(api_name: str, conn_id: str, rates: Mapping[str, float | None], *,
+                 limits: BucketFactory | None = None, rate_share: float = 1.0,
+                 clock: Clock = time.monotonic, sleeper: Sleeper = time.sleep) -> dict[str, Limiter]:
+    """A session's buckets, one per name in `rates` (requests per second at the account's whole
+    limit; None: not paced), each with capacity 1 (no burst).
+
+    With `limits`, shared by every process calling the account (key `<api>:<conn_id>:<name>`):
+    each bucket is the whole account's, `rate_share` does not apply, and pauses and budget stops
+    reach every holder. Without, one per process at `rate_share` (0-1] of each rate, the
+    process's static part when several call the account at once; an unpaced one is left out."""
+    if not 0 < rate_share <= 1:
+        raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
+    api = api_name.lower()
+    if limits is not None:
+        return {name: limits.bucket(f"{api}:{conn_id}:{name}", rate, name=f"{api}-{name}",
+                                    stop_error=shared_stop_error(api_name))
+                for name, rate in rates.items()}
+    return {name: TokenBucket(rate * rate_share, 1.0, clock=clock, sleeper=sleeper, name=f"{api}-{name}")
+            for name, rate in rates.items() if rate is not None}
 
 
 class Stats(Mapping[str, float]):
@@ -163,7 +210,7 @@ class RestSession(PolicyClient[requests.Response]):
         token: str | None,
         *,
         conn_id: str = "",
-        buckets: Mapping[str, TokenBucket] | None = None,
+        buckets: Mapping[str, Limiter] | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
         retry: RetryConfig = RetryConfig(),
         sleeper: Sleeper = time.sleep,
@@ -175,7 +222,7 @@ class RestSession(PolicyClient[requests.Response]):
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.conn_id = conn_id
-        self.buckets: dict[str, TokenBucket] = dict(buckets or {})
+        self.buckets: dict[str, Limiter] = dict(buckets or {})
         self.timeout = timeout
         self._session = session or requests.Session()
         self._session.headers.setdefault("User-Agent", "leadflow")
@@ -236,8 +283,28 @@ class RestSession(PolicyClient[requests.Response]):
         def send() -> requests.Response:
             return self._session.request(method, url, json=json, params=params, headers=headers, timeout=self.timeout)
 
-        return self.call(send, method=method, path=path, idempotent=idempotent, bucket=bucket,
-                         limiter=self.buckets.get(bucket))
+        try:
+            return self.call(send, method=method, path=path, idempotent=idempotent, bucket=bucket,
+                             limiter=self.buckets.get(bucket))
+        except CrmBudgetExhausted as exc:
+            self._share_stop(exc)
+            raise
+
+    def _share_stop(self, exc: CrmBudgetExhausted) -> None:
+        """This process found the daily budget spent: its shared buckets stop every other holder
+        too (a stop it was told of is not passed on again)."""
+        if getattr(exc, "shared_stop", False):
+            return
+        status = getattr(exc, "status", None)
+        reason = f"a call answered {status}" if status else "the daily reserve reached"
+        for name, limiter in self.buckets.items():
+            stop = getattr(limiter, "stop", None)
+            if stop is None:
+                continue
+            try:
+                stop(reason)
+            except Exception as failure:  # the budget error matters more than telling the others
+                log.warning("%s bucket %s: budget stop not shared: %s", self.api_name, name, type(failure).__name__)
 
     def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """`request()` and decode the JSON body (None for an empty body)."""

@@ -24,7 +24,7 @@ from leadflow.crm.base import (
     RecordResult,
     RecordUpdate,
 )
-from leadflow.crm.http import SessionConnector, WriteOutcomeUnknown
+from leadflow.crm.http import BucketFactory, SessionConnector, WriteOutcomeUnknown
 from leadflow.crm.hubspot_mapping import HubSpotMapping, OwnedProperty, load_mapping
 from leadflow.crm.hubspot_push import ForbiddenPropertyError, assert_writable, plan_update, results_from_batch
 from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession
@@ -129,17 +129,20 @@ class HubSpotConnector(SessionConnector):
         rng: random.Random | None = None,
         http: requests.Session | None = None,
         rate_share: float = 1.0,
+        limits: BucketFactory | None = None,
     ) -> "HubSpotConnector":
         """Build from an Airflow-style connection (settings from its `extra`).
 
-        `rate_share`: fraction of the portal's rate limits this connector may use; pass
-        1/N when N workers push to the same portal at once.
+        `limits`: the portal's buckets shared by every process (`leadflow.shared_limit`). Without
+        them, `rate_share` is the fraction of the portal's rate limits this connector may use;
+        pass 1/N when N workers push to the same portal at once.
         """
         settings = HubSpotSettings.from_connection(connection)
         if mapping is None:
             mapping = load_mapping(settings.mapping_path)
         session = HubSpotSession.from_connection(
-            connection, settings, clock=clock, sleeper=sleeper, rng=rng, session=http, rate_share=rate_share
+            connection, settings, clock=clock, sleeper=sleeper, rng=rng, session=http, rate_share=rate_share,
+            limits=limits,
         )
         return cls(session, mapping, settings, wall_clock=wall_clock)
 

@@ -16,9 +16,9 @@ import requests
 
 from leadflow.connections import Connection, env_var_name
 from leadflow.crm.base import CrmBudgetExhausted
-from leadflow.crm.http import RestSession, Stats
+from leadflow.crm.http import BucketFactory, RestSession, Stats, make_buckets
 from leadflow.crm.hubspot_settings import HubSpotSettings
-from leadflow.crm.ratelimit import Clock, Sleeper, TokenBucket
+from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.http_policy import ErrorInfo, RetryConfig, make_error
 
 GENERAL_BUCKET = "general"
@@ -52,27 +52,22 @@ class HubSpotSession(RestSession):
         session: requests.Session | None = None,
         stats: Stats | None = None,
         rate_share: float = 1.0,
+        limits: BucketFactory | None = None,
     ) -> "HubSpotSession":
-        """`rate_share` (0-1]: the fraction of the portal's limits this process may use, when
+        """`limits`: buckets shared by every process calling the portal (`make_buckets`); without
+        them, `rate_share` (0-1] is the fraction of the portal's limits this process may use when
         several workers (e.g. mapped push tasks) call the same portal at once."""
-        if not 0 < rate_share <= 1:
-            raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
         settings = settings or HubSpotSettings.from_connection(connection)
-        keep = (1 - settings.rate_headroom) * rate_share
+        keep = 1 - settings.rate_headroom
         # Capacity 1 (no burst) and a rate a little under the ceiling: no rolling window, of
         # 1 s or of 10 s, ever sees more than the limit. A search request takes a token from the
         # search bucket only: HubSpot counts searches against their own per-second limit
         # (charging them to both held the search rate ~15% under its ceiling, bench/bench_pull.py).
-        buckets = {
-            GENERAL_BUCKET: TokenBucket(
-                settings.rate_limit_per_10s / 10.0 * keep, 1.0,
-                clock=clock, sleeper=sleeper, name="hubspot-general",
-            ),
-            SEARCH_BUCKET: TokenBucket(
-                settings.search_rate_per_s * keep, 1.0,
-                clock=clock, sleeper=sleeper, name="hubspot-search",
-            ),
-        }
+        buckets = make_buckets(
+            cls.api_name, connection.conn_id,
+            {GENERAL_BUCKET: settings.rate_limit_per_10s / 10.0 * keep, SEARCH_BUCKET: settings.search_rate_per_s * keep},
+            limits=limits, rate_share=rate_share, clock=clock, sleeper=sleeper,
+        )
         return cls(
             connection.base_url,
             connection.token,

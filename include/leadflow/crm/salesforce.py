@@ -36,7 +36,7 @@ from leadflow.crm.base import (
     RecordUpdate,
     Watermark,
 )
-from leadflow.crm.http import SessionConnector
+from leadflow.crm.http import BucketFactory, SessionConnector
 from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_mapping import (
     COMPATIBLE_TYPES,
@@ -109,14 +109,17 @@ class SalesforceConnector(SessionConnector):
     def from_connection(cls, connection: Connection, *, mapping: SalesforceMapping | None = None,
                         clock: Clock = time.monotonic, sleeper: Sleeper = time.sleep,
                         wall_clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                        http: requests.Session | None = None, rate_share: float = 1.0) -> "SalesforceConnector":
+                        http: requests.Session | None = None, rate_share: float = 1.0,
+                        limits: BucketFactory | None = None) -> "SalesforceConnector":
         """Build from an Airflow-style connection: host/port/schema give the instance URL; the
         password is a session id, or `extra.client_id`/`client_secret` (+ login and password for
-        the password grant) get one by OAuth; `extra.verify` is a CA file (the sandbox's cert)."""
+        the password grant) get one by OAuth; `extra.verify` is a CA file (the sandbox's cert).
+        `limits`: the org's bucket shared by every process; else `rate_share` of it."""
         settings = SalesforceSettings.from_connection(connection)
         if mapping is None:
             mapping = load_mapping(settings.mapping_path)
-        session = SalesforceSession.from_connection(connection, settings, sleeper=sleeper, rng=rng, session=http)
+        session = SalesforceSession.from_connection(connection, settings, clock=clock, sleeper=sleeper, rng=rng,
+                                                    session=http, rate_share=rate_share, limits=limits)
         return cls(session, mapping, settings, wall_clock=wall_clock)
 
     @property

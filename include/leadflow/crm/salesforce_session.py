@@ -24,8 +24,8 @@ import requests
 
 from leadflow.connections import Connection, env_var_name
 from leadflow.crm.base import CrmAuthError, CrmBudgetExhausted, CrmError, CrmUnavailableError
-from leadflow.crm.http import ERROR_POLICY, RestSession
-from leadflow.crm.ratelimit import Sleeper
+from leadflow.crm.http import ERROR_POLICY, BucketFactory, RestSession, make_buckets
+from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.salesforce_settings import SalesforceSettings
 from leadflow.http_policy import ErrorInfo, ErrorRule, Failure, RetryConfig, make_error
 
@@ -188,11 +188,14 @@ class SalesforceSession(RestSession):
 
     @classmethod
     def from_connection(cls, connection: Connection, settings: SalesforceSettings | None = None, *,
-                        sleeper: Sleeper = time.sleep, rng: random.Random | None = None,
-                        session: requests.Session | None = None) -> "SalesforceSession":
+                        clock: Clock = time.monotonic, sleeper: Sleeper = time.sleep,
+                        rng: random.Random | None = None, session: requests.Session | None = None,
+                        rate_share: float = 1.0, limits: BucketFactory | None = None) -> "SalesforceSession":
         """host/port/schema give the instance URL; the password is a session id, or
         `extra.client_id`/`client_secret` (+ login and password for the password grant) get one
-        by OAuth; `extra.verify` is a CA file (the sandbox's cert)."""
+        by OAuth; `extra.verify` is a CA file (the sandbox's cert). One bucket, `general`, at
+        `extra.rate_limit_per_s` (unpaced by default): shared through `limits`, else this
+        process's `rate_share` of it (`make_buckets`); OAuth requests take no token."""
         settings = settings or SalesforceSettings.from_connection(connection)
         oauth: dict[str, str] = {}
         if settings.client_id:
@@ -204,7 +207,9 @@ class SalesforceSession(RestSession):
             raise CrmError(f"connection {connection.conn_id!r} ({env_var_name(connection.conn_id)}) has neither a "
                            "session id (password) nor an OAuth client (extra.client_id/client_secret)")
         return cls(
-            connection.base_url, token, conn_id=connection.conn_id, buckets={},
+            connection.base_url, token, conn_id=connection.conn_id,
+            buckets=make_buckets(cls.api_name, connection.conn_id, {"general": settings.rate_limit_per_s},
+                                 limits=limits, rate_share=rate_share, clock=clock, sleeper=sleeper),
             timeout=(settings.connect_timeout_s, settings.read_timeout_s),
             retry=RetryConfig(settings.max_retries, settings.backoff_base_s, settings.backoff_max_s),
             sleeper=sleeper, rng=rng, session=session or make_http_session(connection.extra.get("verify")),

@@ -18,6 +18,9 @@ class SalesforceSettings(BaseModel):
     client_secret: str | None = None
     token_url: str | None = Field(None, description="OAuth token endpoint (default: <instance>/services/oauth2/token)")
     daily_reserve: int = Field(500, ge=0, description="stop when the daily API allocation left is this low")
+    # Salesforce's limits are the daily total and the concurrent long-running requests, not a
+    # rate: unpaced by default; the bucket still shares a pause and a budget stop between workers.
+    rate_limit_per_s: float | None = Field(None, gt=0, description="requests per second (default: not paced)")
     query_batch_size: int = Field(2000, ge=200, le=2000)
     batch_size: int = Field(200, ge=1, le=200)
     modstamp_lag_ms: int = Field(60_000, ge=0, description="watermarks stay this far behind the pull start")

@@ -34,6 +34,7 @@ _TABLE_MODULES = (
     "leadflow.push.tables",
     "leadflow.verdicts.tables",
     "leadflow.accounts.tables",
+    "leadflow.shared_limit",
 )
 
 __all__ = ["project_root", "var_dir", "default_warehouse_url", "warehouse_url", "url_from_connection",
