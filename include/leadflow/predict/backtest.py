@@ -36,7 +36,8 @@ from leadflow.predict.train import (
     fit_platt,
     label_vector,
 )
-from leadflow.schema import MODEL_STAGES
+from leadflow.qualify import score_leads
+from leadflow.schema import LEAD_COLUMNS, MODEL_STAGES
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +243,6 @@ def as_open_leads(frame: pd.DataFrame) -> pd.DataFrame:
     Stage and status are the labels' sources, so they are cleared; warehouse timestamps
     (epoch ms) become UTC datetimes as in pipeline frames.
     """
-    from leadflow.schema import LEAD_COLUMNS
-
     out = frame.copy()
     for col in ("lifecycle_stage", "lead_status"):
         if col in out.columns:
@@ -256,8 +255,6 @@ def as_open_leads(frame: pd.DataFrame) -> pd.DataFrame:
 
 def rules_scorer(rules_model: object, now: datetime) -> Scorer:
     """Scores and proposed stages of the qualification rules (`leadflow.qualify`)."""
-    from leadflow.qualify import score_leads
-
     def scorer(frame: pd.DataFrame) -> pd.DataFrame:
         scored = score_leads(as_open_leads(frame), rules_model, now, render=False)
         stage_col = "proposed_stage" if "proposed_stage" in scored.columns else "stage"

@@ -22,6 +22,10 @@ from leadflow.console import EXAMPLE_FORMATTER, CommandFailed, UsageError
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS
 from leadflow.predict.mapping import WAREHOUSE_MAPPING
 
+# Each command imports its modules when it runs: training, scoring, the store and the backtest
+# load scikit-learn (~1.3 s, `python -X importtime`), and `leadflow` builds every command's parser,
+# so importing them here would slow every leadflow command, `report` and `run` included.
+
 log = logging.getLogger(__name__)
 
 # Here a ValueError means an option or input the user gave (candidates, folds, label values).

@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 from leadflow.predict.backtest import as_open_leads
 from leadflow.predict.score import score_frame
 from leadflow.predict.train import InsufficientData, TrainedModel
+from leadflow.qualify import score_leads
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def time_split(frame: pd.DataFrame, holdout_share: float, label_column: str) -> 
 def rules_scores(frame: pd.DataFrame, rules_model: Any) -> np.ndarray:
     """The rules' 0-100 score of each row as of its own handoff time (a lead's recency-based
     points are those it had then)."""
-    from leadflow.qualify import score_leads
-
     out = np.full(len(frame), np.nan)
     leads = as_open_leads(frame)
     for at, rows in leads.groupby(pd.to_numeric(leads["handed_over_at"]), sort=False).indices.items():

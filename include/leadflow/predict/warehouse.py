@@ -17,11 +17,14 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from leadflow.predict.gate import judge, time_split
 from leadflow.predict.labels import DEFAULT_MATURATION_DAYS, read_handoff_labels
 from leadflow.predict.mapping import WAREHOUSE_MAPPING, Mapping, load_mapping
+from leadflow.predict.rules import load_rules_champion
 from leadflow.predict.store import champion_challenger, load_champion
 from leadflow.predict.train import InsufficientData, TrainConfig, train_from_frame
 from leadflow.predict.versions import LABEL_SOURCES, typed_inputs, versions_at
+from leadflow.qualify import load_model
 from leadflow.warehouse import repo
 
 log = logging.getLogger(__name__)
@@ -98,13 +101,8 @@ def train_from_warehouse(
     won or lost handoffs it returns `{"status": "insufficient_data", ...}` instead of raising, so
     a scheduled run stays green.
     """
-    from leadflow.predict.gate import judge, time_split
-    from leadflow.qualify import load_model
-
     mapping = mapping or load_mapping(DEFAULT_MAPPING)
     check_no_leak(mapping)
-    from leadflow.predict.rules import load_rules_champion
-
     # The rules that score the leads today: the published champion (the YAML before the first).
     published = load_rules_champion(engine, crm) if rules_model is None else None
     rules = rules_model if rules_model is not None else published.model if published else load_model()

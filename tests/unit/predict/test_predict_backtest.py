@@ -104,9 +104,7 @@ def test_rules_scorer_sees_closed_leads_as_open(monkeypatch):
         return pd.DataFrame({"score": [50] * len(leads), "stage": ["keep"] * len(leads),
                              "proposed_stage": ["mql"] * len(leads)}, index=leads.index)
 
-    import leadflow.qualify as qualify
-
-    monkeypatch.setattr(qualify, "score_leads", fake_score_leads)
+    monkeypatch.setattr(bt, "score_leads", fake_score_leads)
     frame = pd.DataFrame({"lifecycle_stage": ["customer"], "lead_status": ["unqualified"],
                           "created_at": [1_700_000_000_000]})
     out = bt.rules_scorer(object(), datetime(2025, 1, 1, tzinfo=timezone.utc))(frame)
