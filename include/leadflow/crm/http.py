@@ -52,7 +52,7 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable, Iterator, Mapping, Protocol, Self, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol, Self, Sequence
 
 import requests
 
@@ -81,6 +81,8 @@ __all__ = ["ERROR_POLICY", "BucketFactory", "CrmNotFoundError", "ErrorInfo", "Re
            "SessionConnector", "Stats", "WriteOutcomeUnknown", "make_buckets", "make_error", "rule_for"]
 
 log = logging.getLogger(__name__)
+
+_UNSET = object()
 
 
 class CrmNotFoundError(CrmRequestError):
@@ -329,11 +331,56 @@ def _json_or_none(response: requests.Response | None) -> Any:
 
 
 class SessionConnector:
-    """What every connector over a `RestSession` shares: its counters (requests, retries,
-    rate_limited, server_errors, timeouts, throttled_s, backoff_s, records_pulled, pages, issues,
-    records_pushed, push_<status>, ...), closing the session, and `with`."""
+    """What every connector over a `RestSession` shares: building it from a connection, its
+    counters (requests, retries, rate_limited, server_errors, timeouts, throttled_s, backoff_s,
+    records_pulled, pages, issues, records_pushed, push_<status>, ...), who the CRM says
+    leadflow's writes come from, closing the session, and `with`. Each CRM declares its
+    `settings_type`, `session_type` and `mapping_loader`."""
 
+    name: str
+    max_batch_size: int
+    settings_type: ClassVar[Any]
+    session_type: ClassVar[Any]
+    mapping_loader: ClassVar[Callable[[Any], Any]]
     session: RestSession
+
+    def __init__(self, session: Any, mapping: Any, settings: Any, *,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.mapping = mapping
+        self.settings = settings
+        self.max_batch_size = min(type(self).max_batch_size, settings.batch_size)
+        self._wall_clock = wall_clock
+        self._own_writer: object = _UNSET
+
+    @classmethod
+    def from_connection(cls, connection: Any, *, mapping: Any = None, clock: Clock = time.monotonic,
+                        sleeper: Sleeper = time.sleep, wall_clock: Callable[[], float] = time.time,
+                        rng: random.Random | None = None, http: requests.Session | None = None,
+                        rate_share: float = 1.0, limits: BucketFactory | None = None) -> Self:
+        """Build from an Airflow-style connection (the CRM's settings from its `extra`; the
+        mapping from the settings' `mapping_path` unless given). `limits`: the account's buckets
+        shared by every process (`leadflow.shared_limit`); without them `rate_share` is the
+        fraction of the account's rate limits this connector may use (1/N for N parallel workers)."""
+        settings = cls.settings_type.from_connection(connection)
+        if mapping is None:
+            mapping = cls.mapping_loader(settings.mapping_path)
+        session = cls.session_type.from_connection(connection, settings, clock=clock, sleeper=sleeper, rng=rng,
+                                                   session=http, rate_share=rate_share, limits=limits)
+        return cls(session, mapping, settings, wall_clock=wall_clock)
+
+    def _own_writer_id(self, lookup: Callable[[], Any], what: str) -> str | None:
+        """The id the CRM attributes leadflow's writes to (`lookup`, asked once). None when it
+        cannot be had: leadflow's own values are then recognised by the push log only."""
+        if self._own_writer is _UNSET:
+            try:
+                found = lookup()
+            except CrmError as exc:
+                log.warning("%s: %s failed (%s); leadflow's own writes are recognised by the push log only",
+                            self.name, what, type(exc).__name__)
+                found = None
+            self._own_writer = None if found in (None, "") else str(found)
+        return self._own_writer  # type: ignore[return-value]
 
     @property
     def stats(self) -> Stats:

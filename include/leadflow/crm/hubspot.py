@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import requests
-
 from leadflow.batching import chunks
-from leadflow.connections import Connection
 from leadflow.crm.base import (
     CrmError,
     CrmRequestError,
@@ -24,14 +20,13 @@ from leadflow.crm.base import (
     RecordResult,
     RecordUpdate,
 )
-from leadflow.crm.http import BucketFactory, SessionConnector, WriteOutcomeUnknown
+from leadflow.crm.http import SessionConnector, WriteOutcomeUnknown
 from leadflow.crm.hubspot_mapping import HubSpotMapping, OwnedProperty, load_mapping
 from leadflow.crm.hubspot_push import ForbiddenPropertyError, assert_writable, plan_update, results_from_batch
 from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession
 from leadflow.crm.hubspot_settings import HubSpotSettings
 from leadflow.crm.hubspot_values import company_to_row, contact_to_lead, merged_ids, observed_shared
 from leadflow.crm.hubspot_window import iter_pages
-from leadflow.crm.ratelimit import Clock, Sleeper
 from leadflow.crm.values import format_owned_value, parse_epoch_ms
 from leadflow.crm.write_core import (
     PlannedUpdate,
@@ -56,7 +51,6 @@ ID_PROPERTY = "hs_object_id"
 MERGED_IDS = "hs_merged_object_ids"
 # HubSpot answers a batch read asking for property histories only up to this many inputs.
 HISTORY_BATCH = 50
-_UNSET = object()
 
 
 def search_body(filters: list[dict[str, Any]], sort_property: str, limit: int, properties: Sequence[str]) -> dict[str, Any]:
@@ -100,51 +94,15 @@ class HubSpotConnector(SessionConnector):
     name = "hubspot"
     max_batch_size = 100
 
-    def __init__(
-        self,
-        session: HubSpotSession,
-        mapping: HubSpotMapping,
-        settings: HubSpotSettings | None = None,
-        *,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.session = session
-        self.mapping = mapping
-        self.settings = settings or HubSpotSettings()
-        self.max_batch_size = min(self.max_batch_size, self.settings.batch_size)
-        self._wall_clock = wall_clock
+    settings_type = HubSpotSettings
+    session_type = HubSpotSession
+    mapping_loader = staticmethod(load_mapping)
+
+    def __init__(self, session: HubSpotSession, mapping: HubSpotMapping, settings: HubSpotSettings | None = None,
+                 *, wall_clock: Callable[[], float] = time.time) -> None:
+        super().__init__(session, mapping, settings or HubSpotSettings(), wall_clock=wall_clock)
         self._portal_props: dict[str, dict[str, dict[str, Any]]] = {}
         self._options: dict[str, list[str]] = {}
-        self._app_id: object = _UNSET
-
-    @classmethod
-    def from_connection(
-        cls,
-        connection: Connection,
-        *,
-        mapping: HubSpotMapping | None = None,
-        clock: Clock = time.monotonic,
-        sleeper: Sleeper = time.sleep,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-        http: requests.Session | None = None,
-        rate_share: float = 1.0,
-        limits: BucketFactory | None = None,
-    ) -> "HubSpotConnector":
-        """Build from an Airflow-style connection (settings from its `extra`).
-
-        `limits`: the portal's buckets shared by every process (`leadflow.shared_limit`). Without
-        them, `rate_share` is the fraction of the portal's rate limits this connector may use;
-        pass 1/N when N workers push to the same portal at once.
-        """
-        settings = HubSpotSettings.from_connection(connection)
-        if mapping is None:
-            mapping = load_mapping(settings.mapping_path)
-        session = HubSpotSession.from_connection(
-            connection, settings, clock=clock, sleeper=sleeper, rng=rng, session=http, rate_share=rate_share,
-            limits=limits,
-        )
-        return cls(session, mapping, settings, wall_clock=wall_clock)
 
     # --- properties API ----------------------------------------------------------------------------
     def portal_properties(self, object_type: str = "contacts", *, refresh: bool = False) -> dict[str, dict[str, Any]]:
@@ -446,18 +404,9 @@ class HubSpotConnector(SessionConnector):
         return {str(r.get("id")): observed_shared(r, mapping, app_id) for r in found}
 
     def _own_app_id(self) -> str | None:
-        """leadflow's app id as HubSpot attributes its writes (INTEGRATION, sourceId), asked once.
-        None when the token is not a private app's (or the introspection fails): the push log
-        then tells leadflow's values apart."""
-        if self._app_id is _UNSET:
-            try:
-                app = self.session.token_info().get("appId")
-            except CrmError as exc:
-                log.warning("hubspot: token introspection failed (%s); leadflow's own writes are recognised "
-                            "by the push log only", type(exc).__name__)
-                app = None
-            self._app_id = None if app in (None, "") else str(app)
-        return self._app_id  # type: ignore[return-value]
+        """leadflow's app id as HubSpot attributes its writes (INTEGRATION, sourceId): None when
+        the token is not a private app's."""
+        return self._own_writer_id(lambda: self.session.token_info().get("appId"), "token introspection")
 
     def format_value(self, field: str, value: Any) -> str:
         """How `value` of owned `field` is written to HubSpot; compare with pulled `crm_<field>`."""

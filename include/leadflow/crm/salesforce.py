@@ -18,15 +18,11 @@ Collections PATCH, up to 200 records (Leads and Contacts, told apart by their id
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import requests
-
 from leadflow.batching import chunks
-from leadflow.connections import Connection
 from leadflow.crm.base import (
     CrmBudgetExhausted,
     CrmError,
@@ -36,8 +32,7 @@ from leadflow.crm.base import (
     RecordUpdate,
     Watermark,
 )
-from leadflow.crm.http import BucketFactory, SessionConnector
-from leadflow.crm.ratelimit import Clock, Sleeper
+from leadflow.crm.http import SessionConnector
 from leadflow.crm.salesforce_mapping import (
     COMPATIBLE_TYPES,
     CONTACT_SOBJECT,
@@ -67,7 +62,6 @@ from leadflow.schema import MODEL_STAGES
 log = logging.getLogger(__name__)
 # The child relationship of an object's field history (LeadHistory under Lead).
 HISTORY_RELATIONSHIP = "Histories"
-_UNSET = object()
 
 
 def _owned_field_problems(mapping: SalesforceMapping, fields: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -90,37 +84,19 @@ class SalesforceConnector(SessionConnector):
     name = "salesforce"
     max_batch_size = 200
 
+    settings_type = SalesforceSettings
+    session_type = SalesforceSession
+    mapping_loader = staticmethod(load_mapping)
+
     def __init__(self, session: SalesforceSession, mapping: SalesforceMapping,
                  settings: SalesforceSettings | None = None, *, wall_clock: Callable[[], float] = time.time) -> None:
-        self.session = session
-        self.mapping = mapping
-        self.settings = settings or SalesforceSettings()
-        self.max_batch_size = min(self.max_batch_size, self.settings.batch_size)
-        self._wall_clock = wall_clock
+        super().__init__(session, mapping, settings or SalesforceSettings(), wall_clock=wall_clock)
         self._describe: dict[str, dict[str, dict[str, Any]]] = {}
-        self._user_id: object = _UNSET
         self._observed_ratings: dict[str, Observed] = {}
         self._schema_checked = False
         self.budget_exhausted = False
         self._lengths: dict[str, dict[str, int]] = {}
         self.session._session.headers["Sforce-Query-Options"] = f"batchSize={self.settings.query_batch_size}"
-
-    @classmethod
-    def from_connection(cls, connection: Connection, *, mapping: SalesforceMapping | None = None,
-                        clock: Clock = time.monotonic, sleeper: Sleeper = time.sleep,
-                        wall_clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                        http: requests.Session | None = None, rate_share: float = 1.0,
-                        limits: BucketFactory | None = None) -> "SalesforceConnector":
-        """Build from an Airflow-style connection: host/port/schema give the instance URL; the
-        password is a session id, or `extra.client_id`/`client_secret` (+ login and password for
-        the password grant) get one by OAuth; `extra.verify` is a CA file (the sandbox's cert).
-        `limits`: the org's bucket shared by every process; else `rate_share` of it."""
-        settings = SalesforceSettings.from_connection(connection)
-        if mapping is None:
-            mapping = load_mapping(settings.mapping_path)
-        session = SalesforceSession.from_connection(connection, settings, clock=clock, sleeper=sleeper, rng=rng,
-                                                    session=http, rate_share=rate_share, limits=limits)
-        return cls(session, mapping, settings, wall_clock=wall_clock)
 
     @property
     def api_path(self) -> str:
@@ -442,18 +418,9 @@ class SalesforceConnector(SessionConnector):
         return rows
 
     def _own_user_id(self) -> str | None:
-        """The id of the user leadflow's session acts as (OpenID userinfo), asked once; None when
-        it cannot be had: leadflow's own values are then recognised by the push log only."""
-        if self._user_id is _UNSET:
-            try:
-                info = self.session.request_json("GET", "/services/oauth2/userinfo") or {}
-                user = info.get("user_id")
-            except CrmError as exc:
-                log.warning("salesforce: userinfo failed (%s); leadflow's own writes are recognised by the push "
-                            "log only", type(exc).__name__)
-                user = None
-            self._user_id = None if user in (None, "") else str(user)
-        return self._user_id  # type: ignore[return-value]
+        """The id of the user leadflow's session acts as (OpenID userinfo)."""
+        return self._own_writer_id(
+            lambda: (self.session.request_json("GET", "/services/oauth2/userinfo") or {}).get("user_id"), "userinfo")
 
     def read(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Current values of the pushed fields for the live records, in request order; a followed
