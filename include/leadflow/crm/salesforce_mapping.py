@@ -26,7 +26,7 @@ from leadflow.schema import (
     LEAD_COLUMNS,
     OWNED_FIELDS,
 )
-from leadflow.validation import check_column_map
+from leadflow.validation import check_column_map, check_known
 
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "crm" / "salesforce.yaml"
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -126,8 +126,7 @@ class SalesforceMapping(BaseModel):
     @field_validator("converted_stage")
     @classmethod
     def _converted_stage(cls, value: str) -> str:
-        if value not in CANONICAL_STAGES:
-            raise ValueError(f"unknown canonical stage {value!r}; allowed: {sorted(CANONICAL_STAGES)}")
+        check_known([value], CANONICAL_STAGES, "canonical stage")
         return value
 
     @field_validator("owned_fields")
@@ -145,9 +144,7 @@ class SalesforceMapping(BaseModel):
     @field_validator("rating_by_stage")
     @classmethod
     def _ratings(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(set(value) - set(CANONICAL_STAGES))
-        if bad:
-            raise ValueError(f"unknown canonical stage(s) {bad}; allowed: {sorted(CANONICAL_STAGES)}")
+        check_known(value, CANONICAL_STAGES, "canonical stage(s)")
         return value
 
     @field_validator("lead_statuses")
