@@ -17,24 +17,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable
 
 import pandas as pd
-from sqlalchemy import Engine, bindparam, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, select
 
-from leadflow.batching import chunks
-from leadflow.quality.tables import quarantine
-from leadflow.warehouse.values import PROBLEM_CODES, Unstorable
+from leadflow.warehouse.quarantine_store import quarantine, release_entries, upsert_entries
+from leadflow.warehouse.values import PROBLEM_CODES
 
 log = logging.getLogger(__name__)
-
-# SQLite refuses statements with more than 32,766 bound parameters; stay well below.
-_MAX_PARAMS = 30_000
-_UPSERT_COLUMNS = ("crm", "record_id", "expectation", "column", "run_id", "value",
-                   "first_seen", "last_seen", "released_at", "released_run_id")
-_KEY = ("crm", "record_id", "expectation", "column")
-
 
 def _ms(now: datetime) -> int:
     return int(now.timestamp() * 1000)
@@ -95,8 +86,8 @@ def update_quarantine(
             if record_id in validated and (record_id, expectation, column) not in failing
             and expectation not in PROBLEM_CODES  # the record's stored value is the cleared one
         ]
-        _release(conn, crm, run_id, to_release, now_ms)
-        _upsert(conn, rows)
+        release_entries(conn, crm, run_id, to_release, now_ms)
+        upsert_entries(conn, rows)
         active_count = conn.execute(
             select(func.count()).select_from(quarantine)
             .where(quarantine.c.crm == crm, quarantine.c.released_at.is_(None))
@@ -104,104 +95,6 @@ def update_quarantine(
     log.info("quarantine (%s, run %s): %d entries upserted, %d released, %d active",
              crm, run_id, len(rows), len(to_release), active_count)
     return {"quarantined": len(rows), "released": len(to_release), "active": int(active_count)}
-
-
-def hold_unstorable(
-    conn: Any,
-    crm: str,
-    run_id: str,
-    held: Mapping[str, Sequence[Unstorable]],
-    landed_ids: Iterable[str],
-    now_ms: int,
-) -> None:
-    """Quarantine the leads of a landed page whose values the warehouse could not store, and
-    release the entries of the page's leads (`landed_ids`) that no longer apply (their CRM
-    value was fixed).
-
-    Runs inside the page's transaction, so the entries commit with the rows and the watermark.
-    The entry's expectation is the problem code and its column the field; no value is kept
-    (it may be personal data).
-    """
-    rows = [
-        {"crm": crm, "record_id": record_id, "expectation": problem.code, "column": problem.column,
-         "run_id": run_id, "value": None, "first_seen": now_ms, "last_seen": now_ms,
-         "released_at": None, "released_run_id": None}
-        for record_id, problems in held.items()
-        for problem in problems
-    ]
-    failing = {(r["record_id"], r["expectation"], r["column"]) for r in rows}
-    clean_ids = [str(record_id) for record_id in landed_ids]
-    to_release: list[tuple[str, str, str]] = []
-    for chunk in chunks(clean_ids, 1_000):
-        active = conn.execute(
-            select(quarantine.c.record_id, quarantine.c.expectation, quarantine.c.column)
-            .where(quarantine.c.crm == crm, quarantine.c.released_at.is_(None),
-                   quarantine.c.expectation.in_(sorted(PROBLEM_CODES)),
-                   quarantine.c.record_id.in_(list(chunk)))
-        ).all()
-        to_release.extend(tuple(key) for key in active if tuple(key) not in failing)
-    _release(conn, crm, run_id, to_release, now_ms)
-    _upsert(conn, rows)
-    if rows or to_release:
-        log.info("quarantine (%s, run %s): %d leads held for values the warehouse cannot store, "
-                 "%d such entries released", crm, run_id, len(held), len(to_release))
-
-
-def _release(conn: Any, crm: str, run_id: str, keys: list[tuple[str, str, str]],
-             now_ms: int) -> None:
-    """Mark entries released, one executemany by primary key (a long tuple IN list overflows
-    PostgreSQL's expression stack and SQLite's parameter limit)."""
-    if not keys:
-        return
-    stmt = (
-        update(quarantine)
-        .where(
-            quarantine.c.crm == bindparam("k_crm"),
-            quarantine.c.record_id == bindparam("k_record_id"),
-            quarantine.c.expectation == bindparam("k_expectation"),
-            quarantine.c.column == bindparam("k_column"),
-            quarantine.c.released_at.is_(None),
-        )
-        .values(released_at=bindparam("k_released_at"), released_run_id=bindparam("k_run_id"))
-    )
-    params = [
-        {"k_crm": crm, "k_record_id": r, "k_expectation": e, "k_column": c,
-         "k_released_at": now_ms, "k_run_id": run_id}
-        for r, e, c in keys
-    ]
-    for chunk in chunks(params, 5_000):
-        conn.execute(stmt, list(chunk))
-
-
-def _upsert(conn: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        insert_fn = sqlite.insert
-    elif dialect == "postgresql":
-        insert_fn = postgresql.insert
-    else:
-        raise ValueError(f"unsupported warehouse dialect {dialect!r}")
-    per_chunk = max(1, _MAX_PARAMS // len(_UPSERT_COLUMNS))
-    for chunk in chunks(rows, per_chunk):
-        stmt = insert_fn(quarantine).values(list(chunk))
-        excluded = stmt.excluded
-        was_released = quarantine.c.released_at.is_not(None)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_KEY),
-            set_={
-                "run_id": excluded.run_id,
-                "value": excluded.value,
-                "last_seen": excluded.last_seen,
-                # A released entry that fails again starts a new episode.
-                "first_seen": case((was_released, excluded.first_seen),
-                                   else_=quarantine.c.first_seen),
-                "released_at": None,
-                "released_run_id": None,
-            },
-        )
-        conn.execute(stmt)
 
 
 def quarantined_ids(engine: Engine, crm: str) -> set[str]:

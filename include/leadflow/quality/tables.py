@@ -1,9 +1,7 @@
 """Warehouse tables of the quality gate, registered on the shared `metadata`.
 
-- `quarantine`: one row per (crm, record, failed expectation, column). A row is active while
-  `released_at` is NULL; when a later version of the record passes (or stops failing that
-  expectation) the row is kept with `released_at` set, as an audit trail. A record that fails
-  again after release re-opens its row with a fresh `first_seen`.
+- the `quarantine` table is the warehouse's (`leadflow.warehouse.quarantine_store`): extract
+  holds leads there too, for values the warehouse cannot store.
 - `dq_results`: every expectation and gate check evaluated per run, with its observed value.
 """
 
@@ -12,22 +10,6 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
 
 from leadflow.warehouse.tables import metadata
-
-quarantine = Table(
-    "quarantine",
-    metadata,
-    Column("crm", String(64), primary_key=True),
-    Column("record_id", String(64), primary_key=True),
-    Column("expectation", String(64), primary_key=True),
-    Column("column", String(64), primary_key=True),  # "" for row-level checks
-    Column("run_id", String(250), nullable=False),  # the last run that saw the failure
-    Column("value", Text, nullable=True),  # offending value, truncated
-    Column("first_seen", BigInteger, nullable=False),  # epoch ms
-    Column("last_seen", BigInteger, nullable=False),
-    Column("released_at", BigInteger, nullable=True),
-    Column("released_run_id", String(250), nullable=True),
-    Index("ix_quarantine_active", "crm", "released_at"),
-)
 
 dq_results = Table(
     "dq_results",

@@ -21,7 +21,8 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
 
 from leadflow.accounts.tables import accounts as acc
 from leadflow.push.tables import push_overrides as po
-from leadflow.quality.tables import dq_results, quarantine
+from leadflow.quality.tables import dq_results
+from leadflow.warehouse.quarantine_store import quarantine
 from leadflow.schema import stage_sort_key
 from leadflow.warehouse.tables import companies, leads, push_log, runs, scores
 

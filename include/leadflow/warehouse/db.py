@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _TABLE_MODULES = (
     "leadflow.enrich.tables",
     "leadflow.quality.tables",
+    "leadflow.warehouse.quarantine_store",
     "leadflow.predict.tables",
     "leadflow.push.tables",
     "leadflow.verdicts.tables",

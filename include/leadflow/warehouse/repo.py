@@ -16,7 +16,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, and_, func, select, update
 
 from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
-from leadflow.quality.quarantine import hold_unstorable
+from leadflow.warehouse.quarantine_store import hold_unstorable
 from leadflow.schema import (
     COMPANY_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,

@@ -41,7 +41,8 @@ def _summary_2() -> dict:
 
 
 def seed(engine) -> None:
-    from leadflow.quality.tables import dq_results, quarantine
+    from leadflow.quality.tables import dq_results
+    from leadflow.warehouse.quarantine_store import quarantine
 
     with engine.begin() as conn:
         conn.execute(runs.insert(), [
