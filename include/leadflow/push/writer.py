@@ -182,12 +182,20 @@ def push_changes(
             }
         )
     with engine.begin() as conn:
-        # Entries a killed or retried attempt left pending: their outcome is decided by this
-        # attempt's diff (it sees the CRM as it is now), so they are closed, not deleted. Only
-        # earlier runs' entries and this run's entries for *these* records: a sibling shard of
-        # this run may be pushing other records right now, its pending entries are live. This
-        # run holds the lease (taken above), so the other runs are provably not live holders:
-        # released, expired or dead. A live holder is never superseded.
+        # Records an earlier try of this run left pending (it died between the CRM applying a
+        # batch and recording the answer): this try's diff is the same plan, made before that
+        # write, so they are read back below before anything is written again.
+        records = list(dict.fromkeys(r["record_id"] for r in rows))
+        left_pending = {rec for (rec,) in conn.execute(
+            select(push_log.c.record_id).where(push_log.c.crm == crm, push_log.c.status == "pending",
+                                               push_log.c.run_id == run_id))} & set(records)
+        # Entries a killed or retried attempt left pending are closed, not deleted: an earlier
+        # run's are decided by this run's diff (it pulled the CRM since), this run's by the
+        # read-back below. Only earlier runs' entries and this run's entries for *these*
+        # records: a sibling shard of this run may be pushing other records right now, its
+        # pending entries are live. This run holds the lease (taken above), so the other runs
+        # are provably not live holders: released, expired or dead. A live holder is never
+        # superseded.
         superseded = conn.execute(
             update(push_log)
             .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id != run_id)
@@ -234,6 +242,15 @@ def push_changes(
                                     for rec, vals in todo.items()])
     check = _PreWriteCheck(engine, connector, crm, todo, verify, settings.reclaim, clock)
     ledger = _Ledger(log_ids, field_ids)
+    if left_pending:
+        doubtful = [(u, RecordResult(u.record_id, "unknown")) for u in updates if u.record_id in left_pending]
+        confirmed_now, _, undecided = _resolve_unknown(connector, doubtful)
+        _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, log_ids)
+        _record(engine, crm, run_id, undecided, "unknown", outcome, log_ids)
+        settled_ids = {u.record_id for u, _ in confirmed_now + undecided}
+        updates = [u for u in updates if u.record_id not in settled_ids]
+        log.info("push %s run %s: %d records an earlier try left pending already hold their values", crm, run_id,
+                 len(confirmed_now))
     _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, ledger, clock, on_batch, check)
     log.info(
         "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, "

@@ -333,3 +333,30 @@ def test_given_side_write_then_it_is_logged_as_a_confirmed_write_of_the_run(sqli
     assert (log.loc["rating", "before"], log.loc["rating", "after"], log.loc["rating", "status"]) == (
         "Hot", "Warm", "confirmed")
     assert log.loc["rating", "run_id"] == "r1"
+
+
+class Killed(BaseException):
+    """The task process dies: no answer, no bookkeeping (BaseException, as SIGKILL leaves no handler)."""
+
+
+def test_given_a_try_killed_after_the_crm_applied_a_batch_then_the_retry_of_the_run_reads_back_and_sends_only_the_rest(
+        sqlite_warehouse):
+    _land(sqlite_warehouse, ["a", "b", "c"])
+
+    class DiesAfterTheCrmApplied(ScriptedConnector):
+        def push(self, updates):
+            super().push(updates)  # the CRM applies the batch...
+            raise Killed()  # ...and the worker dies before it hears back
+
+    first = DiesAfterTheCrmApplied(max_batch_size=2)
+    with pytest.raises(Killed):
+        push_changes(sqlite_warehouse, first, "hubspot", "r1", _changes(["a", "b", "c"]), "v1", sleep=lambda s: None)
+    assert set(first.crm) == {"a", "b"} and set(_log(sqlite_warehouse)["status"]) == {"pending"}
+
+    retry = ScriptedConnector(max_batch_size=2)
+    retry.crm = first.crm  # the same CRM
+    out = push_changes(sqlite_warehouse, retry, "hubspot", "r1", _changes(["a", "b", "c"]), "v1", sleep=lambda s: None)
+    assert retry.calls == [["c"]]  # a and b already hold the run's values: not written twice
+    assert out.pushed == 3
+    log = _log(sqlite_warehouse)
+    assert set(log.loc[log["status"] != "superseded", "status"]) == {"confirmed"}
