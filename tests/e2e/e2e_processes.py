@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from sqlalchemy import create_engine, text
@@ -95,6 +97,7 @@ class AirflowProcesses:
         self.dag_id, self.run_id = dag_id, run_id
         self.log_dirs = log_dirs or [home / "logs"]
         self.procs: dict[str, subprocess.Popen] = {}
+        self.killed: set[str] = set()
 
     def cli(self, *args: str, timeout: float = 300) -> str:
         result = subprocess.run([str(BIN / "airflow"), *args], env=self.env, cwd=str(self.home),
@@ -111,6 +114,26 @@ class AirflowProcesses:
                                             cwd=str(self.home), stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         log.close()  # the child holds its own copy
+
+    def kill(self, name: str) -> None:
+        """SIGKILL component `name` as a lost machine or container would lose it: every process
+        it started dies at once, also the task processes, which Airflow's supervisor puts in a
+        process group of their own (killing the component's group alone leaves them running)."""
+        proc = self.procs[name]
+        try:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        for p in tree:  # stopped first: none may fork or react while the others die
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.suspend()
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.killed.add(name)
 
     def wait(self, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -150,7 +173,8 @@ class AirflowProcesses:
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
-            assert proc.poll() is None, f"airflow {name} exited ({proc.returncode})\n{self.diagnostics()}"
+            if name not in self.killed:
+                assert proc.poll() is None, f"airflow {name} exited ({proc.returncode})\n{self.diagnostics()}"
 
     def stop(self) -> None:
         # the scheduler first: it must not hand out work to stopping components; then the others
@@ -175,10 +199,13 @@ class AirflowProcesses:
             "WHERE dag_id = :d AND run_id = :r ORDER BY start_date NULLS LAST, task_id, map_index",
             d=self.dag_id, r=self.run_id)
 
-    def task_logs(self, task_id: str, map_index: int = -1, folders: list[Path] | None = None) -> list[Path]:
-        """The log files of one task instance, under `folders` (default: every log folder)."""
+    def task_logs(self, task_id: str, map_index: int = -1, folders: list[Path] | None = None,
+                  attempt: int | None = None) -> list[Path]:
+        """The log files of one task instance (of one try, with `attempt`), under `folders`
+        (default: every log folder)."""
         mapped = f"map_index={map_index}/" if map_index >= 0 else ""
-        pattern = f"dag_id={self.dag_id}/run_id={self.run_id}/task_id={task_id}/{mapped}*.log"
+        tries = f"attempt={attempt}.log" if attempt is not None else "*.log"
+        pattern = f"dag_id={self.dag_id}/run_id={self.run_id}/task_id={task_id}/{mapped}{tries}"
         return sorted(p for folder in folders or self.log_dirs for p in folder.glob(pattern))
 
     def diagnostics(self) -> str:
@@ -198,15 +225,19 @@ class AirflowProcesses:
             parts.append(f"--- {name}.log (tail)\n{tail(self.home / f'{name}.log')}")
         return "\n".join(parts)
 
-    def wait_for_run(self, timeout: float) -> None:
+    def wait_for_run(self, timeout: float, retries_expected: bool = False) -> None:
+        """Until the run succeeds; fails at the first failed task, and at the first retry unless
+        `retries_expected`."""
+        bad_states = ("failed", "upstream_failed") + (() if retries_expected else ("up_for_retry",))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             state = self.run_state()
             if state == "success":
                 return
-            # Fail fast: a retry waits a minute or more (the DAG's retry_delay) and would only hide the error.
-            bad = [t for t in self.task_instances() if t.state in ("failed", "up_for_retry", "upstream_failed")]
+            # Fail fast: an unexpected retry waits a minute or more (the DAG's retry_delay) and would
+            # only hide the error.
+            bad = [t for t in self.task_instances() if t.state in bad_states]
             if state == "failed" or bad:
                 pytest.fail(f"the run {self.run_id} did not succeed\n{self.diagnostics()}")
             time.sleep(2)
@@ -218,10 +249,13 @@ class UnshardedReference:
     reference, an unsharded `leadflow run` in its own process with its own sandbox and warehouse,
     started at once so that it runs while Airflow is being set up. `assert_same_outcome` then
     compares scores per record and the CRM's leadflow properties per contact between A and B.
-    Sandboxes and the reference run are stopped by `cleanup`."""
+    `sandbox_a` adds `leadflow sandbox serve` options for world A only (faults, say); with
+    `schema_first` the world gets leadflow's CRM properties before it is copied (so that a fault
+    on every write does not hold each property's creation too). Sandboxes and the reference run
+    are stopped by `cleanup`."""
 
     def __init__(self, folder: Path, contacts: int, seed: int, warehouse_a: str, warehouse_b: str,
-                 cleanup: ExitStack):
+                 cleanup: ExitStack, sandbox_a: tuple[str, ...] = (), schema_first: bool = False):
         from leadflow.devrun import start_sandbox, stop
         from leadflow.sandbox.serving import prepare_store
 
@@ -229,12 +263,14 @@ class UnshardedReference:
         world = folder / "world.db"
         store, _ = prepare_store(world, contacts=contacts, seed=seed)
         store.close()  # checkpoints the WAL: the file alone is the whole world, safe to copy
+        if schema_first:
+            _create_leadflow_properties(world, contacts, seed)
         self.var_a, self.var_b = folder / "var-airflow", folder / "var-single"
         for var in (self.var_a, self.var_b):
             var.mkdir()
             shutil.copy(world, var / "sandbox.db")
         sandbox_extra = ["--seed", str(seed), "--salesforce-port", "off"]
-        sandbox_a, self.conn_a = start_sandbox(self.var_a, contacts, sandbox_extra)
+        sandbox_a, self.conn_a = start_sandbox(self.var_a, contacts, [*sandbox_extra, *sandbox_a])
         cleanup.callback(stop, sandbox_a)
         sandbox_b, conn_b = start_sandbox(self.var_b, contacts, sandbox_extra)
         cleanup.callback(stop, sandbox_b)
@@ -288,3 +324,17 @@ class UnshardedReference:
         differing = [(cid, key, crm_a[cid].get(key), props.get(key))
                      for cid, props in crm_b.items() for key in compared if crm_a[cid].get(key) != props.get(key)]
         assert not differing, differing[:20]
+
+
+def _create_leadflow_properties(world: Path, contacts: int, seed: int) -> None:
+    """leadflow's contact and company properties in the sandbox world file `world`."""
+    from leadflow.connections import Connection
+    from leadflow.crm.hubspot import HubSpotConnector
+    from leadflow.sandbox.server import running_sandbox
+
+    with running_sandbox(contacts=contacts, seed=seed, db_path=world) as sandbox:
+        conn = Connection(conn_id="leadflow_hubspot", host="127.0.0.1", port=sandbox.port, schema="http",
+                          password=sandbox.token)
+        with HubSpotConnector.from_connection(conn) as connector:
+            connector.ensure_schema()
+            connector.ensure_company_schema()
