@@ -3,8 +3,9 @@ work, records the step's small JSON-able summary (counts and durations) in the w
 returns it (the DAG passes it on as XCom).
 
 Order: extract -> enrich (per shard) -> validate (per shard) -> validate_gate -> qualify (per
-shard) -> accounts -> validate_scores -> plan_push -> push (per shard) -> push_accounts -> report. Nothing here needs a running Airflow: the
-CLI (`leadflow run`) calls the same functions in the same order.
+shard) -> accounts -> validate_scores -> plan_push -> push (per shard) -> push_accounts -> report.
+Nothing here needs a running Airflow: the CLI (`leadflow run`) calls the same functions in the
+same order, unsharded.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ from leadflow.warehouse.pull import PullTally, land_pulled_page, pull_since
 
 __all__ = ["ChangeGuardError", "RunContext", "STEPS", "accounts", "default_run_id", "enrich", "extract",
            "fail_run", "plan_push", "push", "push_accounts", "qualify", "report", "run_all", "run_summary",
-           "train", "validate", "validate_gate", "validate_scores"]  # ChangeGuardError: dag_support and the tests import it here
+           "train", "validate", "validate_gate",
+           "validate_scores"]  # ChangeGuardError: dag_support and the tests import it here
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +235,7 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     with _timed(summary, "validate"):
         leads, skipped_owned = open_leads(ctx.engine, ctx.crm, ctx.shard, ctx.shards)
         rows, figures = check_lead_rows(ctx.engine, ctx.crm, ctx.run_id,
-                                        with_enrichment(ctx.engine, ctx.crm, leads), ctx.now)
+                                        with_enrichment(ctx.engine, ctx.crm, leads, ctx.shard, ctx.shards), ctx.now)
     # What qualify leaves out: the row-check failures and the leads held at extract for values
     # the warehouse could not store (those pass the row checks with the field cleared).
     quarantined = int(leads["record_id"].isin(quarantined_ids(ctx.engine, ctx.crm)).sum())
@@ -275,8 +277,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         leads = leads[~leads["record_id"].isin(quarantined_ids(engine, ctx.crm))]
         if ctx.only_record_ids:
             leads = leads[leads["record_id"].isin(set(ctx.only_record_ids))]
-        frame = build_qualify_frame(with_enrichment(engine, ctx.crm, leads.reset_index(drop=True)),
-                                    repo.load_companies(engine, ctx.crm))
+        enriched = with_enrichment(engine, ctx.crm, leads.reset_index(drop=True), ctx.shard, ctx.shards)
+        frame = build_qualify_frame(enriched, repo.load_companies(engine, ctx.crm))
         predictive, champion = _predictive(engine, ctx.crm, model, frame)
         scores = score_leads(frame, model, ctx.score_as_of,
                              predictive=None if predictive is None else predictive["score"].astype(float),
@@ -541,8 +543,8 @@ def run_summary(crm: str, run_id: str, summary: dict[str, Any]) -> dict[str, Any
 
 
 # --- a whole run --------------------------------------------------------------------------------
-STEPS = ("extract", "enrich", "validate", "validate_gate", "qualify", "accounts", "validate_scores", "plan_push", "push",
-         "push_accounts")
+STEPS = ("extract", "enrich", "validate", "validate_gate", "qualify", "accounts", "validate_scores", "plan_push",
+         "push", "push_accounts")
 
 
 def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:

@@ -129,7 +129,8 @@ def check_batch(
     return CheckRun("batch", results, gx_result)
 
 
-def batch_figures(leads: pd.DataFrame, rows: RowValidation, settings: QualitySettings | BatchSettings) -> dict[str, Any]:
+def batch_figures(leads: pd.DataFrame, rows: RowValidation,
+                  settings: QualitySettings | BatchSettings) -> dict[str, Any]:
     """What `check_batch_figures` needs of one part of the batch (one shard's leads), as
     JSON-able figures that add up across parts: numbers are summed and lists joined (the way
     `repo.get_run_summary` combines shards). The same inputs as `check_batch` reads."""
@@ -194,7 +195,8 @@ def check_batch_figures(figures: dict[str, Any], settings: QualitySettings | Bat
         results.append(CheckResult("batch", "quarantine_share", True,
                                    f"skipped ({n} rows < {s.min_rows_for_shares})", share_threshold))
 
-    duplicates = sum(c["unexpected"] for c in figures.get("row_checks", []) if c["name"] == "unique_per_crm:record_id")
+    duplicates = sum(c["unexpected"] for c in figures.get("row_checks", [])
+                     if c["name"] == "unique_per_crm:record_id")
     results.append(CheckResult("batch", "duplicate_ids", duplicates <= s.max_duplicate_ids,
                                f"{duplicates} rows", f"<= {s.max_duplicate_ids}", duplicates))
 
