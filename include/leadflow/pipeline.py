@@ -224,7 +224,7 @@ def _coverage_counts(coverage: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- validate -----------------------------------------------------------------------------------
-GATE_FIGURES = "gate_figures"  # the validate shards' inputs of the batch gate (they add up)
+GATE_FIGURES = "_gate_figures"  # the validate shards' inputs of the batch gate (they add up)
 
 
 def validate(ctx: RunContext) -> dict[str, Any]:
@@ -254,7 +254,7 @@ def validate_gate(ctx: RunContext) -> dict[str, Any]:
     anything is scored; a failed gate fails the run after it is recorded."""
     summary: dict[str, Any] = {}
     with _timed(summary, "validate_gate"):
-        figures = repo.get_run_summary(ctx.engine, ctx.crm, ctx.run_id).get(GATE_FIGURES, {})
+        figures = repo.step_summary(ctx.engine, ctx.crm, ctx.run_id, "validate").get(GATE_FIGURES, {})
         batch, docs = gate_leads(ctx.engine, ctx.crm, ctx.run_id, figures, ctx.now)
     summary.update(dq_failed_checks=failed_count(batch), data_docs=str(docs))
     log.info("validate_gate %s: %d batch checks failed", ctx.crm, summary["dq_failed_checks"])

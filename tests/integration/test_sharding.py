@@ -99,6 +99,7 @@ def test_four_parallel_shards_equal_the_unsharded_run(new_pg_database, tmp_path)
     for key in ("enriched", "validated", "quarantined", "skipped_owned", "dq_failed_checks"):
         assert sharded[key] == single[key], key
     assert single["quarantined"] > 0  # the sandbox's bad leads: the quarantine is compared, not empty
+    assert not [k for k in sharded if k.startswith("_")]  # the gate's inputs stay out of the run's figures
     pd.testing.assert_frame_equal(_enrichment(engine_a), _enrichment(engine_b))
     for a, b in zip(_quality(engine_a), _quality(engine_b)):
         pd.testing.assert_frame_equal(a, b)
