@@ -34,8 +34,8 @@ def _parts(frame, count):
 
 
 @pytest.mark.parametrize("name,frame", list(_batches()), ids=[n for n, _ in _batches()])
-@pytest.mark.parametrize("parts", [1, 3])
-def test_the_gate_from_shard_figures_equals_the_gate_over_the_whole_batch(name, frame, parts, options, settings):
+def test_the_gate_from_shard_figures_equals_the_gate_over_the_whole_batch(name, frame, options, settings):
+    parts = 3  # some parts hold none of the bad rows (or no rows): their figures must add up too
     whole_rows = validate_rows(frame, options, NOW)
     expected = check_batch(frame, whole_rows, settings, NOW)
     figures: dict = {}
