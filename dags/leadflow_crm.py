@@ -21,9 +21,11 @@ DOC_MD = """
 Keeps the leads of the **{crm}** CRM qualified. Each run:
 
 1. **extract** – pulls the contacts changed since the last run (the watermark) into the warehouse;
-2. **enrich** – resolves each lead's company and firmographics (cache, reference file, API);
-3. **validate** – Great Expectations row checks (failing leads go to quarantine) and the batch
-   gate; a failed gate stops the run before anything is written to the CRM;
+2. **enrich** – resolves each lead's company and firmographics (cache, reference file, API),
+   one mapped task per shard;
+3. **validate** – Great Expectations row checks (failing leads go to quarantine), one mapped
+   task per shard; **validate_gate** – the batch gate over every shard's figures: a failed gate
+   stops the run before anything is scored or written to the CRM;
 4. **qualify** – scores every open lead (fit, engagement, BANT, disqualifiers, stage, reasons),
    one mapped task per shard;
 5. **accounts** – the account view: per company its engaged leads, buying-committee roles, best
@@ -75,8 +77,8 @@ def build_dag(crm: str):
                            description="Re-pull leads changed since this date (YYYY-MM-DD) instead of "
                            "the stored watermark; the watermark never moves backwards."),
             "shards": Param(1, type="integer", minimum=1, maximum=dag_support.MAX_SHARDS, title="Shards",
-                            description="Split qualify and push into this many parallel mapped tasks "
-                            "(a stable hash of the record id)."),
+                            description="Split enrich, validate, qualify and push into this many "
+                            "parallel mapped tasks (a stable hash of the record id)."),
             "force": Param(False, type="boolean", title="Force the push",
                            description="Push even if the run would change more records than the "
                            "configured share (the guard against a bad model)."),
@@ -90,12 +92,16 @@ def build_dag(crm: str):
             return run("extract", crm)
 
         @task
-        def enrich() -> dict:
-            return run("enrich", crm)
+        def enrich(shard: int) -> dict:
+            return run("enrich", crm, shard)
 
         @task
-        def validate() -> dict:
-            return run("validate", crm)
+        def validate(shard: int) -> dict:
+            return run("validate", crm, shard)
+
+        @task
+        def validate_gate() -> dict:
+            return run("validate_gate", crm)
 
         @task
         def shard_list() -> list[int]:
@@ -135,8 +141,9 @@ def build_dag(crm: str):
             return dag_support.close_run(crm)
 
         shards = shard_list()
-        steps = [extract(), enrich(), validate(), shards, qualify.expand(shard=shards), accounts(), validate_scores(),
-                 plan_push(), push.expand(shard=shards), push_accounts(), report()]
+        steps = [extract(), shards, enrich.expand(shard=shards), validate.expand(shard=shards), validate_gate(),
+                 qualify.expand(shard=shards), accounts(), validate_scores(), plan_push(), push.expand(shard=shards),
+                 push_accounts(), report()]
         chain(*steps)
         # After every task, not only `report`: a failed push shard must not find its siblings still writing.
         steps >> close_run()

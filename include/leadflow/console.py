@@ -92,7 +92,7 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
 
 # --- run summaries -------------------------------------------------------------------------------
 # Display order of the steps (the run summary stores durations keyed by step, sorted by name).
-_STEP_ORDER = ("extract", "enrich", "validate", "qualify", "accounts", "validate_scores", "plan_push", "push",
+_STEP_ORDER = ("extract", "enrich", "validate", "validate_gate", "qualify", "accounts", "validate_scores", "plan_push", "push",
                "push_accounts")
 
 
@@ -118,6 +118,8 @@ def _step_counts(step: str, s: Mapping[str, Any]) -> str:
         return f"accounts {_n(s.get('accounts_scored'))}, committee waits {_n(s.get('committee_waits'))}"
     if step == "push_accounts":
         return f"companies written {_n(s.get('companies_written'))}"
+    if step == "validate_gate":
+        return f"{_n(s.get('dq_failed_checks'))} failed checks"
     if step == "validate_scores":
         return f"{_n(s.get('dq_failed_score_checks'))} failed checks"
     if step == "plan_push":

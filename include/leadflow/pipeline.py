@@ -2,9 +2,10 @@
 work, records the step's small JSON-able summary (counts and durations) in the warehouse and
 returns it (the DAG passes it on as XCom).
 
-Order: extract -> enrich -> validate -> qualify (per shard) -> accounts -> validate_scores ->
-plan_push -> push (per shard) -> push_accounts -> report. Nothing here needs a running Airflow: the
-CLI (`leadflow run`) calls the same functions in the same order.
+Order: extract -> enrich (per shard) -> validate (per shard) -> validate_gate -> qualify (per
+shard) -> accounts -> validate_scores -> plan_push -> push (per shard) -> push_accounts -> report.
+Nothing here needs a running Airflow: the CLI (`leadflow run`) calls the same functions in the
+same order, unsharded.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from leadflow.qualify.engine import describe_fields
 from leadflow.qualify.frame import build_qualify_frame
 from leadflow.qualify.handoff import settle_handoffs
 from leadflow.quality.change_guard import ChangeGuard, ChangeGuardError
-from leadflow.quality.gates import check_leads, check_new_scores
+from leadflow.quality.gates import check_lead_rows, check_new_scores, gate_leads
 from leadflow.quality.psi import score_counts
 from leadflow.quality.quarantine import quarantined_ids
 from leadflow.quality.results import failed_count, raise_if_failed
@@ -57,7 +58,8 @@ from leadflow.warehouse.pull import PullTally, land_pulled_page, pull_since
 
 __all__ = ["ChangeGuardError", "RunContext", "STEPS", "accounts", "default_run_id", "enrich", "extract",
            "fail_run", "plan_push", "push", "push_accounts", "qualify", "report", "run_all", "run_summary",
-           "train", "validate", "validate_scores"]  # ChangeGuardError: dag_support and the tests import it here
+           "train", "validate", "validate_gate",
+           "validate_scores"]  # ChangeGuardError: dag_support and the tests import it here
 
 log = logging.getLogger(__name__)
 
@@ -192,37 +194,72 @@ def _verdicts(ctx: RunContext, connector: Any) -> None:
 
 
 # --- enrich -------------------------------------------------------------------------------------
+# Shares of the coverage report: per shard they would be summed when the run's summary combines
+# the shards, so a sharded task records the counts only.
+_COVERAGE_SHARES = ("match_rate",)
+
+
 def enrich(ctx: RunContext) -> dict[str, Any]:
-    """Resolve every open lead's company and firmographics (cache -> reference file -> API)."""
+    """Resolve every open lead's (of this shard) company and firmographics (cache -> reference
+    file -> API). Shards share the cache: its writes are idempotent upserts."""
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     summary: dict[str, Any] = {}
     with _timed(summary, "enrich"):
-        leads, _ = open_leads(ctx.engine, ctx.crm)
+        leads, _ = open_leads(ctx.engine, ctx.crm, ctx.shard, ctx.shards)
         result = enrich_and_store(ctx.engine, ctx.crm, ctx.run_id, leads, repo.load_companies(ctx.engine, ctx.crm),
                                   ctx.settings.enrichment, ctx.now)
     summary.update(result.summary(), enrichment_lookups=dict(result.lookups))
-    log.info("enrich %s: %d of %d leads matched to a company", ctx.crm, summary["enriched"], len(leads))
-    return _record(ctx, "enrich", summary)
+    if ctx.shard is not None:
+        summary["coverage"] = _coverage_counts(summary["coverage"])
+    log.info("enrich %s shard %s: %d of %d leads matched to a company", ctx.crm, ctx.shard, summary["enriched"],
+             len(leads))
+    return _record(ctx, "enrich", summary, shard=ctx.shard)
+
+
+def _coverage_counts(coverage: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in coverage.items() if k not in _COVERAGE_SHARES}
+    out["fields"] = {name: {k: v for k, v in field.items() if k != "filled"}
+                     for name, field in coverage.get("fields", {}).items()}
+    return out
 
 
 # --- validate -----------------------------------------------------------------------------------
+GATE_FIGURES = "_gate_figures"  # the validate shards' inputs of the batch gate (they add up)
+
+
 def validate(ctx: RunContext) -> dict[str, Any]:
-    """Row checks (failing leads are quarantined) and the batch gate, before anything is scored."""
+    """Row checks of the open leads (of this shard): failing leads are quarantined. The batch
+    gate's figures are recorded for `validate_gate`."""
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     summary: dict[str, Any] = {}
     with _timed(summary, "validate"):
-        leads, skipped_owned = open_leads(ctx.engine, ctx.crm)
-        checks = check_leads(ctx.engine, ctx.crm, ctx.run_id, with_enrichment(ctx.engine, ctx.crm, leads), ctx.now)
+        leads, skipped_owned = open_leads(ctx.engine, ctx.crm, ctx.shard, ctx.shards)
+        rows, figures = check_lead_rows(ctx.engine, ctx.crm, ctx.run_id,
+                                        with_enrichment(ctx.engine, ctx.crm, leads, ctx.shard, ctx.shards), ctx.now)
     # What qualify leaves out: the row-check failures and the leads held at extract for values
     # the warehouse could not store (those pass the row checks with the field cleared).
     quarantined = int(leads["record_id"].isin(quarantined_ids(ctx.engine, ctx.crm)).sum())
     summary.update(total=int(len(leads) + skipped_owned), validated=int(len(leads)), quarantined=quarantined,
-                   skipped_owned=skipped_owned, dq_failed_checks=failed_count(checks.batch),
-                   data_docs=str(checks.data_docs))
-    log.info("validate %s: %d leads, %d quarantined, %d batch checks failed",
-             ctx.crm, len(leads), quarantined, summary["dq_failed_checks"])
-    out = _record(ctx, "validate", summary)
-    raise_if_failed(checks.batch)  # after recording: the run report shows what failed
+                   skipped_owned=skipped_owned, **{GATE_FIGURES: figures})
+    log.info("validate %s shard %s: %d leads, %d quarantined, %d failed the row checks",
+             ctx.crm, ctx.shard, len(leads), quarantined, rows.failed_row_count)
+    out = _record(ctx, "validate", summary, shard=ctx.shard)
+    out.pop(GATE_FIGURES)  # the gate reads them from the warehouse, every shard's added up
+    return out
+
+
+def validate_gate(ctx: RunContext) -> dict[str, Any]:
+    """The batch gate over every shard's validated leads (quarantine share, duplicate ids,
+    freshness, enrichment coverage) from the figures the validate shards recorded, before
+    anything is scored; a failed gate fails the run after it is recorded."""
+    summary: dict[str, Any] = {}
+    with _timed(summary, "validate_gate"):
+        figures = repo.step_summary(ctx.engine, ctx.crm, ctx.run_id, "validate").get(GATE_FIGURES, {})
+        batch, docs = gate_leads(ctx.engine, ctx.crm, ctx.run_id, figures, ctx.now)
+    summary.update(dq_failed_checks=failed_count(batch), data_docs=str(docs))
+    log.info("validate_gate %s: %d batch checks failed", ctx.crm, summary["dq_failed_checks"])
+    out = _record(ctx, "validate_gate", summary)
+    raise_if_failed(batch)  # after recording: the run report shows what failed
     return out
 
 
@@ -240,8 +277,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         leads = leads[~leads["record_id"].isin(quarantined_ids(engine, ctx.crm))]
         if ctx.only_record_ids:
             leads = leads[leads["record_id"].isin(set(ctx.only_record_ids))]
-        frame = build_qualify_frame(with_enrichment(engine, ctx.crm, leads.reset_index(drop=True)),
-                                    repo.load_companies(engine, ctx.crm))
+        enriched = with_enrichment(engine, ctx.crm, leads.reset_index(drop=True), ctx.shard, ctx.shards)
+        frame = build_qualify_frame(enriched, repo.load_companies(engine, ctx.crm))
         predictive, champion = _predictive(engine, ctx.crm, model, frame)
         scores = score_leads(frame, model, ctx.score_as_of,
                              predictive=None if predictive is None else predictive["score"].astype(float),
@@ -506,14 +543,15 @@ def run_summary(crm: str, run_id: str, summary: dict[str, Any]) -> dict[str, Any
 
 
 # --- a whole run --------------------------------------------------------------------------------
-STEPS = ("extract", "enrich", "validate", "qualify", "accounts", "validate_scores", "plan_push", "push",
-         "push_accounts")
+STEPS = ("extract", "enrich", "validate", "validate_gate", "qualify", "accounts", "validate_scores", "plan_push",
+         "push", "push_accounts")
 
 
 def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The whole pipeline in-process, unsharded (the CLI's `leadflow run`); `on_step(name,
     summary)` is called as each step ends (the CLI prints a line per step)."""
-    steps = {"extract": extract, "enrich": enrich, "validate": validate, "qualify": qualify, "accounts": accounts,
+    steps = {"extract": extract, "enrich": enrich, "validate": validate, "validate_gate": validate_gate,
+             "qualify": qualify, "accounts": accounts,
              "validate_scores": validate_scores, "plan_push": plan_push, "push": push,
              "push_accounts": push_accounts}
     try:

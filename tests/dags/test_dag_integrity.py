@@ -33,8 +33,8 @@ def test_every_dag_has_tags_doc_retries_and_no_catchup(dagbag):
 
 def test_crm_dag_gates_the_push_behind_enrichment_validation_and_scoring(dagbag):
     dag = dagbag.dags["leadflow_hubspot"]
-    order = ["extract", "enrich", "validate", "shard_list", "qualify", "accounts", "validate_scores", "plan_push",
-             "push", "push_accounts", "report"]
+    order = ["extract", "shard_list", "enrich", "validate", "validate_gate", "qualify", "accounts", "validate_scores",
+             "plan_push", "push", "push_accounts", "report"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
@@ -51,7 +51,8 @@ def test_mapped_tasks_and_every_task_that_calls_the_crm_in_its_pool(dagbag):
     dag = dagbag.dags["leadflow_hubspot"]
     in_pool = {t.task_id for t in dag.tasks if t.pool == "leadflow_hubspot"}
     assert in_pool == {"extract", "push", "push_accounts"}
-    assert type(dag.get_task("qualify")).__name__.endswith("MappedOperator")
+    for step in ("enrich", "validate", "qualify", "push"):  # each task loads only its shard's leads
+        assert type(dag.get_task(step)).__name__.endswith("MappedOperator"), step
 
 
 # Run in a fresh interpreter after Airflow's own start-up, which is not the DAG files' cost: the

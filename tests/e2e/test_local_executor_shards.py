@@ -1,6 +1,6 @@
 """End to end: a real scheduler with LocalExecutor on PostgreSQL runs leadflow_hubspot with
-shards=4; the mapped qualify and push tasks run at the same time, and the warehouse and the CRM
-end up exactly as after an unsharded run of the same world.
+shards=4; the mapped enrich, validate, qualify and push tasks run at the same time, and the
+warehouse and the CRM end up exactly as after an unsharded run of the same world.
 
 1. one seeded sandbox world is copied twice: world A for Airflow, world B for the reference run;
 2. the reference: `leadflow run` (the unsharded pipeline, in its own process) on world B with
@@ -115,7 +115,8 @@ def test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharde
     for t in tis:
         print(f"  {t.task_id}[{t.map_index}] {t.start_date:%H:%M:%S.%f} -> {t.end_date:%H:%M:%S.%f}")
     print(f"timings: setup {setup_s:.0f} s, unsharded done at {single_s:.0f} s, sharded run done at {run_s:.0f} s")
-    _assert_ran_in_parallel(tis, "qualify")
+    for task_id in ("enrich", "validate", "qualify"):
+        _assert_ran_in_parallel(tis, task_id)
     _assert_ran_in_parallel(tis, "push")
     assert all(t.state == "success" for t in tis), [(t.task_id, t.map_index, t.state) for t in tis]
 

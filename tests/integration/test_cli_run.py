@@ -32,10 +32,11 @@ def test_run_prints_each_step_and_the_summary_and_exits_0(sandbox, monkeypatch, 
     assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-ok"]) == 0
 
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[:9]] == ["extract", "enrich", "validate", "qualify", "accounts",
-                                                       "validate_scores", "plan_push", "push", "push_accounts"]
+    assert [line.split()[0] for line in lines[:10]] == ["extract", "enrich", "validate", "validate_gate", "qualify",
+                                                        "accounts", "validate_scores", "plan_push", "push",
+                                                        "push_accounts"]
     assert lines[0].split()[-2:] == ["pulled", "120"]
-    assert lines[9].startswith("hubspot run cli-ok: success in ")
+    assert lines[10].startswith("hubspot run cli-ok: success in ")
     assert any(line.startswith("  run report   ") and line.endswith(".html") for line in lines)
     assert len(lines) < 25
     assert cli.main(["report", "--crm", "hubspot"]) == 0

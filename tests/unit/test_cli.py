@@ -9,7 +9,7 @@ import json
 import pytest
 
 from leadflow import cli
-from leadflow.pipeline import ChangeGuardError
+from leadflow.pipeline import STEPS, ChangeGuardError
 from leadflow.warehouse import repo
 
 OK_SUMMARY = {
@@ -96,8 +96,7 @@ def test_report_json_keeps_the_machine_form_and_its_exit_code(env_warehouse, cap
 
 def _fake_run_all(summary=None, fail_after=None, error=None):
     def run_all(ctx, on_step=None):
-        for step in ("extract", "enrich", "validate", "qualify", "accounts", "validate_scores", "plan_push", "push",
-                     "push_accounts"):
+        for step in STEPS:
             if step == fail_after:
                 raise error
             on_step(step, {**OK_SUMMARY, "durations_s": {step: 0.5}})
@@ -111,10 +110,11 @@ def test_run_prints_a_line_per_step_and_the_compact_summary(env_warehouse, monke
     assert cli.main(["run", "--run-id", "cli-1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["extract", "0.5", "s", "pulled", "50"]
-    assert lines[4].split()[:4] == ["accounts", "0.5", "s", "accounts"]
-    assert lines[7].split() == ["push", "0.5", "s", "pushed", "11,", "rejected", "1"]
-    assert lines[8].split()[:4] == ["push_accounts", "0.5", "s", "companies"]
-    assert lines[9] == "hubspot run cli-1: success"
+    assert lines[3].split()[:4] == ["validate_gate", "0.5", "s", "0"]
+    assert lines[5].split()[:4] == ["accounts", "0.5", "s", "accounts"]
+    assert lines[8].split() == ["push", "0.5", "s", "pushed", "11,", "rejected", "1"]
+    assert lines[9].split()[:4] == ["push_accounts", "0.5", "s", "companies"]
+    assert lines[10] == "hubspot run cli-1: success"
     # The push's calls include its pre-write reads, not only the writes.
     assert "  API calls    4 to pull + 3 to push (1 writes); 2 answered 429, 0.5 s throttled" in lines
     assert "  steps        extract 1.2 s, push 0.4 s" in lines  # pipeline order, not alphabetical

@@ -57,6 +57,11 @@ def test_step_line_shows_the_counts_that_matter_or_the_failed_state():
     assert console.step_line("extract", 12.34, {"pulled": 5000}).split() == ["extract", "12.3", "s", "pulled",
                                                                              "5,000"]
     assert console.step_line("qualify[0]", 0.4, {"scored": 7}).split()[-1] == "7"
+    # The run's merged figures: every shard's counts added up.
+    assert console.step_line("enrich[1]", 0.4, {"enriched": 9}).split()[-2:] == ["enriched", "9"]
+    assert console.step_line("validate[3]", 0.4, {"quarantined": 2, "validated": 40}).split()[-4:] == \
+        ["quarantined", "2", "of", "40"]
+    assert console.step_line("validate_gate", 0.1, {"dq_failed_checks": 1}).split()[-3:] == ["1", "failed", "checks"]
     assert console.step_line("extract", 2.0, {}, state="up_for_retry").split()[-1] == "UP_FOR_RETRY"
 
 

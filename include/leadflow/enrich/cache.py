@@ -94,7 +94,9 @@ class WarehouseCache:
         keep = answers[answers["status"].isin([MATCHED, NOT_FOUND])]
         if keep.empty:
             return 0
-        keep = keep.drop_duplicates("domain", keep="last")
+        # Sorted: parallel shards upsert overlapping domains in one order, so PostgreSQL's row
+        # locks are taken in the same order and two shards cannot deadlock.
+        keep = keep.drop_duplicates("domain", keep="last").sort_values("domain", kind="stable")
         columns = _cache_columns(keep, int(now_ms), self.ttl_ms, self.negative_ttl_ms)
         with self.engine.begin() as conn:
             written = upsert_many(conn, enrichment_cache, columns)

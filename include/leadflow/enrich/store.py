@@ -14,11 +14,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS, lead_enrichment
-from leadflow.warehouse.repo import read_frame
+from leadflow.warehouse.repo import read_frame, shard_filter
+from leadflow.warehouse.tables import leads
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,16 @@ def store_enrichment(
     return written
 
 
-def load_enrichment(engine: Engine, crm: str) -> pd.DataFrame:
-    """Every stored enrichment row of `crm`, with typed columns (str / float64 / bool)."""
-    frame = read_frame(engine, select(lead_enrichment).where(lead_enrichment.c.crm == crm))
+def load_enrichment(engine: Engine, crm: str, shard: int | None = None, shards: int = 1) -> pd.DataFrame:
+    """Every stored enrichment row of `crm` (of the leads of one shard), with typed columns
+    (str / float64 / bool)."""
+    query = select(lead_enrichment).where(lead_enrichment.c.crm == crm)
+    if shard is not None and shards > 1:
+        # The shard key is the lead's: a shard's task reads only its leads' rows.
+        query = query.select_from(lead_enrichment.join(leads, and_(
+            leads.c.crm == lead_enrichment.c.crm, leads.c.record_id == lead_enrichment.c.record_id,
+        ))).where(shard_filter(leads, shard, shards))
+    frame = read_frame(engine, query)
     for name, kind in LEAD_ENRICHMENT_COLUMNS.items():
         if kind == "float":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
@@ -136,6 +144,8 @@ def apply_enrichment(leads: pd.DataFrame, enriched: pd.DataFrame) -> pd.DataFram
     return frame
 
 
-def with_enrichment(engine: Engine, crm: str, leads: pd.DataFrame) -> pd.DataFrame:
-    """Leads with resolved firmographics from the enrich step (lead values where it did not run)."""
-    return apply_enrichment(leads, load_enrichment(engine, crm))
+def with_enrichment(engine: Engine, crm: str, frame: pd.DataFrame, shard: int | None = None,
+                    shards: int = 1) -> pd.DataFrame:
+    """Leads (`frame`, of one shard) with resolved firmographics from the enrich step (lead
+    values where it did not run)."""
+    return apply_enrichment(frame, load_enrichment(engine, crm, shard, shards))

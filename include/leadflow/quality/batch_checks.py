@@ -10,6 +10,7 @@ the expectation (aggregate expectations on a small derived frame) and return a `
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -126,6 +127,108 @@ def check_batch(
     results.sort(key=lambda r: order.get(r.name, 99))
     _log_gate("batch", rows.crm, results)
     return CheckRun("batch", results, gx_result)
+
+
+def batch_figures(leads: pd.DataFrame, rows: RowValidation,
+                  settings: QualitySettings | BatchSettings) -> dict[str, Any]:
+    """What `check_batch_figures` needs of one part of the batch (one shard's leads), as
+    JSON-able figures that add up across parts: numbers are summed and lists joined (the way
+    `repo.get_run_summary` combines shards). The same inputs as `check_batch` reads."""
+    s = _batch_settings(settings)
+    n = rows.row_count
+    if len(leads) != n:
+        raise ValueError(f"leads has {len(leads)} rows but the row validation covered {n}")
+    present = [c for c in s.enrichment_columns if c in leads.columns]
+    newest: list[float] = []
+    if n:
+        updated = rows.frame["updated_at"].to_numpy(dtype="float64")[rows.passed_mask]
+        updated = updated[np.isfinite(updated)]
+        newest = [float(updated.max())] if len(updated) else []
+    return {
+        "rows": int(n),
+        "quarantined_rows": int(n - rows.passed_mask.sum()),
+        "newest_updated_at": newest,  # one value per part at most: the gate takes the max
+        "enriched_rows": int(_enriched(leads, present).sum()) if present and n else 0,
+        "enrichment_columns": present,
+        "row_checks": [{"name": r.name, "success": bool(r.success), "unexpected": int(r.unexpected_count or 0),
+                        "elements": _element_count(r.observed, n), "threshold": r.threshold}
+                       for r in rows.results],
+    }
+
+
+def _element_count(observed: str, default: int) -> int:
+    """The `M` of a row result's "N of M rows"."""
+    match = re.match(r"\d+ of (\d+) rows", observed)
+    return int(match.group(1)) if match else int(default)
+
+
+def row_results(figures: dict[str, Any]) -> list[CheckResult]:
+    """The row checks of the whole batch from its parts' `batch_figures` (in the order of the
+    first part): failing rows added up, a check passes when it passed in every part."""
+    merged: dict[str, dict[str, Any]] = {}
+    for check in figures.get("row_checks", []):
+        seen = merged.setdefault(check["name"], {**check, "unexpected": 0, "elements": 0, "success": True})
+        seen["unexpected"] += int(check["unexpected"])
+        seen["elements"] += int(check["elements"])
+        seen["success"] = seen["success"] and bool(check["success"])
+    return [CheckResult("rows", c["name"], c["success"], f"{c['unexpected']} of {c['elements']} rows",
+                        c["threshold"], c["unexpected"]) for c in merged.values()]
+
+
+def check_batch_figures(figures: dict[str, Any], settings: QualitySettings | BatchSettings, now: datetime,
+                        crm: str, *, check_enrichment: bool = True) -> CheckRun:
+    """`check_batch` from the whole batch's `batch_figures` (its parts' figures added up): the
+    same checks, thresholds and observed texts, computed from counts instead of the rows, so
+    the gate never holds the batch (a sharded run's gate reads only these figures)."""
+    s = _batch_settings(settings)
+    n = int(figures.get("rows", 0))
+    now_ms = now.timestamp() * 1000
+    min_updated_ms = now_ms - s.max_staleness_hours * 3_600_000
+    results: list[CheckResult] = []
+    shares_apply = n >= max(1, s.min_rows_for_shares)
+    share_threshold = f"<= {s.max_quarantine_share:g}"
+    if shares_apply:
+        share = int(figures.get("quarantined_rows", 0)) / n
+        results.append(CheckResult("batch", "quarantine_share", share <= s.max_quarantine_share,
+                                   f"{share:.4g} ({round(share * n)} of {n} rows)", share_threshold))
+    else:
+        results.append(CheckResult("batch", "quarantine_share", True,
+                                   f"skipped ({n} rows < {s.min_rows_for_shares})", share_threshold))
+
+    duplicates = sum(c["unexpected"] for c in figures.get("row_checks", [])
+                     if c["name"] == "unique_per_crm:record_id")
+    results.append(CheckResult("batch", "duplicate_ids", duplicates <= s.max_duplicate_ids,
+                               f"{duplicates} rows", f"<= {s.max_duplicate_ids}", duplicates))
+
+    fresh_threshold = f"newest >= now - {s.max_staleness_hours:g} h"
+    if n:
+        newest = max(figures.get("newest_updated_at") or [np.nan])
+        if not np.isfinite(newest):
+            results.append(CheckResult("batch", "freshness:updated_at", False, "no passing row has updated_at",
+                                       fresh_threshold))
+        else:
+            results.append(CheckResult("batch", "freshness:updated_at", newest >= min_updated_ms,
+                                       f"newest {_iso(newest)} ({(now_ms - newest) / 3_600_000:.1f} h old)",
+                                       fresh_threshold))
+    else:
+        results.append(CheckResult("batch", "freshness:updated_at", True, "skipped (no rows)", fresh_threshold))
+
+    if check_enrichment:
+        present = set(figures.get("enrichment_columns") or [])
+        threshold = f">= {s.min_enrichment_coverage:g} of rows with any of {list(s.enrichment_columns)}"
+        if not present:
+            results.append(CheckResult("batch", "enrichment_coverage", False,
+                                       f"no enrichment columns (missing {list(s.enrichment_columns)})",
+                                       threshold))
+        elif shares_apply:
+            coverage = int(figures.get("enriched_rows", 0)) / n
+            results.append(CheckResult("batch", "enrichment_coverage", coverage >= s.min_enrichment_coverage,
+                                       format_observed(coverage), threshold))
+        else:
+            results.append(CheckResult("batch", "enrichment_coverage", True,
+                                       f"skipped ({n} rows < {s.min_rows_for_shares})", threshold))
+    _log_gate("batch", crm, results)
+    return CheckRun("batch", results)
 
 
 def _enriched(leads: pd.DataFrame, columns: list[str]) -> np.ndarray:

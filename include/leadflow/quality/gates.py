@@ -1,18 +1,18 @@
-"""The run's two quality steps: the lead gate before scoring (row checks with the quarantine,
-the batch checks, Data Docs) and the score gate before the push. Each stores its results; the
+"""The run's quality steps: the lead checks before scoring (row checks with the quarantine per
+shard, `check_lead_rows`; then the batch gate over every shard's figures with Data Docs,
+`gate_leads`) and the score gate before the push. Each stores its results; the
 caller raises with `raise_if_failed` once it has recorded the step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 from sqlalchemy import Engine
 
-from leadflow.quality.batch_checks import check_batch, check_scores
+from leadflow.quality.batch_checks import batch_figures, check_batch_figures, check_scores, row_results
 from leadflow.quality.data_docs import render_data_docs
 from leadflow.quality.psi import scores_from_counts
 from leadflow.quality.quarantine import update_quarantine
@@ -22,26 +22,29 @@ from leadflow.quality.settings import QualitySettings, load_settings_file
 from leadflow.warehouse.db import var_dir
 
 
-@dataclass(frozen=True)
-class LeadChecks:
-    rows: RowValidation
-    batch: CheckRun
-    data_docs: Path  # the run's Data Docs index.html
-
-
-def check_leads(engine: Engine, crm: str, run_id: str, leads: pd.DataFrame, now: datetime,
-                settings: QualitySettings | None = None, docs_folder: Path | None = None) -> LeadChecks:
-    """Row checks (failing leads quarantined, passing ones released) and the batch checks on the
-    enriched `leads`; results stored and rendered as Data Docs (under `<var>/data_docs`)."""
+def check_lead_rows(engine: Engine, crm: str, run_id: str, leads: pd.DataFrame, now: datetime,
+                    settings: QualitySettings | None = None) -> tuple[RowValidation, dict[str, Any]]:
+    """Row checks of `leads` (one shard's, or all): failing leads quarantined, passing ones
+    released. Returns the validation and its `batch_figures` (for `gate_leads`: the figures of
+    the shards add up)."""
     settings = settings or load_settings_file()
     rows = validate_rows(leads, RowCheckOptions.from_settings(settings, crm), now)
     update_quarantine(engine, crm, run_id, rows.failures, rows.passed_ids, now)
-    batch = check_batch(leads, rows, settings, now)
-    store_results(engine, crm, run_id, [*rows.results, *batch], now=now)
+    return rows, batch_figures(leads, rows, settings)
+
+
+def gate_leads(engine: Engine, crm: str, run_id: str, figures: dict[str, Any], now: datetime,
+               settings: QualitySettings | None = None, docs_folder: Path | None = None) -> tuple[CheckRun, Path]:
+    """The batch gate over the whole batch from its shards' added-up `figures` (the checks of
+    `check_batch`, from counts); the row and batch results stored and rendered as Data Docs.
+    Returns the batch checks and the Data Docs index."""
+    settings = settings or load_settings_file()
+    rows = row_results(figures)
+    batch = check_batch_figures(figures, settings, now, crm)
+    store_results(engine, crm, run_id, [*rows, *batch], now=now)
     docs = render_data_docs(docs_folder or var_dir() / "data_docs", run_id, crm,
-                            {"rows": (rows.results, rows.gx_result), "batch": (batch.results, batch.gx_result)},
-                            now=now)
-    return LeadChecks(rows, batch, docs)
+                            {"rows": (rows, None), "batch": (batch.results, None)}, now=now)
+    return batch, docs
 
 
 def check_new_scores(engine: Engine, crm: str, run_id: str, scores: pd.DataFrame, previous_counts: Sequence[int],

@@ -49,6 +49,7 @@ _ASSET = "frame"
 _BATCH_DEFINITION = "whole_frame"
 
 _lock = threading.Lock()
+_validate_lock = threading.Lock()
 _runtime: _Runtime | None = None
 
 
@@ -186,8 +187,12 @@ def validate_frame(
     runtime = get_runtime()
     frame = frame.set_axis(pd.RangeIndex(len(frame), name=ROW_INDEX), axis=0)
     suite = build_suite(f"{suite_name}-{uuid.uuid4().hex[:8]}", specs)
-    batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format=result_format)
+    # One validation at a time per process: the context's one dataframe asset is shared, and
+    # GX mixes up the frames of threads validating at once (shards run in threads in-process;
+    # Airflow runs them as processes, each with its own context).
+    with _validate_lock:
+        batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format=result_format)
     by_name = {spec.name: spec for spec in specs}
     if len(by_name) != len(specs):
         raise ValueError(f"suite {suite_name} has duplicate expectation names")

@@ -74,12 +74,17 @@ def update_quarantine(
     rows = failure_rows(crm, run_id, failures, now_ms)
     failing = {(r["record_id"], r["expectation"], r["column"]) for r in rows}
     validated = set(map(str, passed_ids)) | {r["record_id"] for r in rows}
-    with engine.begin() as conn:
-        # Active entries are few compared with leads, so read them all and diff in memory.
+    # Active entries are few compared with leads, so read them all and diff in memory. Read
+    # before the write transaction: parallel shards validate disjoint records, so another
+    # shard's writes never change what this one releases, and on SQLite a transaction that
+    # reads first cannot take the write lock after another shard committed ("database is
+    # locked" at once instead of waiting out the busy timeout).
+    with engine.connect() as conn:
         active = conn.execute(
             select(quarantine.c.record_id, quarantine.c.expectation, quarantine.c.column)
             .where(quarantine.c.crm == crm, quarantine.c.released_at.is_(None))
         ).all()
+    with engine.begin() as conn:
         to_release = [
             (record_id, expectation, column)
             for record_id, expectation, column in active

@@ -162,24 +162,36 @@ def _combine(a: Any, b: Any) -> Any:
     return b
 
 
-def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
-    """The run's figures: every step's summary, shards combined, flattened into one dict."""
+def _step_summaries(engine: Engine, crm: str, run_id: str, step: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each recorded step's summary (of `step` only, if given), its shards combined."""
+    query = select(run_steps.c.step, run_steps.c.shard, run_steps.c.summary).where(
+        run_steps.c.crm == crm, run_steps.c.run_id == run_id)
+    if step is not None:
+        query = query.where(run_steps.c.step == step)
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(run_steps.c.step, run_steps.c.shard, run_steps.c.summary)
-            .where(run_steps.c.crm == crm, run_steps.c.run_id == run_id)
-            .order_by(run_steps.c.updated_at, run_steps.c.step, run_steps.c.shard)
-        ).all()
+        rows = conn.execute(query.order_by(run_steps.c.updated_at, run_steps.c.step, run_steps.c.shard)).all()
     per_step: dict[str, dict[str, Any]] = {}
-    for step, _shard, text in rows:
-        per_step[step] = _combine(per_step.get(step, {}), json.loads(text))
+    for name, _shard, text in rows:
+        per_step[name] = _combine(per_step.get(name, {}), json.loads(text))
+    return per_step
+
+
+def step_summary(engine: Engine, crm: str, run_id: str, step: str) -> dict[str, Any]:
+    """One step's summary, its shards combined, with its `_` keys (inputs of a later step)."""
+    return _step_summaries(engine, crm, run_id, step).get(step, {})
+
+
+def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
+    """The run's figures: every step's summary, shards combined, flattened into one dict. Keys
+    starting with `_` are a step's inputs of a later step (`step_summary`), not figures."""
+    per_step = _step_summaries(engine, crm, run_id)
     merged: dict[str, Any] = {}
-    for step_summary in per_step.values():
-        merged.update(step_summary)
+    for part in per_step.values():
+        merged.update({k: v for k, v in part.items() if not k.startswith("_")})
     if "durations_s" in merged:
         merged["durations_s"] = {}
-        for step_summary in per_step.values():
-            merged["durations_s"].update(step_summary.get("durations_s", {}))
+        for part in per_step.values():
+            merged["durations_s"].update(part.get("durations_s", {}))
     return merged
 
 
