@@ -216,7 +216,7 @@ HEAVY_SECONDS = {
     "test_hubspot_shared_with_reps_and_workflows_overwrites_nothing_over_several_nights": 270,
     "test_given_reps_answer_by_a_hidden_propensity_then_a_model_learnt_from_their_verdicts_beats_the_rules": 260,
     "test_salesforce_shared_with_reps_overwrites_nothing_over_several_nights": 180,
-    "test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharded_run": 110,
+    "test_four_shards_run_in_parallel_under_local_executor_and_equal_the_unsharded_run": 130,
     "test_two_celery_workers_run_four_shards_and_a_worker_killed_mid_push_leaves_the_crm_as_the_unsharded_run": 150,
     "test_leadflow_page_shows_funnel_runs_and_the_preview_of_a_dry_run_triggered_from_the_ui_form": 100,
     "test_first_run_scores_and_writes_back_then_second_run_pushes_nothing": 90,
