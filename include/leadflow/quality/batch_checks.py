@@ -1,10 +1,11 @@
 """Batch-level gates: checks on a whole batch whose failure stops the run before the push.
 
 `check_batch` runs after the row checks (quarantine share, duplicate ids, freshness,
-enrichment coverage); `check_scores` after qualification (score ranges, stages, reasons, drift
-against the previous run by population stability index). Both validate through GX where GX has
-the expectation (aggregate expectations on a small derived frame) and return a `CheckRun`;
-`raise_if_failed` turns its failures into a `QualityGateError`.
+enrichment coverage), computed from counts (`batch_figures`) so that a sharded run's parts add
+up; `check_scores` after qualification (score ranges, stages, reasons, drift against the
+previous run by population stability index) validates through GX, with aggregate expectations
+on a small derived frame. Both return a `CheckRun`; `raise_if_failed` turns its failures into a
+`QualityGateError`.
 """
 
 from __future__ import annotations
@@ -60,73 +61,11 @@ def check_batch(
 
     `leads` is the frame `rows` was computed from (same row order), optionally joined with
     enrichment columns. With `check_enrichment` and none of the configured enrichment columns
-    present, the coverage check fails and names the missing columns.
+    present, the coverage check fails and names the missing columns. The batch as one part:
+    `check_batch_figures` of its `batch_figures`, the one computation a sharded run's gate uses.
     """
-    s = _batch_settings(settings)
-    n = rows.row_count
-    if len(leads) != n:
-        raise ValueError(f"leads has {len(leads)} rows but the row validation covered {n}")
-    now_ms = now.timestamp() * 1000
-    min_updated_ms = now_ms - s.max_staleness_hours * 3_600_000
-    results: list[CheckResult] = []
-    specs: list[ExpectationSpec] = []
-    derived: dict[str, Any] = {}
-    shares_apply = n >= max(1, s.min_rows_for_shares)
-
-    if shares_apply:
-        derived["row_quarantined"] = (~rows.passed_mask).astype("float64")
-        specs.append(ExpectationSpec("quarantine_share", None, "ExpectColumnMeanToBeBetween",
-                                     {"column": "row_quarantined", "max_value": s.max_quarantine_share},
-                                     f"<= {s.max_quarantine_share:g}"))
-    else:
-        results.append(CheckResult("batch", "quarantine_share", True,
-                                   f"skipped ({n} rows < {s.min_rows_for_shares})",
-                                   f"<= {s.max_quarantine_share:g}"))
-
-    duplicates = next((r.unexpected_count or 0 for r in rows.results
-                       if r.name == "unique_per_crm:record_id"), 0)
-    results.append(CheckResult("batch", "duplicate_ids", duplicates <= s.max_duplicate_ids,
-                               f"{duplicates} rows", f"<= {s.max_duplicate_ids}", duplicates))
-
-    if n:
-        updated = rows.frame["updated_at"].to_numpy(dtype="float64").copy()
-        updated[~rows.passed_mask] = np.nan  # quarantined rows say nothing about freshness
-        derived["updated_at"] = updated
-        specs.append(ExpectationSpec("freshness", "updated_at", "ExpectColumnMaxToBeBetween",
-                                     {"column": "updated_at", "min_value": min_updated_ms},
-                                     f"newest >= now - {s.max_staleness_hours:g} h"))
-    else:
-        results.append(CheckResult("batch", "freshness:updated_at", True, "skipped (no rows)",
-                                   f"newest >= now - {s.max_staleness_hours:g} h"))
-
-    if check_enrichment:
-        present = [c for c in s.enrichment_columns if c in leads.columns]
-        threshold = f">= {s.min_enrichment_coverage:g} of rows with any of {list(s.enrichment_columns)}"
-        if not present:
-            results.append(CheckResult("batch", "enrichment_coverage", False,
-                                       f"no enrichment columns (missing {list(s.enrichment_columns)})",
-                                       threshold))
-        elif shares_apply:
-            derived["enriched"] = _enriched(leads, present).astype("float64")
-            specs.append(ExpectationSpec("enrichment_coverage", None, "ExpectColumnMeanToBeBetween",
-                                         {"column": "enriched", "min_value": s.min_enrichment_coverage},
-                                         threshold))
-        else:
-            results.append(CheckResult("batch", "enrichment_coverage", True,
-                                       f"skipped ({n} rows < {s.min_rows_for_shares})", threshold))
-
-    gx_result = None
-    if specs:
-        run = validate_frame(pd.DataFrame(derived), specs, suite_name=f"batch-{rows.crm}",
-                             result_format=BATCH_RESULT_FORMAT)
-        gx_result = run.gx_result
-        for outcome in run.outcomes:
-            results.append(_batch_result(outcome, now_ms, n))
-    order = {"quarantine_share": 0, "duplicate_ids": 1, "freshness:updated_at": 2,
-             "enrichment_coverage": 3}
-    results.sort(key=lambda r: order.get(r.name, 99))
-    _log_gate("batch", rows.crm, results)
-    return CheckRun("batch", results, gx_result)
+    return check_batch_figures(batch_figures(leads, rows, settings), settings, now, rows.crm,
+                               check_enrichment=check_enrichment)
 
 
 def batch_figures(leads: pd.DataFrame, rows: RowValidation,
@@ -241,22 +180,6 @@ def _enriched(leads: pd.DataFrame, columns: list[str]) -> np.ndarray:
         else:
             filled |= coerce.text(column).values.notna().to_numpy(dtype=bool)
     return filled
-
-
-def _batch_result(outcome: ExpectationOutcome, now_ms: float, n: int) -> CheckResult:
-    spec = outcome.spec
-    observed = outcome.observed
-    if spec.check == "freshness":
-        if observed is None or not np.isfinite(observed):
-            text = "no passing row has updated_at"
-        else:
-            text = f"newest {_iso(observed)} ({(now_ms - observed) / 3_600_000:.1f} h old)"
-    elif spec.check == "quarantine_share":
-        share = 0.0 if observed is None else float(observed)
-        text = f"{share:.4g} ({round(share * n)} of {n} rows)"
-    else:
-        text = format_observed(None if observed is None else float(observed))
-    return CheckResult("batch", spec.name, outcome.success, text, spec.threshold)
 
 
 # --- scores ---------------------------------------------------------------------------------
