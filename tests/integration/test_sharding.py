@@ -24,7 +24,8 @@ from leadflow.pipeline import (
     validate_gate,
     validate_scores,
 )
-from leadflow.quality.tables import dq_results, quarantine
+from leadflow.quality.tables import dq_results
+from leadflow.warehouse.quarantine_store import quarantine
 from leadflow.sandbox.server import running_sandbox
 from leadflow.warehouse import repo
 
