@@ -72,8 +72,12 @@ def carry_since(scores: pd.DataFrame, previous: pd.DataFrame, crm_since: pd.Seri
 
     A lead that stopped being sales-ready and came back is handed over anew: only a lead that is
     sales-ready now and was before keeps its time."""
+    return _carried(scores, _earlier_since(scores, previous, crm_since))
+
+
+def _carried(scores: pd.DataFrame, found: np.ndarray) -> pd.Series:
+    """`scores["sales_ready_since"]` replaced by the earlier `found` "since" where there is one."""
     since = pd.to_numeric(scores["sales_ready_since"], errors="coerce").astype(float)
-    found = _earlier_since(scores, previous, crm_since)
     keep = ~np.isnan(found) & (found < np.nan_to_num(since.to_numpy(), nan=np.inf))
     return since.where(~keep, found)
 
@@ -201,10 +205,10 @@ def settle_handoffs(
     stored verdict `events` and `handoffs`). Returns the scores and the counts `handed_over`
     (sales-ready now, not before), `held_back_after_rejection` and `handed_over_again`."""
     fresh = scores["sales_ready_since"]
-    crm_since = crm_sales_ready_since(leads)
+    found = _earlier_since(scores, previous, crm_sales_ready_since(leads))
     # Sales-ready before (this run's "since" may equal it: a re-run the same day) is not new.
-    held_before = ~np.isnan(_earlier_since(scores, previous, crm_since))
-    scores = scores.assign(sales_ready_since=carry_since(scores, previous, crm_since))
+    held_before = ~np.isnan(found)
+    scores = scores.assign(sales_ready_since=_carried(scores, found))
     scores, counts = hold_back_rejected(scores, events, min_gain, fresh, handoffs)
     handed_over = int((fresh.notna() & (scores["sales_ready_since"] == fresh) & ~held_before).sum())
     return scores, {"handed_over": handed_over, **counts}
