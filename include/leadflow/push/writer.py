@@ -209,7 +209,7 @@ def push_changes(
             .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id == run_id,
                    push_log.c.record_id == bindparam("b_rec"))
             .values(status="superseded", updated_at=stamp),
-            [{"b_rec": rec} for rec in dict.fromkeys(r["record_id"] for r in rows)],
+            [{"b_rec": rec} for rec in records],
         )
         conn.execute(push_log.insert(), rows)
         # Entries are resolved by primary key: matching them by record and status let SQLite
