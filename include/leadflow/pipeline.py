@@ -30,6 +30,7 @@ from leadflow.enrich.leads import enrich_and_store
 from leadflow.enrich.store import with_enrichment
 from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
 from leadflow.predict.rules import rules_for_run
+from leadflow.prefetch import prefetched
 from leadflow.predict.versions import input_columns, record_versions
 from leadflow.push.diff import Diff, diff_leads
 from leadflow.push.lease import LeaseBusy, current_holder, release, try_acquire
@@ -62,6 +63,9 @@ __all__ = ["ChangeGuardError", "RunContext", "STEPS", "accounts", "default_run_i
            "validate_scores"]  # ChangeGuardError: dag_support and the tests import it here
 
 log = logging.getLogger(__name__)
+
+# Pull pages fetched ahead of the one being landed (`leadflow.prefetch`).
+PULL_PAGES_AHEAD = 2
 
 
 @dataclass
@@ -154,7 +158,10 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     try:
         with _timed(summary, "extract"), progress.track(f"pull {ctx.crm}", unit="leads") as advance:
             try:
-                for page in connector.pull(pull_since(engine, ctx.crm, ctx.full_refresh, ctx.since)):
+                pages = connector.pull(pull_since(engine, ctx.crm, ctx.full_refresh, ctx.since))
+                # The next pages are fetched while this one lands: the API's allowance is not left
+                # unused while the warehouse writes.
+                for page in prefetched(pages, PULL_PAGES_AHEAD, name=f"leadflow-pull-{ctx.crm}"):
                     land_pulled_page(engine, ctx.crm, ctx.run_id, page, tally)
                     advance(len(page.leads))
             except CrmBudgetExhausted as exc:

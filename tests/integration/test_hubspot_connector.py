@@ -186,7 +186,7 @@ def test_backward_stage_is_refused_unless_allowed_then_cleared_and_set() -> None
 def test_search_runs_close_to_but_under_the_rolling_one_second_ceiling() -> None:
     # Default sandbox limits: search 5 per rolling second, 100 per rolling 10 s.
     with running_sandbox(contacts=300, seed=9) as sandbox:
-        with connect(sandbox, page_size=10) as connector:
+        with connect(sandbox, page_size=10, full_pull="search") as connector:
             start = time.monotonic()
             ids = pull_ids(connector)
             elapsed = time.monotonic() - start
@@ -198,4 +198,26 @@ def test_search_runs_close_to_but_under_the_rolling_one_second_ceiling() -> None
     rate = total / elapsed
     print(f"search: {total} requests in {elapsed:.2f} s = {rate:.2f}/s, {limited} x 429")
     assert rate >= 0.9 * 5
+    assert limited / total < 0.01
+
+
+@pytest.mark.slow
+def test_full_pull_lists_contacts_close_to_but_under_the_general_ceiling() -> None:
+    # 20 calls per rolling second on the sandbox's general limit, the connector told the same.
+    with running_sandbox(contacts=1500, seed=9, rate_limit="40/2") as sandbox:
+        with connect(sandbox, list_page_size=10, rate_limit_per_10s=200) as connector:
+            start = time.monotonic()
+            ids = pull_ids(connector)
+            elapsed = time.monotonic() - start
+        stats = sandbox_stats(sandbox)
+    general = {k: v for k, v in stats["byEndpointStatus"].items()
+               if "/_sandbox" not in k and "search" not in k}
+    total = sum(sum(v.values()) for v in general.values())
+    limited = sum(v.get("429", 0) for v in general.values())
+    listed = sum(general.get("GET /crm/v3/objects/contacts", {}).values())
+    assert len(ids) == len(set(ids)) == 1500
+    assert listed == 150 and not [k for k in stats["byEndpointStatus"] if "search" in k]
+    rate = total / elapsed
+    print(f"general: {total} requests ({listed} list pages) in {elapsed:.2f} s = {rate:.2f}/s, {limited} x 429")
+    assert rate >= 0.9 * 20
     assert limited / total < 0.01

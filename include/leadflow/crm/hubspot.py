@@ -49,7 +49,8 @@ PROPERTIES = "/crm/v3/properties/{object_type}"
 ID_PROPERTY = "hs_object_id"
 # On a merge's survivor: the ids of the contacts merged into it (";"-separated).
 MERGED_IDS = "hs_merged_object_ids"
-# HubSpot answers a batch read asking for property histories only up to this many inputs.
+# Inputs per batch read, and per batch read asking for property histories (HubSpot's limits).
+BATCH_READ = 100
 HISTORY_BATCH = 50
 
 
@@ -124,22 +125,58 @@ class HubSpotConnector(SessionConnector):
 
     # --- pull ------------------------------------------------------------------------------------------
     def pull(self, since: Watermark | None) -> Iterator[LeadPage]:
-        """Yield pages of contacts modified at/after `since` (everything when None)."""
+        """Yield pages of contacts modified at/after `since` (everything when None).
+
+        A full pull lists every contact (`full_pull: list`, the default) or searches for them
+        all; an incremental one searches. Companies of the pulled contacts are read 100 a call
+        (`_pages_with_companies`), so a page is yielded once its leads' companies are in it."""
         mapping, settings = self.mapping, self.settings
         cursor = mapping.cursor_property
         wanted = [*mapping.contact_properties.values(), *mapping.owned_property_names.values(), MERGED_IDS]
         properties = self._existing("contacts", wanted)
         essential = [ID_PROPERTY, cursor, mapping.contact_properties.get("company_id", "associatedcompanyid")]
+        started_ms = int(self._wall_clock() * 1000)
+        if since is None and settings.full_pull == "list":
+            windows = self._listed(list(dict.fromkeys([*essential, *properties])), started_ms - settings.index_lag_ms)
+        else:
+            windows = self._searched(since, properties, essential, started_ms)
+        yield from self._pages_with_companies(windows)
+        if since is not None:
+            archived = self._archived_since(since.modified_ms)
+            if archived:
+                yield LeadPage(leads=[], companies=[], watermark=None, removed=archived)
+
+    def _listed(self, properties: list[str], watermark_ms: int) -> Iterator[tuple[list[Mapping[str, Any]], Watermark | None]]:
+        """(records, None) per page of `GET /crm/v3/objects/contacts`, then ([], watermark).
+
+        The list is in id order, not modification order, so no page before the last covers a
+        time: the watermark comes at the end. It is the pull's start less `index_lag_ms`, so a
+        contact changed while the list was paged through is pulled again by the next run."""
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": self.settings.list_page_size, "properties": ",".join(properties),
+                                      "archived": "false"}
+            if after:
+                params["after"] = after
+            answer = self.session.request_json("GET", CONTACTS, params=params, bucket=GENERAL_BUCKET) or {}
+            yield list(answer.get("results") or []), None
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+        yield [], Watermark(modified_ms=watermark_ms)
+
+    def _searched(self, since: Watermark | None, properties: list[str], essential: list[str],
+                  started_ms: int) -> Iterator[tuple[list[Mapping[str, Any]], Watermark | None]]:
+        """(records, watermark) per search window (`hubspot_window.iter_pages`); properties that
+        would make the search body too long are added by batch read."""
+        mapping, settings = self.mapping, self.settings
+        cursor = mapping.cursor_property
         search_props, later_props = split_search_properties(
             properties, essential, cursor, settings.page_size, settings.search_body_limit
         )
         if later_props:
             log.info("search body would exceed %d chars: %d properties fetched by batch read",
                      settings.search_body_limit, len(later_props))
-        company_props = self._existing("companies", list(mapping.company_properties.values()))
-        started_ms = int(self._wall_clock() * 1000)
-        fetched_companies: set[str] = set()
-        missing_companies: set[str] = set()
 
         def search(filters: list[dict[str, Any]], sort_property: str, limit: int) -> list[Mapping[str, Any]]:
             body = search_body(filters, sort_property, limit, search_props)
@@ -155,47 +192,86 @@ class HubSpotConnector(SessionConnector):
             except ValueError:
                 return None
 
-        pages = iter_pages(
+        for window in iter_pages(
             search, since, cursor_of=cursor_of, cursor_property=cursor, id_property=ID_PROPERTY,
             limit=settings.page_size, max_watermark_ms=started_ms - settings.index_lag_ms,
-        )
-        for window in pages:
+        ):
             records = list(window.records)
             if later_props and records:
                 records = self._merge_properties(records, later_props)
-            leads: list[dict[str, Any]] = []
-            issues: list[RecordIssue] = []
-            removed: list[RemovedRecord] = []
-            for record in records:
-                lead, record_issues = contact_to_lead(record, mapping)
-                issues.extend(record_issues)
-                if lead["record_id"] is not None:
-                    leads.append(lead)
-                    removed.extend(RemovedRecord(loser, merged_into=lead["record_id"])
-                                   for loser in merged_ids((record.get("properties") or {}).get(MERGED_IDS)))
-            company_ids = [
-                cid for cid in dict.fromkeys(str(l["company_id"]) for l in leads if l.get("company_id"))
-                if cid not in fetched_companies
-            ]
-            companies, missing = self._fetch_companies(company_ids, company_props, issues)
-            fetched_companies.update(company_ids)
+            yield records, window.watermark
+
+    def _pages_with_companies(
+        self, windows: Iterable[tuple[list[Mapping[str, Any]], Watermark | None]]
+    ) -> Iterator[LeadPage]:
+        """LeadPages of the windows' contacts with their companies, read 100 a call.
+
+        Company ids new to this pull wait until a full batch read's worth (100) is known, or
+        `company_flush_leads` leads wait, or the windows end. Then the full hundreds are read, and
+        the waiting leads whose company is known are yielded with the companies read and an issue
+        for each lead whose company was not found; the others wait for the next read. A page
+        carries the latest watermark whose every lead is yielded by then, so a watermark is never
+        stored before the companies of the leads it covers. Input issues and merged-away records
+        go out with the next page."""
+        mapping = self.mapping
+        company_props = self._existing("companies", list(mapping.company_properties.values()))
+        known: set[str] = set()  # read (found or not)
+        missing_companies: set[str] = set()
+        new_ids: dict[str, None] = {}
+        waiting: list[tuple[int, dict[str, Any]]] = []  # (window number, lead)
+        marks: list[tuple[int, Watermark]] = []  # watermarks not yet yielded, by window number
+        issues: list[RecordIssue] = []
+        removed: list[RemovedRecord] = []
+
+        def flush(final: bool) -> LeadPage:
+            nonlocal waiting, issues, removed
+            ids = list(new_ids)
+            now = ids if final else ids[: len(ids) - len(ids) % BATCH_READ]
+            companies, missing = self._fetch_companies(now, company_props, issues)
+            known.update(now)
             missing_companies.update(missing)
+            for cid in now:
+                del new_ids[cid]
+            ready = [(n, lead) for n, lead in waiting if not lead.get("company_id") or str(lead["company_id"]) in known]
+            waiting = [(n, lead) for n, lead in waiting if lead.get("company_id") and str(lead["company_id"]) not in known]
+            first_waiting = min((n for n, _ in waiting), default=None)
+            covered = [m for m in marks if first_waiting is None or m[0] < first_waiting]
+            del marks[: len(covered)]
+            leads = [lead for _, lead in ready]
             for lead in leads:
                 if lead.get("company_id") in missing_companies:
                     issues.append(RecordIssue(lead["record_id"], "company_id", "associated company not found",
                                               str(lead["company_id"])))
+            page = LeadPage(leads=leads, companies=companies, watermark=covered[-1][1] if covered else None,
+                            issues=issues, removed=removed)
+            issues, removed = [], []
             self.stats.add("pages")
             self.stats.add("records_pulled", len(leads))
             self.stats.add("companies_pulled", len(companies))
-            self.stats.add("issues", len(issues))
-            log.info("HubSpot pull page: %d leads, %d companies, %d issues, watermark %s",
-                     len(leads), len(companies), len(issues), window.watermark.modified_ms)
-            yield LeadPage(leads=leads, companies=companies, watermark=window.watermark, issues=issues,
-                           removed=removed)
-        if since is not None:
-            archived = self._archived_since(since.modified_ms)
-            if archived:
-                yield LeadPage(leads=[], companies=[], watermark=None, removed=archived)
+            self.stats.add("issues", len(page.issues))
+            log.info("HubSpot pull page: %d leads, %d companies, %d issues, watermark %s", len(leads),
+                     len(companies), len(page.issues), page.watermark.modified_ms if page.watermark else None)
+            return page
+
+        number = 0
+        for number, (records, watermark) in enumerate(windows, start=1):
+            for record in records:
+                lead, record_issues = contact_to_lead(record, mapping)
+                issues.extend(record_issues)
+                if lead["record_id"] is None:
+                    continue
+                waiting.append((number, lead))
+                removed.extend(RemovedRecord(loser, merged_into=lead["record_id"])
+                               for loser in merged_ids((record.get("properties") or {}).get(MERGED_IDS)))
+                company_id = str(lead["company_id"]) if lead.get("company_id") else None
+                if company_id and company_id not in known:
+                    new_ids[company_id] = None
+            if watermark is not None:
+                marks.append((number, watermark))
+            if len(new_ids) >= BATCH_READ or len(waiting) >= self.settings.company_flush_leads:
+                yield flush(final=False)
+        if waiting or issues or removed or marks:
+            yield flush(final=True)
 
     def _archived_since(self, since_ms: int) -> list[RemovedRecord]:
         """Contacts archived (deleted) at or after `since_ms`. Search never returns archived
@@ -229,7 +305,7 @@ class HubSpotConnector(SessionConnector):
         history of `with_history` is asked for (HubSpot's limit for property histories)."""
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
-        for chunk in chunks(list(ids), HISTORY_BATCH if with_history else 100):
+        for chunk in chunks(list(ids), HISTORY_BATCH if with_history else BATCH_READ):
             body: dict[str, Any] = {"inputs": [{"id": i} for i in chunk], "properties": list(properties)}
             if with_history:
                 body["propertiesWithHistory"] = list(with_history)

@@ -45,6 +45,7 @@ class FakeHubSpot:
         self.bad_ids: set[str] = set()  # ids that make the whole batch a 400
         self.update_failure: "Reply | BaseException | None" = None
         self.calls: list[tuple[str, str, Any]] = []
+        self.urls: list[str] = []
         self.archived: list[dict[str, Any]] = []  # {"id", "archivedAt"} of archived contacts
         if owned_exists:
             self.add_property("leadflow_score", "number")
@@ -56,6 +57,7 @@ class FakeHubSpot:
         path = urlsplit(request.url).path
         body = json.loads(request.body) if request.body else None
         self.calls.append((request.method, path, body))
+        self.urls.append(request.url)
         route = (request.method, path)
         if route == ("GET", "/crm/v3/properties/contacts"):
             return Reply(200, {"results": list(self.props.values())})
@@ -87,12 +89,15 @@ class FakeHubSpot:
             return self._update(body)
         if route == ("GET", "/crm/v3/objects/contacts"):
             query = parse_qs(urlsplit(request.url).query)
-            if query.get("archived") != ["true"]:
-                return Reply(400, {"status": "error", "message": "only the archived list is faked"})
             start, limit = int(query.get("after", ["0"])[0]), int(query["limit"][0])
-            page = self.archived[start:start + limit]
-            more = start + limit < len(self.archived)
-            return Reply(200, {"results": [{**r, "archived": True, "properties": {}} for r in page],
+            if query.get("archived") == ["true"]:
+                rows = [{**r, "archived": True, "properties": {}} for r in self.archived]
+            else:
+                wanted = query["properties"][0].split(",")
+                rows = [{"id": cid, "properties": {k: p.get(k) for k in wanted}}
+                        for cid, p in sorted(self.contacts.items(), key=lambda kv: int(kv[0]))]
+            more = start + limit < len(rows)
+            return Reply(200, {"results": rows[start:start + limit],
                                **({"paging": {"next": {"after": str(start + limit)}}} if more else {})})
         return Reply(404, {"status": "error", "message": f"no route {route}"})
 
@@ -142,6 +147,11 @@ class FakeHubSpot:
             results.append({"id": item["id"]})
         return Reply(207 if errors else 200, {"status": "COMPLETE", "results": results, "errors": errors})
 
+    def list_queries(self) -> list[dict[str, list[str]]]:
+        """The query strings of the (unarchived) contact list calls, in order."""
+        queries = [parse_qs(urlsplit(url).query) for url in self.urls if urlsplit(url).path == "/crm/v3/objects/contacts"]
+        return [q for q in queries if q.get("archived") != ["true"]]
+
     def paths(self, method: str | None = None) -> list[str]:
         return [p for m, p, _ in self.calls if method is None or m == method]
 
@@ -174,15 +184,56 @@ def test_full_pull_yields_leads_companies_and_a_watermark(hubspot: FakeHubSpot, 
     assert leads[0]["page_views"] == 1.0 and leads[0]["lifecycle_stage"] == "lead"
     companies = {c["company_id"]: c for p in pages for c in p.companies}
     assert companies["100"]["technologies"] == "A;B" and companies["101"]["name"] == "Odd Co"
-    assert pages[-1].watermark == Watermark(modified_ms=T0 + 5)
+    # The list is in id order: the watermark is the pull's start (index lag 0 here), given last.
+    assert pages[-1].watermark == Watermark(modified_ms=T0 + 10_000)
+    assert all(p.watermark is None for p in pages[:-1])
+    assert not [p for m, p, _ in hubspot.calls if p.endswith("/search")]
     # Only properties that exist in the portal are asked for; custom ones that do not are left out.
-    search_props = next(b for m, p, b in hubspot.calls if p.endswith("/search"))["properties"]
-    assert "jobtitle" in search_props and "budget_range" not in search_props and "leadflow_score" not in search_props
+    listed = hubspot.list_queries()[0]["properties"][0].split(",")
+    assert "jobtitle" in listed and "budget_range" not in listed and "leadflow_score" not in listed
     assert connector.stats.records_pulled == 5 and connector.stats.companies_pulled == 2
 
 
+def test_given_full_pull_by_search_then_the_watermark_is_the_last_modified_seen(
+        hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
+    connector = _connector(hubspot, clock, mapping, full_pull="search")
+    pages = list(connector.pull(None))
+    assert sorted(l["record_id"] for p in pages for l in p.leads) == ["1", "2", "3", "4", "5"]
+    assert pages[-1].watermark == Watermark(modified_ms=T0 + 5)
+    search_props = next(b for m, p, b in hubspot.calls if p.endswith("/search"))["properties"]
+    assert "jobtitle" in search_props and "budget_range" not in search_props and "leadflow_score" not in search_props
+    assert not hubspot.list_queries()
+
+
+def test_given_a_list_pull_then_pages_of_100_are_asked_for_until_the_last(
+        clock: FakeClock, mapping: HubSpotMapping) -> None:
+    fake = FakeHubSpot(contacts=250)
+    pages = list(_connector(fake, clock, mapping).pull(None))
+    assert sorted(int(l["record_id"]) for p in pages for l in p.leads) == list(range(1, 251))
+    assert [(q["limit"], q.get("after")) for q in fake.list_queries()] == [
+        (["100"], None), (["100"], ["100"]), (["100"], ["200"])]
+
+
+def test_given_few_new_companies_per_page_then_companies_are_read_100_a_call(
+        clock: FakeClock, mapping: HubSpotMapping) -> None:
+    fake = FakeHubSpot(contacts=1000)
+    for i, props in fake.contacts.items():  # 250 companies, four contacts each, spread over the pages
+        props["associatedcompanyid"] = str(1000 + int(i) % 250)
+    fake.companies = {str(1000 + c): {"name": f"Co {c}", "domain": f"c{c}.example"} for c in range(250)}
+    pages = list(_connector(fake, clock, mapping, page_size=50, full_pull="search").pull(None))
+    reads = [b for m, p, b in fake.calls if p == "/crm/v3/objects/companies/batch/read"]
+    assert [len(b["inputs"]) for b in reads] == [100, 100, 50]
+    by_page = [(len(p.leads), len(p.companies)) for p in pages]
+    assert sum(n for n, _ in by_page) == 1000 and sum(c for _, c in by_page) == 250
+    # Every company reaches the warehouse no later than the first lead that refers to it.
+    landed: set[str] = set()
+    for page in pages:
+        landed |= {c["company_id"] for c in page.companies}
+        assert {l["company_id"] for l in page.leads} <= landed
+
+
 def test_companies_are_fetched_once_per_pull(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
-    connector = _connector(hubspot, clock, mapping, page_size=2)
+    connector = _connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2)
     pages = list(connector.pull(None))
     assert len(pages) >= 3
     company_reads = [b for m, p, b in hubspot.calls if p == "/crm/v3/objects/companies/batch/read"]
@@ -208,8 +259,10 @@ def test_given_contacts_archived_since_the_watermark_then_the_incremental_pull_r
 
 def test_given_a_full_refresh_then_archived_contacts_are_not_listed(hubspot: FakeHubSpot, clock: FakeClock,
                                                                     mapping: HubSpotMapping) -> None:
-    list(_connector(hubspot, clock, mapping).pull(None))
-    assert ("GET", "/crm/v3/objects/contacts") not in [(m, p) for m, p, _ in hubspot.calls]
+    hubspot.archived = [{"id": "77", "archivedAt": T0 + 10}]
+    pages = list(_connector(hubspot, clock, mapping).pull(None))
+    assert not [r for p in pages for r in p.removed]
+    assert not [q for q in map(parse_qs, (urlsplit(u).query for u in hubspot.urls)) if q.get("archived") == ["true"]]
 
 
 def test_given_a_merge_survivor_then_its_merged_ids_are_reported_as_merged_into_it(
@@ -231,7 +284,7 @@ def test_given_search_body_over_the_limit_then_properties_are_fetched_by_batch_r
     for name in mapping.contact_properties.values():
         hubspot.add_property(name, hubspot.props.get(name, {}).get("type", "string"))
     connector = _connector(hubspot, clock, mapping, search_body_limit=500)
-    leads = [l for p in connector.pull(None) for l in p.leads]
+    leads = [l for p in connector.pull(Watermark(modified_ms=T0)) for l in p.leads]
     assert len(leads) == 5 and all(l["first_name"] for l in leads)
     searches = [b for m, p, b in hubspot.calls if p.endswith("/search")]
     assert all(len(json.dumps(b, separators=(",", ":"))) <= 500 for b in searches)
