@@ -7,15 +7,19 @@
 What is measured, in one process, against one sandbox (general limit 100 per rolling 10 s,
 search limit 5 per rolling 1 s, as HubSpot's Free/Starter portals):
 
-1. leadflow: `HubSpotConnector.from_connection(...).pull(None)`, every page consumed. Each HTTP
-   call the connector makes is timestamped by a recording `requests.Session` handed to it, so
-   the *search phase* is exact: from sending the first search to receiving the answer of the
-   last one. Figures:
-   - search_rps = search requests / search-phase seconds; ceiling_ratio = search_rps / 5;
-   - pacing_rps = (searches - 1) / (last search sent - first search sent): the spacing alone;
-   - max_in_1s = most searches the server could count in any rolling 1 s window (by send time);
-   - the other requests (properties reads, companies batch reads: the general limit) and their
-     rate, the total wall time, distinct record ids (must equal --contacts);
+1. leadflow's full pull as extract runs it: `HubSpotConnector.from_connection(...).pull(None)`
+   through `leadflow.prefetch.prefetched`, every page consumed. By default it pages through the
+   list endpoint (100 contacts a call, general limit: a ceiling of 10 calls/s = 1,000 contacts/s
+   here); the same pull with `full_pull: search` (200 a call at 5/s = 1,000 contacts/s) is
+   measured too. Each HTTP call the connector makes is timestamped by a recording
+   `requests.Session` handed to it. Figures, over the *phase* of the calls on the pull's own
+   limit (from sending the first to receiving the answer of the last):
+   - phase_rps = those calls / phase seconds; ceiling_ratio = phase_rps / the limit's rate;
+   - pacing_rps = (calls - 1) / (last sent - first sent): the spacing alone;
+   - max_in_window = most of those calls any rolling window of the limit's length could count;
+   - records_per_s against the records ceiling (rate x records per call), the total wall time,
+     the other requests (properties reads, companies batch reads), distinct record ids (must
+     equal --contacts);
    - the sandbox's own counts per endpoint and status (`GET /_sandbox/stats`), from which
      share_429 = 429 answers / all answers.
 2. the official SDK (`hubspot-api-client`) used the straightforward way, same sandbox, same run:
@@ -24,6 +28,9 @@ search limit 5 per rolling 1 s, as HubSpot's Free/Starter portals):
      paging with `after`; HubSpot refuses to page past 10,000 results (400), where such a client
      stops: records obtained is reported (data loss);
    - "list": `crm.contacts.basic_api.get_page(limit=100, after=...)` to the end (general limit).
+     It starts on an empty rolling window, so its first 100 calls go out at once and the rest
+     ride the 429s; leadflow paces from the first call (a token bucket of one token), so on a
+     pull this short the SDK's wall time is lower while its 429 share is not zero.
    Rolling windows are emptied and sandbox stats reset before every measurement.
 3. (optional, `--search-latency`) the sandbox's search latency on `--latency-contacts` contacts
    (lastmodifieddate range + sort + limit 200, after=4000): median ms of the store call and of
@@ -50,10 +57,18 @@ import requests
 
 from leadflow.connections import Connection
 from leadflow.crm.hubspot import HubSpotConnector
+from leadflow.prefetch import prefetched
 from leadflow.sandbox.server import running_sandbox
 
 SEARCH_CEILING = 5.0  # the sandbox's default search limit, requests per second
+GENERAL_CEILING = 10.0  # its general limit, 100 per rolling 10 s
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+LIST_PATH = "/crm/v3/objects/contacts"
+# Per full-pull mode: the calls on the pull's own limit, that limit's rate and window, records a call.
+MODES = {
+    "list": {"path": LIST_PATH, "method": "GET", "ceiling": GENERAL_CEILING, "window_s": 10.0, "per_call": 100},
+    "search": {"path": SEARCH_PATH, "method": "POST", "ceiling": SEARCH_CEILING, "window_s": 1.0, "per_call": 200},
+}
 DEFAULT_RATE_LIMIT = "100/10"
 DEFAULT_SEARCH_RATE_LIMIT = "5/1"
 
@@ -163,16 +178,18 @@ def median_of(runs: list[dict[str, Any]], key: str) -> Any:
 
 
 # --- 1. leadflow connector -----------------------------------------------------------------------
-def measure_leadflow(sb: Any, contacts: int) -> dict[str, Any]:
+def measure_leadflow(sb: Any, contacts: int, mode: str = "list") -> dict[str, Any]:
+    spec = MODES[mode]
     fresh_windows(sb)
     http = RecordingSession()
-    conn = Connection("leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http", password=sb.token)
+    conn = Connection("leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http", password=sb.token,
+                      extra={"full_pull": mode})
     connector = HubSpotConnector.from_connection(conn, http=http)
     ids: set[str] = set()
     leads = pages = 0
     started = time.perf_counter()
     try:
-        for page in connector.pull(None):
+        for page in prefetched(connector.pull(None), 2):
             pages += 1
             leads += len(page.leads)
             ids.update(str(lead["record_id"]) for lead in page.leads)
@@ -180,43 +197,47 @@ def measure_leadflow(sb: Any, contacts: int) -> dict[str, Any]:
         wall = time.perf_counter() - started
         connector.close()
     calls = list(http.calls)
-    search = [c for c in calls if c[3] == SEARCH_PATH]
-    other = [c for c in calls if c[3] != SEARCH_PATH]
+    own = [c for c in calls if c[3] == spec["path"] and c[2] == spec["method"]]
+    other = [c for c in calls if c not in own]
     batch_reads = [c for c in other if c[3].endswith("/batch/read")]
-    search_span = (search[-1][1] - search[0][0]) if search else 0.0
-    send_span = (search[-1][0] - search[0][0]) if len(search) > 1 else 0.0
-    other_span = (other[-1][1] - other[0][0]) if other else 0.0
+    general = [c for c in calls if not c[3].endswith("/search")]
+    span = (own[-1][1] - own[0][0]) if own else 0.0
+    send_span = (own[-1][0] - own[0][0]) if len(own) > 1 else 0.0
+    general_span = (general[-1][1] - general[0][0]) if general else 0.0
     server = sandbox_counts(sb)
     stats = connector.stats.as_dict()
-    gaps = search_gaps(calls)
-    search_rps = len(search) / search_span if search_span else 0.0
-    search_ok = sum(1 for c in search if c[4] == 200)
+    phase_rps = len(own) / span if span else 0.0
+    own_ok = sum(1 for c in own if c[4] == 200)
     return {
+        "mode": mode,
         "records": len(ids),
         "leads_yielded": leads,
         "complete": len(ids) == contacts,
         "pages": pages,
         "wall_s": round(wall, 3),
         "records_per_s": round(len(ids) / wall, 1) if wall else 0.0,
-        "search_requests": len(search),
-        "search_requests_ok": search_ok,
-        "search_phase_s": round(search_span, 3),
-        "search_rps": round(search_rps, 3),
-        "ceiling_ratio": round(search_rps / SEARCH_CEILING, 4),
-        "search_ok_rps": round(search_ok / search_span, 3) if search_span else 0.0,
-        "pacing_rps": round((len(search) - 1) / send_span, 3) if send_span else 0.0,
-        "pacing_ratio": round((len(search) - 1) / send_span / SEARCH_CEILING, 4) if send_span else 0.0,
-        "max_searches_in_1s": max_in_window([c[0] for c in search], 1.0),
-        "search_median_ms": round(statistics.median((c[1] - c[0]) * 1000 for c in search), 1) if search else None,
+        "records_ceiling_per_s": spec["ceiling"] * spec["per_call"],
+        "records_ratio": round(len(ids) / wall / (spec["ceiling"] * spec["per_call"]), 4) if wall else 0.0,
+        "phase_requests": len(own),
+        "phase_requests_ok": own_ok,
+        "phase_s": round(span, 3),
+        "phase_rps": round(phase_rps, 3),
+        "ceiling_rps": spec["ceiling"],
+        "ceiling_ratio": round(phase_rps / spec["ceiling"], 4),
+        "pacing_rps": round((len(own) - 1) / send_span, 3) if send_span else 0.0,
+        "pacing_ratio": round((len(own) - 1) / send_span / spec["ceiling"], 4) if send_span else 0.0,
+        "max_in_window": max_in_window([c[0] for c in own], spec["window_s"]),
+        "phase_median_ms": round(statistics.median((c[1] - c[0]) * 1000 for c in own), 1) if own else None,
         "other_requests": len(other),
         "batch_read_requests": len(batch_reads),
-        "other_rps": round(len(other) / other_span, 3) if other_span else 0.0,
-        "max_general_in_10s": max_in_window([c[0] for c in other], 10.0),
-        "max_all_in_10s": max_in_window([c[0] for c in calls], 10.0),
+        "general_requests": len(general),
+        "general_rps": round(len(general) / general_span, 3) if general_span else 0.0,
+        "general_ratio": round(len(general) / general_span / GENERAL_CEILING, 4) if general_span else 0.0,
+        "max_general_in_10s": max_in_window([c[0] for c in general], 10.0),
         "share_429": server["share_429"],
-        "search_429": server["per_endpoint"].get(f"POST {SEARCH_PATH}", {}).get("429", 0),
+        "phase_429": server["per_endpoint"].get(f"{spec['method']} {spec['path']}", {}).get("429", 0),
         "sandbox": server,
-        "gaps": gaps,
+        "gaps": search_gaps(calls) if mode == "search" else {},
         "connector_stats": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in sorted(stats.items())},
     }
 
@@ -333,23 +354,27 @@ def measure_search_latency(n: int, seed: int, calls: int = 20) -> dict[str, Any]
 
 # --- report ----------------------------------------------------------------------------------------
 def print_table(result: dict[str, Any]) -> None:
-    lf = result["leadflow"]
     print(f"\npull of {result['contacts']:,} contacts, sandbox limits general {DEFAULT_RATE_LIMIT} s, "
           f"search {DEFAULT_SEARCH_RATE_LIMIT} s; {result['repeats']} repeat(s), medians")
-    print(f"{'client':<22}{'records':>9}{'wall s':>9}{'requests':>10}{'429':>6}{'429 share':>11}"
-          f"{'search/s':>10}{'of ceiling':>12}")
-    print(f"{'leadflow connector':<22}{lf['records']:>9,}{lf['wall_s']:>9.1f}"
-          f"{lf['search_requests'] + lf['other_requests']:>10}{lf['sandbox_429']:>6}{lf['share_429']:>11.2%}"
-          f"{lf['search_rps']:>10.2f}{lf['ceiling_ratio']:>12.1%}")
+    print(f"{'client':<26}{'records':>9}{'wall s':>9}{'requests':>10}{'429':>6}{'429 share':>11}"
+          f"{'calls/s':>9}{'of ceiling':>12}{'records/s':>11}{'of ceiling':>12}")
+    for mode, lf in result["leadflow"].items():
+        label = f"leadflow ({mode}{', default' if mode == 'list' else ''})"
+        print(f"{label:<26}{lf['records']:>9,}{lf['wall_s']:>9.1f}"
+              f"{lf['phase_requests'] + lf['other_requests']:>10}{lf['sandbox_429']:>6}{lf['share_429']:>11.2%}"
+              f"{lf['phase_rps']:>9.2f}{lf['ceiling_ratio']:>12.1%}{lf['records_per_s']:>11,.0f}{lf['records_ratio']:>12.1%}")
     for path, sdk in result["sdk"].items():
         label = f"SDK naive ({path})"
-        rps = sdk.get("search_rps")
-        print(f"{label:<22}{sdk['records']:>9,}{sdk['wall_s']:>9.1f}{sdk['requests']:>10}{sdk['sandbox_429']:>6}"
-              f"{sdk['share_429']:>11.2%}{(f'{rps:.2f}' if rps else '-'):>10}{'':>12}")
-    print(f"leadflow detail: {lf['search_requests']} searches in a {lf['search_phase_s']:.2f} s search phase "
-          f"(pacing {lf['pacing_rps']:.2f}/s = {lf['pacing_ratio']:.1%}; at most {lf['max_searches_in_1s']} in any 1 s); "
-          f"{lf['other_requests']} other requests ({lf['batch_read_requests']} companies batch reads, "
-          f"general limit; at most {lf['max_all_in_10s']} of all requests in any 10 s); complete={lf['complete']}")
+        rps = sdk.get("rps")
+        print(f"{label:<26}{sdk['records']:>9,}{sdk['wall_s']:>9.1f}{sdk['requests']:>10}{sdk['sandbox_429']:>6}"
+              f"{sdk['share_429']:>11.2%}{(f'{rps:.2f}' if rps else '-'):>9}{'':>12}{sdk['records_per_s']:>11,.0f}")
+    for mode, lf in result["leadflow"].items():
+        limit = "general" if mode == "list" else "search"
+        print(f"leadflow {mode}: {lf['phase_requests']} calls in a {lf['phase_s']:.2f} s phase on the {limit} limit "
+              f"(ceiling {lf['ceiling_rps']:g}/s; pacing {lf['pacing_rps']:.2f}/s = {lf['pacing_ratio']:.1%}; at most "
+              f"{lf['max_in_window']} in any window of the limit); {lf['other_requests']} other requests "
+              f"({lf['batch_read_requests']} companies batch reads); general limit overall {lf['general_rps']:.2f}/s = "
+              f"{lf['general_ratio']:.1%}, at most {lf['max_general_in_10s']} in any 10 s; complete={lf['complete']}")
     gaps = result.get("leadflow_gaps") or {}
     if gaps:
         print(f"leadflow search spacing: {gaps['gaps']} gaps, {gaps['total_gap_s']:.2f} s vs {gaps['ideal_s']:.2f} s at "
@@ -373,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--modes", default="list,search", help="leadflow full-pull modes to measure: list, search")
     parser.add_argument("--sdk-paths", default="search,list",
                         help="comma-separated straightforward SDK paths to measure: search, list (or none)")
     parser.add_argument("--search-latency", action=argparse.BooleanOptionalAction, default=True)
@@ -383,11 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     # The connector logs one line per page and one per throttled retry: keep the table readable.
     logging.getLogger("leadflow").setLevel(logging.ERROR)
     sdk_paths = [p for p in args.sdk_paths.split(",") if p and p != "none"]
+    modes = [m for m in args.modes.split(",") if m]
     for p in sdk_paths:
         if p not in ("search", "list"):
             parser.error(f"unknown SDK path {p!r}")
+    for m in modes:
+        if m not in MODES:
+            parser.error(f"unknown mode {m!r}")
 
-    runs: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     sdk_runs: dict[str, list[dict[str, Any]]] = {p: [] for p in sdk_paths}
     t = time.perf_counter()
     with running_sandbox(contacts=args.contacts, seed=args.seed, rate_limit=DEFAULT_RATE_LIMIT,
@@ -395,10 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         setup_s = time.perf_counter() - t
         print(f"sandbox with {args.contacts:,} contacts ready in {setup_s:.1f} s", flush=True)
         for i in range(args.repeats):
-            run = measure_leadflow(sb, args.contacts)
-            runs.append(run)
-            print(f"[{i + 1}/{args.repeats}] leadflow: {run['records']:,} records in {run['wall_s']:.1f} s, "
-                  f"{run['search_rps']:.2f} searches/s, 429 share {run['share_429']:.2%}", flush=True)
+            for mode in modes:
+                run = measure_leadflow(sb, args.contacts, mode)
+                runs[mode].append(run)
+                print(f"[{i + 1}/{args.repeats}] leadflow {mode}: {run['records']:,} records in {run['wall_s']:.1f} s, "
+                      f"{run['phase_rps']:.2f} calls/s ({run['ceiling_ratio']:.1%} of ceiling), "
+                      f"429 share {run['share_429']:.2%}", flush=True)
             for p in sdk_paths:
                 sdk = measure_sdk(sb, args.contacts, p)
                 sdk_runs[p].append(sdk)
@@ -410,19 +442,21 @@ def main(argv: list[str] | None = None) -> int:
         out["sandbox_429"] = median_of([{"v": r["sandbox"]["429"]} for r in items], "v")
         return out
 
-    lf_keys = ["records", "wall_s", "records_per_s", "search_requests", "search_phase_s", "search_rps",
-               "ceiling_ratio", "pacing_rps", "pacing_ratio", "max_searches_in_1s", "search_median_ms",
-               "other_requests", "batch_read_requests", "other_rps", "max_all_in_10s", "share_429", "search_429"]
-    leadflow = summarise(runs, lf_keys)
-    leadflow["complete"] = all(r["complete"] for r in runs)
+    lf_keys = ["records", "wall_s", "records_per_s", "records_ceiling_per_s", "records_ratio", "phase_requests",
+               "phase_s", "phase_rps", "ceiling_rps", "ceiling_ratio", "pacing_rps", "pacing_ratio", "max_in_window",
+               "phase_median_ms", "other_requests", "batch_read_requests", "general_requests", "general_rps",
+               "general_ratio", "max_general_in_10s", "share_429", "phase_429"]
+    leadflow = {}
+    for mode, items in runs.items():
+        leadflow[mode] = summarise(items, lf_keys)
+        leadflow[mode]["complete"] = all(r["complete"] for r in items)
     sdk_summary = {}
     for p, items in sdk_runs.items():
         s = summarise(items, ["records", "records_lost", "wall_s", "records_per_s", "requests", "client_429",
                               "share_429"])
         s["stopped"] = items[-1]["stopped"]
-        if p == "search":
-            # searches the naive client got answered per second of its run, for comparison
-            s["search_rps"] = median_of([{"v": r["requests"] / r["wall_s"]} for r in items], "v")
+        # calls the naive client got answered per second of its run, for comparison
+        s["rps"] = median_of([{"v": r["requests"] / r["wall_s"]} for r in items], "v")
         sdk_summary[p] = s
 
     latency = None
@@ -430,13 +464,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search latency on {args.latency_contacts:,} contacts ...", flush=True)
         latency = measure_search_latency(args.latency_contacts, args.seed)
 
+    main_mode = modes[0]
+    lf = leadflow[main_mode]
     headline: dict[str, Any] = {
-        "records": leadflow["records"],
-        "leadflow_search_rps": leadflow["search_rps"],
-        "ceiling_ratio": leadflow["ceiling_ratio"],
-        "share_429": leadflow["share_429"],
-        "leadflow_wall_s": leadflow["wall_s"],
+        "records": lf["records"],
+        "mode": main_mode,
+        "leadflow_calls_per_s": lf["phase_rps"],
+        "ceiling_ratio": lf["ceiling_ratio"],
+        "records_per_s": lf["records_per_s"],
+        "records_ratio": lf["records_ratio"],
+        "share_429": lf["share_429"],
+        "leadflow_wall_s": lf["wall_s"],
     }
+    if "search" in leadflow and main_mode != "search":
+        headline.update({"search_mode_wall_s": leadflow["search"]["wall_s"],
+                         "search_mode_ceiling_ratio": leadflow["search"]["ceiling_ratio"]})
     if "search" in sdk_summary:
         headline.update({"sdk_records": sdk_summary["search"]["records"],
                          "sdk_share_429": sdk_summary["search"]["share_429"],
@@ -445,18 +487,19 @@ def main(argv: list[str] | None = None) -> int:
         headline.update({"sdk_list_records": sdk_summary["list"]["records"],
                          "sdk_list_share_429": sdk_summary["list"]["share_429"],
                          "sdk_list_wall_s": sdk_summary["list"]["wall_s"],
-                         "wall_ratio_leadflow_vs_sdk_list": round(leadflow["wall_s"] / sdk_summary["list"]["wall_s"], 3)})
+                         "wall_ratio_leadflow_vs_sdk_list": round(lf["wall_s"] / sdk_summary["list"]["wall_s"], 3)})
     if latency:
         headline.update({"search_store_ms_100k": latency["store_median_ms"],
                          "search_http_ms_100k": latency["http_median_ms"]})
-    headline["targets_met"] = bool(leadflow["complete"] and leadflow["ceiling_ratio"] >= 0.9
-                                   and leadflow["share_429"] < 0.01)
+    headline["targets_met"] = bool(lf["complete"] and lf["ceiling_ratio"] >= 0.9 and lf["share_429"] < 0.01)
     result = {
         "headline": headline,
         "contacts": args.contacts, "seed": args.seed, "repeats": args.repeats,
         "limits": {"general": DEFAULT_RATE_LIMIT, "search": DEFAULT_SEARCH_RATE_LIMIT},
         "sandbox_setup_s": round(setup_s, 2),
-        "leadflow": leadflow, "leadflow_gaps": runs[len(runs) // 2]["gaps"], "sdk": sdk_summary, "search_latency": latency,
+        "leadflow": leadflow,
+        "leadflow_gaps": runs["search"][len(runs["search"]) // 2]["gaps"] if "search" in runs else {},
+        "sdk": sdk_summary, "search_latency": latency,
         "runs": {"leadflow": runs, "sdk": sdk_runs},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg": [round(x, 2) for x in os.getloadavg()]},

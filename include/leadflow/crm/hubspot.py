@@ -137,10 +137,13 @@ class HubSpotConnector(SessionConnector):
         essential = [ID_PROPERTY, cursor, mapping.contact_properties.get("company_id", "associatedcompanyid")]
         started_ms = int(self._wall_clock() * 1000)
         if since is None and settings.full_pull == "list":
+            # The list spends the general limit; the companies are searched for, on the search
+            # limit the list leaves idle.
             windows = self._listed(list(dict.fromkeys([*essential, *properties])), started_ms - settings.index_lag_ms)
+            yield from self._pages_with_companies(windows, self._search_companies)
         else:
             windows = self._searched(since, properties, essential, started_ms)
-        yield from self._pages_with_companies(windows)
+            yield from self._pages_with_companies(windows, self._read_companies)
         if since is not None:
             archived = self._archived_since(since.modified_ms)
             if archived:
@@ -202,9 +205,11 @@ class HubSpotConnector(SessionConnector):
             yield records, window.watermark
 
     def _pages_with_companies(
-        self, windows: Iterable[tuple[list[Mapping[str, Any]], Watermark | None]]
+        self, windows: Iterable[tuple[list[Mapping[str, Any]], Watermark | None]],
+        fetch: Callable[[Sequence[str], Sequence[str]], list[Mapping[str, Any]]],
     ) -> Iterator[LeadPage]:
-        """LeadPages of the windows' contacts with their companies, read 100 a call.
+        """LeadPages of the windows' contacts with their companies, fetched 100 a call by `fetch`
+        (ids, properties) -> company records.
 
         Company ids new to this pull wait until a full batch read's worth (100) is known, or
         `company_flush_leads` leads wait, or the windows end. Then the full hundreds are read, and
@@ -227,7 +232,7 @@ class HubSpotConnector(SessionConnector):
             nonlocal waiting, issues, removed
             ids = list(new_ids)
             now = ids if final else ids[: len(ids) - len(ids) % BATCH_READ]
-            companies, missing = self._fetch_companies(now, company_props, issues)
+            companies, missing = self._company_rows(now, fetch(now, company_props) if now else [], issues)
             known.update(now)
             missing_companies.update(missing)
             for cid in now:
@@ -324,13 +329,28 @@ class HubSpotConnector(SessionConnector):
             merged.append({**record, "properties": props})
         return merged
 
-    def _fetch_companies(
-        self, ids: Sequence[str], properties: Sequence[str], issues: list[RecordIssue]
-    ) -> tuple[list[dict[str, Any]], set[str]]:
-        """(canonical companies found, ids not found) for `ids`, by batch read."""
-        if not ids:
-            return [], set()
-        found, _ = self._batch_read(COMPANIES, ids, properties)
+    def _read_companies(self, ids: Sequence[str], properties: Sequence[str]) -> list[Mapping[str, Any]]:
+        """Companies by batch read (general limit)."""
+        return self._batch_read(COMPANIES, ids, properties)[0]
+
+    def _search_companies(self, ids: Sequence[str], properties: Sequence[str]) -> list[Mapping[str, Any]]:
+        """Companies by search on their ids, 100 a call (search limit); by batch read when such a
+        search body would be longer than HubSpot takes."""
+        found: list[Mapping[str, Any]] = []
+        for chunk in chunks(list(ids), BATCH_READ):
+            body = {"filterGroups": [{"filters": [{"propertyName": ID_PROPERTY, "operator": "IN", "values": chunk}]}],
+                    "properties": list(properties), "limit": len(chunk)}
+            if body_length(body) > self.settings.search_body_limit:
+                found.extend(self._read_companies(chunk, properties))
+                continue
+            answer = self.session.request_json("POST", f"{COMPANIES}/search", json=body, bucket=SEARCH_BUCKET,
+                                               idempotent=True)
+            found.extend((answer or {}).get("results") or [])
+        return found
+
+    def _company_rows(self, ids: Sequence[str], found: Sequence[Mapping[str, Any]],
+                      issues: list[RecordIssue]) -> tuple[list[dict[str, Any]], set[str]]:
+        """(canonical companies found, ids not found) of the records `found` for `ids`."""
         rows = []
         for record in found:
             row, row_issues = company_to_row(record, self.mapping)
@@ -339,7 +359,7 @@ class HubSpotConnector(SessionConnector):
                 rows.append(row)
         missing = set(ids) - {r["company_id"] for r in rows}
         if missing:
-            log.info("HubSpot company batch read: %d of %d companies not found", len(missing), len(ids))
+            log.info("HubSpot companies: %d of %d not found", len(missing), len(ids))
         return rows, missing
 
     # --- schema -----------------------------------------------------------------------------------------

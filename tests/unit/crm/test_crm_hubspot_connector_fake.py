@@ -81,6 +81,12 @@ class FakeHubSpot:
             if len(request.body) > 3000:
                 return Reply(400, {"status": "error", "category": "VALIDATION_ERROR", "message": "body too long"})
             return Reply(200, self._search(body))
+        if route == ("POST", "/crm/v3/objects/companies/search"):
+            [flt] = body["filterGroups"][0]["filters"]
+            assert (flt["propertyName"], flt["operator"]) == ("hs_object_id", "IN") and len(flt["values"]) <= 100
+            hits = [{"id": i, "properties": {k: self.companies[i].get(k) for k in body["properties"]}}
+                    for i in flt["values"] if i in self.companies]
+            return Reply(200, {"total": len(hits), "results": hits})
         if route == ("POST", "/crm/v3/objects/contacts/batch/read"):
             return Reply(200, self._read(self.contacts, body))
         if route == ("POST", "/crm/v3/objects/companies/batch/read"):
@@ -187,7 +193,7 @@ def test_full_pull_yields_leads_companies_and_a_watermark(hubspot: FakeHubSpot, 
     # The list is in id order: the watermark is the pull's start (index lag 0 here), given last.
     assert pages[-1].watermark == Watermark(modified_ms=T0 + 10_000)
     assert all(p.watermark is None for p in pages[:-1])
-    assert not [p for m, p, _ in hubspot.calls if p.endswith("/search")]
+    assert not [p for m, p, _ in hubspot.calls if p.endswith("contacts/search")]
     # Only properties that exist in the portal are asked for; custom ones that do not are left out.
     listed = hubspot.list_queries()[0]["properties"][0].split(",")
     assert "jobtitle" in listed and "budget_range" not in listed and "leadflow_score" not in listed
@@ -236,8 +242,9 @@ def test_companies_are_fetched_once_per_pull(hubspot: FakeHubSpot, clock: FakeCl
     connector = _connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2)
     pages = list(connector.pull(None))
     assert len(pages) >= 3
-    company_reads = [b for m, p, b in hubspot.calls if p == "/crm/v3/objects/companies/batch/read"]
-    requested = [i["id"] for b in company_reads for i in b["inputs"]]
+    company_searches = [b for m, p, b in hubspot.calls if p == "/crm/v3/objects/companies/search"]
+    requested = [v for b in company_searches for v in b["filterGroups"][0]["filters"][0]["values"]]
+    assert not [p for m, p, b in hubspot.calls if p == "/crm/v3/objects/companies/batch/read"]
     assert sorted(requested) == ["100", "101"]
 
 
@@ -411,12 +418,13 @@ def test_registry_reports_an_unimportable_connector_clearly(connection: Connecti
 
 def test_given_missing_company_then_leads_referencing_it_get_an_issue(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
     del hubspot.companies["101"]
-    pages = list(_connector(hubspot, clock, mapping, page_size=2).pull(None))
+    pages = list(_connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2).pull(None))
     issues = [i for p in pages for i in p.issues if i.field == "company_id"]
     odd_leads = sorted(l["record_id"] for p in pages for l in p.leads if l["company_id"] == "101")
     assert sorted(i.record_id for i in issues) == odd_leads == ["1", "3", "5"]
     assert all(i.problem == "associated company not found" and i.value == "101" for i in issues)
-    company_reads = [i["id"] for m, p, b in hubspot.calls if p.endswith("companies/batch/read") for i in b["inputs"]]
+    company_reads = [v for m, p, b in hubspot.calls if p.endswith("companies/search")
+                     for v in b["filterGroups"][0]["filters"][0]["values"]]
     assert company_reads.count("101") == 1  # a missing company is not asked for again
 
 
@@ -447,3 +455,16 @@ def test_given_property_create_times_out_then_schema_setup_looks_before_creating
     posts = [b["name"] for m, p, b in hubspot.calls if (m, p) == ("POST", "/crm/v3/properties/contacts")]
     assert posts.count("leadflow_score") == 1  # applied despite the timeout: not sent again
     assert posts.count("leadflow_grade") == 2  # lost: created on the second try
+
+
+def test_given_a_company_search_body_over_the_limit_then_those_companies_are_batch_read(
+        clock: FakeClock, mapping: HubSpotMapping) -> None:
+    fake = FakeHubSpot(contacts=150)
+    for i, props in fake.contacts.items():  # a company each: 100 ids make a body over 500 characters
+        props["associatedcompanyid"] = str(500_000 + int(i))
+    fake.companies = {str(500_000 + i): {"name": f"Co {i}"} for i in range(1, 151)}
+    pages = list(_connector(fake, clock, mapping, search_body_limit=500).pull(None))
+    assert sum(len(p.companies) for p in pages) == 150
+    assert not [p for m, p, _ in fake.calls if p == "/crm/v3/objects/companies/search"]
+    reads = [b for m, p, b in fake.calls if p == "/crm/v3/objects/companies/batch/read"]
+    assert [len(b["inputs"]) for b in reads] == [100, 50]
