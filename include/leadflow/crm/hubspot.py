@@ -49,6 +49,9 @@ PROPERTIES = "/crm/v3/properties/{object_type}"
 ID_PROPERTY = "hs_object_id"
 # On a merge's survivor: the ids of the contacts merged into it (";"-separated).
 MERGED_IDS = "hs_merged_object_ids"
+# An incremental pull lists every contact instead of searching when that takes at most this
+# share of the search's time (each estimated from the calls and the portal's rates).
+LIST_INSTEAD_MARGIN = 0.8
 # Inputs per batch read, and per batch read asking for property histories (HubSpot's limits).
 BATCH_READ = 100
 HISTORY_BATCH = 50
@@ -136,7 +139,7 @@ class HubSpotConnector(SessionConnector):
         properties = self._existing("contacts", wanted)
         essential = [ID_PROPERTY, cursor, mapping.contact_properties.get("company_id", "associatedcompanyid")]
         started_ms = int(self._wall_clock() * 1000)
-        if since is None and settings.full_pull == "list":
+        if settings.full_pull == "list" and (since is None or self._listing_is_faster(since)):
             # The list spends the general limit; the companies are searched for, on the search
             # limit the list leaves idle.
             windows = self._listed(list(dict.fromkeys([*essential, *properties])), started_ms - settings.index_lag_ms)
@@ -148,6 +151,33 @@ class HubSpotConnector(SessionConnector):
             archived = self._archived_since(since.modified_ms)
             if archived:
                 yield LeadPage(leads=[], companies=[], watermark=None, removed=archived)
+
+    def _count(self, filters: list[dict[str, Any]]) -> int | None:
+        """How many contacts match `filters` (a search's `total`, one result asked for)."""
+        answer = self.session.request_json("POST", f"{CONTACTS}/search", bucket=SEARCH_BUCKET, idempotent=True,
+                                           json=search_body(filters, ID_PROPERTY, 1, [ID_PROPERTY])) or {}
+        total = answer.get("total")
+        return total if isinstance(total, int) else None
+
+    def _listing_is_faster(self, since: Watermark) -> bool:
+        """Whether listing every contact takes less time than searching for those changed since
+        `since`, at the portal's two rates. It does when most of the portal changed: the night
+        after a first run (leadflow's own writes touched every lead it scored) or after a
+        model change. Two searches of one result each decide."""
+        settings = self.settings
+        changed = self._count([{"propertyName": self.mapping.cursor_property, "operator": "GTE",
+                                "value": str(since.modified_ms)}])
+        if not changed:
+            return False
+        everyone = self._count([])
+        if not everyone:
+            return False
+        searching_s = changed / settings.page_size / settings.search_rate_per_s
+        listing_s = everyone / settings.list_page_size / (settings.rate_limit_per_10s / 10.0)
+        faster = listing_s < searching_s * LIST_INSTEAD_MARGIN
+        log.info("HubSpot incremental pull: %d of %d contacts changed; %s (about %.0f s listing against %.0f s "
+                 "searching)", changed, everyone, "listing them all" if faster else "searching", listing_s, searching_s)
+        return faster
 
     def _listed(self, properties: list[str], watermark_ms: int) -> Iterator[tuple[list[Mapping[str, Any]], Watermark | None]]:
         """(records, None) per page of `GET /crm/v3/objects/contacts`, then ([], watermark).

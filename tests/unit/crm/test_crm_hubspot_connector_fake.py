@@ -117,8 +117,9 @@ class FakeHubSpot:
             return True
 
         sort = body["sorts"][0]["propertyName"]
-        hits = sorted((p for p in self.contacts.values() if keep(p)), key=lambda p: int(p[sort]))[: body["limit"]]
-        return {"total": len(hits), "results": [
+        matching = sorted((p for p in self.contacts.values() if keep(p)), key=lambda p: int(p[sort]))
+        hits = matching[: body["limit"]]
+        return {"total": len(matching), "results": [
             {"id": p["hs_object_id"], "properties": {k: p.get(k) for k in body["properties"]}} for p in hits]}
 
     @staticmethod
@@ -468,3 +469,26 @@ def test_given_a_company_search_body_over_the_limit_then_those_companies_are_bat
     assert not [p for m, p, _ in fake.calls if p == "/crm/v3/objects/companies/search"]
     reads = [b for m, p, b in fake.calls if p == "/crm/v3/objects/companies/batch/read"]
     assert [len(b["inputs"]) for b in reads] == [100, 50]
+
+
+def test_given_most_contacts_changed_since_the_watermark_then_the_incremental_pull_lists_them(
+        clock: FakeClock, mapping: HubSpotMapping) -> None:
+    fake = FakeHubSpot(contacts=1000)
+    fake.archived = [{"id": "77", "archivedAt": T0 + 10}]
+    # Professional: listing 1,000 takes 10 calls at 19/s, searching 999 takes 5 at 5/s.
+    pages = list(_connector(fake, clock, mapping, rate_limit_per_10s=190).pull(Watermark(modified_ms=T0 + 2)))
+    assert len({l["record_id"] for p in pages for l in p.leads}) == 1000  # listed: every contact
+    searches = [b for m, p, b in fake.calls if p == "/crm/v3/objects/contacts/search"]
+    assert [b["limit"] for b in searches] == [1, 1]  # the two counts, nothing paged by search
+    assert len(fake.list_queries()) == 10
+    assert [r.record_id for p in pages for r in p.removed] == ["77"]  # deletions still looked for
+    assert [p.watermark for p in pages if p.watermark][-1] == Watermark(modified_ms=T0 + 10_000)
+
+
+def test_given_few_contacts_changed_since_the_watermark_then_the_incremental_pull_searches(
+        clock: FakeClock, mapping: HubSpotMapping) -> None:
+    fake = FakeHubSpot(contacts=1000)
+    pages = list(_connector(fake, clock, mapping, rate_limit_per_10s=190).pull(Watermark(modified_ms=T0 + 901)))
+    assert sorted(int(l["record_id"]) for p in pages for l in p.leads) == list(range(901, 1001))
+    assert not fake.list_queries()
+    assert pages[-1].watermark == Watermark(modified_ms=T0 + 1000)
