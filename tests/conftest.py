@@ -4,11 +4,8 @@ that this file starts itself (a throw-away cluster, owned by the `postgres` user
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
-import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pg_cluster import PgCluster
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data the tests need ships in the repository (tests/data/*/README.md says where it comes from).
@@ -62,56 +60,6 @@ if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
     exec(compile(_MOVED_CLOCK, "moved-clock", "exec"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg_bindir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not candidates:
-        raise RuntimeError(
-            "PostgreSQL server binaries not found: run scripts/ensure_test_tools.sh "
-            "(make test does) or set LEADFLOW_TEST_PG_URL"
-        )
-    return Path(candidates[-1]).parent
-
-
-class _PgCluster:
-    def __init__(self) -> None:
-        self.bindir = _pg_bindir()
-        self.datadir = Path(tempfile.mkdtemp(prefix="leadflow-pg-"))
-        self.port = _free_port()
-        self.as_root = os.geteuid() == 0
-
-    def _run(self, *cmd: str) -> None:
-        full = list(cmd)
-        if self.as_root:  # initdb and postgres refuse to run as root
-            full = ["runuser", "-u", "postgres", "--", *full]
-        subprocess.run(full, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def start(self) -> str:
-        if self.as_root:
-            shutil.chown(self.datadir, "postgres", "postgres")
-        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8", "--no-sync")
-        self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
-            "-l", str(self.datadir / "server.log"),
-            "-o", f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-            "start",
-        )
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
-        finally:
-            shutil.rmtree(self.datadir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def pg_server_url():
     """URL of the admin database of a PostgreSQL server for this test session."""
@@ -119,7 +67,7 @@ def pg_server_url():
     if url:
         yield url
         return
-    cluster = _PgCluster()
+    cluster = PgCluster()
     url = cluster.start()
     try:
         yield url
