@@ -209,6 +209,10 @@ def _context(states=None, task_id="close_run", map_index=-1, exception=None):
 
 @pytest.fixture
 def warehouse_env(env_warehouse, monkeypatch):
+    # The pipeline imported first: a module importing get_engine while it is replaced would keep
+    # this test's engine for every later test of the session.
+    import leadflow.pipeline  # noqa: F401
+
     monkeypatch.setattr("leadflow.warehouse.db.get_engine", lambda *a, **k: env_warehouse)
     return env_warehouse
 
