@@ -1,6 +1,8 @@
-"""Alerts: at most one per run, sent by the CRM DAG's teardown task (`leadflow.dag_support.close_run`)
-when the run failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, or
-when the run stopped for the CRM's daily API budget; reasons that come together go in one message.
+"""Alerts: at most one per run, sent once the run has ended by the CRM DAG's teardown task
+(`leadflow.dag_support.close_run`) when the run failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, when the run
+stopped for the CRM's daily API budget, or when more sales-ready leads sit ignored past the SLA
+than `handoff.alert_ignored_over` (the `report` step records that as `sla_alert`); reasons that come
+together go in one message.
 
 Channels are Airflow connections, each optional (no connection, no alert on it), sent through the
 Airflow providers' notifiers (`leadflow.airflow_adapter`):
@@ -33,6 +35,7 @@ WEBHOOK_CONN = "leadflow_alerts_webhook"
 MAX_ERROR_CHARS = 500
 MAX_IDS = 10
 COUNT_KEYS = ("pulled", "quarantined", "scored", "changed", "pushed", "rejected", "failed", "unknown")
+SLA_COUNT_KEYS = ("handed_over", "accepted", "converted", "rejected", "ignored", "pending")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -87,7 +90,8 @@ def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *,
     share = rejected_share(summary)
     too_many_rejected = share is not None and share > max_rejected_share
     budget = bool(summary.get("budget_stopped"))
-    if not (failed or too_many_rejected or budget):
+    sla = summary.get("sla_alert")
+    if not (failed or too_many_rejected or budget or sla):
         return None
     reasons, lines = [], []
     if failed:
@@ -108,6 +112,12 @@ def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *,
                      f"({share:.1%}, threshold {max_rejected_share:.1%})")
         if ids:
             lines.append(f"rejected record ids: {', '.join(map(str, ids[:MAX_IDS]))}" + (" …" if len(ids) > MAX_IDS else ""))
+    sla_counts = None
+    if sla:
+        reasons.append("sla_ignored")
+        lines.append(f"SLA: {sla}")
+        figures = summary.get("sla") if isinstance(summary.get("sla"), Mapping) else {}
+        sla_counts = {k: figures[k] for k in SLA_COUNT_KEYS if isinstance(figures.get(k), (int, float))}
     counts = {k: summary[k] for k in COUNT_KEYS if isinstance(summary.get(k), (int, float))}
     report_command = f"leadflow report --crm {crm}"
     others = [r for r in reasons if r != "failed"]
@@ -121,7 +131,20 @@ def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *,
     return {"title": title, "text": text, "kind": "failure" if failed else "warning", "reasons": reasons,
             "crm": crm, "dag_id": dag_id, "run_id": run_id, "summary": counts, "unfinished_tasks": unfinished,
             "errors": list(summary.get("errors") or [])[:MAX_IDS], "airflow_url": run_url,
-            "report_command": report_command}
+            "report_command": report_command, **({"sla": sla_counts} if sla_counts is not None else {})}
+
+
+def alert_run(crm: str, dag_id: str | None, run_id: str, summary: Mapping[str, Any], *,
+              context: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """The run's one alert (`run_alert`, with `kwargs`) sent to every configured channel, and
+    logged: (the message or None, the channels used). Never raises."""
+    message = run_alert(crm, dag_id or f"leadflow_{crm}", run_id, summary, **kwargs)
+    if message is None:
+        return None, []
+    channels = send(message, context=context)
+    log.warning("run %s of %s: %s; alert sent to %s", run_id, crm, ", ".join(message["reasons"]),
+                ", ".join(channels) or "no channel (none configured)")
+    return message, channels
 
 
 def send(message: Mapping[str, Any], get_connection: Callable[[str], Any | None] = _airflow_connection,

@@ -237,8 +237,9 @@ def record_task_failure(context: Mapping[str, Any]) -> None:
 def close_run(crm: str) -> dict[str, Any]:
     """The CRM DAG's teardown (it runs however the other tasks ended): a run that failed, or whose
     `report` never closed it, is recorded `failed` in the warehouse with its figures so far; then
-    the run's one alert goes out, if the run failed, stopped for the API budget or had too much
-    of its push rejected. A run already closed by `report` keeps its status."""
+    the run's one alert goes out, if the run failed, stopped for the API budget, had too much
+    of its push rejected or left too many handoffs ignored. A run already closed by `report` keeps
+    its status."""
     import leadflow.pipeline as pipeline
     from leadflow import alerts
     from leadflow.settings import load_pipeline_settings
@@ -265,12 +266,9 @@ def close_run(crm: str) -> dict[str, Any]:
         max_share = 1.0
         summary = {"errors": [f"the run could not be recorded in the warehouse: {alerts.error_text(exc)}"]}
         status = "failed" if unfinished else status
-    message = alerts.run_alert(crm, dag_run.dag_id, run_id, summary, status=status, unfinished=unfinished,
-                               max_rejected_share=max_share, run_url=airflow_adapter.run_url(dag_run.dag_id, run_id))
-    channels = alerts.send(message, context=context) if message else []
-    if message:
-        log.warning("run %s of %s: %s; alert sent to %s", run_id, crm, ", ".join(message["reasons"]),
-                    ", ".join(channels) or "no channel (none configured)")
+    message, channels = alerts.alert_run(crm, dag_run.dag_id, run_id, summary, context=context, status=status,
+                                         unfinished=unfinished, max_rejected_share=max_share,
+                                         run_url=airflow_adapter.run_url(dag_run.dag_id, run_id))
     if problem is not None:
         airflow_adapter.fail_task(problem)
     return {"crm": crm, "run_id": run_id, "status": status, "alerted": channels,

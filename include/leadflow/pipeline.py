@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pandas as pd
 from sqlalchemy import Engine
 
-from leadflow import alerts, progress
+from leadflow import progress
 from leadflow.accounts.store import hold_for_committee, load_accounts, save_accounts
 from leadflow.accounts.write import push_accounts_view
 from leadflow.connections import get_connection
@@ -511,9 +511,10 @@ def report(ctx: RunContext, status: str | None = None) -> dict[str, Any]:
 
 
 def _sla(ctx: RunContext) -> None:
-    """The SLA as of this run (`leadflow.verdicts.sla`) into the run's summary, and an alert
-    when more sales-ready leads sit ignored than `handoff.alert_ignored_over`. Measuring must
-    not keep the run from closing: a failure is logged and becomes the run's warning."""
+    """The SLA as of this run (`leadflow.verdicts.sla`) into the run's summary, with `sla_alert`
+    when more sales-ready leads sit ignored than `handoff.alert_ignored_over`: the run's one alert
+    says so once the run has ended (`leadflow.alerts`), together with any other reason. Measuring
+    must not keep the run from closing: a failure is logged and becomes the run's warning."""
     summary: dict[str, Any] = {}
     try:
         figures = sla_figures(ctx.engine, ctx.crm, ctx.now_ms, run_id=ctx.run_id)
@@ -525,10 +526,7 @@ def _sla(ctx: RunContext) -> None:
         alert = None
     if alert is not None:
         summary["sla_alert"] = alert
-        counts = {k: figures[k] for k in ("handed_over", "accepted", "converted", "rejected", "ignored", "pending")}
-        channels = alerts.send({"title": f"leadflow SLA: {ctx.crm} run {ctx.run_id}", "text": alert, "kind": "sla",
-                         "crm": ctx.crm, "run_id": ctx.run_id, "summary": counts})
-        log.warning("SLA alert for %s (%s): %s", ctx.crm, ", ".join(channels) or "no alert channel configured", alert)
+        log.warning("SLA of %s run %s: %s", ctx.crm, ctx.run_id, alert)
     _record(ctx, "sla", summary)
 
 

@@ -94,6 +94,16 @@ def test_given_a_failed_run_that_also_had_its_push_rejected_then_both_reasons_go
     assert message["title"].endswith("failed (rejected_share)")
 
 
+def test_given_ignored_handoffs_and_a_rejected_push_in_one_run_then_one_alert_carries_both_with_counts():
+    summary = {"pushed": 1, "rejected": 9, "sla_alert": "7 sales-ready leads ignored past the SLA (threshold 5); 40 "
+               "handed over in all", "sla": {"handed_over": 40, "ignored": 7, "accepted": 20, "weekly": []}}
+    message = _alert(summary, status="success", max_rejected_share=0.05)
+
+    assert message["reasons"] == ["rejected_share", "sla_ignored"] and message["kind"] == "warning"
+    assert "SLA: 7 sales-ready leads ignored" in message["text"] and "rejected 9 of 10" in message["text"]
+    assert message["sla"] == {"handed_over": 40, "ignored": 7, "accepted": 20}
+
+
 def test_an_errors_text_is_truncated_and_masks_email_addresses():
     text = alerts.error_text(ValueError("lead ann.lee+x@example.co.uk refused: " + "x" * 1000))
     assert "ann.lee" not in text and "<email>" in text
@@ -286,6 +296,20 @@ def test_given_a_run_report_closed_then_the_teardown_keeps_its_status_and_sends_
 
     assert _close(monkeypatch, {"report": "success"})["status"] == "success"
     assert repo.run_status(warehouse_env, CRM, RUN_ID) == "success" and sent == []
+
+
+def test_given_a_run_report_closed_with_ignored_handoffs_and_a_rejected_push_then_the_teardown_sends_one_alert(
+        warehouse_env, monkeypatch):
+    sent = []
+    monkeypatch.setattr(alerts, "send", lambda message, context=None: sent.append(message) or ["webhook"])
+    repo.start_run(warehouse_env, CRM, RUN_ID, dry_run=False)
+    repo.record_step(warehouse_env, CRM, RUN_ID, "push", {"pushed": 80, "rejected": 20})
+    repo.record_step(warehouse_env, CRM, RUN_ID, "sla", {"sla": {"ignored": 9, "handed_over": 30},
+                                                         "sla_alert": "9 sales-ready leads ignored past the SLA"})
+    repo.finish_run(warehouse_env, CRM, RUN_ID, "success")
+
+    assert _close(monkeypatch, {"report": "success"})["reasons"] == ["rejected_share", "sla_ignored"]
+    assert len(sent) == 1 and repo.run_status(warehouse_env, CRM, RUN_ID) == "success"
 
 
 def test_given_a_push_shard_stopped_for_the_daily_budget_then_it_fails_without_retry_and_the_alert_says_why(
