@@ -1,5 +1,6 @@
-"""Alerts: at most one per run, sent once the run has ended by the CRM DAG's teardown task
-(`leadflow.dag_support.close_run`) when the run failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, when the run
+"""Alerts: at most one per run, sent once the run has ended — by the CRM DAG's teardown task
+(`leadflow.dag_support.close_run`), by `leadflow run` (`leadflow.pipeline.run_all`) — when the run
+failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, when the run
 stopped for the CRM's daily API budget, or when more sales-ready leads sit ignored past the SLA
 than `handoff.alert_ignored_over` (the `report` step records that as `sla_alert`); reasons that come
 together go in one message.

@@ -38,7 +38,6 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
-FAILURE_STEP = "failure"  # the run step under which a failed task's error is stored
 
 
 def dag_env() -> LeadflowEnv:
@@ -195,16 +194,6 @@ def fail_without_retry() -> Iterator[None]:
         airflow_adapter.fail_task(exc)
 
 
-def _budget_stop(exc: BaseException | None) -> bool:
-    from leadflow.crm.base import CrmBudgetExhausted
-
-    while exc is not None:
-        if isinstance(exc, CrmBudgetExhausted):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def _warehouse() -> Any:
     from leadflow.warehouse.db import ensure_schema, get_engine
 
@@ -215,21 +204,19 @@ def _warehouse() -> Any:
 
 def record_task_failure(context: Mapping[str, Any]) -> None:
     """A CRM DAG task's on_failure_callback (its final failure, not a retry): the failed task and
-    its error, without values, into the run's summary, where the teardown's alert and `leadflow
-    report` find them. Sends nothing: the teardown sends the run's one alert."""
-    from leadflow.alerts import error_text
-    from leadflow.warehouse import repo
+    its error, without values, into the run's summary (`pipeline.record_failure`), where the
+    teardown's alert and `leadflow report` find them. Sends nothing: the teardown sends the run's
+    one alert."""
+    from leadflow.pipeline import record_failure
 
     dag_run, ti = context["dag_run"], context["ti"]
     map_index = getattr(ti, "map_index", -1)
     map_index = map_index if isinstance(map_index, int) and map_index >= 0 else None
     task = ti.task_id + (f"[{map_index}]" if map_index is not None else "")
     exc = context.get("exception")
-    failure: dict[str, Any] = {"failed_tasks": [task], "errors": [f"{task}: {error_text(exc) or 'no error recorded'}"]}
-    if _budget_stop(exc if isinstance(exc, BaseException) else None):
-        failure["budget_stopped"] = True
     try:
-        repo.record_step(_warehouse(), crm_of(dag_run.dag_id), dag_run.run_id, FAILURE_STEP, failure, shard=map_index)
+        record_failure(_warehouse(), crm_of(dag_run.dag_id), dag_run.run_id, task,
+                       exc if isinstance(exc, BaseException) else None, shard=map_index)
     except Exception as exc_:  # the teardown still closes the run and alerts
         log.warning("failure of %s in run %s not recorded: %s", task, dag_run.run_id, type(exc_).__name__)
 

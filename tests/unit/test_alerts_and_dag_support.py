@@ -380,3 +380,65 @@ def test_given_scheduled_run_starting_late_then_now_is_the_wall_clock():
 @pytest.mark.parametrize("params, shards", [({}, 1), ({"shards": None}, 1), ({"shards": 4}, 4), ({"shards": "3"}, 3)])
 def test_the_shards_param_is_read_in_one_place(params, shards):
     assert dag_support.shard_count(params) == shards
+
+
+# --- `leadflow run`: the run's one alert without Airflow's teardown ---------------------------------
+def _steps(monkeypatch, **steps):
+    """Every pipeline step of `leadflow run` replaced by one that records nothing, `extract` by one
+    that records the run (as the real one does first), and `steps` by the given ones."""
+    from leadflow import pipeline
+
+    def extract(ctx):
+        repo.start_run(ctx.engine, ctx.crm, ctx.run_id, ctx.dry_run)
+        repo.record_step(ctx.engine, ctx.crm, ctx.run_id, "extract", {"pulled": 120})
+        return {"pulled": 120}
+
+    for name in pipeline.STEPS:
+        monkeypatch.setattr(pipeline, name, steps.get(name, extract if name == "extract" else lambda ctx: {}))
+
+
+def test_given_leadflow_run_fails_at_a_step_then_the_run_is_recorded_failed_and_exactly_one_alert_goes_out(
+        env_warehouse, monkeypatch, webhook):
+    from leadflow import cli
+    from leadflow.quality.results import CheckResult, QualityGateError
+
+    def gate(ctx):
+        raise QualityGateError([CheckResult("batch", "quarantine_share", False, "0.2 (12 of 60 rows)", "<= 0.05")])
+
+    _steps(monkeypatch, validate_gate=gate)
+
+    assert cli.main(["run", "--crm", CRM, "--run-id", "cli-gate"]) == 1
+
+    assert len(webhook) == 1
+    body = webhook[0][2]
+    assert body["run_id"] == "cli-gate" and body["reasons"] == ["failed"]
+    assert body["unfinished_tasks"] == {"validate_gate": "failed"} and body["summary"] == {"pulled": 120}
+    assert "validate_gate: QualityGateError: data quality gate failed (1 check(s)): batch/quarantine_share: " \
+           "observed 0.2 (12 of 60 rows)" in body["text"]
+    run = repo.latest_runs(env_warehouse, CRM)[0]
+    assert run["status"] == "failed" and run["summary"]["failed_tasks"] == ["validate_gate"]
+
+
+def test_given_leadflow_run_succeeds_with_a_rejected_push_and_ignored_handoffs_then_one_alert_carries_both(
+        env_warehouse, monkeypatch, webhook):
+    from leadflow import cli
+
+    def push(ctx):
+        repo.record_step(ctx.engine, ctx.crm, ctx.run_id, "push", {"pushed": 1, "rejected": 9})
+        return {}
+
+    monkeypatch.setattr("leadflow.pipeline.ignored_alert", lambda figures, threshold: "3 sales-ready leads ignored")
+    _steps(monkeypatch, push=push)
+
+    assert cli.main(["run", "--crm", CRM, "--run-id", "cli-rejected"]) == 0
+
+    assert [body["reasons"] for _, _, body in webhook] == [["rejected_share", "sla_ignored"]]
+
+
+def test_given_leadflow_run_went_well_then_it_sends_nothing(env_warehouse, monkeypatch, webhook):
+    from leadflow import cli
+
+    _steps(monkeypatch)
+
+    assert cli.main(["run", "--crm", CRM, "--run-id", "cli-ok"]) == 0
+    assert webhook == []
