@@ -3,7 +3,8 @@
 failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, when the run
 stopped for the CRM's daily API budget, or when more sales-ready leads sit ignored past the SLA
 than `handoff.alert_ignored_over` (the `report` step records that as `sla_alert`); reasons that come
-together go in one message.
+together go in one message. The maintenance DAGs (`leadflow_train`, `leadflow_rollback`) send one
+from their teardown too (`leadflow.dag_support.close_maintenance_run`) when a task failed.
 
 Channels are Airflow connections, each optional (no connection, no alert on it), sent through the
 Airflow providers' notifiers (`leadflow.airflow_adapter`):
@@ -80,12 +81,13 @@ def rejected_share(summary: Mapping[str, Any]) -> float | None:
     return rejected / (pushed + rejected) if pushed + rejected else None
 
 
-def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *, status: str | None = None,
+def run_alert(crm: str | None, dag_id: str, run_id: str, summary: Mapping[str, Any], *, status: str | None = None,
               unfinished: Mapping[str, str] | None = None, max_rejected_share: float = 1.0,
               run_url: str | None = None) -> dict[str, Any] | None:
     """The run's one alert, or None when nothing calls for one. `summary`: the run's figures so
     far; `status`: the warehouse's; `unfinished`: the tasks that failed or never ran for a failed
-    upstream ({task: state})."""
+    upstream ({task: state}). A run of another DAG than the CRM's (`leadflow_train`, `leadflow_rollback`:
+    `crm` None or the CRM it worked on) is named by its DAG and has no `leadflow report`."""
     unfinished = dict(unfinished or {})
     failed = bool(unfinished) or status == "failed"
     share = rejected_share(summary)
@@ -120,14 +122,18 @@ def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *,
         figures = summary.get("sla") if isinstance(summary.get("sla"), Mapping) else {}
         sla_counts = {k: figures[k] for k in SLA_COUNT_KEYS if isinstance(figures.get(k), (int, float))}
     counts = {k: summary[k] for k in COUNT_KEYS if isinstance(summary.get(k), (int, float))}
-    report_command = f"leadflow report --crm {crm}"
+    crm_run = crm is not None and dag_id == f"leadflow_{crm}"
+    report_command = f"leadflow report --crm {crm}" if crm_run else None
+    name = crm if crm_run else " ".join([dag_id.removeprefix("leadflow_"), *([crm] if crm else [])])
     others = [r for r in reasons if r != "failed"]
-    title = f"leadflow {crm}: run {run_id} {'failed' if failed else 'needs a look'}" + \
+    title = f"leadflow {name}: run {run_id} {'failed' if failed else 'needs a look'}" + \
         (f" ({', '.join(others)})" if others else "")
-    lines += [f"counts: {json.dumps(counts, sort_keys=True)}"]
+    if counts or crm_run:
+        lines.append(f"counts: {json.dumps(counts, sort_keys=True)}")
     if run_url:
         lines.append(f"Airflow: {run_url}")
-    lines.append(f"report: {report_command}")
+    if report_command:
+        lines.append(f"report: {report_command}")
     text = "\n".join([title, "", *lines])
     return {"title": title, "text": text, "kind": "failure" if failed else "warning", "reasons": reasons,
             "crm": crm, "dag_id": dag_id, "run_id": run_id, "summary": counts, "unfinished_tasks": unfinished,
@@ -135,15 +141,15 @@ def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *,
             "report_command": report_command, **({"sla": sla_counts} if sla_counts is not None else {})}
 
 
-def alert_run(crm: str, dag_id: str | None, run_id: str, summary: Mapping[str, Any], *,
+def alert_run(crm: str | None, dag_id: str | None, run_id: str, summary: Mapping[str, Any], *,
               context: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[dict[str, Any] | None, list[str]]:
     """The run's one alert (`run_alert`, with `kwargs`) sent to every configured channel, and
     logged: (the message or None, the channels used). Never raises."""
-    message = run_alert(crm, dag_id or f"leadflow_{crm}", run_id, summary, **kwargs)
+    message = run_alert(crm, dag_id or f"leadflow_{crm}", run_id, summary, **kwargs)  # the CLI's run: no DAG
     if message is None:
         return None, []
     channels = send(message, context=context)
-    log.warning("run %s of %s: %s; alert sent to %s", run_id, crm, ", ".join(message["reasons"]),
+    log.warning("%s (%s); alert sent to %s", message["title"], ", ".join(message["reasons"]),
                 ", ".join(channels) or "no channel (none configured)")
     return message, channels
 

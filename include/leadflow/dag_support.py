@@ -51,6 +51,12 @@ def crm_default_args() -> dict[str, Any]:
     return {**DEFAULT_ARGS, "on_failure_callback": record_task_failure}
 
 
+def maintenance_default_args() -> dict[str, Any]:
+    """The maintenance DAGs' default args: a task's final failure keeps its error for the run's
+    alert (`close_maintenance_run`)."""
+    return {**DEFAULT_ARGS, "on_failure_callback": keep_task_error}
+
+
 def scores_asset(crm: str) -> Any:
     """The Asset a CRM DAG's `report` task emits and `leadflow_train` listens to."""
     return airflow_adapter.asset(f"leadflow_{crm}_scores", f"leadflow://{crm}/scores")
@@ -132,11 +138,12 @@ def run_step(step: str, crm: str, shard: int | None = None) -> dict[str, Any]:
 
 
 def run_training(crm: str) -> dict[str, Any]:
-    """The `leadflow_train` task of one CRM."""
+    """The `leadflow_train` task of one CRM; a permanent error fails it without retries."""
     from leadflow.maintenance import run_training as train
 
     dag_run = airflow_adapter.current_context()["dag_run"]
-    return train(crm, now=dag_run.run_after, run_id=dag_run.run_id)
+    with fail_without_retry():
+        return train(crm, now=dag_run.run_after, run_id=dag_run.run_id)
 
 
 def rollback_chosen(crm: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -146,13 +153,15 @@ def rollback_chosen(crm: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 def run_rollback(crm: str) -> dict[str, Any]:
-    """The `leadflow_rollback` task of `crm`: the trigger's run id and dry-run switch."""
+    """The `leadflow_rollback` task of `crm`: the trigger's run id and dry-run switch; a permanent
+    error (a wrong token, no connection) fails it without retries."""
     from leadflow.connections import get_connection
     from leadflow.maintenance import run_rollback as rollback
 
     params = airflow_adapter.current_context()["params"]
-    return rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]),
-                    connection=get_connection(f"leadflow_{crm}"))
+    with fail_without_retry():
+        return rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]),
+                        connection=get_connection(f"leadflow_{crm}"))
 
 
 def permanent_errors() -> tuple[type[BaseException], ...]:
@@ -260,3 +269,39 @@ def close_run(crm: str) -> dict[str, Any]:
         airflow_adapter.fail_task(problem)
     return {"crm": crm, "run_id": run_id, "status": status, "alerted": channels,
             "reasons": message["reasons"] if message else []}
+
+
+ERROR_KEY = "leadflow_error"  # the XCom under which a maintenance task's failure keeps its error
+
+
+def keep_task_error(context: Mapping[str, Any]) -> None:
+    """A maintenance DAG task's on_failure_callback (its final failure): its error, without
+    values, kept on the task instance for the teardown's alert. Sends nothing."""
+    from leadflow.alerts import error_text
+
+    exc = context.get("exception")
+    try:
+        airflow_adapter.keep_for_run(context, ERROR_KEY, error_text(exc if isinstance(exc, BaseException) else None))
+    except Exception as exc_:  # the teardown still alerts, without the error's text
+        log.warning("error of %s not kept: %s", context["ti"].task_id, type(exc_).__name__)
+
+
+def close_maintenance_run() -> dict[str, Any]:
+    """The teardown of `leadflow_train` and `leadflow_rollback` (it runs however their tasks
+    ended): when one failed, the run's one alert, naming the failed tasks and their errors (for
+    a rollback, the CRM it worked on). These runs have no row in the warehouse: Airflow's task
+    states are their record."""
+    from leadflow import alerts
+
+    context = airflow_adapter.current_context()
+    dag_run = context["dag_run"]
+    unfinished = airflow_adapter.unfinished_tasks(context)
+    failed = [task for task, state in unfinished.items() if state == "failed"]
+    errors = airflow_adapter.kept_for_run(context, failed, ERROR_KEY) if failed else {}
+    summary = {"failed_tasks": failed,
+               "errors": [f"{task}: {error or 'no error recorded (see the task log)'}" for task, error in errors.items()]}
+    crm = context["params"].get("crm") if isinstance(context["params"].get("crm"), str) else None
+    message, channels = alerts.alert_run(crm, dag_run.dag_id, dag_run.run_id, summary, context=context,
+                                         unfinished=unfinished,
+                                         run_url=airflow_adapter.run_url(dag_run.dag_id, dag_run.run_id))
+    return {"run_id": dag_run.run_id, "status": "failed" if message else "success", "alerted": channels}

@@ -81,10 +81,12 @@ def failed_run_env(tmp_path: Path, hook_url: str, **connections: dict) -> dict[s
     return env
 
 
-def dags_test(env: dict[str, str], dag_id: str = "leadflow_hubspot", timeout: float = 300) -> str:
-    """`airflow dags test dag_id`; the tail of its output (where Airflow states the run's end)."""
-    run = subprocess.run([str(BIN / "airflow"), "dags", "test", dag_id], env=env,
-                         capture_output=True, text=True, timeout=timeout)
+def dags_test(env: dict[str, str], dag_id: str = "leadflow_hubspot", timeout: float = 300,
+              conf: dict | None = None) -> str:
+    """`airflow dags test dag_id` (triggered with `conf`); the tail of its output (where Airflow
+    states the run's end)."""
+    run = subprocess.run([str(BIN / "airflow"), "dags", "test", *(["--conf", json.dumps(conf)] if conf else []),
+                          dag_id], env=env, capture_output=True, text=True, timeout=timeout)
     return run.stdout[-4000:] + run.stderr[-4000:]
 
 

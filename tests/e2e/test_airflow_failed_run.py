@@ -1,7 +1,8 @@
 """End to end: Airflow itself (`airflow dags test`) runs leadflow_hubspot with a token the CRM
 rejects. The run fails at once (the CRM is asked once: no task retries), `leadflow report --json`
 shows it `failed`, and the alert webhook — a real HTTP server on the loopback — receives exactly
-one notification, naming the failed task and linking to the run."""
+one notification, naming the failed task and linking to the run. The same for a rollback that
+finds no CRM connection (leadflow_rollback's teardown alerts with the error its failed task kept)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 
 import pytest
 
-from failed_runs import AlertWebhook, dags_test, failed_run_env, report_json
+from failed_runs import AlertWebhook, dags_test, failed_run_env, report_json, task_instances
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +59,23 @@ def test_given_a_wrong_token_then_the_run_fails_without_retries_and_sends_exactl
     hubspot = report_json(env)
     assert hubspot["status"] == "failed" and hubspot["run_id"] == alert["run_id"]
     assert hubspot["failed_tasks"] == ["extract"]
+
+
+def test_given_a_rollback_without_its_crm_connection_then_it_fails_without_retries_and_sends_exactly_one_alert(
+        tmp_path, server):
+    env = failed_run_env(tmp_path, server.url)  # no leadflow_hubspot connection
+
+    log = dags_test(env, "leadflow_rollback", conf={"crm": "hubspot", "run_id": "manual__old", "dry_run": False})
+
+    assert "state=failed" in log, log
+    tis = task_instances(env, "leadflow_rollback")
+    assert tis["rollback_hubspot"] == ("failed", 1), tis  # one try: a missing connection is not retried
+    assert tis["close_run"][0] == "success", tis
+    assert len(server.alerts) == 1, log
+    (alert,) = server.alerts
+    assert alert["title"].startswith("leadflow rollback hubspot: run ") and alert["title"].endswith(" failed")
+    assert alert["unfinished_tasks"] == {"rollback_hubspot": "failed"}
+    (error,) = alert["errors"]
+    assert error.startswith("rollback_hubspot: ConnectionNotFound: ") and "leadflow_hubspot" in error
+    assert alert["airflow_url"].startswith("http://airflow.example:8080/dags/leadflow_rollback/runs/")
+    assert server.crm_calls == []

@@ -442,3 +442,78 @@ def test_given_leadflow_run_went_well_then_it_sends_nothing(env_warehouse, monke
 
     assert cli.main(["run", "--crm", CRM, "--run-id", "cli-ok"]) == 0
     assert webhook == []
+
+
+# --- the maintenance DAGs' teardown --------------------------------------------------------------
+class _MaintenanceTaskInstance(_TaskInstance):
+    """A task instance that keeps XComs as the Task SDK's does (per task id and key)."""
+
+    xcoms: dict = {}
+
+    def get_task_states(self, dag_id, run_ids):
+        return {run_ids[0]: dict(self.states)}
+
+    def xcom_push(self, key, value):
+        self.xcoms[(self.task_id, key)] = value
+
+    def xcom_pull(self, task_ids, key):
+        return self.xcoms.get((task_ids, key))
+
+
+def _maintenance_context(dag_id, states=None, task_id="close_run", params=None, exception=None):
+    return {"dag_run": SimpleNamespace(dag_id=dag_id, run_id="manual__r1"), "params": params or {},
+            "ti": _MaintenanceTaskInstance(task_id, -1, states), "exception": exception}
+
+
+@pytest.fixture
+def maintenance(monkeypatch):
+    """Sent messages; `run(dag_id, states, params)` runs the teardown in such a run."""
+    sent = []
+    _MaintenanceTaskInstance.xcoms = {}
+    monkeypatch.setattr(alerts, "send", lambda message, context=None: sent.append(message) or ["webhook"])
+
+    def run(dag_id, states, params=None):
+        monkeypatch.setattr(airflow_adapter, "current_context",
+                            lambda: _maintenance_context(dag_id, states, params=params))
+        return dag_support.close_maintenance_run()
+
+    run.sent = sent
+    return run
+
+
+def test_given_a_rollback_that_failed_then_its_teardown_sends_one_alert_with_the_error_and_no_report_command(
+        maintenance, monkeypatch):
+    from leadflow.crm.base import CrmAuthError
+
+    try:
+        with dag_support.fail_without_retry():
+            raise CrmAuthError("HubSpot rejected the token (401) for ann@example.com")
+    except AirflowFailException as raised:
+        failure = raised
+    callback = dag_support.maintenance_default_args()["on_failure_callback"]
+    callback(_maintenance_context("leadflow_rollback", task_id="rollback_hubspot", exception=failure))
+
+    out = maintenance("leadflow_rollback", {"rollback_hubspot": "failed", "rollback_salesforce": "skipped"},
+                      params={"crm": "hubspot", "run_id": "manual__old", "dry_run": False})
+
+    assert out["alerted"] == ["webhook"]
+    (message,) = maintenance.sent
+    assert message["title"] == "leadflow rollback hubspot: run manual__r1 failed"
+    assert message["dag_id"] == "leadflow_rollback" and message["unfinished_tasks"] == {"rollback_hubspot": "failed"}
+    assert message["errors"] == ["rollback_hubspot: CrmAuthError: HubSpot rejected the token (401) for <email>"]
+    assert message["report_command"] is None and "leadflow report" not in message["text"]
+    assert "/dags/leadflow_rollback/runs/manual__r1" in message["airflow_url"]
+
+
+def test_given_a_training_run_with_two_failed_tasks_then_its_teardown_sends_exactly_one_alert(maintenance):
+    maintenance("leadflow_train", {"train_hubspot": "failed", "train_salesforce": "failed"})
+
+    (message,) = maintenance.sent
+    assert message["title"] == "leadflow train: run manual__r1 failed" and message["crm"] is None
+    assert "task(s) train_hubspot, train_salesforce" in message["text"]
+    assert message["errors"] == [f"train_{crm}: no error recorded (see the task log)" for crm in ("hubspot", "salesforce")]
+
+
+def test_given_a_maintenance_run_that_went_well_then_its_teardown_sends_nothing(maintenance):
+    out = maintenance("leadflow_train", {"train_hubspot": "success", "train_salesforce": "success"})
+    assert out["status"] == "success" and maintenance.sent == []
