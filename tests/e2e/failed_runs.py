@@ -4,9 +4,12 @@ itself, its task instances in the metadata database, and `leadflow report --json
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,7 +61,7 @@ class AlertWebhook:
 
 
 def failed_run_env(tmp_path: Path, hook_url: str, **connections: dict) -> dict[str, str]:
-    """A migrated Airflow home under `tmp_path` for `airflow dags test leadflow_hubspot`, its own
+    """A migrated Airflow home under `tmp_path` for `airflow dags test`, its own
     var dir and SQLite warehouse, the webhook as the alert channel, and of Airflow connections
     only `connections` (conn id -> its JSON fields) and the webhook: none leaks in from the
     environment the tests run in."""
@@ -76,9 +79,32 @@ def failed_run_env(tmp_path: Path, hook_url: str, **connections: dict) -> dict[s
     )
     for name in [k for k in env if k.startswith("AIRFLOW_CONN_") and k not in conns]:
         del env[name]
+    if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        _migrate(env)
+    else:  # the default SQLite metadata database: a copy of one migrated once per process
+        home = Path(env["AIRFLOW_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_migrated_sqlite(env), home / "airflow.db")
+    return env
+
+
+def _migrate(env: dict[str, str]) -> None:
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return env
+
+
+_MIGRATED: list[Path] = []
+
+
+def _migrated_sqlite(env: dict[str, str]) -> Path:
+    """An SQLite metadata database `airflow db migrate` made, once per test process (a migration
+    costs seconds; each test still gets its own copy)."""
+    if not _MIGRATED:
+        template = Path(tempfile.mkdtemp(prefix="leadflow-airflow-template-"))
+        atexit.register(shutil.rmtree, template, True)
+        _migrate({**env, "AIRFLOW_HOME": str(template)})
+        _MIGRATED.append(template / "airflow.db")
+    return _MIGRATED[0]
 
 
 def dags_test(env: dict[str, str], dag_id: str = "leadflow_hubspot", timeout: float = 300,
