@@ -109,11 +109,11 @@ def _migrated_sqlite(env: dict[str, str]) -> Path:
 
 def dags_test(env: dict[str, str], dag_id: str = "leadflow_hubspot", timeout: float = 300,
               conf: dict | None = None) -> str:
-    """`airflow dags test dag_id` (triggered with `conf`); the tail of its output (where Airflow
-    states the run's end)."""
+    """`airflow dags test dag_id` (triggered with `conf`); its output (the task logs, and at the
+    end the run's state)."""
     run = subprocess.run([str(BIN / "airflow"), "dags", "test", *(["--conf", json.dumps(conf)] if conf else []),
                           dag_id], env=env, capture_output=True, text=True, timeout=timeout)
-    return run.stdout[-4000:] + run.stderr[-4000:]
+    return run.stdout + run.stderr
 
 
 def task_instances(env: dict[str, str], dag_id: str = "leadflow_hubspot") -> dict[str, tuple[str | None, int]]:

@@ -47,14 +47,14 @@ def test_given_a_wrong_token_then_the_run_fails_without_retries_and_sends_exactl
 
     log = dags_test(env)
 
-    assert "state=failed" in log, log  # Airflow's own verdict on the run
+    assert "state=failed" in log[-8000:], log[-8000:]  # Airflow's own verdict on the run
     assert len(server.crm_calls) == 1, server.crm_calls  # one try: a wrong token is not retried
-    assert len(server.alerts) == 1, log
+    assert len(server.alerts) == 1, log[-8000:]
     (alert,) = server.alerts
     assert alert["reasons"] == ["failed"] and alert["unfinished_tasks"]["extract"] == "failed"
     assert "extract: CrmAuthError: HubSpot rejected the token (401)" in alert["text"]
     assert alert["airflow_url"].startswith("http://airflow.example:8080/dags/leadflow_hubspot/runs/")
-    assert "wrong-token" not in json.dumps(alert)
+    assert "wrong-token" not in json.dumps(alert) and "wrong-token" not in log
 
     hubspot = report_json(env)
     assert hubspot["status"] == "failed" and hubspot["run_id"] == alert["run_id"]
@@ -67,11 +67,11 @@ def test_given_a_rollback_without_its_crm_connection_then_it_fails_without_retri
 
     log = dags_test(env, "leadflow_rollback", conf={"crm": "hubspot", "run_id": "manual__old", "dry_run": False})
 
-    assert "state=failed" in log, log
+    assert "state=failed" in log[-8000:], log[-8000:]
     tis = task_instances(env, "leadflow_rollback")
     assert tis["rollback_hubspot"] == ("failed", 1), tis  # one try: a missing connection is not retried
     assert tis["close_run"][0] == "success", tis
-    assert len(server.alerts) == 1, log
+    assert len(server.alerts) == 1, log[-8000:]
     (alert,) = server.alerts
     assert alert["title"].startswith("leadflow rollback hubspot: run ") and alert["title"].endswith(" failed")
     assert alert["unfinished_tasks"] == {"rollback_hubspot": "failed"}
