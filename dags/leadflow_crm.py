@@ -39,7 +39,7 @@ Keeps the leads of the **{crm}** CRM qualified. Each run:
 10. **report** – closes the run; `leadflow report --json` and the Leadflow page show it;
 11. **close_run** – teardown, runs however the others ended: a failed or unfinished run is
     recorded `failed` in the warehouse, and the run's one alert goes out (failed, too much of
-    the push rejected, or stopped for the daily API budget).
+    the push rejected, stopped for the daily API budget, or too many handoffs ignored past the SLA).
 
 Trigger form: **dry_run** (preview, no writes), **full_refresh**, **push** (off = score only),
 **only_record_ids**, **since** (re-pull from a date), **shards**, **force**.

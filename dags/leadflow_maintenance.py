@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, teardown
 
 from leadflow import dag_support
 
@@ -28,7 +28,8 @@ nothing is published; `leadflow model publish-rules --force` publishes a rules m
 Schedule: weekly (`{cron}`, {tz}) **and** whenever a CRM DAG publishes new scores (the
 `leadflow_<crm>_scores` assets), so new outcomes reach the model without waiting for Sunday.
 Training reads only the warehouse (connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`): no
-CRM connection is used.
+CRM connection is used. **close_run** (teardown): when a task failed, the run's one alert
+(connections `leadflow_alerts_webhook`, `leadflow_alerts_smtp`).
 """
 
 ROLLBACK_DOC_MD = """
@@ -44,7 +45,20 @@ Manual only. Trigger form: **crm**, **run_id** (the run to undo, e.g.
 default: the task only reports what it would restore. Re-trigger with dry_run off to write.
 One task per CRM (`rollback_<crm>`, in the CRM's pool `leadflow_<crm>`): the chosen CRM's runs,
 the others are skipped. Connection: `leadflow_<crm>`. Warehouse: connection `leadflow_warehouse`, else `LEADFLOW_WAREHOUSE_URL`.
+A wrong token or a missing connection fails the task at once, without retries; **close_run**
+(teardown) then sends the run's one alert (connections `leadflow_alerts_webhook`, `leadflow_alerts_smtp`).
 """
+
+
+def close_run():
+    """Both DAGs' teardown, a task of the DAG being defined: one alert when a task of the run failed."""
+
+    @teardown
+    @task(on_failure_callback=None)  # its own failure is not the run's: the failed task's error stays the alert's
+    def close_run() -> dict:
+        return dag_support.close_maintenance_run()
+
+    return close_run()
 
 
 @dag(
@@ -59,15 +73,14 @@ the others are skipped. Connection: `leadflow_<crm>`. Warehouse: connection `lea
     max_active_runs=1,
     tags=["leadflow", "maintenance", "model"],
     doc_md=TRAIN_DOC_MD.format(crms=", ".join(CRMS), cron=TRAIN_CRON, tz=TIMEZONE),
-    default_args=dag_support.DEFAULT_ARGS,
+    default_args=dag_support.maintenance_default_args(),
 )
 def leadflow_train():
     @task
     def train(crm: str) -> dict:
         return dag_support.run_training(crm)
 
-    for crm in CRMS:
-        train.override(task_id=f"train_{crm}")(crm)
+    [train.override(task_id=f"train_{crm}")(crm) for crm in CRMS] >> close_run()
 
 
 @dag(
@@ -78,7 +91,7 @@ def leadflow_train():
     max_active_runs=1,
     tags=["leadflow", "maintenance", "rollback"],
     doc_md=ROLLBACK_DOC_MD,
-    default_args=dag_support.DEFAULT_ARGS,
+    default_args=dag_support.maintenance_default_args(),
     params={
         "crm": Param(CRMS[0] if CRMS else None, type="string", enum=list(CRMS), title="CRM",
                      description="The CRM whose run to undo (connection leadflow_<crm>)."),
@@ -95,9 +108,11 @@ def leadflow_rollback():
         return dag_support.run_rollback(crm)
 
     # One task per CRM, in that CRM's pool; the trigger's `crm` runs one, the others are skipped.
+    rollbacks = []
     for crm in CRMS:
         chosen = task.run_if(dag_support.rollback_chosen(crm), skip_message=f"the trigger chose another CRM than {crm}")
-        chosen(rollback.override(task_id=f"rollback_{crm}", pool=dag_support.crm_pool(crm)))(crm)
+        rollbacks.append(chosen(rollback.override(task_id=f"rollback_{crm}", pool=dag_support.crm_pool(crm)))(crm))
+    rollbacks >> close_run()
 
 
 leadflow_train()

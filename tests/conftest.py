@@ -173,7 +173,9 @@ HEAVY_SECONDS = {
     "test_salesforce_dag_scores_and_writes_back_then_second_run_writes_nothing": 60,
     "test_given_the_clock_moved_then_date_sensitive_tests_pass": 50,
     "test_production_lock_alone_imports_leadflow_its_third_party_modules_and_every_dag": 30,
+    "test_given_a_broken_batch_then_the_gate_fails_once_nothing_is_written_and_one_alert_links_the_run": 50,
     "test_given_a_wrong_token_then_the_run_fails_without_retries_and_sends_exactly_one_alert": 30,
+    "test_given_a_rollback_without_its_crm_connection_then_it_fails_without_retries_and_sends_exactly_one_alert": 30,
     "test_a_dag_run_and_the_cli_use_the_metadata_db_connections_for_crm_enrichment_and_warehouse": 30,
 }
 

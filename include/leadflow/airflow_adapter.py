@@ -107,6 +107,19 @@ def unfinished_tasks(context: Mapping[str, Any]) -> dict[str, str]:
     return {task: state for task, state in sorted(named.items()) if state in ("failed", "upstream_failed")}
 
 
+def keep_for_run(context: Mapping[str, Any], key: str, value: Any) -> None:
+    """Keep `value` under `key` on the context's task instance (an XCom) for a later task of the
+    run; a task's failure callback may do it (the task runner still talks to the supervisor)."""
+    context["ti"].xcom_push(key=key, value=value)
+
+
+def kept_for_run(context: Mapping[str, Any], task_ids: list[str], key: str) -> dict[str, Any]:
+    """What `keep_for_run` kept under `key` for each of the run's (unmapped) `task_ids`: {task: value},
+    None where nothing was kept."""
+    ti = context["ti"]
+    return {task: ti.xcom_pull(task_ids=task, key=key) for task in task_ids}
+
+
 def run_url(dag_id: str, run_id: str) -> str:
     """The run's page in the Airflow UI, under the API server's public address (`[api] base_url`,
     what Airflow's own task log links use)."""

@@ -1,6 +1,10 @@
-"""Alerts: at most one per run, sent by the CRM DAG's teardown task (`leadflow.dag_support.close_run`)
-when the run failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, or
-when the run stopped for the CRM's daily API budget; reasons that come together go in one message.
+"""Alerts: at most one per run, sent once the run has ended — by the CRM DAG's teardown task
+(`leadflow.dag_support.close_run`), by `leadflow run` (`leadflow.pipeline.run_all`) — when the run
+failed, when the CRM rejected more of the push than `alerts.max_rejected_share`, when the run
+stopped for the CRM's daily API budget, or when more sales-ready leads sit ignored past the SLA
+than `handoff.alert_ignored_over` (the `report` step records that as `sla_alert`); reasons that come
+together go in one message. The maintenance DAGs (`leadflow_train`, `leadflow_rollback`) send one
+from their teardown too (`leadflow.dag_support.close_maintenance_run`) when a task failed.
 
 Channels are Airflow connections, each optional (no connection, no alert on it), sent through the
 Airflow providers' notifiers (`leadflow.airflow_adapter`):
@@ -33,6 +37,7 @@ WEBHOOK_CONN = "leadflow_alerts_webhook"
 MAX_ERROR_CHARS = 500
 MAX_IDS = 10
 COUNT_KEYS = ("pulled", "quarantined", "scored", "changed", "pushed", "rejected", "failed", "unknown")
+SLA_COUNT_KEYS = ("handed_over", "accepted", "converted", "rejected", "ignored", "pending")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -76,18 +81,20 @@ def rejected_share(summary: Mapping[str, Any]) -> float | None:
     return rejected / (pushed + rejected) if pushed + rejected else None
 
 
-def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *, status: str | None = None,
+def run_alert(crm: str | None, dag_id: str, run_id: str, summary: Mapping[str, Any], *, status: str | None = None,
               unfinished: Mapping[str, str] | None = None, max_rejected_share: float = 1.0,
               run_url: str | None = None) -> dict[str, Any] | None:
     """The run's one alert, or None when nothing calls for one. `summary`: the run's figures so
     far; `status`: the warehouse's; `unfinished`: the tasks that failed or never ran for a failed
-    upstream ({task: state})."""
+    upstream ({task: state}). A run of another DAG than the CRM's (`leadflow_train`, `leadflow_rollback`:
+    `crm` None or the CRM it worked on) is named by its DAG and has no `leadflow report`."""
     unfinished = dict(unfinished or {})
     failed = bool(unfinished) or status == "failed"
     share = rejected_share(summary)
     too_many_rejected = share is not None and share > max_rejected_share
     budget = bool(summary.get("budget_stopped"))
-    if not (failed or too_many_rejected or budget):
+    sla = summary.get("sla_alert")
+    if not (failed or too_many_rejected or budget or sla):
         return None
     reasons, lines = [], []
     if failed:
@@ -108,20 +115,43 @@ def run_alert(crm: str, dag_id: str, run_id: str, summary: Mapping[str, Any], *,
                      f"({share:.1%}, threshold {max_rejected_share:.1%})")
         if ids:
             lines.append(f"rejected record ids: {', '.join(map(str, ids[:MAX_IDS]))}" + (" …" if len(ids) > MAX_IDS else ""))
+    sla_counts = None
+    if sla:
+        reasons.append("sla_ignored")
+        lines.append(f"SLA: {sla}")
+        figures = summary.get("sla") if isinstance(summary.get("sla"), Mapping) else {}
+        sla_counts = {k: figures[k] for k in SLA_COUNT_KEYS if isinstance(figures.get(k), (int, float))}
     counts = {k: summary[k] for k in COUNT_KEYS if isinstance(summary.get(k), (int, float))}
-    report_command = f"leadflow report --crm {crm}"
+    crm_run = crm is not None and dag_id == f"leadflow_{crm}"
+    report_command = f"leadflow report --crm {crm}" if crm_run else None
+    name = crm if crm_run else " ".join([dag_id.removeprefix("leadflow_"), *([crm] if crm else [])])
     others = [r for r in reasons if r != "failed"]
-    title = f"leadflow {crm}: run {run_id} {'failed' if failed else 'needs a look'}" + \
+    title = f"leadflow {name}: run {run_id} {'failed' if failed else 'needs a look'}" + \
         (f" ({', '.join(others)})" if others else "")
-    lines += [f"counts: {json.dumps(counts, sort_keys=True)}"]
+    if counts or crm_run:
+        lines.append(f"counts: {json.dumps(counts, sort_keys=True)}")
     if run_url:
         lines.append(f"Airflow: {run_url}")
-    lines.append(f"report: {report_command}")
+    if report_command:
+        lines.append(f"report: {report_command}")
     text = "\n".join([title, "", *lines])
     return {"title": title, "text": text, "kind": "failure" if failed else "warning", "reasons": reasons,
             "crm": crm, "dag_id": dag_id, "run_id": run_id, "summary": counts, "unfinished_tasks": unfinished,
             "errors": list(summary.get("errors") or [])[:MAX_IDS], "airflow_url": run_url,
-            "report_command": report_command}
+            "report_command": report_command, **({"sla": sla_counts} if sla_counts is not None else {})}
+
+
+def alert_run(crm: str | None, dag_id: str | None, run_id: str, summary: Mapping[str, Any], *,
+              context: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """The run's one alert (`run_alert`, with `kwargs`) sent to every configured channel, and
+    logged: (the message or None, the channels used). Never raises."""
+    message = run_alert(crm, dag_id or f"leadflow_{crm}", run_id, summary, **kwargs)  # the CLI's run: no DAG
+    if message is None:
+        return None, []
+    channels = send(message, context=context)
+    log.warning("%s (%s); alert sent to %s", message["title"], ", ".join(message["reasons"]),
+                ", ".join(channels) or "no channel (none configured)")
+    return message, channels
 
 
 def send(message: Mapping[str, Any], get_connection: Callable[[str], Any | None] = _airflow_connection,

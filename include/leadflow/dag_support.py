@@ -38,7 +38,6 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
-FAILURE_STEP = "failure"  # the run step under which a failed task's error is stored
 
 
 def dag_env() -> LeadflowEnv:
@@ -50,6 +49,12 @@ def dag_env() -> LeadflowEnv:
 def crm_default_args() -> dict[str, Any]:
     """The CRM DAGs' default args: a task's final failure records its error on the run."""
     return {**DEFAULT_ARGS, "on_failure_callback": record_task_failure}
+
+
+def maintenance_default_args() -> dict[str, Any]:
+    """The maintenance DAGs' default args: a task's final failure keeps its error for the run's
+    alert (`close_maintenance_run`)."""
+    return {**DEFAULT_ARGS, "on_failure_callback": keep_task_error}
 
 
 def scores_asset(crm: str) -> Any:
@@ -133,11 +138,12 @@ def run_step(step: str, crm: str, shard: int | None = None) -> dict[str, Any]:
 
 
 def run_training(crm: str) -> dict[str, Any]:
-    """The `leadflow_train` task of one CRM."""
+    """The `leadflow_train` task of one CRM; a permanent error fails it without retries."""
     from leadflow.maintenance import run_training as train
 
     dag_run = airflow_adapter.current_context()["dag_run"]
-    return train(crm, now=dag_run.run_after, run_id=dag_run.run_id)
+    with fail_without_retry():
+        return train(crm, now=dag_run.run_after, run_id=dag_run.run_id)
 
 
 def rollback_chosen(crm: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -147,13 +153,15 @@ def rollback_chosen(crm: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 def run_rollback(crm: str) -> dict[str, Any]:
-    """The `leadflow_rollback` task of `crm`: the trigger's run id and dry-run switch."""
+    """The `leadflow_rollback` task of `crm`: the trigger's run id and dry-run switch; a permanent
+    error (a wrong token, no connection) fails it without retries."""
     from leadflow.connections import get_connection
     from leadflow.maintenance import run_rollback as rollback
 
     params = airflow_adapter.current_context()["params"]
-    return rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]),
-                    connection=get_connection(f"leadflow_{crm}"))
+    with fail_without_retry():
+        return rollback(crm, params["run_id"], dry_run=bool(params["dry_run"]),
+                        connection=get_connection(f"leadflow_{crm}"))
 
 
 def permanent_errors() -> tuple[type[BaseException], ...]:
@@ -195,16 +203,6 @@ def fail_without_retry() -> Iterator[None]:
         airflow_adapter.fail_task(exc)
 
 
-def _budget_stop(exc: BaseException | None) -> bool:
-    from leadflow.crm.base import CrmBudgetExhausted
-
-    while exc is not None:
-        if isinstance(exc, CrmBudgetExhausted):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def _warehouse() -> Any:
     from leadflow.warehouse.db import ensure_schema, get_engine
 
@@ -215,21 +213,19 @@ def _warehouse() -> Any:
 
 def record_task_failure(context: Mapping[str, Any]) -> None:
     """A CRM DAG task's on_failure_callback (its final failure, not a retry): the failed task and
-    its error, without values, into the run's summary, where the teardown's alert and `leadflow
-    report` find them. Sends nothing: the teardown sends the run's one alert."""
-    from leadflow.alerts import error_text
-    from leadflow.warehouse import repo
+    its error, without values, into the run's summary (`pipeline.record_failure`), where the
+    teardown's alert and `leadflow report` find them. Sends nothing: the teardown sends the run's
+    one alert."""
+    from leadflow.pipeline import record_failure
 
     dag_run, ti = context["dag_run"], context["ti"]
     map_index = getattr(ti, "map_index", -1)
     map_index = map_index if isinstance(map_index, int) and map_index >= 0 else None
     task = ti.task_id + (f"[{map_index}]" if map_index is not None else "")
     exc = context.get("exception")
-    failure: dict[str, Any] = {"failed_tasks": [task], "errors": [f"{task}: {error_text(exc) or 'no error recorded'}"]}
-    if _budget_stop(exc if isinstance(exc, BaseException) else None):
-        failure["budget_stopped"] = True
     try:
-        repo.record_step(_warehouse(), crm_of(dag_run.dag_id), dag_run.run_id, FAILURE_STEP, failure, shard=map_index)
+        record_failure(_warehouse(), crm_of(dag_run.dag_id), dag_run.run_id, task,
+                       exc if isinstance(exc, BaseException) else None, shard=map_index)
     except Exception as exc_:  # the teardown still closes the run and alerts
         log.warning("failure of %s in run %s not recorded: %s", task, dag_run.run_id, type(exc_).__name__)
 
@@ -237,8 +233,9 @@ def record_task_failure(context: Mapping[str, Any]) -> None:
 def close_run(crm: str) -> dict[str, Any]:
     """The CRM DAG's teardown (it runs however the other tasks ended): a run that failed, or whose
     `report` never closed it, is recorded `failed` in the warehouse with its figures so far; then
-    the run's one alert goes out, if the run failed, stopped for the API budget or had too much
-    of its push rejected. A run already closed by `report` keeps its status."""
+    the run's one alert goes out, if the run failed, stopped for the API budget, had too much
+    of its push rejected or left too many handoffs ignored. A run already closed by `report` keeps
+    its status."""
     import leadflow.pipeline as pipeline
     from leadflow import alerts
     from leadflow.settings import load_pipeline_settings
@@ -265,13 +262,46 @@ def close_run(crm: str) -> dict[str, Any]:
         max_share = 1.0
         summary = {"errors": [f"the run could not be recorded in the warehouse: {alerts.error_text(exc)}"]}
         status = "failed" if unfinished else status
-    message = alerts.run_alert(crm, dag_run.dag_id, run_id, summary, status=status, unfinished=unfinished,
-                               max_rejected_share=max_share, run_url=airflow_adapter.run_url(dag_run.dag_id, run_id))
-    channels = alerts.send(message, context=context) if message else []
-    if message:
-        log.warning("run %s of %s: %s; alert sent to %s", run_id, crm, ", ".join(message["reasons"]),
-                    ", ".join(channels) or "no channel (none configured)")
+    message, channels = alerts.alert_run(crm, dag_run.dag_id, run_id, summary, context=context, status=status,
+                                         unfinished=unfinished, max_rejected_share=max_share,
+                                         run_url=airflow_adapter.run_url(dag_run.dag_id, run_id))
     if problem is not None:
         airflow_adapter.fail_task(problem)
     return {"crm": crm, "run_id": run_id, "status": status, "alerted": channels,
             "reasons": message["reasons"] if message else []}
+
+
+ERROR_KEY = "leadflow_error"  # the XCom under which a maintenance task's failure keeps its error
+
+
+def keep_task_error(context: Mapping[str, Any]) -> None:
+    """A maintenance DAG task's on_failure_callback (its final failure): its error, without
+    values, kept on the task instance for the teardown's alert. Sends nothing."""
+    from leadflow.alerts import error_text
+
+    exc = context.get("exception")
+    try:
+        airflow_adapter.keep_for_run(context, ERROR_KEY, error_text(exc if isinstance(exc, BaseException) else None))
+    except Exception as exc_:  # the teardown still alerts, without the error's text
+        log.warning("error of %s not kept: %s", context["ti"].task_id, type(exc_).__name__)
+
+
+def close_maintenance_run() -> dict[str, Any]:
+    """The teardown of `leadflow_train` and `leadflow_rollback` (it runs however their tasks
+    ended): when one failed, the run's one alert, naming the failed tasks and their errors (for
+    a rollback, the CRM it worked on). These runs have no row in the warehouse: Airflow's task
+    states are their record."""
+    from leadflow import alerts
+
+    context = airflow_adapter.current_context()
+    dag_run = context["dag_run"]
+    unfinished = airflow_adapter.unfinished_tasks(context)
+    failed = [task for task, state in unfinished.items() if state == "failed"]
+    errors = airflow_adapter.kept_for_run(context, failed, ERROR_KEY) if failed else {}
+    summary = {"failed_tasks": failed,
+               "errors": [f"{task}: {error or 'no error recorded (see the task log)'}" for task, error in errors.items()]}
+    crm = context["params"].get("crm") if isinstance(context["params"].get("crm"), str) else None
+    message, channels = alerts.alert_run(crm, dag_run.dag_id, dag_run.run_id, summary, context=context,
+                                         unfinished=unfinished,
+                                         run_url=airflow_adapter.run_url(dag_run.dag_id, dag_run.run_id))
+    return {"run_id": dag_run.run_id, "status": "failed" if message else "success", "alerted": channels}

@@ -58,8 +58,8 @@ from leadflow.warehouse.population import open_leads
 from leadflow.warehouse.pull import PullTally, land_pulled_page, pull_since
 
 __all__ = ["ChangeGuardError", "RunContext", "STEPS", "accounts", "default_run_id", "enrich", "extract",
-           "fail_run", "plan_push", "push", "push_accounts", "qualify", "report", "run_all", "run_summary",
-           "train", "validate", "validate_gate",
+           "fail_run", "plan_push", "push", "push_accounts", "qualify", "record_failure", "report", "run_all",
+           "run_summary", "train", "validate", "validate_gate",
            "validate_scores"]  # ChangeGuardError: dag_support and the tests import it here
 
 log = logging.getLogger(__name__)
@@ -511,9 +511,10 @@ def report(ctx: RunContext, status: str | None = None) -> dict[str, Any]:
 
 
 def _sla(ctx: RunContext) -> None:
-    """The SLA as of this run (`leadflow.verdicts.sla`) into the run's summary, and an alert
-    when more sales-ready leads sit ignored than `handoff.alert_ignored_over`. Measuring must
-    not keep the run from closing: a failure is logged and becomes the run's warning."""
+    """The SLA as of this run (`leadflow.verdicts.sla`) into the run's summary, with `sla_alert`
+    when more sales-ready leads sit ignored than `handoff.alert_ignored_over`: the run's one alert
+    says so once the run has ended (`leadflow.alerts`), together with any other reason. Measuring
+    must not keep the run from closing: a failure is logged and becomes the run's warning."""
     summary: dict[str, Any] = {}
     try:
         figures = sla_figures(ctx.engine, ctx.crm, ctx.now_ms, run_id=ctx.run_id)
@@ -525,10 +526,7 @@ def _sla(ctx: RunContext) -> None:
         alert = None
     if alert is not None:
         summary["sla_alert"] = alert
-        counts = {k: figures[k] for k in ("handed_over", "accepted", "converted", "rejected", "ignored", "pending")}
-        channels = alerts.send({"title": f"leadflow SLA: {ctx.crm} run {ctx.run_id}", "text": alert, "kind": "sla",
-                         "crm": ctx.crm, "run_id": ctx.run_id, "summary": counts})
-        log.warning("SLA alert for %s (%s): %s", ctx.crm, ", ".join(channels) or "no alert channel configured", alert)
+        log.warning("SLA of %s run %s: %s", ctx.crm, ctx.run_id, alert)
     _record(ctx, "sla", summary)
 
 
@@ -556,20 +554,44 @@ STEPS = ("extract", "enrich", "validate", "validate_gate", "qualify", "accounts"
 
 def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The whole pipeline in-process, unsharded (the CLI's `leadflow run`); `on_step(name,
-    summary)` is called as each step ends (the CLI prints a line per step)."""
+    summary)` is called as each step ends (the CLI prints a line per step). As the CRM DAG's
+    teardown does for an Airflow run: a step's error is recorded on the run, the run closed
+    `failed`, and the run's one alert (failed, rejected share, API budget, ignored handoffs) sent
+    once it has ended."""
     steps = {"extract": extract, "enrich": enrich, "validate": validate, "validate_gate": validate_gate,
              "qualify": qualify, "accounts": accounts,
              "validate_scores": validate_scores, "plan_push": plan_push, "push": push,
              "push_accounts": push_accounts}
+    name = STEPS[0]
     try:
         for name in STEPS:
             out = steps[name](ctx)
             if on_step is not None:
                 on_step(name, out)
-    except Exception:
-        fail_run(ctx.engine, ctx.crm, ctx.run_id)
+        name = "report"
+        out = report(ctx)
+    except Exception as exc:
+        try:
+            record_failure(ctx.engine, ctx.crm, ctx.run_id, name, exc)
+            fail_run(ctx.engine, ctx.crm, ctx.run_id)
+        except Exception as not_recorded:  # the alert goes out all the same, and the step's error is raised
+            log.warning("the failure of run %s was not recorded: %s", ctx.run_id, alerts.error_text(not_recorded))
+        _alert(ctx, "failed", {name: "failed"})
         raise
-    return report(ctx)
+    _alert(ctx, out["status"])
+    return out
+
+
+def _alert(ctx: RunContext, status: str, unfinished: dict[str, str] | None = None) -> None:
+    """The run's one alert, if it calls for one (`unfinished`: the step that failed)."""
+    try:
+        summary = repo.get_run_summary(ctx.engine, ctx.crm, ctx.run_id)
+        max_share = ctx.settings.alerts.max_rejected_share
+    except Exception as exc:
+        summary = {"errors": [f"the run could not be read from the warehouse: {alerts.error_text(exc)}"]}
+        max_share = 1.0
+    alerts.alert_run(ctx.crm, None, ctx.run_id, summary, status=status, unfinished=unfinished,
+                     max_rejected_share=max_share)
 
 
 def fail_run(engine: Engine, crm: str, run_id: str) -> None:
@@ -577,6 +599,28 @@ def fail_run(engine: Engine, crm: str, run_id: str) -> None:
     report`, the Leadflow page and the run report show a failure, not a run still going)."""
     repo.refresh_run_summary(engine, crm, run_id)
     repo.finish_run(engine, crm, run_id, "failed")
+
+
+FAILURE_STEP = "failure"  # the run step under which a failed task's error is stored
+
+
+def record_failure(engine: Engine, crm: str, run_id: str, task: str, exc: BaseException | None,
+                   shard: int | None = None) -> None:
+    """The failed task (step) and its error, without values, into the run's summary, where the
+    run's alert and `leadflow report` find them; a stop for the CRM's daily API budget is marked."""
+    failure: dict[str, Any] = {"failed_tasks": [task],
+                               "errors": [f"{task}: {alerts.error_text(exc) or 'no error recorded'}"]}
+    if _budget_stop(exc):
+        failure["budget_stopped"] = True
+    repo.record_step(engine, crm, run_id, FAILURE_STEP, failure, shard=shard)
+
+
+def _budget_stop(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, CrmBudgetExhausted):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def train(ctx: RunContext) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def _pushed_run(engine, fake, run_id="scheduled__r1"):
 
 # --- leadflow_train -------------------------------------------------------------------------------
 def test_train_dag_has_one_training_task_per_configured_crm(train_dag):
-    assert sorted(train_dag.task_ids) == [f"train_{crm}" for crm in CRMS]
+    assert sorted(train_dag.task_ids) == ["close_run", *(f"train_{crm}" for crm in CRMS)]
     for crm in CRMS:
         assert list(train_dag.get_task(f"train_{crm}").op_args) == [crm]
 
@@ -122,10 +122,28 @@ def test_train_dag_tags_and_conventions(train_dag):
     assert all(t.retries >= 2 for t in train_dag.tasks)
 
 
+@pytest.mark.parametrize("dag_id", ["leadflow_train", "leadflow_rollback"])
+def test_a_maintenance_run_alerts_once_from_its_teardown_and_failing_tasks_only_keep_their_error(dagbag, dag_id):
+    """As in the CRM DAGs: the teardown sends the run's one alert; no DAG-level callback and no
+    task callback alerts too."""
+    from leadflow.dag_support import keep_task_error
+
+    dag = dagbag.dags[dag_id]
+    close = dag.get_task("close_run")
+    assert close.is_teardown and not close.on_failure_fail_dagrun
+    assert close.upstream_task_ids == {t.task_id for t in dag.tasks} - {"close_run"}
+    assert not dag.on_failure_callback and not dag.on_success_callback
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        assert callbacks == ([] if task.task_id == "close_run" else [keep_task_error]), task.task_id
+        assert not task.on_retry_callback and not task.on_success_callback, task.task_id
+
+
 # --- leadflow_rollback ----------------------------------------------------------------------------
 def test_rollback_dag_is_manual_only_with_one_task_per_crm_in_its_pool(rollback_dag):
     assert rollback_dag.timetable.can_be_scheduled is False
-    assert sorted(rollback_dag.task_ids) == [f"rollback_{crm}" for crm in CRMS]
+    assert sorted(rollback_dag.task_ids) == ["close_run", *(f"rollback_{crm}" for crm in CRMS)]
     assert {"leadflow", "maintenance"} <= set(rollback_dag.tags)
     for crm in CRMS:
         task = rollback_dag.get_task(f"rollback_{crm}")
@@ -309,3 +327,25 @@ def test_run_training_without_closed_history_reports_insufficient_data(sqlite_wa
                        engine=sqlite_warehouse)
     assert out["crm"] == "hubspot" and out["status"] == "insufficient_data"
     assert (out["won"], out["lost"]) == (0, 0)
+
+
+def test_given_a_rollback_rejected_for_its_token_then_the_task_fails_without_retries(rollback_dag, monkeypatch):
+    import leadflow.airflow_adapter
+    import leadflow.maintenance
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from leadflow.crm.base import CrmAuthError
+
+    def rejected(crm, run_id, dry_run=True, connection=None):
+        raise CrmAuthError("HubSpot rejected the token (401)")
+
+    monkeypatch.setattr(leadflow.airflow_adapter, "airflow_connection", lambda cid: SimpleNamespace(
+        conn_id=cid, conn_type="http", host="sandbox", port=8765, schema="http", login=None, password="x",
+        extra_dejson={}))
+    monkeypatch.setattr(leadflow.maintenance, "run_rollback", rejected)
+    monkeypatch.setattr(leadflow.airflow_adapter, "current_context",
+                        lambda: {"params": {"crm": "hubspot", "run_id": "manual__x", "dry_run": True}})
+    task = rollback_dag.get_task("rollback_hubspot")
+
+    with pytest.raises(AirflowFailException, match="CrmAuthError"):
+        task.python_callable(*task.op_args)

@@ -94,6 +94,16 @@ def test_given_a_failed_run_that_also_had_its_push_rejected_then_both_reasons_go
     assert message["title"].endswith("failed (rejected_share)")
 
 
+def test_given_ignored_handoffs_and_a_rejected_push_in_one_run_then_one_alert_carries_both_with_counts():
+    summary = {"pushed": 1, "rejected": 9, "sla_alert": "7 sales-ready leads ignored past the SLA (threshold 5); 40 "
+               "handed over in all", "sla": {"handed_over": 40, "ignored": 7, "accepted": 20, "weekly": []}}
+    message = _alert(summary, status="success", max_rejected_share=0.05)
+
+    assert message["reasons"] == ["rejected_share", "sla_ignored"] and message["kind"] == "warning"
+    assert "SLA: 7 sales-ready leads ignored" in message["text"] and "rejected 9 of 10" in message["text"]
+    assert message["sla"] == {"handed_over": 40, "ignored": 7, "accepted": 20}
+
+
 def test_an_errors_text_is_truncated_and_masks_email_addresses():
     text = alerts.error_text(ValueError("lead ann.lee+x@example.co.uk refused: " + "x" * 1000))
     assert "ann.lee" not in text and "<email>" in text
@@ -209,6 +219,10 @@ def _context(states=None, task_id="close_run", map_index=-1, exception=None):
 
 @pytest.fixture
 def warehouse_env(env_warehouse, monkeypatch):
+    # The pipeline imported first: a module importing get_engine while it is replaced would keep
+    # this test's engine for every later test of the session.
+    import leadflow.pipeline  # noqa: F401
+
     monkeypatch.setattr("leadflow.warehouse.db.get_engine", lambda *a, **k: env_warehouse)
     return env_warehouse
 
@@ -284,6 +298,20 @@ def test_given_a_run_report_closed_then_the_teardown_keeps_its_status_and_sends_
     assert repo.run_status(warehouse_env, CRM, RUN_ID) == "success" and sent == []
 
 
+def test_given_a_run_report_closed_with_ignored_handoffs_and_a_rejected_push_then_the_teardown_sends_one_alert(
+        warehouse_env, monkeypatch):
+    sent = []
+    monkeypatch.setattr(alerts, "send", lambda message, context=None: sent.append(message) or ["webhook"])
+    repo.start_run(warehouse_env, CRM, RUN_ID, dry_run=False)
+    repo.record_step(warehouse_env, CRM, RUN_ID, "push", {"pushed": 80, "rejected": 20})
+    repo.record_step(warehouse_env, CRM, RUN_ID, "sla", {"sla": {"ignored": 9, "handed_over": 30},
+                                                         "sla_alert": "9 sales-ready leads ignored past the SLA"})
+    repo.finish_run(warehouse_env, CRM, RUN_ID, "success")
+
+    assert _close(monkeypatch, {"report": "success"})["reasons"] == ["rejected_share", "sla_ignored"]
+    assert len(sent) == 1 and repo.run_status(warehouse_env, CRM, RUN_ID) == "success"
+
+
 def test_given_a_push_shard_stopped_for_the_daily_budget_then_it_fails_without_retry_and_the_alert_says_why(
         warehouse_env, monkeypatch):
     from leadflow.crm.base import CrmBudgetExhausted
@@ -352,3 +380,140 @@ def test_given_scheduled_run_starting_late_then_now_is_the_wall_clock():
 @pytest.mark.parametrize("params, shards", [({}, 1), ({"shards": None}, 1), ({"shards": 4}, 4), ({"shards": "3"}, 3)])
 def test_the_shards_param_is_read_in_one_place(params, shards):
     assert dag_support.shard_count(params) == shards
+
+
+# --- `leadflow run`: the run's one alert without Airflow's teardown ---------------------------------
+def _steps(monkeypatch, **steps):
+    """Every pipeline step of `leadflow run` replaced by one that records nothing, `extract` by one
+    that records the run (as the real one does first), and `steps` by the given ones."""
+    from leadflow import pipeline
+
+    def extract(ctx):
+        repo.start_run(ctx.engine, ctx.crm, ctx.run_id, ctx.dry_run)
+        repo.record_step(ctx.engine, ctx.crm, ctx.run_id, "extract", {"pulled": 120})
+        return {"pulled": 120}
+
+    for name in pipeline.STEPS:
+        monkeypatch.setattr(pipeline, name, steps.get(name, extract if name == "extract" else lambda ctx: {}))
+
+
+def test_given_leadflow_run_fails_at_a_step_then_the_run_is_recorded_failed_and_exactly_one_alert_goes_out(
+        env_warehouse, monkeypatch, webhook):
+    from leadflow import cli
+    from leadflow.quality.results import CheckResult, QualityGateError
+
+    def gate(ctx):
+        raise QualityGateError([CheckResult("batch", "quarantine_share", False, "0.2 (12 of 60 rows)", "<= 0.05")])
+
+    _steps(monkeypatch, validate_gate=gate)
+
+    assert cli.main(["run", "--crm", CRM, "--run-id", "cli-gate"]) == 1
+
+    assert len(webhook) == 1
+    body = webhook[0][2]
+    assert body["run_id"] == "cli-gate" and body["reasons"] == ["failed"]
+    assert body["unfinished_tasks"] == {"validate_gate": "failed"} and body["summary"] == {"pulled": 120}
+    assert "validate_gate: QualityGateError: data quality gate failed (1 check(s)): batch/quarantine_share: " \
+           "observed 0.2 (12 of 60 rows)" in body["text"]
+    run = repo.latest_runs(env_warehouse, CRM)[0]
+    assert run["status"] == "failed" and run["summary"]["failed_tasks"] == ["validate_gate"]
+
+
+def test_given_leadflow_run_succeeds_with_a_rejected_push_and_ignored_handoffs_then_one_alert_carries_both(
+        env_warehouse, monkeypatch, webhook):
+    from leadflow import cli
+
+    def push(ctx):
+        repo.record_step(ctx.engine, ctx.crm, ctx.run_id, "push", {"pushed": 1, "rejected": 9})
+        return {}
+
+    monkeypatch.setattr("leadflow.pipeline.ignored_alert", lambda figures, threshold: "3 sales-ready leads ignored")
+    _steps(monkeypatch, push=push)
+
+    assert cli.main(["run", "--crm", CRM, "--run-id", "cli-rejected"]) == 0
+
+    assert [body["reasons"] for _, _, body in webhook] == [["rejected_share", "sla_ignored"]]
+
+
+def test_given_leadflow_run_went_well_then_it_sends_nothing(env_warehouse, monkeypatch, webhook):
+    from leadflow import cli
+
+    _steps(monkeypatch)
+
+    assert cli.main(["run", "--crm", CRM, "--run-id", "cli-ok"]) == 0
+    assert webhook == []
+
+
+# --- the maintenance DAGs' teardown --------------------------------------------------------------
+class _MaintenanceTaskInstance(_TaskInstance):
+    """A task instance that keeps XComs as the Task SDK's does (per task id and key)."""
+
+    xcoms: dict = {}
+
+    def get_task_states(self, dag_id, run_ids):
+        return {run_ids[0]: dict(self.states)}
+
+    def xcom_push(self, key, value):
+        self.xcoms[(self.task_id, key)] = value
+
+    def xcom_pull(self, task_ids, key):
+        return self.xcoms.get((task_ids, key))
+
+
+def _maintenance_context(dag_id, states=None, task_id="close_run", params=None, exception=None):
+    return {"dag_run": SimpleNamespace(dag_id=dag_id, run_id="manual__r1"), "params": params or {},
+            "ti": _MaintenanceTaskInstance(task_id, -1, states), "exception": exception}
+
+
+@pytest.fixture
+def maintenance(monkeypatch):
+    """Sent messages; `run(dag_id, states, params)` runs the teardown in such a run."""
+    sent = []
+    _MaintenanceTaskInstance.xcoms = {}
+    monkeypatch.setattr(alerts, "send", lambda message, context=None: sent.append(message) or ["webhook"])
+
+    def run(dag_id, states, params=None):
+        monkeypatch.setattr(airflow_adapter, "current_context",
+                            lambda: _maintenance_context(dag_id, states, params=params))
+        return dag_support.close_maintenance_run()
+
+    run.sent = sent
+    return run
+
+
+def test_given_a_rollback_that_failed_then_its_teardown_sends_one_alert_with_the_error_and_no_report_command(
+        maintenance, monkeypatch):
+    from leadflow.crm.base import CrmAuthError
+
+    try:
+        with dag_support.fail_without_retry():
+            raise CrmAuthError("HubSpot rejected the token (401) for ann@example.com")
+    except AirflowFailException as raised:
+        failure = raised
+    callback = dag_support.maintenance_default_args()["on_failure_callback"]
+    callback(_maintenance_context("leadflow_rollback", task_id="rollback_hubspot", exception=failure))
+
+    out = maintenance("leadflow_rollback", {"rollback_hubspot": "failed", "rollback_salesforce": "skipped"},
+                      params={"crm": "hubspot", "run_id": "manual__old", "dry_run": False})
+
+    assert out["alerted"] == ["webhook"]
+    (message,) = maintenance.sent
+    assert message["title"] == "leadflow rollback hubspot: run manual__r1 failed"
+    assert message["dag_id"] == "leadflow_rollback" and message["unfinished_tasks"] == {"rollback_hubspot": "failed"}
+    assert message["errors"] == ["rollback_hubspot: CrmAuthError: HubSpot rejected the token (401) for <email>"]
+    assert message["report_command"] is None and "leadflow report" not in message["text"]
+    assert "/dags/leadflow_rollback/runs/manual__r1" in message["airflow_url"]
+
+
+def test_given_a_training_run_with_two_failed_tasks_then_its_teardown_sends_exactly_one_alert(maintenance):
+    maintenance("leadflow_train", {"train_hubspot": "failed", "train_salesforce": "failed"})
+
+    (message,) = maintenance.sent
+    assert message["title"] == "leadflow train: run manual__r1 failed" and message["crm"] is None
+    assert "task(s) train_hubspot, train_salesforce" in message["text"]
+    assert message["errors"] == [f"train_{crm}: no error recorded (see the task log)" for crm in ("hubspot", "salesforce")]
+
+
+def test_given_a_maintenance_run_that_went_well_then_its_teardown_sends_nothing(maintenance):
+    out = maintenance("leadflow_train", {"train_hubspot": "success", "train_salesforce": "success"})
+    assert out["status"] == "success" and maintenance.sent == []

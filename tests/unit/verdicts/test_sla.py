@@ -138,10 +138,11 @@ def test_handoffs_are_recorded_once_with_what_the_lead_was_then(tmp_path):
 
 
 @pytest.mark.parametrize("threshold, alerts", [(0, 1), (1, 0)])
-def test_given_more_ignored_handoffs_than_the_threshold_then_the_run_alerts_once_with_counts(
+def test_given_more_ignored_handoffs_than_the_threshold_then_the_runs_one_alert_says_so_with_counts(
         tmp_path, monkeypatch, threshold, alerts):
     import yaml
 
+    from leadflow.alerts import run_alert
     from leadflow.pipeline import RunContext, report
     from leadflow.qualify.config import DEFAULT_MODEL_PATH
     from leadflow.verdicts.read import store_events
@@ -164,8 +165,13 @@ def test_given_more_ignored_handoffs_than_the_threshold_then_the_run_alerts_once
     summary = report(ctx)
 
     assert summary["sla"]["ignored"] == 1  # d; c was answered late
-    assert len(sent) == alerts and ("sla_alert" in summary) is bool(alerts)
+    assert sent == []  # `report` records it: the run's one alert goes out once the run has ended
+    assert ("sla_alert" in summary) is bool(alerts)
+    message = run_alert("hubspot", "leadflow_hubspot", "r2", repo.get_run_summary(ctx.engine, "hubspot", "r2"),
+                        status=summary["status"])
+    assert (message is not None) is bool(alerts)
     if alerts:
-        assert sent[0]["kind"] == "sla" and sent[0]["summary"]["ignored"] == 1
-        assert "@" not in json.dumps(sent[0])  # counts only, no lead's values
+        assert message["reasons"] == ["sla_ignored"] and message["kind"] == "warning"
+        assert message["sla"]["ignored"] == 1 and "1 sales-ready leads ignored" in message["text"]
+        assert "@" not in json.dumps(message)  # counts only, no lead's values
     ctx.engine.dispose()
