@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ PREVIEW_SAMPLES = 20
 PASSENGER_FIELDS = ("scored_at", "model_version")  # never a change on their own
 REPORT_IDS = 100  # record ids kept per outcome list
 LOG_IDS_PER_STATEMENT = 500  # push log ids per UPDATE ... WHERE id IN (...)
+LOG_ROWS_PER_INSERT = 5000  # pending entries per INSERT ... RETURNING (sent as multi-row statements)
 
 
 @dataclass(frozen=True)
@@ -204,26 +206,22 @@ def push_changes(
         if superseded.rowcount:
             log.info("push %s run %s: %d pending entries of earlier runs superseded", crm, run_id,
                      superseded.rowcount)
-        conn.execute(
-            update(push_log)
-            .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id == run_id,
-                   push_log.c.record_id == bindparam("b_rec"))
-            .values(status="superseded", updated_at=stamp),
-            [{"b_rec": rec} for rec in records],
-        )
-        conn.execute(push_log.insert(), rows)
-        # Entries are resolved by primary key: matching them by record and status let SQLite
-        # pick the status index and scan every pending entry for each one (minutes at 20,000
-        # records). Pending entries of this run for other records belong to a sibling shard.
-        ours = {r["record_id"] for r in rows if r["status"] == "pending"}
-        log_ids: dict[str, list[int]] = {}
-        field_ids: dict[tuple[str, str], int] = {}
-        pending_now = select(push_log.c.id, push_log.c.record_id, push_log.c.field).where(
-            push_log.c.crm == crm, push_log.c.run_id == run_id, push_log.c.status == "pending")
-        for log_id, rec, name in conn.execute(pending_now):
-            if rec in ours:
-                log_ids.setdefault(rec, []).append(log_id)
-                field_ids[(rec, name)] = log_id
+        if left_pending:
+            conn.execute(
+                update(push_log)
+                .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id == run_id,
+                       push_log.c.record_id == bindparam("b_rec"))
+                .values(status="superseded", updated_at=stamp),
+                [{"b_rec": rec} for rec in sorted(left_pending)],
+            )
+        settled_rows = [r for r in rows if r["status"] != "pending"]
+        if settled_rows:
+            conn.execute(push_log.insert(), settled_rows)
+    # The pending entries are written as their records' batches come up (`_Ledger`), not all
+    # before the first call: logging a first push of 100,000 records up front kept the CRM
+    # waiting for tens of seconds.
+    ledger = _Ledger(engine, [r for r in rows if r["status"] == "pending"])
+    ledger.log(left_pending)
     failed_ids = sorted({r["record_id"] for r in rows if r["status"] == "failed"})
     outcome.failed = len(failed_ids)
     outcome.failed_ids = failed_ids[:REPORT_IDS]
@@ -241,12 +239,11 @@ def push_changes(
     updates = _shared_writes_first([RecordUpdate(rec, vals, current_stage=stages.get(rec))
                                     for rec, vals in todo.items()])
     check = _PreWriteCheck(engine, connector, crm, todo, verify, settings.reclaim, clock)
-    ledger = _Ledger(log_ids, field_ids)
     if left_pending:
         doubtful = [(u, RecordResult(u.record_id, "unknown")) for u in updates if u.record_id in left_pending]
         confirmed_now, _, undecided = _resolve_unknown(connector, doubtful)
-        _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, log_ids)
-        _record(engine, crm, run_id, undecided, "unknown", outcome, log_ids)
+        _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, ledger.by_record)
+        _record(engine, crm, run_id, undecided, "unknown", outcome, ledger.by_record)
         settled_ids = {u.record_id for u, _ in confirmed_now + undecided}
         updates = [u for u in updates if u.record_id not in settled_ids]
         log.info("push %s run %s: %d records an earlier try left pending already hold their values", crm, run_id,
@@ -270,7 +267,7 @@ def _push_rounds(
     settings: PushSettings,
     sleep: Callable[[float], None],
     outcome: PushOutcome,
-    ledger: "_Ledger | Mapping[str, Sequence[int]]",
+    ledger: "_Ledger",
     clock: Callable[[], int] = now_ms,
     on_batch: Callable[[int], None] | None = None,
     check: "_PreWriteCheck | None" = None,
@@ -281,53 +278,100 @@ def _push_rounds(
     that timed out are read back once per round, after its last batch (by then the CRM has
     finished those calls); the ones that do not hold their values join the next round.
 
-    Up to `settings.calls_in_flight` calls are outstanding at once (see `inflight`); their
-    results are recorded here, in send order, on this thread. Each call first renews the lease
-    (`_Heartbeat`): a run that lost it raises `LeaseLost` before writing anything more."""
+    Up to `settings.calls_in_flight` calls are outstanding at once (see `inflight`). The
+    warehouse's part (logging entries ahead of their calls, recording answers after them) runs in
+    send order on a thread of its own (`_Bookkeeper`), so neither holds the calls up unless the
+    warehouse falls behind the CRM; each round's records are written before the next round
+    starts. Each call first renews the lease (`_Heartbeat`): a run that lost it raises
+    `LeaseLost` before writing anything more."""
     size = connector.max_batch_size
     todo = list(updates)
-    if not isinstance(ledger, _Ledger):
-        ledger = _Ledger(ledger, {})
     log_ids = ledger.by_record
+    # Batches whose entries are logged together: enough to keep the calls in flight fed while the
+    # next group is logged.
+    group = max(2, 2 * settings.calls_in_flight)
     beat = _Heartbeat(engine, crm, run_id, settings.lease_ttl_s, clock=clock)
-    for round_no in range(settings.transient_retries + 1):
-        retry: list[RecordUpdate] = []
-        unknown: list[tuple[RecordUpdate, RecordResult]] = []
-        send = partial(_send_batch, connector, beat, check)
-        for asked, sent in send_in_order(send, chunks(todo, size), settings.calls_in_flight):
-            if sent.settled is not None:
-                outcome.prewrite_checks += 1
-                _record_settled(engine, crm, run_id, sent.settled, ledger, outcome, clock)
-            batch, results = sent.updates, sent.results
-            if not batch:
+    keeper = _Bookkeeper()
+    try:
+        for round_no in range(settings.transient_retries + 1):
+            retry: list[RecordUpdate] = []
+            unknown: list[tuple[RecordUpdate, RecordResult]] = []
+            send = partial(_send_batch, connector, beat, check)
+            batches = ledger.logged_batches(todo, size, group, keeper.submit)
+            for asked, sent in send_in_order(send, batches, settings.calls_in_flight):
+                if sent.settled is not None:
+                    outcome.prewrite_checks += 1
+                    keeper.submit(_record_settled, engine, crm, run_id, sent.settled, ledger, outcome, clock)
+                batch, results = sent.updates, sent.results
+                if not batch:
+                    if on_batch is not None:
+                        on_batch(len(asked))
+                    continue
+                outcome.write_calls += 1
+                by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
+                for upd, res in zip(batch, results):
+                    by_status.setdefault(res.status, []).append((upd, res))
+                for status in ("confirmed", "rejected"):
+                    if by_status.get(status):
+                        keeper.submit(_record, engine, crm, run_id, by_status[status], status, outcome, log_ids)
+                retry.extend(upd for upd, _ in by_status.get("retryable", []))
+                unknown.extend(by_status.get("unknown", []))
                 if on_batch is not None:
                     on_batch(len(asked))
-                continue
-            outcome.write_calls += 1
-            by_status: dict[str, list[tuple[RecordUpdate, RecordResult]]] = {}
-            for upd, res in zip(batch, results):
-                by_status.setdefault(res.status, []).append((upd, res))
-            _record(engine, crm, run_id, by_status.get("confirmed", []), "confirmed", outcome, log_ids)
-            _record(engine, crm, run_id, by_status.get("rejected", []), "rejected", outcome, log_ids)
-            retry.extend(upd for upd, _ in by_status.get("retryable", []))
-            unknown.extend(by_status.get("unknown", []))
-            if on_batch is not None:
-                on_batch(len(asked))
-        if unknown:
-            # The calls timed out: the CRM may or may not hold the values. Read back, decide.
-            confirmed_now, still, undecided = _resolve_unknown(connector, unknown)
-            _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, log_ids)
-            _record(engine, crm, run_id, undecided, "unknown", outcome, log_ids)
-            retry.extend(upd for upd, _ in still)
-        todo = retry
-        if not todo:
-            return
-        if round_no < settings.transient_retries:
-            log.info("push %s run %s: %d records to retry (round %d)", crm, run_id, len(todo), round_no + 1)
-            sleep(settings.transient_backoff_s * (2**round_no))
-    # Still transient after the retries: leave them for the next run, which re-diffs.
-    left = [(u, RecordResult(u.record_id, "unknown")) for u in todo]
-    _record(engine, crm, run_id, left, "unknown", outcome, log_ids)
+            if unknown:
+                # The calls timed out: the CRM may or may not hold the values. Read back, decide.
+                confirmed_now, still, undecided = _resolve_unknown(connector, unknown)
+                keeper.submit(_record, engine, crm, run_id, confirmed_now, "confirmed", outcome, log_ids)
+                keeper.submit(_record, engine, crm, run_id, undecided, "unknown", outcome, log_ids)
+                retry.extend(upd for upd, _ in still)
+            keeper.drain()
+            todo = retry
+            if not todo:
+                return
+            if round_no < settings.transient_retries:
+                log.info("push %s run %s: %d records to retry (round %d)", crm, run_id, len(todo), round_no + 1)
+                sleep(settings.transient_backoff_s * (2**round_no))
+        # Still transient after the retries: leave them for the next run, which re-diffs.
+        left = [(u, RecordResult(u.record_id, "unknown")) for u in todo]
+        keeper.submit(_record, engine, crm, run_id, left, "unknown", outcome, log_ids)
+    except BaseException:
+        keeper.close(raise_errors=False)  # what was answered is still recorded; the first error wins
+        raise
+    keeper.close()
+
+
+class _Bookkeeper:
+    """The push's warehouse writes, one after the other in the order given, on a thread of their
+    own. An error of one is raised to the caller at its next `submit`, `drain` or `close`."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-push-log")
+        self._queued: deque[Future[Any]] = deque()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        while self._queued and self._queued[0].done():
+            self._queued.popleft().result()
+        future = self._pool.submit(fn, *args)
+        self._queued.append(future)
+        return future
+
+    def drain(self) -> None:
+        """Wait for everything submitted; raise the first error."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def close(self, raise_errors: bool = True) -> None:
+        try:
+            if raise_errors:
+                self.drain()
+            else:
+                for future in self._queued:
+                    if future.exception() is not None:
+                        log.error("push bookkeeping failed after an earlier error: %s",
+                                  type(future.exception()).__name__)
+                self._queued.clear()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 @dataclass
@@ -377,12 +421,52 @@ def _verify_set(changes: pd.DataFrame) -> set[tuple[str, str]]:
     return set(zip(flagged["record_id"].tolist(), flagged["field"].tolist()))
 
 
-@dataclass
 class _Ledger:
-    """This attempt's pending push-log ids: by record, and by (record, field)."""
+    """This attempt's pending push-log entries. Each is written right before the first batch
+    that sends its record (`logged_batches`; `log` for records that need it sooner), a group of
+    batches in one transaction, and its id kept by record and by (record, field): a value is
+    never sent before it is logged, and a push that stops early leaves no entry for a record it
+    never sent."""
 
-    by_record: Mapping[str, Sequence[int]]
-    by_field: Mapping[tuple[str, str], int]
+    def __init__(self, engine: Engine, pending_rows: Sequence[dict[str, Any]]) -> None:
+        self.engine = engine
+        self._unlogged: dict[str, list[dict[str, Any]]] = {}
+        for row in pending_rows:
+            self._unlogged.setdefault(row["record_id"], []).append(row)
+        self.by_record: dict[str, list[int]] = {}
+        self.by_field: dict[tuple[str, str], int] = {}
+
+    def log(self, records: Iterable[str]) -> None:
+        """Write the pending entries of `records` not written yet, in one transaction."""
+        rows = [row for rec in records for row in self._unlogged.pop(rec, ())]
+        if not rows:
+            return
+        # Matched back by (record, field), unique among an attempt's entries: asking for the
+        # parameters' order instead makes SQLAlchemy insert row by row on SQLite.
+        insert_ids = push_log.insert().returning(push_log.c.id, push_log.c.record_id, push_log.c.field)
+        with self.engine.begin() as conn:
+            for chunk in chunks(rows, LOG_ROWS_PER_INSERT):
+                for log_id, rec, name in conn.execute(insert_ids, chunk):
+                    self.by_record.setdefault(rec, []).append(log_id)
+                    self.by_field[(rec, name)] = log_id
+
+    def logged_batches(self, updates: Sequence[RecordUpdate], size: int, group: int,
+                       submit: Callable[..., Future[Any]]) -> Iterator[list[RecordUpdate]]:
+        """`updates` in batches of `size`. The entries of each `group` batches are logged (through
+        `submit`, on the bookkeeping thread) while the group before is handed out, and waited
+        for before the first of them is."""
+        batches = list(chunks(list(updates), size))
+        groups = [batches[start:start + group] for start in range(0, len(batches), group)]
+
+        def records(k: int) -> list[str]:
+            return [u.record_id for batch in groups[k] for u in batch]
+
+        logged = submit(self.log, records(0)) if groups else None
+        for k, part in enumerate(groups):
+            assert logged is not None
+            logged.result()
+            logged = submit(self.log, records(k + 1)) if k + 1 < len(groups) else None
+            yield from part
 
 
 class _PreWriteCheck:
