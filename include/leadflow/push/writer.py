@@ -327,13 +327,14 @@ def _push_rounds(
             keeper.drain()
             todo = retry
             if not todo:
-                return
+                break
             if round_no < settings.transient_retries:
                 log.info("push %s run %s: %d records to retry (round %d)", crm, run_id, len(todo), round_no + 1)
                 sleep(settings.transient_backoff_s * (2**round_no))
-        # Still transient after the retries: leave them for the next run, which re-diffs.
-        left = [(u, RecordResult(u.record_id, "unknown")) for u in todo]
-        keeper.submit(_record, engine, crm, run_id, left, "unknown", outcome, log_ids)
+        else:
+            # Still transient after the retries: leave them for the next run, which re-diffs.
+            left = [(u, RecordResult(u.record_id, "unknown")) for u in todo]
+            keeper.submit(_record, engine, crm, run_id, left, "unknown", outcome, log_ids)
     except BaseException:
         keeper.close(raise_errors=False)  # what was answered is still recorded; the first error wins
         raise

@@ -166,3 +166,46 @@ def test_rollback_skips_a_shared_value_a_person_set_again_even_when_it_equals_le
     report = rollback_run(sqlite_warehouse, fake, "hubspot", "r1")
     assert report.restored == 1 and report.skipped_changed == ["b"]
     assert (fake.crm["a"]["lead_status"], fake.crm["b"]["lead_status"]) == ("new", "open")
+
+
+
+def test_given_a_push_ends_then_no_bookkeeping_thread_is_left_running(sqlite_warehouse):
+    import threading
+
+    _land(sqlite_warehouse, list("abcde"))
+    push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r1", _changes(list("abcde")), "v1")
+    assert not [t for t in threading.enumerate() if t.name.startswith("leadflow-push-log")]
+
+
+def test_given_any_batch_then_its_entries_are_logged_pending_before_it_is_sent(sqlite_warehouse):
+    ids = [f"r{n:02d}" for n in range(30)]
+    _land(sqlite_warehouse, ids)
+    logged_when_sent: list[dict[str, str]] = []
+
+    class Watching(FakeConnector):
+        def push(self, updates):
+            with sqlite_warehouse.connect() as conn:
+                rows = conn.execute(select(push_log.c.record_id, push_log.c.status)).all()
+            logged_when_sent.append({r: s for r, s in rows if r in {u.record_id for u in updates}})
+            return super().push(updates)
+
+    settings = PushSettings(calls_in_flight=3)
+    out = push_changes(sqlite_warehouse, Watching(), "hubspot", "r1", _changes(ids), "v1", settings)
+    assert out.pushed == 30 and out.write_calls == 15
+    assert all(len(seen) == 2 and set(seen.values()) == {"pending"} for seen in logged_when_sent)
+    assert set(_log(sqlite_warehouse)["status"]) == {"confirmed"}
+
+
+def test_given_the_warehouse_fails_while_recording_then_the_push_raises_it(sqlite_warehouse, monkeypatch):
+    import pytest
+
+    from leadflow.push import writer
+
+    _land(sqlite_warehouse, list("abcdef"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(writer, "_record", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r1", _changes(list("abcdef")), "v1")
