@@ -4,18 +4,16 @@ that this file starts itself (a throw-away cluster, owned by the `postgres` user
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
-import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from pg_server import PgCluster, new_pg_database_on
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data the tests need ships in the repository (tests/data/*/README.md says where it comes from).
@@ -62,56 +60,6 @@ if os.environ.get("TEST_MOVE_CLOCK_DAYS"):
     exec(compile(_MOVED_CLOCK, "moved-clock", "exec"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg_bindir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not candidates:
-        raise RuntimeError(
-            "PostgreSQL server binaries not found: run scripts/ensure_test_tools.sh "
-            "(make test does) or set LEADFLOW_TEST_PG_URL"
-        )
-    return Path(candidates[-1]).parent
-
-
-class _PgCluster:
-    def __init__(self) -> None:
-        self.bindir = _pg_bindir()
-        self.datadir = Path(tempfile.mkdtemp(prefix="leadflow-pg-"))
-        self.port = _free_port()
-        self.as_root = os.geteuid() == 0
-
-    def _run(self, *cmd: str) -> None:
-        full = list(cmd)
-        if self.as_root:  # initdb and postgres refuse to run as root
-            full = ["runuser", "-u", "postgres", "--", *full]
-        subprocess.run(full, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def start(self) -> str:
-        if self.as_root:
-            shutil.chown(self.datadir, "postgres", "postgres")
-        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8", "--no-sync")
-        self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
-            "-l", str(self.datadir / "server.log"),
-            "-o", f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-            "start",
-        )
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
-        finally:
-            shutil.rmtree(self.datadir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def pg_server_url():
     """URL of the admin database of a PostgreSQL server for this test session."""
@@ -119,7 +67,7 @@ def pg_server_url():
     if url:
         yield url
         return
-    cluster = _PgCluster()
+    cluster = PgCluster()
     url = cluster.start()
     try:
         yield url
@@ -127,29 +75,18 @@ def pg_server_url():
         cluster.stop()
 
 
-def _new_pg_database(server_url: str) -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def warehouse_url(request, tmp_path):
     """A fresh, empty warehouse URL on each database the project supports."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.db'}"
-    return _new_pg_database(request.getfixturevalue("pg_server_url"))
+    return new_pg_database_on(request.getfixturevalue("pg_server_url"))
 
 
 @pytest.fixture
 def new_pg_database(pg_server_url):
     """A factory of fresh, empty PostgreSQL databases on the session's server."""
-    return lambda: _new_pg_database(pg_server_url)
+    return lambda: new_pg_database_on(pg_server_url)
 
 
 @pytest.fixture
