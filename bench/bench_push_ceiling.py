@@ -16,7 +16,7 @@ Same run, same limits, same sandbox: the straightforward SDK loop (`hubspot-api-
 `basic_api.update` once per record, on 429 sleep 1 s and retry) on `--sdk-sample` other records:
 its records per second, calls per second and 429 share.
 
-PostgreSQL is a throw-away server (tests/pg_cluster.py; its binaries come from
+PostgreSQL is a throw-away server (tests/pg_server.py; its binaries come from
 scripts/ensure_test_tools.sh) unless `LEADFLOW_BENCH_PG_URL` names a database. Figures only.
 """
 
@@ -84,7 +84,7 @@ def _warehouse(kind: str, tmp: Path, stack: list) -> str:
     url = os.environ.get("LEADFLOW_BENCH_PG_URL")
     if url:
         return url
-    from pg_cluster import PgCluster
+    from pg_server import PgCluster
 
     cluster = PgCluster()
     url = cluster.start()

@@ -9,11 +9,11 @@ import os
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from pg_cluster import PgCluster
+
+from pg_server import PgCluster, new_pg_database_on
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data the tests need ships in the repository (tests/data/*/README.md says where it comes from).
@@ -75,29 +75,18 @@ def pg_server_url():
         cluster.stop()
 
 
-def _new_pg_database(server_url: str) -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def warehouse_url(request, tmp_path):
     """A fresh, empty warehouse URL on each database the project supports."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.db'}"
-    return _new_pg_database(request.getfixturevalue("pg_server_url"))
+    return new_pg_database_on(request.getfixturevalue("pg_server_url"))
 
 
 @pytest.fixture
 def new_pg_database(pg_server_url):
     """A factory of fresh, empty PostgreSQL databases on the session's server."""
-    return lambda: _new_pg_database(pg_server_url)
+    return lambda: new_pg_database_on(pg_server_url)
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from leadflow.quality.psi import score_counts
 from leadflow.quality.quarantine import quarantined_ids
 from leadflow.quality.results import failed_count, raise_if_failed
 from leadflow.report import write_run_report
-from leadflow.runtime import keep_freed_memory
+from leadflow.runtime import keep_freed_memory, peak_rss_mib
 from leadflow.settings import PipelineSettings, load_pipeline_settings
 from leadflow.shared_limit import connector_limits
 from leadflow.verdicts.read import load_events, load_handoffs, read_verdicts
@@ -138,6 +138,8 @@ def _take_lease(ctx: RunContext) -> None:
 
 
 def _record(ctx: RunContext, step: str, summary: dict[str, Any], shard: int | None = None) -> dict[str, Any]:
+    # The task's memory, keyed by task so that shards and steps are kept apart, not added up.
+    summary.setdefault("peak_rss_mib", {})[step if shard is None else f"{step}[{shard}]"] = peak_rss_mib()
     repo.record_step(ctx.engine, ctx.crm, ctx.run_id, step, summary, shard=shard)
     return {k: v for k, v in summary.items() if k != "preview"}  # XCom gets counts only
 

@@ -8,12 +8,16 @@ pass of 1M leads on the 2-vCPU runners, most of the pass-to-pass variance. With 
 and later passes fault almost nothing. The cost: the process keeps up to the configured amount of
 freed heap until it exits (Airflow runs each task in its own process). It changes the whole
 process's allocator, so it is opt-in: off unless `LEADFLOW_KEEP_FREED_MEMORY_MB` is set.
+
+`peak_rss_mib` is the process's peak resident memory so far: each pipeline step records it in its
+summary (Airflow runs every task in a process of its own, so there it is the task's peak).
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import resource
 import sys
 
 from leadflow.env import LeadflowEnvError, leadflow_env
@@ -69,3 +73,11 @@ def keep_freed_memory() -> int:
     _applied = keep_mb
     logger.debug("allocator keeps up to %d MiB of freed memory for reuse", keep_mb)
     return keep_mb
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB: the kernel's high-water mark
+    (`getrusage`'s `ru_maxrss`, KiB on Linux, bytes on macOS). A forked process starts from the
+    resident size it had at the fork, its parent's pages included, as `ps` counts them."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)

@@ -77,3 +77,34 @@ def test_given_applied_once_then_later_calls_do_nothing_more(fresh: None, monkey
     assert runtime.keep_freed_memory() == 0
     monkeypatch.setenv(ENV_VAR, "512")  # too late: the first call decided
     assert runtime.keep_freed_memory() == 0
+
+
+# Fills 300 MiB in a fresh process; prints its peak RSS and the kernel's VmHWM (KiB) in MiB.
+_PEAK = textwrap.dedent(
+    """
+    from leadflow.runtime import peak_rss_mib
+    block = bytearray(300 * 2**20)
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(peak_rss_mib(), hwm / 1024)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_peak_rss_is_the_processes_high_water_mark_in_mib() -> None:
+    out = subprocess.run([sys.executable, "-c", _PEAK], check=True, capture_output=True, text=True)
+    peak, hwm = map(float, out.stdout.split())
+    assert 300 <= peak < 3000  # the block and the interpreter, in MiB (KiB or bytes would be far more)
+    assert abs(peak - hwm) < 2  # the same high-water mark the kernel shows in /proc
+
+
+def test_each_recorded_step_carries_its_tasks_peak_memory(sqlite_warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow import pipeline
+    from leadflow.warehouse import repo
+
+    monkeypatch.setattr(pipeline, "peak_rss_mib", lambda: 512.0)
+    ctx = pipeline.RunContext(crm="hubspot", run_id="r-1", _engine=sqlite_warehouse)
+    repo.start_run(sqlite_warehouse, "hubspot", "r-1", False)
+    returned = pipeline._record(ctx, "push", {"pushed": 3}, shard=2)
+    assert returned["peak_rss_mib"] == {"push[2]": 512.0}
+    assert repo.get_run_summary(sqlite_warehouse, "hubspot", "r-1")["peak_rss_mib"] == {"push[2]": 512.0}

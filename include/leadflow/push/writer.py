@@ -186,10 +186,12 @@ def push_changes(
         # Records an earlier try of this run left pending (it died between the CRM applying a
         # batch and recording the answer): this try's diff is the same plan, made before that
         # write, so they are read back below before anything is written again.
-        records = list(dict.fromkeys(r["record_id"] for r in rows))
-        left_pending = {rec for (rec,) in conn.execute(
-            select(push_log.c.record_id).where(push_log.c.crm == crm, push_log.c.status == "pending",
-                                               push_log.c.run_id == run_id))} & set(records)
+        records = set(r["record_id"] for r in rows)
+        # This run's pending entries of these records, by primary key (see the supersede below).
+        left_entries = [(log_id, rec) for log_id, rec in conn.execute(
+            select(push_log.c.id, push_log.c.record_id).where(push_log.c.crm == crm, push_log.c.status == "pending",
+                                                              push_log.c.run_id == run_id)) if rec in records]
+        left_pending = {rec for _, rec in left_entries}
         # Entries a killed or retried attempt left pending are closed, not deleted: an earlier
         # run's are decided by this run's diff (it pulled the CRM since), this run's by the
         # read-back below. Only earlier runs' entries and this run's entries for *these*
@@ -205,14 +207,13 @@ def push_changes(
         if superseded.rowcount:
             log.info("push %s run %s: %d pending entries of earlier runs superseded", crm, run_id,
                      superseded.rowcount)
-        if left_pending:
-            conn.execute(
-                update(push_log)
-                .where(push_log.c.crm == crm, push_log.c.status == "pending", push_log.c.run_id == run_id,
-                       push_log.c.record_id == bindparam("b_rec"))
-                .values(status="superseded", updated_at=stamp),
-                [{"b_rec": rec} for rec in sorted(left_pending)],
-            )
+        # By primary key, not one statement per record matched by (record, status, run): PostgreSQL's
+        # generic plan for that statement took the status index and scanned every pending entry
+        # of the run for each record: minutes for a shard of 7,000 records while its sibling
+        # shards had 90,000 entries pending (bench/bench_celery.py).
+        for chunk in chunks([log_id for log_id, _ in left_entries], LOG_IDS_PER_STATEMENT):
+            conn.execute(update(push_log).where(push_log.c.id.in_(chunk), push_log.c.status == "pending")
+                         .values(status="superseded", updated_at=stamp))
         settled_rows = [r for r in rows if r["status"] != "pending"]
         if settled_rows:
             conn.execute(push_log.insert(), settled_rows)

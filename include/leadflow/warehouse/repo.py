@@ -181,6 +181,11 @@ def step_summary(engine: Engine, crm: str, run_id: str, step: str) -> dict[str, 
     return _step_summaries(engine, crm, run_id, step).get(step, {})
 
 
+# Summary keys whose value is a dict keyed by step or task: each step's own figures (seconds, peak
+# memory), merged across steps instead of the last step's replacing the others'.
+_PER_STEP_KEYS = ("durations_s", "peak_rss_mib")
+
+
 def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
     """The run's figures: every step's summary, shards combined, flattened into one dict. Keys
     starting with `_` are a step's inputs of a later step (`step_summary`), not figures."""
@@ -188,10 +193,11 @@ def get_run_summary(engine: Engine, crm: str, run_id: str) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for part in per_step.values():
         merged.update({k: v for k, v in part.items() if not k.startswith("_")})
-    if "durations_s" in merged:
-        merged["durations_s"] = {}
-        for part in per_step.values():
-            merged["durations_s"].update(part.get("durations_s", {}))
+    for key in _PER_STEP_KEYS:  # keyed by step (or task) inside: every step's entries are kept
+        if key in merged:
+            merged[key] = {}
+            for part in per_step.values():
+                merged[key].update(part.get(key, {}))
     return merged
 
 

@@ -83,6 +83,16 @@ def test_run_summary_merges_steps_and_adds_up_shards(warehouse):
     assert run["summary"] == {"pulled": 5, "scored": 7, "stages": {"mql": 3}} and run["status"] == "success"
 
 
+def test_run_summary_keeps_each_tasks_peak_memory_instead_of_adding_them_up(warehouse):
+    repo.start_run(warehouse, "hubspot", "run-1", False)
+    repo.record_step(warehouse, "hubspot", "run-1", "extract", {"peak_rss_mib": {"extract": 300.0}})
+    for shard, mib in enumerate((410.5, 420.0)):
+        repo.record_step(warehouse, "hubspot", "run-1", "push", {"peak_rss_mib": {f"push[{shard}]": mib}}, shard=shard)
+    repo.record_step(warehouse, "hubspot", "run-1", "report", {"peak_rss_mib": {"report": 250.0}})
+    assert repo.get_run_summary(warehouse, "hubspot", "run-1")["peak_rss_mib"] == {
+        "extract": 300.0, "push[0]": 410.5, "push[1]": 420.0, "report": 250.0}
+
+
 def test_scores_replace_previous_scores_of_the_crm(warehouse):
     frame = pd.DataFrame({
         "crm": "hubspot", "record_id": ["1", "2"], "model_version": "v1", "score": [10.0, 20.0],

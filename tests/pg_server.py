@@ -1,6 +1,5 @@
-"""A throw-away PostgreSQL server for the tests (tests/conftest.py) and the benchmarks (bench/):
-the Debian package's binaries (scripts/ensure_test_tools.sh installs them), run by the `postgres`
-user when this process is root."""
+"""A throw-away PostgreSQL server (owned by the `postgres` user when run as root) and fresh
+databases on it: what tests/conftest.py's fixtures and bench/bench_celery.py start."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 
@@ -30,7 +30,7 @@ def _pg_bindir() -> Path:
 
 
 class PgCluster:
-    """A throw-away PostgreSQL cluster on a free loopback port (fsync off), removed by `stop`."""
+    """A throw-away PostgreSQL server in a temporary folder, on a free loopback port."""
 
     def __init__(self) -> None:
         self.bindir = _pg_bindir()
@@ -63,3 +63,15 @@ class PgCluster:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def new_pg_database_on(server_url: str) -> str:
+    """A fresh, empty database on the server of `server_url`; its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
