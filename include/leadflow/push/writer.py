@@ -162,31 +162,23 @@ def push_changes(
     for rec, field, _before, after in frame:
         if field not in PASSENGER_FIELDS:
             record_attempts[rec] = max(record_attempts.get(rec, 0), previous.get((rec, field, after), 0))
-    rows: list[dict[str, Any]] = []
+    # Entries as compact tuples (record, field, before, after, attempts); a log row is built
+    # only when it is written: a dict per value is most of a large push's memory.
+    entry = partial(_log_row, run_id, crm, model_version, stamp)
+    pending: list[tuple[str, str, Any, Any, int]] = []
+    rows: list[dict[str, Any]] = []  # entries given up on (`failed`), written at once
     for rec, field, before, after in frame:
         attempts = record_attempts.get(rec, previous.get((rec, field, after), 0))
-        status = "failed" if attempts >= settings.max_attempts else "pending"
-        rows.append(
-            {
-                "run_id": run_id,
-                "crm": crm,
-                "record_id": rec,
-                "field": field,
-                "before": before,
-                "after": after,
-                "model_version": model_version,
-                "status": status,
-                "attempts": attempts,
-                "error": "gave up after repeated rejections" if status == "failed" else None,
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
-        )
+        if attempts >= settings.max_attempts:
+            rows.append(entry((rec, field, before, after, attempts), "failed", "gave up after repeated rejections"))
+        else:
+            pending.append((rec, field, before, after, attempts))
+    del frame
     with engine.begin() as conn:
         # Records an earlier try of this run left pending (it died between the CRM applying a
         # batch and recording the answer): this try's diff is the same plan, made before that
         # write, so they are read back below before anything is written again.
-        records = set(r["record_id"] for r in rows)
+        records = {p[0] for p in pending} | {r["record_id"] for r in rows}
         # This run's pending entries of these records, by primary key (see the supersede below).
         left_entries = [(log_id, rec) for log_id, rec in conn.execute(
             select(push_log.c.id, push_log.c.record_id).where(push_log.c.crm == crm, push_log.c.status == "pending",
@@ -214,26 +206,25 @@ def push_changes(
         for chunk in chunks([log_id for log_id, _ in left_entries], LOG_IDS_PER_STATEMENT):
             conn.execute(update(push_log).where(push_log.c.id.in_(chunk), push_log.c.status == "pending")
                          .values(status="superseded", updated_at=stamp))
-        settled_rows = [r for r in rows if r["status"] != "pending"]
-        if settled_rows:
-            conn.execute(push_log.insert(), settled_rows)
+        if rows:
+            conn.execute(push_log.insert(), rows)
     # The pending entries are written as their records' batches come up (`_Ledger`), not all
     # before the first call: logging a first push of 100,000 records up front kept the CRM
     # waiting for tens of seconds.
-    ledger = _Ledger(engine, [r for r in rows if r["status"] == "pending"])
+    ledger = _Ledger(engine, pending, entry)
     ledger.log(left_pending)
-    failed_ids = sorted({r["record_id"] for r in rows if r["status"] == "failed"})
+    failed_ids = sorted({r["record_id"] for r in rows})
     outcome.failed = len(failed_ids)
     outcome.failed_ids = failed_ids[:REPORT_IDS]
     todo: dict[str, dict[str, Any]] = {}
     # The connector needs the current stage to refuse accidental backward moves.
     stages: dict[str, str | None] = {}
     verify = _verify_set(changes)
-    for r in rows:
-        if r["status"] == "pending":
-            todo.setdefault(r["record_id"], {})[r["field"]] = r["after"]
-            if r["field"] == "lifecycle_stage":
-                stages[r["record_id"]] = r["before"]
+    for rec, field, before, after, _attempts in pending:
+        todo.setdefault(rec, {})[field] = after
+        if field == "lifecycle_stage":
+            stages[rec] = before
+    del pending
     outcome.changed_records = len(todo)
     outcome.changed_values = sum(len(v) for v in todo.values())
     updates = _shared_writes_first([RecordUpdate(rec, vals, current_stage=stages.get(rec))
@@ -422,6 +413,15 @@ def _verify_set(changes: pd.DataFrame) -> set[tuple[str, str]]:
     return set(zip(flagged["record_id"].tolist(), flagged["field"].tolist()))
 
 
+def _log_row(run_id: str, crm: str, model_version: str | None, stamp: int,
+             item: tuple[str, str, Any, Any, int], status: str, error: str | None = None) -> dict[str, Any]:
+    """The push-log row of one entry (record, field, before, after, attempts)."""
+    rec, field, before, after, attempts = item
+    return {"run_id": run_id, "crm": crm, "record_id": rec, "field": field, "before": before, "after": after,
+            "model_version": model_version, "status": status, "attempts": attempts, "error": error,
+            "created_at": stamp, "updated_at": stamp}
+
+
 class _Ledger:
     """This attempt's pending push-log entries. Each is written right before the first batch
     that sends its record (`logged_batches`; `log` for records that need it sooner), a group of
@@ -429,18 +429,20 @@ class _Ledger:
     never sent before it is logged, and a push that stops early leaves no entry for a record it
     never sent."""
 
-    def __init__(self, engine: Engine, pending_rows: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, engine: Engine, pending: Sequence[tuple[str, str, Any, Any, int]],
+                 entry: Callable[..., dict[str, Any]]) -> None:
         self.engine = engine
-        self._unlogged: dict[str, list[dict[str, Any]]] = {}
-        for row in pending_rows:
-            self._unlogged.setdefault(row["record_id"], []).append(row)
+        self._entry = entry  # (record, field, before, after, attempts), status -> log row
+        self._unlogged: dict[str, list[tuple[str, str, Any, Any, int]]] = {}
+        for item in pending:
+            self._unlogged.setdefault(item[0], []).append(item)
         self.by_record: dict[str, list[int]] = {}
         self.by_field: dict[tuple[str, str], int] = {}
         self._highest: int | None = None
 
     def log(self, records: Iterable[str]) -> None:
         """Write the pending entries of `records` not written yet, in one transaction."""
-        rows = [row for rec in records for row in self._unlogged.pop(rec, ())]
+        rows = [self._entry(item, "pending") for rec in records for item in self._unlogged.pop(rec, ())]
         if not rows:
             return
         # The ids are read back: this attempt's pending entries for these records, above the
