@@ -32,7 +32,7 @@ from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
 from leadflow.predict.rules import rules_for_run
 from leadflow.prefetch import prefetched
 from leadflow.predict.versions import input_columns, record_versions
-from leadflow.push.diff import Diff, diff_leads
+from leadflow.push.diff import Diff, current_columns, diff_leads
 from leadflow.push.lease import LeaseBusy, current_holder, release, try_acquire
 from leadflow.push.overrides import last_written, overrides_frame_rows, record_overrides, standing_overrides
 from leadflow.push.writer import preview, push_changes
@@ -417,7 +417,7 @@ def validate_scores(ctx: RunContext) -> dict[str, Any]:
 def _changes(ctx: RunContext, shard: int | None, shards: int) -> tuple[Diff, str | None]:
     """The diff of this shard (`push.diff`: changes and overrides) and the model version."""
     scores = repo.load_scores(ctx.engine, ctx.crm, shard, shards)
-    current = repo.load_leads(ctx.engine, ctx.crm, shard=shard, shards=shards)
+    current = repo.load_leads(ctx.engine, ctx.crm, shard=shard, shards=shards, columns=current_columns())
     if ctx.only_record_ids:
         scores = scores[scores["record_id"].isin(set(ctx.only_record_ids))]
     diff = diff_leads(scores, current, ctx.settings.diff(), last_written(ctx.engine, ctx.crm),

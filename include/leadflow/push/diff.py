@@ -75,6 +75,12 @@ def compute_changes(
     return diff_leads(desired, current, settings, last_written, now_ms=now_ms).changes
 
 
+def current_columns() -> list[str]:
+    """The columns of the lead rows `diff_leads` reads (its `current`): a caller loads only these."""
+    return ["record_id", "lifecycle_stage", "lead_status", *(f"{CRM_RAW_PREFIX}{f}" for f in SHARED_FIELDS),
+            *(f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS + HANDOFF_FIELDS)]
+
+
 def diff_leads(
     desired: pd.DataFrame, current: pd.DataFrame, settings: DiffSettings = DiffSettings(),
     last_written: Mapping[tuple[str, str], str | None] | None = None,
@@ -91,10 +97,7 @@ def diff_leads(
     field) -> someone else's value found at the last override; while the CRM still holds it,
     the decision stands and is not read again.
     """
-    raw_cols = [f"{CRM_RAW_PREFIX}{f}" for f in SHARED_FIELDS]
-    cur_cols = ["record_id", "lifecycle_stage", "lead_status"] + raw_cols + [
-        f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS + HANDOFF_FIELDS
-    ]
+    cur_cols = current_columns()
     for col in cur_cols:
         if col not in current.columns:
             current = current.assign(**{col: None})

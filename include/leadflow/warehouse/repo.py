@@ -406,9 +406,12 @@ def _text_column(values: list[Any]) -> pd.Series | list[Any]:
 
 
 def load_leads(
-    engine: Engine, crm: str, include_deleted: bool = False, shard: int | None = None, shards: int = 1
+    engine: Engine, crm: str, include_deleted: bool = False, shard: int | None = None, shards: int = 1,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    query = select(leads).where(leads.c.crm == crm, shard_filter(leads, shard, shards))
+    """The CRM's lead rows (of a shard); `columns`: only those of them the table has."""
+    picked = leads.c if columns is None else [leads.c[c] for c in dict.fromkeys(columns) if c in leads.c]
+    query = select(*picked).where(leads.c.crm == crm, shard_filter(leads, shard, shards))
     if not include_deleted:
         query = query.where(leads.c.is_deleted.is_not(True))
     return read_frame(engine, query)
