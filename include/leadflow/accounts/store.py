@@ -40,7 +40,7 @@ def hold_for_committee(engine: Engine, crm: str, run_id: str, model: Qualificati
     (`qualify.accounts.wait_for_committee`) and those leads' scores stored. Returns the members
     and how many handoffs wait."""
     scores = repo.load_scores(engine, crm)
-    leads = repo.load_leads(engine, crm)[["record_id", "company_id", "lifecycle_stage"]]
+    leads = repo.load_leads(engine, crm, columns=["record_id", "company_id", "lifecycle_stage"])
     members, waits = wait_for_committee(scores.merge(leads, on="record_id", how="left"), model, as_of_ms)
     if waits:
         held = scores["sales_ready"].fillna(False).astype(bool).to_numpy() & \
