@@ -420,8 +420,11 @@ def _changes(ctx: RunContext, shard: int | None, shards: int) -> tuple[Diff, str
     current = repo.load_leads(ctx.engine, ctx.crm, shard=shard, shards=shards, columns=current_columns())
     if ctx.only_record_ids:
         scores = scores[scores["record_id"].isin(set(ctx.only_record_ids))]
-    diff = diff_leads(scores, current, ctx.settings.diff(), last_written(ctx.engine, ctx.crm),
-                      standing_overrides(ctx.engine, ctx.crm), now_ms=repo.now_ms())
+    # A shard's own records' last writes only (every record's would be most of a push shard's
+    # memory at 1,000,000 leads); one query for all when there is one shard.
+    written = last_written(ctx.engine, ctx.crm, scores["record_id"].tolist() if shards > 1 else None)
+    diff = diff_leads(scores, current, ctx.settings.diff(), written, standing_overrides(ctx.engine, ctx.crm),
+                      now_ms=repo.now_ms())
     model_version = str(scores["model_version"].iloc[0]) if len(scores) else None
     return diff, model_version
 
