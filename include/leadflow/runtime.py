@@ -76,8 +76,16 @@ def keep_freed_memory() -> int:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far, in MiB: the kernel's high-water mark
-    (`getrusage`'s `ru_maxrss`, KiB on Linux, bytes on macOS). A forked process starts from the
-    resident size it had at the fork, its parent's pages included, as `ps` counts them."""
+    """This process's peak resident set size so far, in MiB. On Linux the high-water mark of its
+    own memory (`VmHWM` in /proc/self/status): `getrusage`'s `ru_maxrss` keeps the largest figure
+    the process had before an exec, so a task started by a large parent would report the parent's
+    size. Elsewhere `ru_maxrss` (KiB, bytes on macOS)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
