@@ -128,7 +128,7 @@ def test_a_dag_run_and_the_cli_use_the_metadata_db_connections_for_crm_enrichmen
     _run(env, str(BIN / "airflow"), "dags", "test", "leadflow_hubspot", timeout=900)
 
     stats = _sandbox_stats(conns)["byEndpoint"]
-    assert stats.get("POST /crm/v3/objects/contacts/search", 0) > 0  # the CRM connection
+    assert stats.get("GET /crm/v3/objects/contacts", 0) > 0  # the CRM connection (a first pull lists)
     assert stats.get("POST /crm/v3/objects/contacts/batch/update", 0) > 0
     assert sum(n for endpoint, n in stats.items() if "/v2/companies" in endpoint) > 0  # the enrichment connection
     # The warehouse connection's file holds the run; the LEADFLOW_VAR_DIR default was never made.
