@@ -26,13 +26,10 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import requests
+from sandbox_process import SandboxProcess
 
-from leadflow.connections import connection_from_env
-from leadflow.devrun import start_sandbox, stop
 from leadflow.pipeline import RunContext, run_all
 from leadflow.sandbox.store import SandboxStore
 
@@ -41,30 +38,7 @@ GENERAL_PER_S = 19.0
 SEARCH = "POST /crm/v3/objects/contacts/search"
 
 
-class Sandbox:
-    """The sandbox process: its connection, its stats (admin API) and its db file (read only)."""
-
-    def __init__(self, var_dir: Path, contacts: int, seed: int) -> None:
-        self.proc, env = start_sandbox(var_dir, contacts, ["--seed", str(seed), "--rate-limit", "190/10",
-                                                           "--search-rate-limit", "5/1"], timeout=900)
-        base = connection_from_env("leadflow_hubspot", env)
-        self.conn = replace(base, extra={**base.extra, "rate_limit_per_10s": 190, "search_rate_per_s": 5})
-        self.base_url = f"{self.conn.schema or 'http'}://{self.conn.host}:{self.conn.port}"
-        self.db_path = var_dir / "sandbox.db"
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {self.conn.password}"
-
-    def admin(self, method: str, path: str) -> dict:
-        response = self.http.request(method, f"{self.base_url}/_sandbox/{path}", timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else {}
-
-    def close(self) -> None:
-        self.http.close()
-        stop(self.proc)
-
-
-def _calls(sb: Sandbox) -> dict:
+def _calls(sb: SandboxProcess) -> dict:
     by = sb.admin("GET", "stats")["byEndpoint"]
     search = sum(v for k, v in by.items() if k.endswith("/search"))
     other = sum(v for k, v in by.items() if not k.endswith("/search") and "/_sandbox" not in k
@@ -72,7 +46,7 @@ def _calls(sb: Sandbox) -> dict:
     return {"search": int(search), "other": int(other)}
 
 
-def _change_contacts(sb: Sandbox, share: float) -> int:
+def _change_contacts(sb: SandboxProcess, share: float) -> int:
     """What a marketing week does to `share` of the leads, written through the CRM's API: a new
     title, more visits, pricing-page views. Returns how many contacts changed."""
     store = SandboxStore(sb.db_path)
@@ -105,7 +79,7 @@ def _minimum(calls: dict) -> float:
     return max(calls["search"] / SEARCH_PER_S, calls["other"] / GENERAL_PER_S)
 
 
-def _measure(sb: Sandbox, url: str, run_id: str) -> dict:
+def _measure(sb: SandboxProcess, url: str, run_id: str) -> dict:
     time.sleep(10.0)  # an empty rolling window, as a nightly run finds it
     sb.admin("POST", "reset-stats")
     steps: dict[str, dict] = {}
@@ -149,7 +123,8 @@ def main() -> int:
         os.environ.setdefault("LEADFLOW_VAR_DIR", str(Path(tmp) / "var"))
         url = f"sqlite:///{Path(tmp) / 'warehouse.db'}"
         started = time.perf_counter()
-        sb = Sandbox(Path(tmp) / "sandbox", args.contacts, args.seed)
+        sb = SandboxProcess(Path(tmp) / "sandbox", args.contacts, ["--seed", str(args.seed), "--rate-limit", "190/10",
+                                                                 "--search-rate-limit", "5/1"], timeout=900)
         print(f"sandbox with {args.contacts:,} contacts serving in its own process after "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         try:

@@ -29,53 +29,32 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from sandbox_process import SandboxProcess  # noqa: E402
+
 from leadflow import pipeline  # noqa: E402
-from leadflow.connections import connection_from_env  # noqa: E402
-from leadflow.devrun import start_sandbox, stop  # noqa: E402
 
 GENERAL_PER_S = 19.0
-LIMITS = {"rate_limit": "190/10", "search_rate_limit": "5/1"}
+LIMITS = {"rate_limit": "190/10", "search_rate_limit": "5/1"}  # the sandbox's, Professional's
 WRITE = "POST /crm/v3/objects/contacts/batch/update"
 SETUP_STEPS = ("extract", "enrich", "validate", "validate_gate", "qualify", "accounts", "validate_scores",
                "plan_push")
 
 
-class Sandbox:
-    def __init__(self, var_dir: Path, contacts: int) -> None:
-        self.proc, env = start_sandbox(var_dir, contacts, ["--rate-limit", "off", "--search-rate-limit", "off"],
-                                       timeout=600)
-        base = connection_from_env("leadflow_hubspot", env)
-        self.conn = replace(base, extra={**base.extra, "rate_limit_per_10s": 190, "search_rate_per_s": 5})
-        self.base_url = f"{self.conn.schema or 'http'}://{self.conn.host}:{self.conn.port}"
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {self.conn.password}"
-
-    def admin(self, method: str, path: str, body: Any = None) -> dict:
-        response = self.http.request(method, f"{self.base_url}/_sandbox/{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else {}
-
-    def counts(self) -> dict[str, Any]:
-        snap = self.admin("GET", "stats")
-        crm = {k: v for k, v in snap["byEndpointStatus"].items() if k.split(" ", 1)[-1].startswith("/crm/")}
-        general = {k: v for k, v in crm.items() if not k.endswith("/search")}
-        total = sum(sum(v.values()) for v in general.values())
-        limited = sum(v.get("429", 0) for v in general.values())
-        return {"general": total, "general_429": limited, "writes": sum(crm.get(WRITE, {}).values()),
-                "per_endpoint": {k: sum(v.values()) for k, v in sorted(crm.items())}}
-
-    def close(self) -> None:
-        self.http.close()
-        stop(self.proc)
+def counts(sb: SandboxProcess) -> dict[str, Any]:
+    """Calls on the burst limit (everything but searches) and their 429s, from the sandbox's stats."""
+    snap = sb.admin("GET", "stats")
+    crm = {k: v for k, v in snap["byEndpointStatus"].items() if k.split(" ", 1)[-1].startswith("/crm/")}
+    general = {k: v for k, v in crm.items() if not k.endswith("/search")}
+    total = sum(sum(v.values()) for v in general.values())
+    limited = sum(v.get("429", 0) for v in general.values())
+    return {"general": total, "general_429": limited, "writes": sum(crm.get(WRITE, {}).values()),
+            "per_endpoint": {k: sum(v.values()) for k, v in sorted(crm.items())}}
 
 
 def _warehouse(kind: str, tmp: Path, stack: list) -> str:
@@ -92,7 +71,7 @@ def _warehouse(kind: str, tmp: Path, stack: list) -> str:
     return url
 
 
-def _sdk_loop(sb: Sandbox, ids: list[str]) -> dict[str, Any]:
+def _sdk_loop(sb: SandboxProcess, ids: list[str]) -> dict[str, Any]:
     """One `basic_api.update` per record (a score), honouring 429 with a 1 s sleep."""
     from hubspot import HubSpot
     from hubspot.crm.contacts import SimplePublicObjectInput
@@ -126,7 +105,8 @@ def measure(kind: str, contacts: int, sdk_sample: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-push-ceiling-{kind}-") as tmp_name:
         tmp = Path(tmp_name)
         os.environ["LEADFLOW_VAR_DIR"] = str(tmp / "var")
-        sb = Sandbox(tmp / "sandbox", contacts)
+        sb = SandboxProcess(tmp / "sandbox", contacts, ["--rate-limit", "off", "--search-rate-limit", "off"],
+                            timeout=600)
         try:
             url = _warehouse(kind, tmp, stack)
             ctx = pipeline.RunContext(crm="hubspot", run_id=f"bench-push-ceiling-{kind}", warehouse_url=url,
@@ -141,7 +121,7 @@ def measure(kind: str, contacts: int, sdk_sample: int) -> dict[str, Any]:
             started = time.perf_counter()
             summary = pipeline.push(ctx)
             wall = time.perf_counter() - started
-            counts = sb.counts()
+            spent = counts(sb)
             pushed = int(summary.get("pushed") or 0)
             untouched = [str(i) for i in range(contacts, 0, -1)][:sdk_sample]
             sdk = _sdk_loop(sb, untouched) if sdk_sample else None
@@ -149,16 +129,16 @@ def measure(kind: str, contacts: int, sdk_sample: int) -> dict[str, Any]:
             sb.close()
             for close in reversed(stack):
                 close()
-    rate = counts["general"] / wall
+    rate = spent["general"] / wall
     return {
         "database": kind, "contacts": contacts, "setup_s": round(setup_s, 1),
         "push_wall_s": round(wall, 2), "pushed": pushed, "records_per_s": round(pushed / wall, 1),
-        "general_calls": counts["general"], "write_calls": counts["writes"],
+        "general_calls": spent["general"], "write_calls": spent["writes"],
         "general_per_s": round(rate, 2), "ceiling_per_s": GENERAL_PER_S, "ceiling_ratio": round(rate / GENERAL_PER_S, 4),
-        "write_only_ratio": round(counts["writes"] / wall / GENERAL_PER_S, 4),
-        "api_bound_min_s": round(counts["general"] / GENERAL_PER_S, 2),
-        "share_429": round(counts["general_429"] / counts["general"], 4) if counts["general"] else 0.0,
-        "per_endpoint": counts["per_endpoint"], "sdk_loop": sdk,
+        "write_only_ratio": round(spent["writes"] / wall / GENERAL_PER_S, 4),
+        "api_bound_min_s": round(spent["general"] / GENERAL_PER_S, 2),
+        "share_429": round(spent["general_429"] / spent["general"], 4) if spent["general"] else 0.0,
+        "per_endpoint": spent["per_endpoint"], "sdk_loop": sdk,
     }
 
 
