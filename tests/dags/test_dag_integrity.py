@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from teardown_checks import assert_alerts_once_from_its_teardown
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -99,14 +100,4 @@ def test_a_crm_run_alerts_once_from_its_teardown_and_failing_tasks_only_record_t
     """The teardown sends the run's one alert; no DAG-level callback and no task callback alerts too."""
     from leadflow.dag_support import record_task_failure
 
-    dag = dagbag.dags["leadflow_hubspot"]
-    close = dag.get_task("close_run")
-    assert close.is_teardown and not close.on_failure_fail_dagrun
-    assert close.upstream_task_ids == {t.task_id for t in dag.tasks} - {"close_run"}
-    assert not dag.on_failure_callback and not dag.on_success_callback
-    for task in dag.tasks:
-        callbacks = task.on_failure_callback or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        expected = [] if task.task_id == "close_run" else [record_task_failure]
-        assert callbacks == expected, task.task_id
-        assert not task.on_retry_callback and not task.on_success_callback, task.task_id
+    assert_alerts_once_from_its_teardown(dagbag.dags["leadflow_hubspot"], record_task_failure)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from teardown_checks import assert_alerts_once_from_its_teardown
 
 from leadflow.crm.base import RecordResult
 from leadflow.warehouse import repo
@@ -128,16 +129,7 @@ def test_a_maintenance_run_alerts_once_from_its_teardown_and_failing_tasks_only_
     task callback alerts too."""
     from leadflow.dag_support import keep_task_error
 
-    dag = dagbag.dags[dag_id]
-    close = dag.get_task("close_run")
-    assert close.is_teardown and not close.on_failure_fail_dagrun
-    assert close.upstream_task_ids == {t.task_id for t in dag.tasks} - {"close_run"}
-    assert not dag.on_failure_callback and not dag.on_success_callback
-    for task in dag.tasks:
-        callbacks = task.on_failure_callback or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        assert callbacks == ([] if task.task_id == "close_run" else [keep_task_error]), task.task_id
-        assert not task.on_retry_callback and not task.on_success_callback, task.task_id
+    assert_alerts_once_from_its_teardown(dagbag.dags[dag_id], keep_task_error)
 
 
 # --- leadflow_rollback ----------------------------------------------------------------------------
