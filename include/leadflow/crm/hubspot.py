@@ -267,8 +267,11 @@ class HubSpotConnector(SessionConnector):
             missing_companies.update(missing)
             for cid in now:
                 del new_ids[cid]
-            ready = [(n, lead) for n, lead in waiting if not lead.get("company_id") or str(lead["company_id"]) in known]
-            waiting = [(n, lead) for n, lead in waiting if lead.get("company_id") and str(lead["company_id"]) not in known]
+            ready, still = [], []
+            for item in waiting:
+                company_id = item[1].get("company_id")
+                (still if company_id and str(company_id) not in known else ready).append(item)
+            waiting = still
             first_waiting = min((n for n, _ in waiting), default=None)
             covered = [m for m in marks if first_waiting is None or m[0] < first_waiting]
             del marks[: len(covered)]
