@@ -99,7 +99,8 @@ def run_context(
 ) -> RunContext:
     """Manual and asset-triggered runs have no logical date in Airflow 3: `run_after` always
     exists. A scheduled run may start hours after it, though, and data modified meanwhile must
-    not look like it comes from the future: "now" is the later of the two."""
+    not look like it comes from the future: "now" is the later of the two. Scores are computed as
+    of the day the DAG run started (`started`), the same for all its tasks."""
     from leadflow.pipeline import RunContext
 
     shards = max(1, int(shards or 1))
@@ -113,6 +114,7 @@ def run_context(
         only_record_ids=[str(i) for i in (params.get("only_record_ids") or [])] or None,
         since=_since(params.get("since")),
         now=max(dag_run.run_after, datetime.now(timezone.utc)),
+        started=max(dag_run.run_after, getattr(dag_run, "start_date", None) or dag_run.run_after),
         connection=connection,
         shard=shard if shards > 1 else None,
         shards=shards,

@@ -75,6 +75,9 @@ class RunContext:
     dry_run: bool = False
     full_refresh: bool = False
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # When the run started, if before `now`: a DAG run's tasks each have their own `now`, but
+    # score as of one day, also when the run crosses midnight.
+    started: datetime | None = None
     warehouse_url: str | None = None
     model_path: str | None = None
     connection_id: str | None = None
@@ -103,8 +106,10 @@ class RunContext:
 
     @property
     def score_as_of(self) -> datetime:
-        """Scores are computed as of the run's day, so that re-runs on the same day agree."""
-        return self.now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        """Scores are computed as of the day the run started, so that re-runs on the same day
+        agree and a run's steps agree with each other."""
+        start = self.started if self.started is not None else self.now
+        return start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
     @property
     def now_ms(self) -> int:
@@ -305,7 +310,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         record_versions(engine, ctx.crm, ctx.run_id, frame, _versioned_columns(frame, model),
                         int(ctx.score_as_of.timestamp() * 1000), ctx.shard, ctx.shards)
     summary.update(
-        scored=int(len(scores)), model_version=model.version, rules_version=rules.version,
+        scored=int(len(scores)), scored_as_of=ctx.score_as_of.date().isoformat(), model_version=model.version,
+        rules_version=rules.version,
         proposed_stages={str(k): int(v) for k, v in scores["stage"].value_counts().items()},
         disqualified=int(scores["disqualification_reason"].notna().sum()), sales_ready=int(scores["sales_ready"].sum()),
         # handed_over: sales-ready now, not before (new for sales); held_back_after_rejection,

@@ -252,38 +252,73 @@ class UnshardedReference:
     `sandbox_a` adds `leadflow sandbox serve` options for world A only (faults, say); with
     `schema_first` the world gets leadflow's CRM properties before it is copied (so that a fault
     on every write does not hold each property's creation too). Sandboxes and the reference run
-    are stopped by `cleanup`."""
+    are stopped by `cleanup`.
+
+    Runs score as of the day they started: when the two runs started on different UTC days (the
+    test crossed midnight), the reference runs again on a fresh copy of the world, now on the
+    later run's day, before anything is compared."""
 
     def __init__(self, folder: Path, contacts: int, seed: int, warehouse_a: str, warehouse_b: str,
                  cleanup: ExitStack, sandbox_a: tuple[str, ...] = (), schema_first: bool = False):
         from leadflow.devrun import start_sandbox, stop
         from leadflow.sandbox.serving import prepare_store
 
-        self.contacts, self.warehouse_a, self.warehouse_b = contacts, warehouse_a, warehouse_b
-        world = folder / "world.db"
-        store, _ = prepare_store(world, contacts=contacts, seed=seed)
+        self.contacts, self.seed, self.warehouse_a = contacts, seed, warehouse_a
+        self.folder, self.cleanup = folder, cleanup
+        self.world = folder / "world.db"
+        store, _ = prepare_store(self.world, contacts=contacts, seed=seed)
         store.close()  # checkpoints the WAL: the file alone is the whole world, safe to copy
         if schema_first:
-            _create_leadflow_properties(world, contacts, seed)
-        self.var_a, self.var_b = folder / "var-airflow", folder / "var-single"
-        for var in (self.var_a, self.var_b):
-            var.mkdir()
-            shutil.copy(world, var / "sandbox.db")
-        sandbox_extra = ["--seed", str(seed), "--salesforce-port", "off"]
-        sandbox_a, self.conn_a = start_sandbox(self.var_a, contacts, [*sandbox_extra, *sandbox_a])
-        cleanup.callback(stop, sandbox_a)
-        sandbox_b, conn_b = start_sandbox(self.var_b, contacts, sandbox_extra)
-        cleanup.callback(stop, sandbox_b)
-        env_b = dict(os.environ, LEADFLOW_VAR_DIR=str(self.var_b), LEADFLOW_WAREHOUSE_URL=warehouse_b, **conn_b)
-        log = open(self.var_b / "single-run.log", "wb")
+            _create_leadflow_properties(self.world, contacts, seed)
+        self.var_a = folder / "var-airflow"
+        self.var_a.mkdir()
+        shutil.copy(self.world, self.var_a / "sandbox.db")
+        sandbox, self.conn_a = start_sandbox(self.var_a, contacts, [*self._sandbox_options(), *sandbox_a])
+        cleanup.callback(stop, sandbox)
+        self._start_reference(folder / "var-single", warehouse_b)
+
+    def _sandbox_options(self) -> list[str]:
+        return ["--seed", str(self.seed), "--salesforce-port", "off"]
+
+    def _start_reference(self, var: Path, warehouse: str) -> None:
+        from leadflow.devrun import start_sandbox, stop
+
+        self.var_b, self.warehouse_b = var, warehouse
+        var.mkdir()
+        shutil.copy(self.world, var / "sandbox.db")
+        sandbox, conn = start_sandbox(var, self.contacts, self._sandbox_options())
+        self.cleanup.callback(stop, sandbox)
+        env = dict(os.environ, LEADFLOW_VAR_DIR=str(var), LEADFLOW_WAREHOUSE_URL=warehouse, **conn)
+        log = open(var / "single-run.log", "wb")
         self.single = subprocess.Popen([sys.executable, "-m", "leadflow.cli", "run", "--crm", "hubspot",
-                                        "--run-id", "single"], env=env_b, stdout=log,
+                                        "--run-id", "single"], env=env, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        cleanup.callback(stop_group, self.single)
+        self.cleanup.callback(stop_group, self.single)
 
     def wait(self, timeout: float = 600) -> None:
         assert self.single.wait(timeout=timeout) == 0, tail(self.var_b / "single-run.log", 60)
+
+    @staticmethod
+    def _scored_as_of(url: str) -> str:
+        from leadflow.warehouse import repo
+        from leadflow.warehouse.db import get_engine
+
+        engine = get_engine(url)
+        try:
+            return repo.latest_runs(engine, "hubspot")[0]["summary"]["scored_as_of"]
+        finally:
+            engine.dispose()
+
+    def _on_the_same_day(self) -> None:
+        """The reference again, on a fresh copy of the world, if it scored as of another day."""
+        if self._scored_as_of(self.warehouse_a) == self._scored_as_of(self.warehouse_b):
+            return
+        print("runs crossed midnight UTC: the reference runs again")
+        var = self.folder / "var-single-same-day"
+        self._start_reference(var, f"sqlite:///{var / 'warehouse.db'}")
+        self.wait()
+        assert self._scored_as_of(self.warehouse_a) == self._scored_as_of(self.warehouse_b)
 
     def _crm_contacts(self, db_path: Path) -> dict[int, dict]:
         from leadflow.sandbox.store import SandboxStore
@@ -309,6 +344,7 @@ class UnshardedReference:
     def assert_same_outcome(self) -> None:
         import pandas as pd
 
+        self._on_the_same_day()
         sharded_scores, single_scores = self._scores(self.warehouse_a), self._scores(self.warehouse_b)
         assert len(single_scores) > 0
         pd.testing.assert_frame_equal(sharded_scores, single_scores)

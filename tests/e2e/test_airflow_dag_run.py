@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,25 @@ def _dags_test(env, dag_id: str = "leadflow_hubspot") -> None:
     assert "leadflow" in result.stdout + result.stderr
 
 
+def _utc_day():
+    return datetime.now(timezone.utc).date()
+
+
+def _rerun_on_the_same_day(env, crm: str, previous_started_on) -> tuple[dict, dict]:
+    """Runs leadflow_`crm` again until a run ends on the UTC day the run before it started, and
+    returns the reports of those two runs: a run scores as of the day it started, so across
+    midnight every score decays by a day, and a same-day re-run is what must write nothing."""
+    previous = _report(env, crm)
+    while True:
+        started_on = _utc_day()
+        _dags_test(env, f"leadflow_{crm}")
+        latest = _report(env, crm)
+        if _utc_day() == previous_started_on:
+            return previous, latest
+        print(f"runs crossed midnight UTC: {crm} runs once more")
+        previous, previous_started_on = latest, started_on
+
+
 def _report(env, crm: str = "hubspot") -> dict:
     out = subprocess.run([sys.executable, "-m", "leadflow.cli", "report", "--json"], env=env,
                          capture_output=True, text=True, check=True)
@@ -73,6 +93,7 @@ def _crm_contacts_with_scores(env) -> int:
 
 
 def test_first_run_scores_and_writes_back_then_second_run_pushes_nothing(env):
+    started_on = _utc_day()
     _dags_test(env)
     first = _report(env)
     assert first["status"] == "success"
@@ -80,11 +101,10 @@ def test_first_run_scores_and_writes_back_then_second_run_pushes_nothing(env):
     assert first["scored"] > 0 and first["pushed"] > 0 and first["rejected"] == 0
     assert _crm_contacts_with_scores(env) == first["pushed"]
 
-    _dags_test(env)
-    second = _report(env)
-    assert second["run_id"] != first["run_id"]
+    previous, second = _rerun_on_the_same_day(env, "hubspot", started_on)
+    assert second["run_id"] != previous["run_id"]
     # the second pull sees the contacts leadflow wrote (their lastmodifieddate moved) ...
-    assert second["pulled"] >= first["pushed"]
+    assert second["pulled"] >= previous["pushed"]
     # ... and finds nothing left to change
     assert second["changed"] == 0 and second["pushed"] == 0
 
@@ -109,12 +129,12 @@ def _salesforce_leads_with_scores(env) -> int:
 
 
 def test_salesforce_dag_scores_and_writes_back_then_second_run_writes_nothing(env):
+    started_on = _utc_day()
     _dags_test(env, "leadflow_salesforce")
     first = _report(env, "salesforce")
     assert first["status"] == "success"
     assert first["pulled"] == CONTACTS and first["pushed"] > 0 and first["rejected"] == 0
     assert _salesforce_leads_with_scores(env) == first["pushed"]
 
-    _dags_test(env, "leadflow_salesforce")
-    second = _report(env, "salesforce")
+    _, second = _rerun_on_the_same_day(env, "salesforce", started_on)
     assert second["changed"] == 0 and second["pushed"] == 0

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 
 import pytest
+import time_machine
 from airflow.sdk.exceptions import AirflowFailException
 
 from leadflow import airflow_adapter, alerts, dag_support
@@ -370,11 +371,27 @@ def test_params_become_run_context_with_rate_share_per_shard():
 
 
 def test_given_scheduled_run_starting_late_then_now_is_the_wall_clock():
-    from datetime import timedelta
-
     early = datetime.now(timezone.utc) - timedelta(hours=5)
     ctx = run_context("hubspot", SimpleNamespace(run_id="scheduled__1", run_after=early), {})
     assert ctx.now - early > timedelta(hours=4)
+
+
+def test_given_a_run_crossing_midnight_then_its_tasks_score_as_of_the_day_it_started():
+    started = datetime(2026, 11, 24, 23, 58, tzinfo=timezone.utc)
+    dag_run = SimpleNamespace(run_id="scheduled__1", run_after=started - timedelta(minutes=1), start_date=started)
+    with time_machine.travel(started + timedelta(seconds=30), tick=False):
+        early = run_context("hubspot", dag_run, {})
+    with time_machine.travel(started + timedelta(minutes=5), tick=False):  # a later task, the next day
+        late = run_context("hubspot", dag_run, {})
+    assert (early.now.date(), late.now.date()) == (date(2026, 11, 24), date(2026, 11, 25))
+    assert early.score_as_of == late.score_as_of == datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+def test_given_a_run_after_later_than_its_start_then_scores_are_as_of_run_after():
+    run_after = datetime(2026, 11, 25, 0, 1, tzinfo=timezone.utc)
+    dag_run = SimpleNamespace(run_id="manual__1", run_after=run_after, start_date=run_after - timedelta(minutes=2))
+    with time_machine.travel(run_after + timedelta(minutes=1), tick=False):
+        assert run_context("hubspot", dag_run, {}).score_as_of == datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("params, shards", [({}, 1), ({"shards": None}, 1), ({"shards": 4}, 4), ({"shards": "3"}, 3)])

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping as TMapping, Protocol, Sequence
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow.sandbox.world import CONTACT_PROPS
@@ -184,10 +186,8 @@ class HubSpotActors:
 
     def __init__(self, base_url: str, rep_token: str, workflow_token: str) -> None:
         self.base_url = base_url.rstrip("/")
-        self.rep = requests.Session()
-        self.rep.headers["Authorization"] = f"Bearer {rep_token}"
-        self.workflow = requests.Session()
-        self.workflow.headers["Authorization"] = f"Bearer {workflow_token}"
+        self.rep = actor_session(rep_token)
+        self.workflow = actor_session(workflow_token)
         self._custom_added = False
 
     def snapshot(self) -> list[Seen]:
@@ -260,8 +260,7 @@ class HubSpotInbound:
 
     def __init__(self, base_url: str, app_token: str) -> None:
         self.base_url = base_url.rstrip("/")
-        self.app = requests.Session()
-        self.app.headers["Authorization"] = f"Bearer {app_token}"
+        self.app = actor_session(app_token)
 
     @staticmethod
     def properties(row: dict[str, Any]) -> dict[str, Any]:
@@ -293,12 +292,24 @@ class HubSpotInbound:
         return created
 
 
-def tls_session(cert_path: Any, token: str) -> requests.Session:
+def actor_session(token: str) -> requests.Session:
+    """An actor's HTTP session. A pooled connection left idle while the pipeline runs may be
+    closed by the server's keep-alive timeout just as it is reused: the call then fails with no
+    answer. It is sent once more on a new connection, whatever its method: a repeated create
+    answers a conflict (emails are unique), a repeated update sets the same values."""
     session = requests.Session()
+    retry = Retry(total=1, connect=1, read=1, status=0, other=0, allowed_methods=None, raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def tls_session(cert_path: Any, token: str) -> requests.Session:
+    session = actor_session(token)
     # Not from the environment: REQUESTS_CA_BUNDLE would replace the sandbox's certificate.
     session.trust_env = False
     session.verify = str(cert_path)
-    session.headers["Authorization"] = f"Bearer {token}"
     return session
 
 

@@ -72,3 +72,33 @@ def test_inbound_leads_arrive_fresh_with_their_latent_variables_and_nothing_late
     assert not any(name.startswith("_") for name in properties)
     assert properties["lifecyclestage"] == "lead" and "hs_lead_status" not in properties
     assert properties["email"] == leads["email"].iloc[0]
+
+
+def test_given_a_pooled_connection_closed_without_an_answer_then_an_actor_sends_again_once():
+    """The server's keep-alive timeout closing an idle connection as it is reused: the actor's
+    call is sent again on a new connection instead of failing."""
+    import socket
+    import threading
+
+    from leadflow.sandbox.actors import actor_session
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        for attempt in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+                if attempt:  # the first connection is closed with no answer
+                    conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    session = actor_session("token")
+    response = session.post(f"http://127.0.0.1:{listener.getsockname()[1]}/crm/v3/objects/contacts/batch/create",
+                            json={"inputs": []}, timeout=5)
+    server.join(timeout=5)
+    listener.close()
+    assert response.status_code == 201
+    assert len(seen) == 2 and all(r.startswith(b"POST /crm/v3/objects/contacts/batch/create") for r in seen)
