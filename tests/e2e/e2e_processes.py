@@ -264,7 +264,7 @@ class UnshardedReference:
         from leadflow.sandbox.serving import prepare_store
 
         self.contacts, self.seed, self.warehouse_a = contacts, seed, warehouse_a
-        self.folder, self.cleanup = folder, cleanup
+        self.folder = folder
         self.world = folder / "world.db"
         store, _ = prepare_store(self.world, contacts=contacts, seed=seed)
         store.close()  # checkpoints the WAL: the file alone is the whole world, safe to copy
@@ -275,26 +275,26 @@ class UnshardedReference:
         shutil.copy(self.world, self.var_a / "sandbox.db")
         sandbox, self.conn_a = start_sandbox(self.var_a, contacts, [*self._sandbox_options(), *sandbox_a])
         cleanup.callback(stop, sandbox)
-        self._start_reference(folder / "var-single", warehouse_b)
+        self._start_reference(folder / "var-single", warehouse_b, cleanup)
 
     def _sandbox_options(self) -> list[str]:
         return ["--seed", str(self.seed), "--salesforce-port", "off"]
 
-    def _start_reference(self, var: Path, warehouse: str) -> None:
+    def _start_reference(self, var: Path, warehouse: str, cleanup: ExitStack) -> None:
         from leadflow.devrun import start_sandbox, stop
 
         self.var_b, self.warehouse_b = var, warehouse
         var.mkdir()
         shutil.copy(self.world, var / "sandbox.db")
         sandbox, conn = start_sandbox(var, self.contacts, self._sandbox_options())
-        self.cleanup.callback(stop, sandbox)
+        cleanup.callback(stop, sandbox)
         env = dict(os.environ, LEADFLOW_VAR_DIR=str(var), LEADFLOW_WAREHOUSE_URL=warehouse, **conn)
         log = open(var / "single-run.log", "wb")
         self.single = subprocess.Popen([sys.executable, "-m", "leadflow.cli", "run", "--crm", "hubspot",
                                         "--run-id", "single"], env=env, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        self.cleanup.callback(stop_group, self.single)
+        cleanup.callback(stop_group, self.single)
 
     def wait(self, timeout: float = 600) -> None:
         assert self.single.wait(timeout=timeout) == 0, tail(self.var_b / "single-run.log", 60)
@@ -316,8 +316,9 @@ class UnshardedReference:
             return
         print("runs crossed midnight UTC: the reference runs again")
         var = self.folder / "var-single-same-day"
-        self._start_reference(var, f"sqlite:///{var / 'warehouse.db'}")
-        self.wait()
+        with ExitStack() as rerun:  # the test's own cleanup has run by now
+            self._start_reference(var, f"sqlite:///{var / 'warehouse.db'}", rerun)
+            self.wait()
         assert self._scored_as_of(self.warehouse_a) == self._scored_as_of(self.warehouse_b)
 
     def _crm_contacts(self, db_path: Path) -> dict[int, dict]:
