@@ -232,6 +232,8 @@ async def _handle(ctx: SandboxContext, request: Request, call_next: Callable[[Re
         return _unauthorized()
     if path.startswith("/_sandbox/"):
         return await call_next(request) if token == ctx.settings.token else _unauthorized()
+    if ctx.settings.latency_seconds:
+        await ctx.sleep(ctx.settings.latency_seconds)
 
     is_search = bool(_SEARCH.match(path))
     daily = ctx.limits.daily.hit(token)

@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve_p.add_argument("--timeout-seconds", type=float, default=30.0,
                          help="how long a 'timeout' fault holds the answer after applying the write (default: 30)")
     serve_p.add_argument("--slow-seconds", type=float, default=1.5, help="latency added by a 'slow' fault")
+    serve_p.add_argument("--latency-seconds", type=float, default=0.0,
+                         help="added to every HubSpot API answer, as a remote CRM's round trip (default: 0)")
     serve_p.add_argument("--salesforce-port", type=_salesforce_port, default=0, metavar="PORT",
                          help="serve the same world as a Salesforce org over TLS on this port; 0 picks a free one, "
                               "'off' or -1 disables (default: 0)")
@@ -210,7 +212,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             enrichment_rate_limit=args.enrichment_rate_limit, enrichment_queued_share=args.enrichment_queued_share,
             faults=args.faults, fault_seed=args.fault_seed, lifecycle_backward=args.lifecycle_backward,
             batch_validation=args.batch_validation, timeout_seconds=args.timeout_seconds,
-            slow_seconds=args.slow_seconds)
+            slow_seconds=args.slow_seconds, latency_seconds=args.latency_seconds)
     except ValidationError as exc:
         store.close()
         raise UsageError(_flag_errors(exc, "--")) from None

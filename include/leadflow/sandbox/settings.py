@@ -73,6 +73,9 @@ class SandboxSettings(BaseModel):
     batch_validation: Literal["per-record", "whole-batch"] = "per-record"
     timeout_seconds: float = Field(30.0, ge=0)
     slow_seconds: float = Field(1.5, ge=0)
+    # Added to every CRM API answer: a remote CRM's network and processing time (HubSpot answers
+    # in about 100-300 ms). 0 answers at loopback speed.
+    latency_seconds: float = Field(0.0, ge=0)
     # Other actors of the portal; leadflow's `token` is the private app the token-info endpoint reports.
     principals: tuple[Principal, ...] = ()
 

@@ -250,6 +250,14 @@ def test_slow_fault_adds_latency_to_reads(make_client):
     assert client.get("/crm/v3/objects/contacts/1").status_code == 200 and sleeps == [2.5]
 
 
+def test_given_a_latency_then_every_crm_answer_waits_for_it_and_admin_calls_do_not(make_client):
+    client, sleeps = make_client(latency_seconds=0.2)
+    assert client.get("/crm/v3/objects/contacts/1").status_code == 200
+    assert client.post("/crm/v3/objects/contacts/search", json={"limit": 1}).status_code == 200
+    assert client.get("/_sandbox/stats").status_code == 200
+    assert sleeps == [0.2, 0.2]
+
+
 def test_invalid_fault_rejects_some_records_permanently(make_client):
     client, _ = make_client(rate_limit="off", faults="invalid=1", fault_seed=3)
     r = client.post("/crm/v3/objects/contacts/batch/update", json={"inputs": [
