@@ -10,6 +10,9 @@ a bounded queue, so at most `depth` fetched items wait in memory.
 An exception of the iterator is raised to the caller at the point in the sequence where it
 happened, after the items before it. When the caller stops early (an exception of its own, or
 `close()`), the producer is told to stop and the iterator is closed on its own thread.
+
+`interleaved` runs several iterators at once the same way, each on its own thread, and yields
+their items as they come: a pull that pages through two endpoints with separate rate limits.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,18 @@ def prefetched(items: Iterator[T], depth: int = 2, *, name: str = "leadflow-pref
     if depth == 0:
         yield from items
         return
+    for _, item in interleaved([items], depth, name=name):
+        yield item
+
+
+def interleaved(sources: Sequence[Iterator[T]], depth: int = 2, *,
+                name: str = "leadflow-prefetch") -> Iterator[tuple[int, T]]:
+    """(index of its source, item) for every item of `sources`, as they come: each source runs on
+    a thread of its own, its items in its order, and at most `depth` fetched items wait in all.
+    A source's exception is raised once the items it yielded before it are taken; when the caller
+    stops early every source is told to stop and closed on its own thread."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
     handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -54,10 +69,10 @@ def prefetched(items: Iterator[T], depth: int = 2, *, name: str = "leadflow-pref
                 continue
         return False
 
-    def produce() -> None:
+    def produce(index: int, items: Iterator[T]) -> None:
         try:
             for item in items:
-                if not put(item):
+                if not put((index, item)):
                     break
             else:
                 put(_DONE)
@@ -68,16 +83,22 @@ def prefetched(items: Iterator[T], depth: int = 2, *, name: str = "leadflow-pref
             if close is not None:
                 close()
 
-    producer = threading.Thread(target=produce, name=name, daemon=True)
-    producer.start()
+    producers = [threading.Thread(target=produce, args=(index, items), name=f"{name}-{index}" if index else name,
+                                  daemon=True)
+                 for index, items in enumerate(sources)]
+    for producer in producers:
+        producer.start()
+    running = len(producers)
     try:
-        while True:
+        while running:
             item = handoff.get()
             if item is _DONE:
-                return
+                running -= 1
+                continue
             if isinstance(item, _Failure):
                 raise item.exc
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        producer.join()
+        for producer in producers:
+            producer.join()

@@ -1,4 +1,4 @@
-"""`leadflow.prefetch.prefetched`: order kept, errors raised in place, the producer stopped."""
+"""`leadflow.prefetch`: order kept, errors raised in place, producers stopped; sources interleaved."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from leadflow.prefetch import prefetched
+from leadflow.prefetch import interleaved, prefetched
 
 
 def test_given_an_iterator_then_every_item_comes_in_order_from_another_thread() -> None:
@@ -83,3 +83,36 @@ def test_given_the_consumer_raises_then_the_producer_is_not_left_running() -> No
 def test_given_a_negative_depth_then_it_is_refused() -> None:
     with pytest.raises(ValueError, match="depth"):
         list(prefetched(iter([1]), depth=-1))
+
+
+def test_given_two_sources_then_both_run_at_once_and_each_keeps_its_order() -> None:
+    both_started = threading.Barrier(2, timeout=5)  # neither can finish unless the other runs too
+
+    def source(values: list[str]) -> Iterator[str]:
+        both_started.wait()
+        yield from values
+
+    got = list(interleaved([source(["a1", "a2", "a3"]), source(["b1", "b2"])], depth=2))
+    assert sorted(got) == [(0, "a1"), (0, "a2"), (0, "a3"), (1, "b1"), (1, "b2")]
+    assert [v for i, v in got if i == 0] == ["a1", "a2", "a3"] and [v for i, v in got if i == 1] == ["b1", "b2"]
+
+
+def test_given_one_source_fails_then_the_error_is_raised_and_the_other_is_stopped_and_closed() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            while True:
+                yield 1
+        finally:
+            closed.set()
+
+    def failing() -> Iterator[int]:
+        yield 2
+        raise RuntimeError("429 budget")
+
+    with pytest.raises(RuntimeError, match="429 budget"):
+        for _ in interleaved([endless(), failing()], depth=1):
+            pass
+    assert closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("leadflow-prefetch")]
