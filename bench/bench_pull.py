@@ -2,16 +2,18 @@
 
     python bench/bench_pull.py [--contacts 20000] [--seed 1] [--repeats 1]
                                [--sdk-paths search,list] [--search-latency | --no-search-latency]
+                               [--latency-seconds 0.15]
                                [--latency-contacts 100000] [--out bench/results/pull.json]
 
 What is measured, in one process, against one sandbox (general limit 100 per rolling 10 s,
 search limit 5 per rolling 1 s, as HubSpot's Free/Starter portals):
 
 1. leadflow's full pull as extract runs it: `HubSpotConnector.from_connection(...).pull(None)`
-   through `leadflow.prefetch.prefetched`, every page consumed. By default it pages through the
-   list endpoint (100 contacts a call, general limit: a ceiling of 10 calls/s = 1,000 contacts/s
-   here); the same pull with `full_pull: search` (200 a call at 5/s = 1,000 contacts/s) is
-   measured too. Each HTTP call the connector makes is timestamped by a recording
+   through `leadflow.prefetch.prefetched`, every page consumed. By default it pages from both
+   ends at once: the list endpoint from the lowest id up (100 contacts a call, general limit: 10
+   calls/s = 1,000 contacts/s here) and a search from the highest id down (200 a call at 5/s =
+   1,000 contacts/s), a records ceiling of 2,000/s together. The pulls with `full_pull: list` and
+   `full_pull: search` alone are measured too. Each HTTP call the connector makes is timestamped by a recording
    `requests.Session` handed to it. Figures, over the *phase* of the calls on the pull's own
    limit (from sending the first to receiving the answer of the last):
    - phase_rps = those calls / phase seconds; ceiling_ratio = phase_rps / the limit's rate;
@@ -32,7 +34,10 @@ search limit 5 per rolling 1 s, as HubSpot's Free/Starter portals):
      ride the 429s; leadflow paces from the first call (a token bucket of one token), so on a
      pull this short the SDK's wall time is lower while its 429 share is not zero.
    Rolling windows are emptied and sandbox stats reset before every measurement.
-3. (optional, `--search-latency`) the sandbox's search latency on `--latency-contacts` contacts
+3. The leadflow pulls again against a sandbox that answers every call `--latency-seconds` late
+   (default 0.15 s, HubSpot answers in about 100-300 ms): records per second against the same
+   ceilings. One cursor waits for each answer before asking for the next page.
+4. (optional, `--search-latency`) the sandbox's search latency on `--latency-contacts` contacts
    (lastmodifieddate range + sort + limit 200, after=4000): median ms of the store call and of
    the HTTP round trip, limits off. Also reports how long seeding that world took.
 
@@ -66,6 +71,9 @@ SEARCH_PATH = "/crm/v3/objects/contacts/search"
 LIST_PATH = "/crm/v3/objects/contacts"
 # Per full-pull mode: the calls on the pull's own limit, that limit's rate and window, records a call.
 MODES = {
+    # From both ends: the list's calls are the phase's; the records' ceiling is both limits' together.
+    "both": {"path": LIST_PATH, "method": "GET", "ceiling": GENERAL_CEILING, "window_s": 10.0, "per_call": 100,
+             "records_ceiling": GENERAL_CEILING * 100 + SEARCH_CEILING * 200},
     "list": {"path": LIST_PATH, "method": "GET", "ceiling": GENERAL_CEILING, "window_s": 10.0, "per_call": 100},
     "search": {"path": SEARCH_PATH, "method": "POST", "ceiling": SEARCH_CEILING, "window_s": 1.0, "per_call": 200},
 }
@@ -201,12 +209,15 @@ def measure_leadflow(sb: Any, contacts: int, mode: str = "list") -> dict[str, An
     other = [c for c in calls if c not in own]
     batch_reads = [c for c in other if c[3].endswith("/batch/read")]
     general = [c for c in calls if not c[3].endswith("/search")]
+    searches = [c for c in calls if c[3].endswith("/search")]
+    search_span = (searches[-1][1] - searches[0][0]) if searches else 0.0
     span = (own[-1][1] - own[0][0]) if own else 0.0
     send_span = (own[-1][0] - own[0][0]) if len(own) > 1 else 0.0
     general_span = (general[-1][1] - general[0][0]) if general else 0.0
     server = sandbox_counts(sb)
     stats = connector.stats.as_dict()
     phase_rps = len(own) / span if span else 0.0
+    records_ceiling = spec.get("records_ceiling", spec["ceiling"] * spec["per_call"])
     own_ok = sum(1 for c in own if c[4] == 200)
     return {
         "mode": mode,
@@ -216,8 +227,8 @@ def measure_leadflow(sb: Any, contacts: int, mode: str = "list") -> dict[str, An
         "pages": pages,
         "wall_s": round(wall, 3),
         "records_per_s": round(len(ids) / wall, 1) if wall else 0.0,
-        "records_ceiling_per_s": spec["ceiling"] * spec["per_call"],
-        "records_ratio": round(len(ids) / wall / (spec["ceiling"] * spec["per_call"]), 4) if wall else 0.0,
+        "records_ceiling_per_s": records_ceiling,
+        "records_ratio": round(len(ids) / wall / records_ceiling, 4) if wall else 0.0,
         "phase_requests": len(own),
         "phase_requests_ok": own_ok,
         "phase_s": round(span, 3),
@@ -234,6 +245,9 @@ def measure_leadflow(sb: Any, contacts: int, mode: str = "list") -> dict[str, An
         "general_rps": round(len(general) / general_span, 3) if general_span else 0.0,
         "general_ratio": round(len(general) / general_span / GENERAL_CEILING, 4) if general_span else 0.0,
         "max_general_in_10s": max_in_window([c[0] for c in general], 10.0),
+        "search_requests": len(searches),
+        "search_rps": round(len(searches) / search_span, 3) if search_span else 0.0,
+        "search_ratio": round(len(searches) / search_span / SEARCH_CEILING, 4) if search_span else 0.0,
         "share_429": server["share_429"],
         "phase_429": server["per_endpoint"].get(f"{spec['method']} {spec['path']}", {}).get("429", 0),
         "sandbox": server,
@@ -359,7 +373,7 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{'client':<26}{'records':>9}{'wall s':>9}{'requests':>10}{'429':>6}{'429 share':>11}"
           f"{'calls/s':>9}{'of ceiling':>12}{'records/s':>11}{'of ceiling':>12}")
     for mode, lf in result["leadflow"].items():
-        label = f"leadflow ({mode}{', default' if mode == 'list' else ''})"
+        label = f"leadflow ({mode}{', default' if mode == 'both' else ''})"
         print(f"{label:<26}{lf['records']:>9,}{lf['wall_s']:>9.1f}"
               f"{lf['phase_requests'] + lf['other_requests']:>10}{lf['sandbox_429']:>6}{lf['share_429']:>11.2%}"
               f"{lf['phase_rps']:>9.2f}{lf['ceiling_ratio']:>12.1%}{lf['records_per_s']:>11,.0f}{lf['records_ratio']:>12.1%}")
@@ -369,12 +383,13 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{label:<26}{sdk['records']:>9,}{sdk['wall_s']:>9.1f}{sdk['requests']:>10}{sdk['sandbox_429']:>6}"
               f"{sdk['share_429']:>11.2%}{(f'{rps:.2f}' if rps else '-'):>9}{'':>12}{sdk['records_per_s']:>11,.0f}")
     for mode, lf in result["leadflow"].items():
-        limit = "general" if mode == "list" else "search"
+        limit = "search" if mode == "search" else "general"
         print(f"leadflow {mode}: {lf['phase_requests']} calls in a {lf['phase_s']:.2f} s phase on the {limit} limit "
               f"(ceiling {lf['ceiling_rps']:g}/s; pacing {lf['pacing_rps']:.2f}/s = {lf['pacing_ratio']:.1%}; at most "
               f"{lf['max_in_window']} in any window of the limit); {lf['other_requests']} other requests "
               f"({lf['batch_read_requests']} companies batch reads); general limit overall {lf['general_rps']:.2f}/s = "
-              f"{lf['general_ratio']:.1%}, at most {lf['max_general_in_10s']} in any 10 s; complete={lf['complete']}")
+              f"{lf['general_ratio']:.1%}, at most {lf['max_general_in_10s']} in any 10 s; search limit overall "
+              f"{lf['search_rps']:.2f}/s = {lf['search_ratio']:.1%}; complete={lf['complete']}")
     gaps = result.get("leadflow_gaps") or {}
     if gaps:
         print(f"leadflow search spacing: {gaps['gaps']} gaps, {gaps['total_gap_s']:.2f} s vs {gaps['ideal_s']:.2f} s at "
@@ -398,10 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--modes", default="list,search", help="leadflow full-pull modes to measure: list, search")
+    parser.add_argument("--modes", default="both,list,search",
+                        help="leadflow full-pull modes to measure, the first the headline's: both, list, search")
     parser.add_argument("--sdk-paths", default="search,list",
                         help="comma-separated straightforward SDK paths to measure: search, list (or none)")
     parser.add_argument("--search-latency", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--latency-seconds", type=float, default=0.15,
+                        help="also pull with the sandbox answering each call this late (0: skip)")
     parser.add_argument("--latency-contacts", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "pull.json")
     args = parser.parse_args(argv)
@@ -445,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     lf_keys = ["records", "wall_s", "records_per_s", "records_ceiling_per_s", "records_ratio", "phase_requests",
                "phase_s", "phase_rps", "ceiling_rps", "ceiling_ratio", "pacing_rps", "pacing_ratio", "max_in_window",
                "phase_median_ms", "other_requests", "batch_read_requests", "general_requests", "general_rps",
-               "general_ratio", "max_general_in_10s", "share_429", "phase_429"]
+               "general_ratio", "max_general_in_10s", "search_requests", "search_rps", "search_ratio", "share_429",
+               "phase_429"]
     leadflow = {}
     for mode, items in runs.items():
         leadflow[mode] = summarise(items, lf_keys)
@@ -458,6 +477,20 @@ def main(argv: list[str] | None = None) -> int:
         # calls the naive client got answered per second of its run, for comparison
         s["rps"] = median_of([{"v": r["requests"] / r["wall_s"]} for r in items], "v")
         sdk_summary[p] = s
+
+    at_latency: dict[str, dict[str, Any]] = {}
+    if args.latency_seconds:
+        # The same pulls with the sandbox answering each call after `--latency-seconds`, as a
+        # remote CRM does: one cursor makes at most 1 / latency calls a second.
+        with running_sandbox(contacts=args.contacts, seed=args.seed, rate_limit=DEFAULT_RATE_LIMIT,
+                             search_rate_limit=DEFAULT_SEARCH_RATE_LIMIT, latency_seconds=args.latency_seconds) as sb:
+            for mode in modes:
+                run = measure_leadflow(sb, args.contacts, mode)
+                at_latency[mode] = {k: run[k] for k in ("records", "complete", "wall_s", "records_per_s",
+                                                        "records_ratio", "phase_rps", "ceiling_ratio", "share_429")}
+                print(f"leadflow {mode} at {args.latency_seconds * 1000:.0f} ms a call: {run['records']:,} records in "
+                      f"{run['wall_s']:.1f} s, {run['records_per_s']:.0f} records/s ({run['records_ratio']:.1%} of "
+                      f"ceiling), {run['phase_rps']:.2f} calls/s", flush=True)
 
     latency = None
     if args.search_latency:
@@ -491,7 +524,14 @@ def main(argv: list[str] | None = None) -> int:
     if latency:
         headline.update({"search_store_ms_100k": latency["store_median_ms"],
                          "search_http_ms_100k": latency["http_median_ms"]})
-    headline["targets_met"] = bool(lf["complete"] and lf["ceiling_ratio"] >= 0.9 and lf["share_429"] < 0.01)
+    for mode, run in at_latency.items():
+        headline[f"{mode}_records_per_s_at_latency"] = run["records_per_s"]
+        headline[f"{mode}_records_ratio_at_latency"] = run["records_ratio"]
+    # From both ends, each limit's calls (contacts and companies) against its ceiling; else the
+    # contact pages' calls against their limit's.
+    at_ceiling = min(lf["general_ratio"], lf["search_ratio"]) if main_mode == "both" else lf["ceiling_ratio"]
+    headline.update(general_ratio=lf["general_ratio"], search_ratio=lf["search_ratio"])
+    headline["targets_met"] = bool(lf["complete"] and at_ceiling >= 0.9 and lf["share_429"] < 0.01)
     result = {
         "headline": headline,
         "contacts": args.contacts, "seed": args.seed, "repeats": args.repeats,
@@ -500,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         "leadflow": leadflow,
         "leadflow_gaps": runs["search"][len(runs["search"]) // 2]["gaps"] if "search" in runs else {},
         "sdk": sdk_summary, "search_latency": latency,
+        "at_latency": {"latency_seconds": args.latency_seconds, "leadflow": at_latency},
         "runs": {"leadflow": runs, "sdk": sdk_runs},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg": [round(x, 2) for x in os.getloadavg()]},

@@ -205,7 +205,7 @@ def test_search_runs_close_to_but_under_the_rolling_one_second_ceiling() -> None
 def test_full_pull_lists_contacts_close_to_but_under_the_general_ceiling() -> None:
     # 20 calls per rolling second on the sandbox's general limit, the connector told the same.
     with running_sandbox(contacts=1500, seed=9, rate_limit="40/2") as sandbox:
-        with connect(sandbox, list_page_size=10, rate_limit_per_10s=200) as connector:
+        with connect(sandbox, list_page_size=10, rate_limit_per_10s=200, full_pull="list") as connector:
             start = time.monotonic()
             ids = pull_ids(connector)
             elapsed = time.monotonic() - start
@@ -224,3 +224,30 @@ def test_full_pull_lists_contacts_close_to_but_under_the_general_ceiling() -> No
           f"{limited} x 429")
     assert rate >= 0.9 * 20
     assert limited / total < 0.01
+
+
+def _timed_full_pull(sandbox: Any, mode: str) -> tuple[list[str], float]:
+    admin = {"Authorization": f"Bearer {sandbox.token}"}
+    # the same limits again: empty rolling windows, as on a portal left alone for a while
+    requests.post(f"{sandbox.base_url}/_sandbox/rate-limits", json={"rate_limit": "100/10", "search_rate_limit": "5/1"},
+                  headers=admin, timeout=5).raise_for_status()
+    requests.post(f"{sandbox.base_url}/_sandbox/reset-stats", headers=admin, timeout=5).raise_for_status()
+    with connect(sandbox, full_pull=mode) as connector:
+        start = time.monotonic()
+        ids = pull_ids(connector)
+        return ids, time.monotonic() - start
+
+
+@pytest.mark.slow
+def test_given_a_remote_portals_latency_then_a_pull_from_both_ends_beats_one_list_cursor() -> None:
+    # HubSpot Starter's limits (10 calls/s general, 5 searches/s) and 150 ms an answer: one list
+    # cursor makes about 6 calls a second; the search from the top adds its own limit's pages.
+    with running_sandbox(contacts=6_000, seed=5, latency_seconds=0.15) as sandbox:
+        both, both_s = _timed_full_pull(sandbox, "both")
+        stats = sandbox_stats(sandbox)["byEndpointStatus"]
+        listed, listed_s = _timed_full_pull(sandbox, "list")
+    assert len(both) == len(set(both)) == 6_000 and set(both) == set(listed)
+    assert sum(stats["POST /crm/v3/objects/contacts/search"].values()) > 5
+    assert sum(stats["GET /crm/v3/objects/contacts"].values()) > 5
+    print(f"from both ends {both_s:.1f} s, one list cursor {listed_s:.1f} s")
+    assert both_s < 0.7 * listed_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from leadflow.batching import chunks
@@ -22,6 +23,7 @@ from leadflow.crm.base import (
 )
 from leadflow.crm.http import SessionConnector, WriteOutcomeUnknown
 from leadflow.crm.hubspot_mapping import HubSpotMapping, OwnedProperty, load_mapping
+from leadflow.crm.hubspot_meet import from_both_ends
 from leadflow.crm.hubspot_push import ForbiddenPropertyError, assert_writable, plan_update, results_from_batch
 from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession
 from leadflow.crm.hubspot_settings import HubSpotSettings
@@ -57,11 +59,12 @@ BATCH_READ = 100
 HISTORY_BATCH = 50
 
 
-def search_body(filters: list[dict[str, Any]], sort_property: str, limit: int, properties: Sequence[str]) -> dict[str, Any]:
+def search_body(filters: list[dict[str, Any]], sort_property: str, limit: int, properties: Sequence[str],
+                descending: bool = False) -> dict[str, Any]:
     """The body of `POST /crm/v3/objects/contacts/search`."""
     return {
         "filterGroups": [{"filters": filters}] if filters else [],
-        "sorts": [{"propertyName": sort_property, "direction": "ASCENDING"}],
+        "sorts": [{"propertyName": sort_property, "direction": "DESCENDING" if descending else "ASCENDING"}],
         "properties": list(properties),
         "limit": limit,
     }
@@ -130,16 +133,23 @@ class HubSpotConnector(SessionConnector):
     def pull(self, since: Watermark | None) -> Iterator[LeadPage]:
         """Yield pages of contacts modified at/after `since` (everything when None).
 
-        A full pull lists every contact (`full_pull: list`, the default) or searches for them
-        all; an incremental one searches. Companies of the pulled contacts are read 100 a call
-        (`_pages_with_companies`), so a page is yielded once its leads' companies are in it."""
+        A full pull lists contacts from the lowest id up while it searches from the highest id
+        down, until the two meet (`full_pull: both`, the default; `hubspot_meet`), or only lists
+        (`list`) or only searches (`search`); an incremental one searches. Companies of the pulled
+        contacts are read 100 a call (`_pages_with_companies`), so a page is yielded once its
+        leads' companies are in it."""
         mapping, settings = self.mapping, self.settings
         cursor = mapping.cursor_property
         wanted = [*mapping.contact_properties.values(), *mapping.owned_property_names.values(), MERGED_IDS]
         properties = self._existing("contacts", wanted)
         essential = [ID_PROPERTY, cursor, mapping.contact_properties.get("company_id", "associatedcompanyid")]
         started_ms = int(self._wall_clock() * 1000)
-        if settings.full_pull == "list" and (since is None or self._listing_is_faster(since)):
+        listing = settings.full_pull != "search" and (since is None or self._listing_is_faster(since))
+        if listing and settings.full_pull == "both":
+            # Both limits are spent on contacts: the companies are read on the general limit.
+            windows = self._from_both_ends(properties, essential, started_ms - settings.index_lag_ms)
+            yield from self._pages_with_companies(windows, self._read_companies)
+        elif listing:
             # The list spends the general limit; the companies are searched for, on the search
             # limit the list leaves idle.
             windows = self._listed(list(dict.fromkeys([*essential, *properties])), started_ms - settings.index_lag_ms)
@@ -173,7 +183,10 @@ class HubSpotConnector(SessionConnector):
         if not everyone:
             return False
         searching_s = changed / settings.page_size / settings.search_rate_per_s
-        listing_s = everyone / settings.list_page_size / (settings.rate_limit_per_10s / 10.0)
+        listing_per_s = settings.list_page_size * settings.rate_limit_per_10s / 10.0
+        if settings.full_pull == "both":  # the search pages down from the top at the same time
+            listing_per_s += settings.page_size * settings.search_rate_per_s
+        listing_s = everyone / listing_per_s
         faster = listing_s < searching_s * LIST_INSTEAD_MARGIN
         log.info("HubSpot incremental pull: %d of %d contacts changed; %s (about %.0f s listing against %.0f s "
                  "searching)", changed, everyone, "listing them all" if faster else "searching", listing_s, searching_s)
@@ -187,15 +200,44 @@ class HubSpotConnector(SessionConnector):
         contact changed while the list was paged through is pulled again by the next run."""
         after: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": self.settings.list_page_size, "properties": ",".join(properties),
-                                      "archived": "false"}
-            if after:
-                params["after"] = after
-            answer = self.session.request_json("GET", CONTACTS, params=params, bucket=GENERAL_BUCKET) or {}
-            yield list(answer.get("results") or []), None
-            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            records, after = self._list_page(properties, after)
+            yield records, None
             if not after:
                 break
+        yield [], Watermark(modified_ms=watermark_ms)
+
+    def _list_page(self, properties: Sequence[str], after: str | None) -> tuple[list[Mapping[str, Any]], str | None]:
+        """One page of `GET /crm/v3/objects/contacts` and the next page's cursor (None: the last)."""
+        params: dict[str, Any] = {"limit": self.settings.list_page_size, "properties": ",".join(properties),
+                                  "archived": "false"}
+        if after:
+            params["after"] = after
+        answer = self.session.request_json("GET", CONTACTS, params=params, bucket=GENERAL_BUCKET) or {}
+        return list(answer.get("results") or []), ((answer.get("paging") or {}).get("next") or {}).get("after")
+
+    def _from_both_ends(self, properties: list[str], essential: list[str],
+                        watermark_ms: int) -> Iterator[tuple[list[Mapping[str, Any]], Watermark | None]]:
+        """(records, None) per page of the list (from the lowest id up) and of a search (from the
+        highest id down, `hs_object_id` below the lowest seen), both at once until they meet
+        (`hubspot_meet`); then ([], watermark), the pull's start less `index_lag_ms`, as `_listed`."""
+        settings = self.settings
+        listed = list(dict.fromkeys([*essential, *properties]))
+        search_props, later_props = split_search_properties(
+            properties, essential, self.mapping.cursor_property, settings.page_size, settings.search_body_limit)
+
+        def search_below(below: int | None) -> list[Mapping[str, Any]]:
+            filters = [] if below is None else [{"propertyName": ID_PROPERTY, "operator": "LT", "value": str(below)}]
+            body = search_body(filters, ID_PROPERTY, settings.page_size, search_props, descending=True)
+            answer = self.session.request_json("POST", f"{CONTACTS}/search", json=body, bucket=SEARCH_BUCKET,
+                                               idempotent=True) or {}
+            records = list(answer.get("results") or [])
+            return self._merge_properties(records, later_props) if later_props and records else records
+
+        sides = {"list": 0, "search": 0}
+        for side, records in from_both_ends(partial(self._list_page, listed), search_below):
+            sides[side] += len(records)
+            yield records, None
+        log.info("HubSpot full pull from both ends: %d contacts listed, %d searched", sides["list"], sides["search"])
         yield [], Watermark(modified_ms=watermark_ms)
 
     def _searched(self, since: Watermark | None, properties: list[str], essential: list[str],

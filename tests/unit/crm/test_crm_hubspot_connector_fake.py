@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +48,9 @@ class FakeHubSpot:
         self.calls: list[tuple[str, str, Any]] = []
         self.urls: list[str] = []
         self.archived: list[dict[str, Any]] = []  # {"id", "archivedAt"} of archived contacts
+        # The list's pages after the first wait for a first contacts search (a full pull from both ends).
+        self.list_waits_for_search = False
+        self.searched = threading.Event()
         if owned_exists:
             self.add_property("leadflow_score", "number")
 
@@ -78,6 +82,7 @@ class FakeHubSpot:
         if route == ("GET", "/crm/v3/properties/contacts/hs_lead_status"):
             return Reply(200, {"name": "hs_lead_status", "options": [{"value": "NEW", "displayOrder": 0}]})
         if route == ("POST", "/crm/v3/objects/contacts/search"):
+            self.searched.set()
             if len(request.body) > 3000:
                 return Reply(400, {"status": "error", "category": "VALIDATION_ERROR", "message": "body too long"})
             return Reply(200, self._search(body))
@@ -96,6 +101,8 @@ class FakeHubSpot:
         if route == ("GET", "/crm/v3/objects/contacts"):
             query = parse_qs(urlsplit(request.url).query)
             start, limit = int(query.get("after", ["0"])[0]), int(query["limit"][0])
+            if start and self.list_waits_for_search:  # both ends at once, whatever the threads' timing
+                assert self.searched.wait(timeout=10)
             if query.get("archived") == ["true"]:
                 rows = [{**r, "archived": True, "properties": {}} for r in self.archived]
             else:
@@ -112,12 +119,14 @@ class FakeHubSpot:
             for group in body["filterGroups"]:
                 for f in group["filters"]:
                     value, target = int(props[f["propertyName"]]), int(f["value"])
-                    if not {"GTE": value >= target, "GT": value > target, "EQ": value == target}[f["operator"]]:
+                    if not {"GTE": value >= target, "GT": value > target, "EQ": value == target,
+                            "LT": value < target}[f["operator"]]:
                         return False
             return True
 
         sort = body["sorts"][0]["propertyName"]
-        matching = sorted((p for p in self.contacts.values() if keep(p)), key=lambda p: int(p[sort]))
+        matching = sorted((p for p in self.contacts.values() if keep(p)), key=lambda p: int(p[sort]),
+                          reverse=body["sorts"][0]["direction"] == "DESCENDING")
         hits = matching[: body["limit"]]
         return {"total": len(matching), "results": [
             {"id": p["hs_object_id"], "properties": {k: p.get(k) for k in body["properties"]}} for p in hits]}
@@ -184,7 +193,7 @@ def test_connector_satisfies_the_protocol(hubspot: FakeHubSpot, clock: FakeClock
 
 
 def test_full_pull_yields_leads_companies_and_a_watermark(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
-    connector = _connector(hubspot, clock, mapping)
+    connector = _connector(hubspot, clock, mapping, full_pull="list")
     pages = list(connector.pull(None))
     leads = [l for p in pages for l in p.leads]
     assert sorted(l["record_id"] for l in leads) == ["1", "2", "3", "4", "5"]
@@ -199,6 +208,23 @@ def test_full_pull_yields_leads_companies_and_a_watermark(hubspot: FakeHubSpot, 
     listed = hubspot.list_queries()[0]["properties"][0].split(",")
     assert "jobtitle" in listed and "budget_range" not in listed and "leadflow_score" not in listed
     assert connector.stats.records_pulled == 5 and connector.stats.companies_pulled == 2
+
+
+def test_given_a_full_pull_from_both_ends_then_each_contact_comes_once_and_the_watermark_last(
+        clock: FakeClock, mapping: HubSpotMapping) -> None:
+    hubspot = FakeHubSpot(contacts=450)
+    hubspot.list_waits_for_search = True
+    connector = _connector(hubspot, clock, mapping, list_page_size=50, page_size=100)
+    pages = list(connector.pull(None))
+    ids = [l["record_id"] for p in pages for l in p.leads]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 451)]
+    assert pages[-1].watermark == Watermark(modified_ms=T0 + 10_000)
+    assert all(p.watermark is None for p in pages[:-1])
+    searches = [b for m, p, b in hubspot.calls if p.endswith("contacts/search")]
+    assert searches and hubspot.list_queries()  # both ends were paged
+    # keyset paging down by id: sorted descending, each page below the lowest id seen
+    assert all(b["sorts"] == [{"propertyName": "hs_object_id", "direction": "DESCENDING"}] for b in searches)
+    assert [f["operator"] for b in searches[1:] for f in b["filterGroups"][0]["filters"]] == ["LT"] * (len(searches) - 1)
 
 
 def test_given_full_pull_by_search_then_the_watermark_is_the_last_modified_seen(
@@ -240,7 +266,7 @@ def test_given_few_new_companies_per_page_then_companies_are_read_100_a_call(
 
 
 def test_companies_are_fetched_once_per_pull(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
-    connector = _connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2)
+    connector = _connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2, full_pull="list")
     pages = list(connector.pull(None))
     assert len(pages) >= 3
     company_searches = [b for m, p, b in hubspot.calls if p == "/crm/v3/objects/companies/search"]
@@ -419,7 +445,8 @@ def test_registry_reports_an_unimportable_connector_clearly(connection: Connecti
 
 def test_given_missing_company_then_leads_referencing_it_get_an_issue(hubspot: FakeHubSpot, clock: FakeClock, mapping: HubSpotMapping) -> None:
     del hubspot.companies["101"]
-    pages = list(_connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2).pull(None))
+    pages = list(_connector(hubspot, clock, mapping, list_page_size=2, company_flush_leads=2,
+                            full_pull="list").pull(None))
     issues = [i for p in pages for i in p.issues if i.field == "company_id"]
     odd_leads = sorted(l["record_id"] for p in pages for l in p.leads if l["company_id"] == "101")
     assert sorted(i.record_id for i in issues) == odd_leads == ["1", "3", "5"]
@@ -475,12 +502,15 @@ def test_given_most_contacts_changed_since_the_watermark_then_the_incremental_pu
         clock: FakeClock, mapping: HubSpotMapping) -> None:
     fake = FakeHubSpot(contacts=1000)
     fake.archived = [{"id": "77", "archivedAt": T0 + 10}]
-    # Professional: listing 1,000 takes 10 calls at 19/s, searching 999 takes 5 at 5/s.
+    # Professional: all 1,000 from both ends (up to 19 list calls of 100 and 5 searches of 200 a
+    # second) against searching 999 changed ones (5 searches at 5/s).
     pages = list(_connector(fake, clock, mapping, rate_limit_per_10s=190).pull(Watermark(modified_ms=T0 + 2)))
-    assert len({l["record_id"] for p in pages for l in p.leads}) == 1000  # listed: every contact
+    assert len({l["record_id"] for p in pages for l in p.leads}) == 1000  # every contact
     searches = [b for m, p, b in fake.calls if p == "/crm/v3/objects/contacts/search"]
-    assert [b["limit"] for b in searches] == [1, 1]  # the two counts, nothing paged by search
-    assert len(fake.list_queries()) == 10
+    assert [b["limit"] for b in searches[:2]] == [1, 1]  # the two counts
+    # the rest page down from the highest id, not by modification date
+    assert all(b["sorts"] == [{"propertyName": "hs_object_id", "direction": "DESCENDING"}] for b in searches[2:])
+    assert fake.list_queries()
     assert [r.record_id for p in pages for r in p.removed] == ["77"]  # deletions still looked for
     assert [p.watermark for p in pages if p.watermark][-1] == Watermark(modified_ms=T0 + 10_000)
 
