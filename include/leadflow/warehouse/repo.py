@@ -369,19 +369,51 @@ def mark_unseen_deleted(engine: Engine, crm: str, run_id: str) -> int:
     return result.rowcount or 0
 
 
-def read_frame(engine: Engine, query: Any) -> pd.DataFrame:
+# Rows fetched and turned into columns at a time: the whole result as Python row objects was most
+# of a large read's peak (the scores of 1,000,000 leads: about 2.7 GB for a moment).
+READ_CHUNK_ROWS = 20_000
+
+
+def read_frame(engine: Engine, query: Any, chunk_rows: int = READ_CHUNK_ROWS) -> pd.DataFrame:
     """The rows of `query` as a frame (dtypes inferred per column, as pandas does for records).
 
     Built from one list per column: pandas' records path probes every row object first, about
-    twice as slow for the 100k-row tables of a nightly run.
+    twice as slow for the 100k-row tables of a nightly run. Read `chunk_rows` at a time, each
+    chunk's columns made arrays before the next is fetched; the chunks of a column are joined
+    with the dtype the whole column would have been given.
     """
     with engine.connect() as conn:
         result = conn.execute(query)
         keys = list(result.keys())
-        rows = result.fetchall()
-    if not rows:
+        parts: list[list[pd.Series]] = [[] for _ in keys]
+        while rows := result.fetchmany(chunk_rows):
+            for part, values in zip(parts, map(list, zip(*rows))):
+                part.append(_column(values))
+            del rows
+    if not keys or not parts[0]:
         return pd.DataFrame(columns=keys)
-    return pd.DataFrame({key: _text_column(values) for key, values in zip(keys, map(list, zip(*rows)))})
+    return pd.DataFrame({key: _joined(part) for key, part in zip(keys, parts)})
+
+
+def _column(values: list[Any]) -> pd.Series:
+    column = _text_column(values)
+    return column if isinstance(column, pd.Series) else pd.Series(column)
+
+
+def _joined(parts: list[pd.Series]) -> pd.Series:
+    """One column from its chunks, with the dtype inferred from all its values at once."""
+    if len(parts) == 1:
+        return parts[0]
+    dtypes = {part.dtype for part in parts}
+    if dtypes == {_STR_DTYPE}:
+        array = pa.concat_arrays([pa.array(part.array).cast(pa.large_string()) for part in parts])
+        return pd.Series(pd.array(array, dtype=_STR_DTYPE), copy=False)
+    if len(dtypes) == 1:
+        return pd.concat(parts, ignore_index=True)
+    # Chunks inferred apart (ints, and ints with a NULL; a chunk of NULLs only): the values as
+    # fetched, NULL as None, inferred together.
+    values = [v for part in parts for v in part.astype(object).where(part.notna(), None).tolist()]
+    return _column(values)
 
 
 _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # what pandas infers for text
@@ -480,8 +512,26 @@ def save_scores(
     return len(rows)
 
 
-def load_scores(engine: Engine, crm: str, shard: int | None = None, shards: int = 1) -> pd.DataFrame:
-    return read_frame(engine, select(scores).where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
+def load_scores(engine: Engine, crm: str, shard: int | None = None, shards: int = 1,
+                columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The CRM's current scores (of a shard); `columns`: only those of them the table has (the
+    whole table at 1,000,000 leads is over a GB as a frame, most of it text no caller reads)."""
+    picked = scores.c if columns is None else [scores.c[c] for c in dict.fromkeys(columns) if c in scores.c]
+    return read_frame(engine, select(*picked).where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
+
+
+SCORE_IDS_PER_QUERY = 500  # bound parameters per statement: well under SQLite's and PostgreSQL's limits
+
+
+def load_score_rows(engine: Engine, crm: str, record_ids: Iterable[str]) -> pd.DataFrame:
+    """The whole score rows of `record_ids` (those that have one), in id order."""
+    ids = sorted(set(map(str, record_ids)))
+    parts = [read_frame(engine, select(scores).where(scores.c.crm == crm, scores.c.record_id.in_(chunk)))
+             for chunk in (ids[i:i + SCORE_IDS_PER_QUERY] for i in range(0, len(ids), SCORE_IDS_PER_QUERY))]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return read_frame(engine, select(scores).where(scores.c.crm == crm, scores.c.record_id.in_([])))
+    return pd.concat(parts, ignore_index=True).sort_values("record_id", kind="stable").reset_index(drop=True)
 
 
 def has_finished_push(engine: Engine, crm: str) -> bool:
