@@ -1,6 +1,7 @@
 """Warehouse reads fetch a chunk of rows at a time (a large table's rows as Python objects all at
 once were most of a step's peak memory) and give the frame a read of everything at once gives:
-same columns, dtypes and values, whatever the chunk size and wherever the NULLs fall."""
+same columns, dtypes and values, whatever the chunk size and wherever the NULLs fall (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from leadflow.warehouse import repo
 
 
 @pytest.fixture
-def table_engine(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'read.db'}")
+def table_engine(warehouse_url):
+    engine = create_engine(warehouse_url)
     meta = MetaData()
     table = Table("t", meta, Column("id", Integer, primary_key=True), Column("late_null_int", Integer),
                   Column("f", Float), Column("text", Text), Column("flag", Boolean), Column("late_text", Text),
