@@ -383,7 +383,9 @@ def read_frame(engine: Engine, query: Any, chunk_rows: int = READ_CHUNK_ROWS) ->
     with the dtype the whole column would have been given.
     """
     with engine.connect() as conn:
-        result = conn.execute(query)
+        # A server-side cursor where the driver has one (PostgreSQL): its client would otherwise
+        # hold the whole result before the first chunk is read. SQLite steps through rows anyway.
+        result = conn.execution_options(stream_results=True).execute(query)
         keys = list(result.keys())
         parts: list[list[pa.Array | pd.Series]] = [[] for _ in keys]
         while rows := result.fetchmany(chunk_rows):
