@@ -32,17 +32,18 @@ from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
 from leadflow.predict.rules import rules_for_run
 from leadflow.prefetch import prefetched
 from leadflow.predict.versions import input_columns, record_versions
-from leadflow.push.diff import Diff, current_columns, diff_leads
+from leadflow.push.diff import Diff, current_columns, desired_columns, diff_leads
 from leadflow.push.lease import LeaseBusy, current_holder, release, try_acquire
 from leadflow.push.overrides import last_written, overrides_frame_rows, record_overrides, standing_overrides
-from leadflow.push.writer import preview, push_changes
+from leadflow.push.plan import PlanTally
+from leadflow.push.writer import push_changes
 from leadflow.qualify import QualificationModel, score_leads
 from leadflow.qualify.accounts import account_figures, account_view
 from leadflow.qualify.engine import describe_fields
 from leadflow.qualify.frame import build_qualify_frame
 from leadflow.qualify.handoff import settle_handoffs
 from leadflow.quality.change_guard import ChangeGuard, ChangeGuardError
-from leadflow.quality.gates import check_lead_rows, check_new_scores, gate_leads
+from leadflow.quality.gates import check_lead_rows, check_new_scores, gate_leads, score_check_columns
 from leadflow.quality.psi import score_counts
 from leadflow.quality.quarantine import quarantined_ids
 from leadflow.quality.results import failed_count, raise_if_failed
@@ -411,8 +412,8 @@ def validate_scores(ctx: RunContext) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     with _timed(summary, "validate_scores"):
         previous = repo.get_run_summary(ctx.engine, ctx.crm, ctx.run_id).get("previous_score_counts", [])
-        results = check_new_scores(ctx.engine, ctx.crm, ctx.run_id, repo.load_scores(ctx.engine, ctx.crm),
-                                   previous, ctx.now)
+        scores = repo.load_scores(ctx.engine, ctx.crm, columns=score_check_columns())
+        results = check_new_scores(ctx.engine, ctx.crm, ctx.run_id, scores, previous, ctx.now)
     summary["dq_failed_score_checks"] = failed_count(results)
     out = _record(ctx, "validate_scores", summary)
     raise_if_failed(results)
@@ -420,36 +421,48 @@ def validate_scores(ctx: RunContext) -> dict[str, Any]:
 
 
 # --- push ---------------------------------------------------------------------------------------
-def _changes(ctx: RunContext, shard: int | None, shards: int) -> tuple[Diff, str | None]:
+def _changes(ctx: RunContext, shard: int | None, shards: int,
+             standing: dict[tuple[str, str], str | None] | None = None) -> tuple[Diff, str | None]:
     """The diff of this shard (`push.diff`: changes and overrides) and the model version."""
-    scores = repo.load_scores(ctx.engine, ctx.crm, shard, shards)
+    scores = repo.load_scores(ctx.engine, ctx.crm, shard, shards, columns=desired_columns())
     current = repo.load_leads(ctx.engine, ctx.crm, shard=shard, shards=shards, columns=current_columns())
     if ctx.only_record_ids:
         scores = scores[scores["record_id"].isin(set(ctx.only_record_ids))]
     # A shard's own records' last writes only (every record's would be most of a push shard's
     # memory at 1,000,000 leads); one query for all when there is one shard.
     written = last_written(ctx.engine, ctx.crm, scores["record_id"].tolist() if shards > 1 else None)
-    diff = diff_leads(scores, current, ctx.settings.diff(), written, standing_overrides(ctx.engine, ctx.crm),
-                      now_ms=repo.now_ms())
+    if standing is None:
+        standing = standing_overrides(ctx.engine, ctx.crm)
+    diff = diff_leads(scores, current, ctx.settings.diff(), written, standing, now_ms=repo.now_ms())
     model_version = str(scores["model_version"].iloc[0]) if len(scores) else None
     return diff, model_version
 
 
+# Records diffed at a time by plan_push (a push shard's share of 1,000,000 at 8 shards).
+PLAN_RECORDS_PER_PART = 125_000
+
+
 def plan_push(ctx: RunContext) -> dict[str, Any]:
-    """Compute the whole diff once: the dry-run preview, and the guard against a bad model that
+    """Compute the whole diff (in parts): the dry-run preview, and the guard against a bad model that
     would rewrite too many records (`quality.change_guard`: a CRM's first push is exempt; `force`
     overrides)."""
     summary: dict[str, Any] = {}
     with _timed(summary, "plan_push"):
-        diff, _ = _changes(ctx, None, 1)
+        scored = repo.count_scores(ctx.engine, ctx.crm)
+        # In parts split as the push shards split the records (`push.plan`): the whole diff of a
+        # first push of 1,000,000 records is several GB.
+        parts = max(1, -(-scored // PLAN_RECORDS_PER_PART))
+        standing = standing_overrides(ctx.engine, ctx.crm)
+        plan = PlanTally()
+        for part in range(parts):
+            plan.add(_changes(ctx, part if parts > 1 else None, parts, standing)[0])
         guard = ChangeGuard(
-            changed=int(diff.changes["record_id"].nunique()) if len(diff.changes) else 0,
-            scored=repo.count_scores(ctx.engine, ctx.crm), limit=ctx.settings.push.max_change_share,
+            changed=plan.changed, scored=scored, limit=ctx.settings.push.max_change_share,
             # Until one push has finished, everything is new (a killed first push is still "first").
             first_push=not repo.has_finished_push(ctx.engine, ctx.crm),
             exempt=ctx.force or ctx.dry_run or not ctx.push_enabled)
-        summary.update(changed=guard.changed, change_share=round(guard.share, 4), preview=preview(diff.changes),
-                       overrides_planned=len(diff.overrides))
+        summary.update(changed=guard.changed, change_share=round(guard.share, 4), preview=plan.preview(),
+                       overrides_planned=plan.overrides)
     summary["change_guard"] = guard.state
     out = _record(ctx, "plan_push", summary)
     guard.raise_if_tripped()

@@ -33,17 +33,37 @@ def load_accounts(engine: Engine, crm: str) -> pd.DataFrame:
     return repo.read_frame(engine, select(accounts).where(accounts.c.crm == crm).order_by(accounts.c.company_id))
 
 
+# What the account view and the wait for the committee read (`qualify.accounts`) and what a
+# handoff records (`verdicts.sla.record_handoffs`): the score rows without their reasons text and
+# model versions, most of the scores' memory at 1,000,000 leads.
+MEMBER_COLUMNS: tuple[str, ...] = (
+    "record_id", "score", "grade", "engagement_score", "disqualification_reason", "stage", "lead_status",
+    "sales_ready", "sales_ready_since", "sales_ready_reason", "persona", "authority",
+)
+# What `wait_for_committee` changes in a held lead's score.
+HELD_COLUMNS: tuple[str, ...] = ("sales_ready", "sales_ready_since", "sales_ready_reason", "stage", "lead_status")
+
+
 def hold_for_committee(engine: Engine, crm: str, run_id: str, model: QualificationModel,
                        as_of_ms: int) -> tuple[pd.DataFrame, int]:
-    """Every shard's scores with each lead's company and current stage (the account view's
-    members), with the handoffs that wait for a second engaged persona held back
+    """Every shard's scores (`MEMBER_COLUMNS`) with each lead's company and current stage (the
+    account view's members), with the handoffs that wait for a second engaged persona held back
     (`qualify.accounts.wait_for_committee`) and those leads' scores stored. Returns the members
     and how many handoffs wait."""
-    scores = repo.load_scores(engine, crm)
+    scores = repo.load_scores(engine, crm, columns=MEMBER_COLUMNS)
     leads = repo.load_leads(engine, crm, columns=["record_id", "company_id", "lifecycle_stage"])
     members, waits = wait_for_committee(scores.merge(leads, on="record_id", how="left"), model, as_of_ms)
     if waits:
         held = scores["sales_ready"].fillna(False).astype(bool).to_numpy() & \
             ~members["sales_ready"].fillna(False).astype(bool).to_numpy()
-        repo.save_scores(engine, crm, run_id, members.loc[held], replace=False)
+        _save_held(engine, crm, run_id, members.loc[held])
     return members, waits
+
+
+def _save_held(engine: Engine, crm: str, run_id: str, held: pd.DataFrame) -> None:
+    """The held leads' whole score rows with what the wait changed (`HELD_COLUMNS`), stored."""
+    changed = held.set_index("record_id")[list(HELD_COLUMNS)]
+    rows = repo.load_score_rows(engine, crm, changed.index)
+    for column in HELD_COLUMNS:
+        rows[column] = changed[column].reindex(rows["record_id"]).to_numpy()
+    repo.save_scores(engine, crm, run_id, rows, replace=False)

@@ -81,6 +81,13 @@ def current_columns() -> list[str]:
             *(f"{CRM_VALUE_PREFIX}{f}" for f in NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS + HANDOFF_FIELDS)]
 
 
+def desired_columns() -> list[str]:
+    """The columns of the score rows `diff_leads` reads (its `desired`) and the push sends along
+    (`model_version`): a caller loads only these."""
+    return ["record_id", "stage", "lead_status",
+            *dict.fromkeys(NUMERIC_FIELDS + TEXT_FIELDS + PASSENGER_FIELDS + HANDOFF_FIELDS)]
+
+
 def diff_leads(
     desired: pd.DataFrame, current: pd.DataFrame, settings: DiffSettings = DiffSettings(),
     last_written: Mapping[tuple[str, str], str | None] | None = None,
@@ -179,7 +186,9 @@ def diff_leads(
     for field, mask in changed.items():
         if not mask.any():
             continue
-        sel = merged.loc[mask]
+        # Only the three columns a change row needs: a copy of every merged column per field was
+        # most of the diff's peak memory on a first push.
+        sel = merged.loc[mask, list(dict.fromkeys(["record_id", before_cols[field], after_cols[field]]))]
         parts.append(
             pd.DataFrame(
                 {

@@ -47,6 +47,13 @@ def gate_leads(engine: Engine, crm: str, run_id: str, figures: dict[str, Any], n
     return batch, docs
 
 
+def score_check_columns(settings: QualitySettings | None = None) -> list[str]:
+    """The score columns `check_new_scores` reads: a caller loads only these (the scores' other
+    text, the handoff reasons and versions, is most of their memory at 1,000,000 leads)."""
+    settings = settings or load_settings_file()
+    return list(dict.fromkeys(["record_id", "score", *settings.scores.score_columns, "stage", "reasons"]))
+
+
 def check_new_scores(engine: Engine, crm: str, run_id: str, scores: pd.DataFrame, previous_counts: Sequence[int],
                      now: datetime, settings: QualitySettings | None = None) -> CheckRun:
     """The score checks (ranges, stages, reasons) and the drift against the previous scores

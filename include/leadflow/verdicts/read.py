@@ -63,7 +63,8 @@ def open_handoffs(engine: Engine, crm: str, events: pd.DataFrame) -> pd.DataFram
     opportunity is no longer scored, but may still convert), and the recorded handoffs with no
     verdict at all. Columns: record_id, handed_over_at, score, reason, expected_stage,
     expected_status, verdicts (frozenset)."""
-    scores = repo.load_scores(engine, crm)
+    scores = repo.load_scores(engine, crm, columns=["record_id", "sales_ready", "sales_ready_since", "score",
+                                                    "sales_ready_reason", "stage", "lead_status"])
     ready = scores[scores["sales_ready"].fillna(False).astype(bool) & scores["sales_ready_since"].notna()]
     current = pd.DataFrame({
         "record_id": ready["record_id"].astype(str).to_numpy(),
