@@ -220,17 +220,12 @@ class HubSpotConnector(SessionConnector):
         """(records, None) per page of the list (from the lowest id up) and of a search (from the
         highest id down, `hs_object_id` below the lowest seen), both at once until they meet
         (`hubspot_meet`); then ([], watermark), the pull's start less `index_lag_ms`, as `_listed`."""
-        settings = self.settings
         listed = list(dict.fromkeys([*essential, *properties]))
-        search_props, later_props = split_search_properties(
-            properties, essential, self.mapping.cursor_property, settings.page_size, settings.search_body_limit)
+        search_props, later_props = self._search_properties(properties, essential)
 
         def search_below(below: int | None) -> list[Mapping[str, Any]]:
             filters = [] if below is None else [{"propertyName": ID_PROPERTY, "operator": "LT", "value": str(below)}]
-            body = search_body(filters, ID_PROPERTY, settings.page_size, search_props, descending=True)
-            answer = self.session.request_json("POST", f"{CONTACTS}/search", json=body, bucket=SEARCH_BUCKET,
-                                               idempotent=True) or {}
-            records = list(answer.get("results") or [])
+            records = self._contact_search(filters, ID_PROPERTY, self.settings.page_size, search_props, descending=True)
             return self._merge_properties(records, later_props) if later_props and records else records
 
         sides = {"list": 0, "search": 0}
@@ -244,21 +239,12 @@ class HubSpotConnector(SessionConnector):
                   started_ms: int) -> Iterator[tuple[list[Mapping[str, Any]], Watermark | None]]:
         """(records, watermark) per search window (`hubspot_window.iter_pages`); properties that
         would make the search body too long are added by batch read."""
-        mapping, settings = self.mapping, self.settings
-        cursor = mapping.cursor_property
-        search_props, later_props = split_search_properties(
-            properties, essential, cursor, settings.page_size, settings.search_body_limit
-        )
-        if later_props:
-            log.info("search body would exceed %d chars: %d properties fetched by batch read",
-                     settings.search_body_limit, len(later_props))
+        settings = self.settings
+        cursor = self.mapping.cursor_property
+        search_props, later_props = self._search_properties(properties, essential)
 
         def search(filters: list[dict[str, Any]], sort_property: str, limit: int) -> list[Mapping[str, Any]]:
-            body = search_body(filters, sort_property, limit, search_props)
-            answer = self.session.request_json(
-                "POST", f"{CONTACTS}/search", json=body, bucket=SEARCH_BUCKET, idempotent=True
-            )
-            return list((answer or {}).get("results") or [])
+            return self._contact_search(filters, sort_property, limit, search_props)
 
         def cursor_of(record: Mapping[str, Any]) -> int | None:
             raw = (record.get("properties") or {}).get(cursor) or record.get("updatedAt")
@@ -275,6 +261,25 @@ class HubSpotConnector(SessionConnector):
             if later_props and records:
                 records = self._merge_properties(records, later_props)
             yield records, window.watermark
+
+    def _search_properties(self, properties: list[str], essential: list[str]) -> tuple[list[str], list[str]]:
+        """(asked for in the search, added by batch read): those that would make the search body
+        too long come by batch read (`split_search_properties`)."""
+        settings = self.settings
+        search_props, later_props = split_search_properties(
+            properties, essential, self.mapping.cursor_property, settings.page_size, settings.search_body_limit)
+        if later_props:
+            log.info("search body would exceed %d chars: %d properties fetched by batch read",
+                     settings.search_body_limit, len(later_props))
+        return search_props, later_props
+
+    def _contact_search(self, filters: list[dict[str, Any]], sort_property: str, limit: int,
+                        properties: Sequence[str], descending: bool = False) -> list[Mapping[str, Any]]:
+        """The records of one `POST /crm/v3/objects/contacts/search` (on the search limit)."""
+        body = search_body(filters, sort_property, limit, properties, descending)
+        answer = self.session.request_json("POST", f"{CONTACTS}/search", json=body, bucket=SEARCH_BUCKET,
+                                           idempotent=True)
+        return list((answer or {}).get("results") or [])
 
     def _pages_with_companies(
         self, windows: Iterable[tuple[list[Mapping[str, Any]], Watermark | None]],

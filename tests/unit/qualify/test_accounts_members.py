@@ -52,6 +52,15 @@ def waiting_model():
     return model_from_dict(doc)
 
 
+def _stored_world(engine, n: int, seed: int) -> pd.DataFrame:
+    """`_world(n, seed)` landed and scored in the warehouse; returns its scores."""
+    leads, scores = _world(n, seed=seed)
+    with engine.begin() as conn:
+        repo.land_page(conn, "hubspot", "pull", leads, [], [])
+    repo.save_scores(engine, "hubspot", "qualify", scores)
+    return scores
+
+
 def _stored(engine) -> pd.DataFrame:
     return repo.load_scores(engine, "hubspot")[STORED].sort_values("record_id").reset_index(drop=True)
 
@@ -59,10 +68,7 @@ def _stored(engine) -> pd.DataFrame:
 def test_given_many_companies_then_members_and_held_rows_equal_those_from_whole_scores(sqlite_warehouse,
                                                                                      waiting_model):
     engine = sqlite_warehouse
-    leads, scores = _world(400, seed=5)
-    with engine.begin() as conn:
-        repo.land_page(conn, "hubspot", "pull", leads, [], [])
-    repo.save_scores(engine, "hubspot", "qualify", scores)
+    scores = _stored_world(engine, 400, seed=5)
     # What the step did when it read every score column: the wait over whole score rows, the
     # held rows stored as they were then.
     whole = repo.load_scores(engine, "hubspot")
@@ -92,10 +98,7 @@ def test_given_many_companies_then_members_and_held_rows_equal_those_from_whole_
 
 def test_given_no_lead_waits_then_no_score_is_rewritten(sqlite_warehouse):
     engine = sqlite_warehouse
-    leads, scores = _world(60, seed=2)
-    with engine.begin() as conn:
-        repo.land_page(conn, "hubspot", "pull", leads, [], [])
-    repo.save_scores(engine, "hubspot", "qualify", scores)
+    scores = _stored_world(engine, 60, seed=2)
     before = repo.load_scores(engine, "hubspot")
     model = model_from_dict(default_dict())  # the wait is off
     members, waits = hold_for_committee(engine, "hubspot", "accounts", model, AS_OF)
