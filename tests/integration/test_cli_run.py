@@ -56,3 +56,29 @@ def test_given_a_wrong_token_then_run_names_the_step_and_the_fix_and_exits_1(san
     assert repo.latest_runs(engine, "hubspot")[0]["status"] == "failed"
     engine.dispose()
     assert cli.main(["report", "--crm", "hubspot"]) == 1
+
+
+def test_given_a_run_then_the_push_writes_the_diff_plan_push_made_without_diffing_again(sandbox, monkeypatch):
+    from leadflow import pipeline
+    from leadflow.sandbox.history import LEADFLOW_APP
+
+    _connect(monkeypatch, sandbox, sandbox.token)
+    diffed = []
+    changes = pipeline._changes
+    monkeypatch.setattr(pipeline, "_changes", lambda ctx, *a, **k: diffed.append(a) or changes(ctx, *a, **k))
+    monkeypatch.setattr(pipeline, "PUSH_FIRST_PART", 50)  # the kept diff written in two parts
+
+    assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-one-diff"]) == 0
+
+    assert diffed == [(None, 1, diffed[0][2])]  # plan_push's only
+    engine = get_engine()
+    summary = repo.get_run_summary(engine, "hubspot", "cli-one-diff")
+    engine.dispose()
+    assert summary["pushed"] == summary["changed"] > 50
+    with sandbox.store._lock:
+        written = sandbox.store._conn.execute(
+            "SELECT object_id, property FROM writes WHERE object_type = 'contacts' AND source_type = ? "
+            "AND source_id = ?", (LEADFLOW_APP.source_type, LEADFLOW_APP.source_id)).fetchall()
+    # Each changed record written, each value once.
+    assert len({contact for contact, _ in written}) == summary["pushed"]
+    assert len(set(written)) == len(written)

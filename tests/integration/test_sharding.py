@@ -1,5 +1,6 @@
 """Sharded enrich/validate/qualify/push, run in parallel on a real PostgreSQL warehouse, give the
-same enrichment, quarantine, data-quality results, scores and CRM state as one unsharded run."""
+same enrichment, quarantine, data-quality results, scores and CRM state as one unsharded run; the
+sharded push goes in two parts (`push_first_part`), and writes each value once as the unsharded run does."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from leadflow import pipeline
 from leadflow.connections import Connection
 from leadflow.enrich.store import load_enrichment
 from leadflow.pipeline import (
@@ -26,6 +28,7 @@ from leadflow.pipeline import (
 )
 from leadflow.quality.tables import dq_results
 from leadflow.warehouse.quarantine_store import quarantine
+from leadflow.sandbox.history import LEADFLOW_APP
 from leadflow.sandbox.server import running_sandbox
 from leadflow.warehouse import repo
 
@@ -87,15 +90,28 @@ def _quality(engine):
             checks.sort_values(["stage", "expectation"]).reset_index(drop=True))
 
 
-def test_four_parallel_shards_equal_the_unsharded_run(new_pg_database, tmp_path):
+def _leadflow_writes(sb) -> list[tuple[str, str]]:
+    """(contact, property) of each contact property change leadflow's app made: the sandbox's history."""
+    with sb.store._lock:
+        return sb.store._conn.execute(
+            "SELECT object_id, property FROM writes WHERE object_type = 'contacts' AND source_type = ? "
+            "AND source_id = ?", (LEADFLOW_APP.source_type, LEADFLOW_APP.source_id)).fetchall()
+
+
+def test_four_parallel_shards_equal_the_unsharded_run(new_pg_database, tmp_path, monkeypatch):
     with running_sandbox(contacts=800, seed=11, db_path=tmp_path / "a.db", rate_limit="off",
                          search_rate_limit="off") as sb_a:
         single, engine_a = _run(sb_a, new_pg_database(), "single", shards=1)
         crm_a = {r.id: r.props for r in sb_a.store.list_page("contacts", after_id=0, limit=1000)}
+        writes_a = _leadflow_writes(sb_a)
+    # Each push shard's ~200 records in two parts: a third first, the rest diffed while it is written.
+    monkeypatch.setattr(pipeline, "PUSH_FIRST_PART", 70)
+    assert pipeline.push_first_part(1, 4, 800) == (1, 12)
     with running_sandbox(contacts=800, seed=11, db_path=tmp_path / "b.db", rate_limit="off",
                          search_rate_limit="off") as sb_b:
         sharded, engine_b = _run(sb_b, new_pg_database(), "sharded", shards=4)
         crm_b = {r.id: r.props for r in sb_b.store.list_page("contacts", after_id=0, limit=1000)}
+        writes_b = _leadflow_writes(sb_b)
 
     for key in ("enriched", "validated", "quarantined", "skipped_owned", "dq_failed_checks"):
         assert sharded[key] == single[key], key
@@ -112,3 +128,6 @@ def test_four_parallel_shards_equal_the_unsharded_run(new_pg_database, tmp_path)
     for contact_id, props in crm_a.items():
         for key in sorted(compared) + ["lifecyclestage", "hs_lead_status"]:
             assert crm_b[contact_id].get(key) == props.get(key), (contact_id, key)
+    # Every value written once, in parts as in one go.
+    assert sorted(writes_b) == sorted(writes_a)
+    assert len(set(writes_b)) == len(writes_b) > 0

@@ -81,6 +81,14 @@ class PushOutcome:
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
 
+    def add(self, other: "PushOutcome") -> None:
+        """Add up the outcome of another part of the same push (its ids too, up to REPORT_IDS)."""
+        for name, value in other.__dict__.items():
+            if isinstance(value, list):
+                getattr(self, name).extend(value[: max(0, REPORT_IDS - len(getattr(self, name)))])
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
 
 def preview(changes: pd.DataFrame) -> dict[str, Any]:
     """What a push would do: counts per field and per stage transition, sample records."""
@@ -139,9 +147,13 @@ def push_changes(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], int] = now_ms,
     on_batch: Callable[[int], None] | None = None,
+    wait_turn: Callable[[], None] | None = None,
 ) -> PushOutcome:
     """Write `changes` (record_id, field, before, after) to the CRM in batches; `on_batch(n)` is
-    called with each answered batch's record count (progress display).
+    called with each answered batch's record count (progress display). `wait_turn()`, when given,
+    is called once the push is ready, before its first call: a caller writing parts one after
+    another gets the next ready while the previous one's calls go out, and never has more than
+    `settings.calls_in_flight` calls out at once; it raises to stop the push before any call.
 
     Nothing is written without the CRM's push lease for `run_id`: it is taken (or confirmed, when
     the caller already holds it) first, `LeaseBusy` when another run holds it; it is renewed
@@ -232,6 +244,8 @@ def push_changes(
     updates = _shared_writes_first([RecordUpdate(rec, vals, current_stage=stages.get(rec))
                                     for rec, vals in todo.items()])
     check = _PreWriteCheck(engine, connector, crm, todo, verify, settings.reclaim, clock)
+    if wait_turn is not None:
+        wait_turn()
     if left_pending:
         doubtful = [(u, RecordResult(u.record_id, "unknown")) for u in updates if u.record_id in left_pending]
         confirmed_now, _, undecided = _resolve_unknown(connector, doubtful)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from sqlalchemy import select
 
 from leadflow.crm.base import RecordResult
@@ -209,3 +210,26 @@ def test_given_the_warehouse_fails_while_recording_then_the_push_raises_it(sqlit
     monkeypatch.setattr(writer, "_record", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r1", _changes(list("abcdef")), "v1")
+
+
+def test_given_a_turn_to_wait_for_then_no_call_goes_out_before_it_comes(sqlite_warehouse):
+    _land(sqlite_warehouse, list("abc"))
+    fake = FakeConnector()
+    calls_when_turn_came = []
+    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("abc")), "v1",
+                       wait_turn=lambda: calls_when_turn_came.append(len(fake.calls)))
+    assert calls_when_turn_came == [0] and out.pushed == 3
+
+
+def test_given_the_part_before_failed_then_its_error_stops_this_part_before_any_call(sqlite_warehouse):
+    _land(sqlite_warehouse, list("ab"))
+    fake = FakeConnector()
+
+    def part_before_failed():
+        raise RuntimeError("the first part's push failed")
+
+    with pytest.raises(RuntimeError, match="first part"):
+        push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("ab")), "v1", wait_turn=part_before_failed)
+    assert fake.calls == []
+    # Entries are logged as their batches come up: none was, so nothing is left to decide.
+    assert _log(sqlite_warehouse).empty
