@@ -513,9 +513,9 @@ def _diffs(ctx: RunContext) -> Iterator[tuple[Diff, str | None]]:
     the rest's; else in one. The diff is the one plan_push kept (`keep_plan`), else made here: the
     first part's alone, then the whole shard's (on `push`'s prefetching thread, while the first
     part is written), less the first part's records."""
-    planned, ctx._planned = ctx._planned, None
+    planned, ctx._planned = (ctx._planned if ctx.shard is None else None), None
     first = push_first_part(ctx.shard, ctx.shards, repo.count_scores(ctx.engine, ctx.crm))
-    if planned is not None and ctx.shard is None:
+    if planned is not None:
         whole, model_version = planned
     else:
         standing = standing_overrides(ctx.engine, ctx.crm)
@@ -536,7 +536,9 @@ def _diffs(ctx: RunContext) -> Iterator[tuple[Diff, str | None]]:
 
     if planned is not None:
         yield Diff(rows(whole.changes, True), rows(whole.overrides, True)), model_version
-    yield Diff(rows(whole.changes, False), rows(whole.overrides, False)), model_version
+    rest = Diff(rows(whole.changes, False), rows(whole.overrides, False))
+    del whole, planned  # not two copies of a large shard's diff while the rest is written
+    yield rest, model_version
 
 
 def push(ctx: RunContext) -> dict[str, Any]:
