@@ -17,6 +17,7 @@ from leadflow.batching import chunks
 from leadflow.crm.base import (
     CrmError,
     CrmRequestError,
+    CrmUnavailableError,
     LeadPage,
     RecordResult,
     RecordUpdate,
@@ -225,7 +226,16 @@ class HubSpotConnector(SessionConnector):
 
         def search_below(below: int | None) -> list[Mapping[str, Any]]:
             filters = [] if below is None else [{"propertyName": ID_PROPERTY, "operator": "LT", "value": str(below)}]
-            records = self._contact_search(filters, ID_PROPERTY, self.settings.page_size, search_props, descending=True)
+            try:
+                records = self._contact_search(filters, ID_PROPERTY, self.settings.page_size, search_props,
+                                               descending=True)
+            except (CrmRequestError, CrmUnavailableError) as exc:
+                # A portal refusing this search (or its search failing on) must not fail the pull:
+                # with no more from the top, the list pages on until it reaches what the search
+                # yielded (`hubspot_meet`), every contact once all the same.
+                log.warning("HubSpot full pull: the search from the top stopped below id %s (%s: %s); the list "
+                            "pages on alone", below, type(exc).__name__, exc)
+                return []
             return self._merge_properties(records, later_props) if later_props and records else records
 
         sides = {"list": 0, "search": 0}

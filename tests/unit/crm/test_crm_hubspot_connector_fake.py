@@ -51,6 +51,8 @@ class FakeHubSpot:
         # The list's pages after the first wait for a first contacts search (a full pull from both ends).
         self.list_waits_for_search = False
         self.searched = threading.Event()
+        self.contact_searches = 0
+        self.refuse_contact_searches_from: int | None = None  # this and later contact searches: a 400
         if owned_exists:
             self.add_property("leadflow_score", "number")
 
@@ -82,7 +84,11 @@ class FakeHubSpot:
         if route == ("GET", "/crm/v3/properties/contacts/hs_lead_status"):
             return Reply(200, {"name": "hs_lead_status", "options": [{"value": "NEW", "displayOrder": 0}]})
         if route == ("POST", "/crm/v3/objects/contacts/search"):
+            self.contact_searches += 1
             self.searched.set()
+            if self.refuse_contact_searches_from is not None and self.contact_searches >= self.refuse_contact_searches_from:
+                return Reply(400, {"status": "error", "category": "VALIDATION_ERROR",
+                                   "message": "sorting by hs_object_id is not allowed here"})
             if len(request.body) > 3000:
                 return Reply(400, {"status": "error", "category": "VALIDATION_ERROR", "message": "body too long"})
             return Reply(200, self._search(body))
@@ -225,6 +231,22 @@ def test_given_a_full_pull_from_both_ends_then_each_contact_comes_once_and_the_w
     # keyset paging down by id: sorted descending, each page below the lowest id seen
     assert all(b["sorts"] == [{"propertyName": "hs_object_id", "direction": "DESCENDING"}] for b in searches)
     assert [f["operator"] for b in searches[1:] for f in b["filterGroups"][0]["filters"]] == ["LT"] * (len(searches) - 1)
+
+
+@pytest.mark.parametrize("refused_from", [1, 2])
+def test_given_the_portal_refuses_the_search_from_the_top_then_the_list_pulls_the_rest_each_contact_once(
+        clock: FakeClock, mapping: HubSpotMapping, caplog, refused_from: int) -> None:
+    hubspot = FakeHubSpot(contacts=450)
+    hubspot.list_waits_for_search = True
+    hubspot.refuse_contact_searches_from = refused_from
+    connector = _connector(hubspot, clock, mapping, list_page_size=50, page_size=100)
+    with caplog.at_level("WARNING", logger="leadflow.crm.hubspot"):
+        pages = list(connector.pull(None))
+    ids = [l["record_id"] for p in pages for l in p.leads]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 451)] and len(ids) == len(set(ids))
+    assert pages[-1].watermark == Watermark(modified_ms=T0 + 10_000)
+    assert hubspot.contact_searches == refused_from  # no search after the refusal
+    assert "the search from the top stopped" in caplog.text and "list pages on alone" in caplog.text
 
 
 def test_given_full_pull_by_search_then_the_watermark_is_the_last_modified_seen(
