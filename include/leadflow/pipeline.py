@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,7 +39,7 @@ from leadflow.push.diff import Diff, current_columns, desired_columns, diff_lead
 from leadflow.push.lease import LeaseBusy, current_holder, release, try_acquire
 from leadflow.push.overrides import last_written, overrides_frame_rows, record_overrides, standing_overrides
 from leadflow.push.plan import PlanTally
-from leadflow.push.writer import PushOutcome, push_changes
+from leadflow.push.writer import PushOutcome, Send, prepare_push
 from leadflow.qualify import QualificationModel, score_leads
 from leadflow.qualify.accounts import account_figures, account_view
 from leadflow.qualify.engine import describe_fields
@@ -480,8 +480,8 @@ def plan_push(ctx: RunContext) -> dict[str, Any]:
 
 
 # The push diffs a first part of its shard, about this many records, alone, and writes it while
-# the rest is diffed: diffing a whole shard first kept the CRM idle for seconds (5 s at 100,000
-# records). One part boundary only: each costs a drain of the calls in flight (~0.4 s).
+# the rest is diffed and prepared: diffing a whole shard first kept the CRM idle for seconds (5 s
+# at 100,000 records). One part boundary only: each costs a drain of the calls in flight.
 PUSH_FIRST_PART = 10_000
 
 
@@ -541,47 +541,45 @@ def _diffs(ctx: RunContext) -> Iterator[tuple[Diff, str | None]]:
     yield rest, model_version
 
 
+def _prepared(ctx: RunContext, connector: Future | None) -> Iterator[tuple[int, int, Send | None]]:
+    """Per part of this shard's diff (`_diffs`): records changed, overrides found (recorded for
+    the report: someone else's values left alone), and its prepared write (`prepare_push`; None
+    on a dry run or with push off)."""
+    for diff, model_version in _diffs(ctx):
+        changed = int(diff.changes["record_id"].nunique()) if len(diff.changes) else 0
+        overrides = _record_diff_overrides(ctx, diff.overrides)
+        send = None
+        if connector is not None:
+            send = prepare_push(ctx.engine, connector.result(), ctx.crm, ctx.run_id, diff.changes, model_version,
+                                ctx.settings.push.writer())
+        yield changed, overrides, send
+
+
 def push(ctx: RunContext) -> dict[str, Any]:
     """Send this shard's changed values to the CRM (nothing on a dry run or with push off), a large
-    shard in two parts (`_diffs`): the second is diffed, and its writer readied, while the first is
-    written; the connector checks the CRM's schema while the first is diffed."""
+    shard in two parts (`_diffs`). The parts are diffed and their writes prepared on another
+    thread (`_prepared`), the second while the first is sent; the connector checks the CRM's
+    schema while the first is diffed. The calls are made on this thread, one part after the other."""
     summary: dict[str, Any] = {"changed_in_shard": 0, "overrides": 0}
     writing = not ctx.dry_run and ctx.push_enabled
     outcome = PushOutcome()
-    engine = ctx.engine  # opened here, not by both threads below at once
-    # Each part is written on a thread of its own: the second part's writer gets ready (its
-    # audit-log entries, seconds at 100,000 records) while the first one's calls go out, and
-    # makes its own calls once the first is done (`wait_turn`).
-    with _timed(summary, "push"), ThreadPoolExecutor(3, thread_name_prefix="leadflow-push") as pool:
+    _ = ctx.engine  # opened here, not by two threads below at once
+    with _timed(summary, "push"), ThreadPoolExecutor(1, thread_name_prefix="leadflow-push-connect") as pool:
         ready = pool.submit(_push_connector, ctx) if writing else None
-        diffs = prefetched(_diffs(ctx), depth=1, name="leadflow-push-diff")
-        connector = None
-        writes = []
+        parts = prefetched(_prepared(ctx, ready), depth=1, name="leadflow-push-prepare")
         try:
             with progress.track(f"push {ctx.crm}", unit="records") as advance:
-                for diff, model_version in diffs:
-                    summary["changed_in_shard"] += int(diff.changes["record_id"].nunique()) if len(diff.changes) else 0
-                    # Someone else's values the diff already knows: left alone, recorded for the report.
-                    summary["overrides"] += _record_diff_overrides(ctx, diff.overrides)
-                    if ready is not None:
-                        connector = ready.result() if connector is None else connector
-                        # The part before raises here if it failed: this one makes no call then.
-                        turn = writes[-1].result if writes else None
-                        writes.append(pool.submit(push_changes, engine, connector, ctx.crm, ctx.run_id, diff.changes,
-                                                  model_version, ctx.settings.push.writer(), on_batch=advance,
-                                                  wait_turn=turn))
-                for write in writes:
-                    outcome.add(write.result())
+                for changed, overrides, send in parts:
+                    summary["changed_in_shard"] += changed
+                    summary["overrides"] += overrides
+                    if send is not None:
+                        outcome.add(send(advance))
         finally:
-            for write in writes:  # a part that failed: the others end before the connector closes
-                write.exception()
-            diffs.close()
-            if ready is not None and connector is None and ready.exception() is None:
-                connector = ready.result()
-            if connector is not None:
+            parts.close()
+            if ready is not None and ready.exception() is None:
                 # Every call the push made: writes, the pre-write reads, read-backs, schema checks.
-                summary["push_api_requests"] = _api_requests(connector)
-                connector.close()
+                summary["push_api_requests"] = _api_requests(ready.result())
+                ready.result().close()
         if not writing:
             summary.update(pushed=0, rejected=0, failed=0, unknown=0, write_calls=0, dry_run=ctx.dry_run,
                            push_enabled=ctx.push_enabled)

@@ -147,22 +147,40 @@ def push_changes(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], int] = now_ms,
     on_batch: Callable[[int], None] | None = None,
-    wait_turn: Callable[[], None] | None = None,
 ) -> PushOutcome:
     """Write `changes` (record_id, field, before, after) to the CRM in batches; `on_batch(n)` is
-    called with each answered batch's record count (progress display). `wait_turn()`, when given,
-    is called once the push is ready, before its first call: a caller writing parts one after
-    another gets the next ready while the previous one's calls go out, and never has more than
-    `settings.calls_in_flight` calls out at once; it raises to stop the push before any call.
+    called with each answered batch's record count (progress display).
 
     Nothing is written without the CRM's push lease for `run_id`: it is taken (or confirmed, when
     the caller already holds it) first, `LeaseBusy` when another run holds it; it is renewed
     (extended by `settings.lease_ttl_s`) before each write, and `LeaseLost` stops the push when
     another run has taken it since. `clock` (epoch ms) stamps the log and times the lease.
     """
+    return prepare_push(engine, connector, crm, run_id, changes, model_version, settings, sleep, clock)(on_batch)
+
+
+Send = Callable[[Callable[[int], None] | None], PushOutcome]
+
+
+def prepare_push(
+    engine: Engine,
+    connector: CrmConnector,
+    crm: str,
+    run_id: str,
+    changes: pd.DataFrame,
+    model_version: str | None,
+    settings: PushSettings = PushSettings(),
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], int] = now_ms,
+) -> Send:
+    """`push_changes` up to its first call to the CRM (the lease, the earlier attempts, the
+    batches), and `send(on_batch)`, which makes the calls and returns the outcome. A caller
+    writing parts one after another prepares the next on another thread while it sends one: a
+    first push of 100,000 records takes seconds to prepare, and only one part's calls are out at
+    a time."""
     outcome = PushOutcome()
     if changes.empty:
-        return outcome
+        return lambda on_batch=None: outcome
     if not try_acquire(engine, crm, run_id, settings.lease_ttl_s, clock=clock):
         raise LeaseBusy(f"another push to {crm} is running ({current_holder(engine, crm, clock=clock)}); "
                         f"run {run_id} stops before writing and can be retried")
@@ -244,25 +262,29 @@ def push_changes(
     updates = _shared_writes_first([RecordUpdate(rec, vals, current_stage=stages.get(rec))
                                     for rec, vals in todo.items()])
     check = _PreWriteCheck(engine, connector, crm, todo, verify, settings.reclaim, clock)
-    if wait_turn is not None:
-        wait_turn()
-    if left_pending:
-        doubtful = [(u, RecordResult(u.record_id, "unknown")) for u in updates if u.record_id in left_pending]
-        confirmed_now, _, undecided = _resolve_unknown(connector, doubtful)
-        _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, ledger.by_record)
-        _record(engine, crm, run_id, undecided, "unknown", outcome, ledger.by_record)
-        settled_ids = {u.record_id for u, _ in confirmed_now + undecided}
-        updates = [u for u in updates if u.record_id not in settled_ids]
-        log.info("push %s run %s: %d records an earlier try left pending already hold their values", crm, run_id,
-                 len(confirmed_now))
-    _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, ledger, clock, on_batch, check)
-    log.info(
-        "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, "
-        "%d overridden, %d skipped, %d write calls, %d pre-write checks",
-        crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
-        outcome.unknown, outcome.overridden, outcome.skipped, outcome.write_calls, outcome.prewrite_checks,
-    )
-    return outcome
+
+    def send(on_batch: Callable[[int], None] | None = None) -> PushOutcome:
+        nonlocal updates
+        if left_pending:
+            doubtful = [(u, RecordResult(u.record_id, "unknown")) for u in updates if u.record_id in left_pending]
+            confirmed_now, _, undecided = _resolve_unknown(connector, doubtful)
+            _record(engine, crm, run_id, confirmed_now, "confirmed", outcome, ledger.by_record)
+            _record(engine, crm, run_id, undecided, "unknown", outcome, ledger.by_record)
+            settled_ids = {u.record_id for u, _ in confirmed_now + undecided}
+            updates = [u for u in updates if u.record_id not in settled_ids]
+            log.info("push %s run %s: %d records an earlier try left pending already hold their values", crm,
+                     run_id, len(confirmed_now))
+        _push_rounds(engine, connector, crm, run_id, updates, settings, sleep, outcome, ledger, clock, on_batch,
+                     check)
+        log.info(
+            "push %s run %s: %d records changed, %d confirmed, %d rejected, %d failed, %d unknown, "
+            "%d overridden, %d skipped, %d write calls, %d pre-write checks",
+            crm, run_id, outcome.changed_records, outcome.pushed, outcome.rejected, outcome.failed,
+            outcome.unknown, outcome.overridden, outcome.skipped, outcome.write_calls, outcome.prewrite_checks,
+        )
+        return outcome
+
+    return send
 
 
 def _push_rounds(

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from leadflow.crm.base import RecordResult
 from leadflow.push.lease import release
-from leadflow.push.writer import PushSettings, preview, push_changes
+from leadflow.push.writer import PushSettings, prepare_push, preview, push_changes
 from leadflow.warehouse import repo
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import push_log
@@ -212,24 +212,25 @@ def test_given_the_warehouse_fails_while_recording_then_the_push_raises_it(sqlit
         push_changes(sqlite_warehouse, FakeConnector(), "hubspot", "r1", _changes(list("abcdef")), "v1")
 
 
-def test_given_a_turn_to_wait_for_then_no_call_goes_out_before_it_comes(sqlite_warehouse):
+def test_given_a_prepared_push_then_no_call_goes_out_until_it_is_sent(sqlite_warehouse):
     _land(sqlite_warehouse, list("abc"))
     fake = FakeConnector()
-    calls_when_turn_came = []
-    out = push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("abc")), "v1",
-                       wait_turn=lambda: calls_when_turn_came.append(len(fake.calls)))
-    assert calls_when_turn_came == [0] and out.pushed == 3
-
-
-def test_given_the_part_before_failed_then_its_error_stops_this_part_before_any_call(sqlite_warehouse):
-    _land(sqlite_warehouse, list("ab"))
-    fake = FakeConnector()
-
-    def part_before_failed():
-        raise RuntimeError("the first part's push failed")
-
-    with pytest.raises(RuntimeError, match="first part"):
-        push_changes(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("ab")), "v1", wait_turn=part_before_failed)
+    send = prepare_push(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("abc")), "v1")
     assert fake.calls == []
-    # Entries are logged as their batches come up: none was, so nothing is left to decide.
-    assert _log(sqlite_warehouse).empty
+    sent = []
+    out = send(sent.append)
+    assert (out.pushed, out.write_calls) == (3, 2) and sum(sent) == 3
+    assert set(_log(sqlite_warehouse)["status"]) == {"confirmed"}
+
+
+def test_given_two_parts_prepared_before_the_first_is_sent_then_each_record_is_written_once(sqlite_warehouse):
+    _land(sqlite_warehouse, list("abcd"))
+    fake = FakeConnector()
+    first = prepare_push(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("ab")), "v1")
+    second = prepare_push(sqlite_warehouse, fake, "hubspot", "r1", _changes(list("cd")), "v1")
+    outcome = first(None)
+    outcome.add(second(None))
+    assert fake.calls == [["a", "b"], ["c", "d"]]
+    assert (outcome.pushed, outcome.write_calls, outcome.changed_records) == (4, 2, 4)
+    log = _log(sqlite_warehouse)
+    assert sorted(log["record_id"]) == list("abcd") and set(log["status"]) == {"confirmed"}

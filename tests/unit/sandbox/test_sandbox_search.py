@@ -180,6 +180,17 @@ def test_body_longer_than_3000_characters_is_rejected():
         check_body_size(json.dumps({"query": "y" * MAX_BODY_CHARS}).encode())
 
 
+def test_search_below_an_id_counts_its_total_on_the_id_index_and_pages_by_id(store):
+    req = parse_search_request({"filterGroups": [{"filters": [_f("hs_object_id", "LT", "5000")]}],
+                                "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}],
+                                "limit": 200})
+    compiled = compile_search("contacts", req, store.properties("contacts"))
+    counted = " ".join(store.explain("contacts", compiled.where_sql, compiled.params, compiled.order_sql, count=True))
+    paged = " ".join(store.explain("contacts", compiled.where_sql, compiled.params, compiled.order_sql))
+    assert "ix_contacts_live" in counted and "id<" in counted.replace(" ", "")
+    assert "TEMP B-TREE" not in paged
+
+
 def test_cursor_search_uses_the_modified_index(store):
     req = parse_search_request({"filterGroups": [{"filters": [_f("lastmodifieddate", "GTE", "0")]}],
                                 "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
