@@ -136,27 +136,16 @@ def _previous_attempts(engine: Engine, crm: str) -> dict[tuple[str, str, str | N
         return {(r[0], r[1], r[2]): int(r[3] or 0) for r in conn.execute(query)}
 
 
-def push_changes(
-    engine: Engine,
-    connector: CrmConnector,
-    crm: str,
-    run_id: str,
-    changes: pd.DataFrame,
-    model_version: str | None,
-    settings: PushSettings = PushSettings(),
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], int] = now_ms,
-    on_batch: Callable[[int], None] | None = None,
-) -> PushOutcome:
-    """Write `changes` (record_id, field, before, after) to the CRM in batches; `on_batch(n)` is
-    called with each answered batch's record count (progress display).
+def push_changes(*args: Any, on_batch: Callable[[int], None] | None = None, **kwargs: Any) -> PushOutcome:
+    """Write `changes` (record_id, field, before, after) to the CRM in batches: `prepare_push`'s
+    arguments; `on_batch(n)` is called with each answered batch's record count (progress display).
 
     Nothing is written without the CRM's push lease for `run_id`: it is taken (or confirmed, when
     the caller already holds it) first, `LeaseBusy` when another run holds it; it is renewed
     (extended by `settings.lease_ttl_s`) before each write, and `LeaseLost` stops the push when
     another run has taken it since. `clock` (epoch ms) stamps the log and times the lease.
     """
-    return prepare_push(engine, connector, crm, run_id, changes, model_version, settings, sleep, clock)(on_batch)
+    return prepare_push(*args, **kwargs)(on_batch)
 
 
 Send = Callable[[Callable[[int], None] | None], PushOutcome]
