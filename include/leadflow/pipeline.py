@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -528,11 +527,11 @@ def _diffs(ctx: RunContext) -> Iterator[tuple[Diff, str | None]]:
         yield whole, model_version
         return
     part, parts = first
-    in_first = {r: repo.shard_key(r) % parts == part for r in whole.changes["record_id"].unique()}
-    in_first.update({r: repo.shard_key(r) % parts == part for r in whole.overrides["record_id"].unique()})
+    ids = pd.unique(pd.concat([whole.changes["record_id"], whole.overrides["record_id"]]))
+    in_first = {r for r in ids if repo.shard_key(r) % parts == part}
 
     def rows(frame: pd.DataFrame, wanted: bool) -> pd.DataFrame:
-        return frame[frame["record_id"].map(in_first).to_numpy(dtype=bool) == wanted]
+        return frame[frame["record_id"].isin(in_first) == wanted]
 
     if planned is not None:
         yield Diff(rows(whole.changes, True), rows(whole.overrides, True)), model_version
