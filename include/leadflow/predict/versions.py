@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Iterable
 
+import msgspec
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
@@ -67,8 +68,16 @@ def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _json_values(row: dict) -> dict:
-    return {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else v) for k, v in row.items()}
+# Keys sorted, NaN and infinities as null; numbers in their shortest exact form (as `json.dumps`).
+_INPUTS_JSON = msgspec.json.Encoder(order="sorted")
+
+
+def _json_rows(normalised: pd.DataFrame) -> list[str]:
+    """Each row's inputs as a JSON object. Built from one list per column and encoded by msgspec:
+    a dict and `json.dumps` per lead took 6 s of a 100,000-lead first run's qualify."""
+    columns = list(normalised.columns)
+    values = [normalised[c].astype(object).where(normalised[c].notna(), None).tolist() for c in columns]
+    return [_INPUTS_JSON.encode(dict(zip(columns, row))).decode() for row in zip(*values)]
 
 
 def _hashes(normalised: pd.DataFrame) -> np.ndarray:
@@ -98,11 +107,9 @@ def record_versions(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, 
     changed = np.array([known.get(rid) != int(h) for rid, h in zip(ids, hashes)], dtype=bool)
     if not changed.any():
         return 0
-    rows = [{"crm": crm, "record_id": rid, "valid_from": int(now_ms), "inputs_hash": int(h),
-             "inputs": json.dumps(values, separators=(",", ":"), sort_keys=True), "run_id": run_id,
-             "shard_key": shard_key(rid)}
-            for rid, h, values in zip(ids[changed], hashes[changed],
-                                      map(_json_values, normalised[changed].to_dict("records")))]
+    rows = [{"crm": crm, "record_id": rid, "valid_from": int(now_ms), "inputs_hash": int(h), "inputs": inputs,
+             "run_id": run_id, "shard_key": shard_key(rid)}
+            for rid, h, inputs in zip(ids[changed], hashes[changed], _json_rows(normalised[changed]))]
     with engine.begin() as conn:
         conn.execute(lead_versions.insert(), rows)
     log.info("lead versions %s shard %s: %d of %d leads' inputs changed, stored", crm, shard, len(rows), len(frame))

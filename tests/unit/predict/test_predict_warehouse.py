@@ -15,7 +15,7 @@ from leadflow.predict.mapping import load_mapping
 from leadflow.predict.store import list_models, load_champion
 from leadflow.predict.train import TrainConfig
 from leadflow.predict.gate import rules_scores
-from leadflow.predict.versions import input_columns, record_versions
+from leadflow.predict.versions import input_columns, record_versions, versions_at
 from leadflow.qualify import load_model
 from leadflow.predict.warehouse import LeakError, check_no_leak, read_training_frame, train_from_warehouse
 from leadflow.schema import LEAD_COLUMNS
@@ -165,6 +165,24 @@ def test_a_versions_times_are_epoch_ms_whatever_the_resolution_of_the_scored_fra
     training, _ = read_training_frame(sqlite_warehouse, "hubspot", now_ms=NOW)
     first = training.set_index("record_id").loc[rows[0]["record_id"], "demo_requested_at"]
     assert first == pd.Timestamp(T0, unit="ms", tz="UTC")
+
+
+def test_a_version_gives_back_each_input_exactly_as_recorded(sqlite_warehouse):
+    # Non-ASCII and quoted text, numbers that need 17 digits, empties and infinities: read back
+    # as recorded, an empty or infinite value as missing.
+    frame = pd.DataFrame({"record_id": ["1", "2", "3"],
+                          "industry": ["Énergie \"verte\" \\ 東京", None, ""],
+                          "page_views": [0.1 + 0.2, np.nan, 1e300],
+                          "visits": [12345678901234567.0, np.inf, -0.0]})
+    assert record_versions(sqlite_warehouse, "hubspot", "r1", frame, ["industry", "page_views", "visits"], T0) == 3
+    back = versions_at(sqlite_warehouse, "hubspot", pd.DataFrame({"record_id": ["1", "2", "3"], "at": T0}))
+    back = back.set_index("record_id")
+    assert back.loc["1", "industry"] == "Énergie \"verte\" \\ 東京" and back.loc["3", "industry"] == ""
+    assert back.loc["1", "page_views"] == 0.1 + 0.2 and back.loc["3", "page_views"] == 1e300
+    assert back.loc["1", "visits"] == 12345678901234567.0
+    assert pd.isna(back.loc["2", "industry"]) and pd.isna(back.loc["2", "page_views"]) and pd.isna(back.loc["2", "visits"])
+    # The same inputs again: nothing new is stored.
+    assert record_versions(sqlite_warehouse, "hubspot", "r2", frame, ["industry", "page_views", "visits"], T0 + 1) == 0
 
 
 def test_a_handoff_older_than_every_version_is_left_out_and_counted(sqlite_warehouse):
