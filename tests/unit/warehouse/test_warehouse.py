@@ -107,6 +107,32 @@ def test_scores_replace_previous_scores_of_the_crm(warehouse):
     assert list(stored["record_id"]) == ["1"] and stored["run_id"].iloc[0] == "run-2"
 
 
+def test_given_scores_with_numpy_values_and_gaps_then_each_is_stored_as_its_column_type(warehouse):
+    # Object columns mixing numpy scalars, Python values and missing ones (as concatenated
+    # frames hold them): the drivers bind none of numpy's types.
+    import numpy as np
+
+    frame = pd.DataFrame({
+        "crm": "hubspot", "record_id": ["1", "2", "3"], "model_version": "v1",
+        "score": pd.Series([np.float64(10.5), 20, None], dtype=object), "fit_score": [1.0, np.nan, 3.0],
+        "engagement_score": 2.0, "grade": ["A1", None, "C3"],
+        "bant_budget": pd.Series([np.bool_(True), None, False], dtype=object), "bant_authority": False,
+        "bant_need": True, "bant_timeline": None, "bant_count": pd.Series([np.int64(2), 1, None], dtype=object),
+        "disqualification_reason": None, "stage": "lead", "lead_status": "open", "reasons": "+10 x",
+        "sales_ready": [True, False, None],
+        "sales_ready_since": pd.Series([np.float64(1.7e12), None, None], dtype=object), "sales_ready_reason": None,
+    })
+    assert repo.save_scores(warehouse, "hubspot", "run-1", frame) == 3
+    stored = repo.load_scores(warehouse, "hubspot").set_index("record_id")
+    assert stored.loc["1", "score"] == 10.5 and stored.loc["2", "score"] == 20 and pd.isna(stored.loc["3", "score"])
+    assert pd.isna(stored.loc["2", "fit_score"]) and pd.isna(stored.loc["2", "grade"])
+    assert bool(stored.loc["1", "bant_budget"]) is True and pd.isna(stored.loc["2", "bant_budget"])
+    assert stored.loc["1", "bant_count"] == 2 and pd.isna(stored.loc["3", "bant_count"])
+    assert int(stored.loc["1", "sales_ready_since"]) == 1_700_000_000_000 and pd.isna(stored.loc["2", "sales_ready_since"])
+    assert list(stored["run_id"]) == ["run-1"] * 3
+    assert list(stored["shard_key"]) == [repo.shard_key(i) for i in stored.index]
+
+
 def test_shards_partition_the_leads_and_replace_only_their_own_scores(warehouse):
     ids = [str(i) for i in range(40)]
     with warehouse.begin() as conn:
