@@ -25,10 +25,11 @@ from sqlalchemy import Engine
 from leadflow import alerts, progress
 from leadflow.accounts.store import hold_for_committee, load_accounts, save_accounts
 from leadflow.accounts.write import push_accounts_view
-from leadflow.connections import get_connection
+from leadflow.connections import get_connection, load_default_resolver
 from leadflow.crm.base import CrmBudgetExhausted, CrmError
 from leadflow.crm.registry import get_connector
 from leadflow.enrich.leads import enrich_and_store
+from leadflow.enrich.reference import load_reference
 from leadflow.enrich.store import with_enrichment
 from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
 from leadflow.predict.rules import rules_for_run
@@ -679,7 +680,7 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
              "push_accounts": push_accounts}
     name = STEPS[0]
     ctx.keep_plan = ctx.shard is None
-    warming = _warm_up()
+    warming = _warm_up(ctx)
     try:
         for name in STEPS:
             out = steps[name](ctx)
@@ -701,16 +702,27 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
     return out
 
 
-def _warm_up() -> threading.Thread:
-    """Build the Great Expectations context (seconds of imports, `quality.gx_runtime`) on a thread
-    of its own while the pull waits on the CRM's rate limit, not after it, when validate needs it.
-    A failure is left for validate to raise."""
+def _warm_up(ctx: RunContext) -> threading.Thread:
+    """Do, on a thread of its own while the pull waits on the CRM's rate limit, the one-off work
+    of the steps after it, which they would otherwise do first: parse the enrichment reference
+    file and import Airflow's connection lookup (enrich; both kept per process), build the Great
+    Expectations context (validate; seconds of imports, `quality.gx_runtime`). A failure is left
+    for the step that needs the piece to raise."""
+    enrichment = ctx.settings.enrichment
+    pieces: list[tuple[str, Callable[[], Any]]] = [
+        ("the enrichment reference file", lambda: load_reference(enrichment.reference_path)),
+        ("the connection lookup", load_default_resolver),
+        ("Great Expectations", get_runtime),
+    ]
+    if not enrichment.reference_enabled:
+        pieces.pop(0)
 
     def build() -> None:
-        try:
-            get_runtime()
-        except Exception:
-            log.debug("warming up Great Expectations failed; validate will say why", exc_info=True)
+        for name, piece in pieces:
+            try:
+                piece()
+            except Exception:
+                log.debug("warming up %s failed; the step that needs it will say why", name, exc_info=True)
 
     thread = threading.Thread(target=build, name="leadflow-warm-up")
     thread.start()
