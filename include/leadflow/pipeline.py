@@ -30,7 +30,7 @@ from leadflow.crm.base import CrmBudgetExhausted, CrmError
 from leadflow.crm.registry import get_connector
 from leadflow.enrich.leads import enrich_and_store
 from leadflow.enrich.reference import load_reference
-from leadflow.enrich.store import with_enrichment
+from leadflow.enrich.store import apply_enrichment, load_enrichment
 from leadflow.predict.mapping import WAREHOUSE_MAPPING, load_mapping
 from leadflow.predict.rules import rules_for_run
 from leadflow.prefetch import prefetched
@@ -94,13 +94,18 @@ class RunContext:
     since: datetime | None = None  # pull from here instead of the stored watermark
     shard: int | None = None
     shards: int = 1
-    keep_plan: bool = False  # plan_push keeps its diff for push (`run_all`: one process, no step between)
+    # The steps run one after the other in this process with nothing between them (`run_all`): a
+    # step may hand on what it read or made instead of the next step reading it again.
+    one_process: bool = False
     rate_share: float = 1.0  # this task's share of the CRM's rate limit (parallel shards), when not shared
     settings: PipelineSettings = field(default_factory=load_pipeline_settings)
     _engine: Engine | None = field(default=None, repr=False)
     # The unsharded diff plan_push made, for the push of the same in-process run (`run_all`)
     # to start writing at once instead of diffing again; tasks of a DAG run never share it.
     _planned: tuple[Diff, str | None] | None = field(default=None, repr=False)
+    # In one process: the open leads and their enrichment, read once for enrich, validate and
+    # qualify (`_open_leads`, `_with_enrichment`); dropped when qualify is done with them.
+    _kept_reads: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def conn_id(self) -> str:
@@ -216,6 +221,30 @@ def _verdicts(ctx: RunContext, connector: Any) -> None:
     _record(ctx, "verdicts", summary)
 
 
+def _kept(ctx: RunContext, key: str, read: Callable[[], Any]) -> Any:
+    """`read()`, or in one process (`one_process`) its first result, kept on the context."""
+    if not ctx.one_process:
+        return read()
+    if key not in ctx._kept_reads:
+        ctx._kept_reads[key] = read()
+    return ctx._kept_reads[key]
+
+
+def _open_leads(ctx: RunContext) -> tuple[pd.DataFrame, int]:
+    """`open_leads` of the context's shard. In one process enrich, validate and qualify read the
+    same leads (no step between them writes any): read once, a copy handed to each, which may add
+    its columns (copy on write: the data is shared until one changes it)."""
+    leads, owned = _kept(ctx, "open_leads", lambda: open_leads(ctx.engine, ctx.crm, ctx.shard, ctx.shards))
+    return leads.copy(deep=False), owned
+
+
+def _with_enrichment(ctx: RunContext, leads: pd.DataFrame) -> pd.DataFrame:
+    """`leads` with the enrich step's firmographics (`with_enrichment`); in one process the stored
+    enrichment is read once, for validate and qualify."""
+    stored = _kept(ctx, "enrichment", lambda: load_enrichment(ctx.engine, ctx.crm, ctx.shard, ctx.shards))
+    return apply_enrichment(leads, stored)
+
+
 # --- enrich -------------------------------------------------------------------------------------
 # Shares of the coverage report: per shard they would be summed when the run's summary combines
 # the shards, so a sharded task records the counts only.
@@ -228,7 +257,7 @@ def enrich(ctx: RunContext) -> dict[str, Any]:
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     summary: dict[str, Any] = {}
     with _timed(summary, "enrich"):
-        leads, _ = open_leads(ctx.engine, ctx.crm, ctx.shard, ctx.shards)
+        leads, _ = _open_leads(ctx)
         result = enrich_and_store(ctx.engine, ctx.crm, ctx.run_id, leads, repo.load_companies(ctx.engine, ctx.crm),
                                   ctx.settings.enrichment, ctx.now)
     summary.update(result.summary(), enrichment_lookups=dict(result.lookups))
@@ -256,9 +285,8 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     keep_freed_memory()  # vectorised step: reuse freed arrays (leadflow.runtime)
     summary: dict[str, Any] = {}
     with _timed(summary, "validate"):
-        leads, skipped_owned = open_leads(ctx.engine, ctx.crm, ctx.shard, ctx.shards)
-        rows, figures = check_lead_rows(ctx.engine, ctx.crm, ctx.run_id,
-                                        with_enrichment(ctx.engine, ctx.crm, leads, ctx.shard, ctx.shards), ctx.now)
+        leads, skipped_owned = _open_leads(ctx)
+        rows, figures = check_lead_rows(ctx.engine, ctx.crm, ctx.run_id, _with_enrichment(ctx, leads), ctx.now)
     # What qualify leaves out: the row-check failures and the leads held at extract for values
     # the warehouse could not store (those pass the row checks with the field cleared).
     quarantined = int(leads["record_id"].isin(quarantined_ids(ctx.engine, ctx.crm)).sum())
@@ -296,11 +324,12 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
         rules = rules_for_run(engine, ctx.crm, ctx.model_path, publish=not ctx.dry_run)  # the published champion
         model = rules.model
         previous = repo.load_scores(engine, ctx.crm, ctx.shard, ctx.shards)
-        leads, _ = open_leads(engine, ctx.crm, ctx.shard, ctx.shards)
+        leads, _ = _open_leads(ctx)
         leads = leads[~leads["record_id"].isin(quarantined_ids(engine, ctx.crm))]
         if ctx.only_record_ids:
             leads = leads[leads["record_id"].isin(set(ctx.only_record_ids))]
-        enriched = with_enrichment(engine, ctx.crm, leads.reset_index(drop=True), ctx.shard, ctx.shards)
+        enriched = _with_enrichment(ctx, leads.reset_index(drop=True))
+        ctx._kept_reads.clear()  # no later step reads them
         frame = build_qualify_frame(enriched, repo.load_companies(engine, ctx.crm))
         predictive, champion = _predictive(engine, ctx.crm, model, frame)
         scores = score_leads(frame, model, ctx.score_as_of,
@@ -465,7 +494,7 @@ def plan_push(ctx: RunContext) -> dict[str, Any]:
         for part in range(parts):
             diff = _changes(ctx, part if parts > 1 else None, parts, standing)
             plan.add(diff[0])
-        ctx._planned = diff if parts == 1 and ctx.keep_plan else None
+        ctx._planned = diff if parts == 1 and ctx.one_process else None
         guard = ChangeGuard(
             changed=plan.changed, scored=scored, limit=ctx.settings.push.max_change_share,
             # Until one push has finished, everything is new (a killed first push is still "first").
@@ -510,7 +539,7 @@ def _push_connector(ctx: RunContext):
 
 def _diffs(ctx: RunContext) -> Iterator[tuple[Diff, str | None]]:
     """This shard's diff in two parts when it is large (`push_first_part`): the first part's, then
-    the rest's; else in one. The diff is the one plan_push kept (`keep_plan`), else made here: the
+    the rest's; else in one. The diff is the one plan_push kept (`one_process`), else made here: the
     first part's alone, then the whole shard's (on `push`'s prefetching thread, while the first
     part is written), less the first part's records."""
     planned, ctx._planned = (ctx._planned if ctx.shard is None else None), None
@@ -679,7 +708,8 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
              "validate_scores": validate_scores, "plan_push": plan_push, "push": push,
              "push_accounts": push_accounts}
     name = STEPS[0]
-    ctx.keep_plan = ctx.shard is None
+    ctx.one_process = ctx.shard is None
+    ctx._kept_reads.clear()
     warming = _warm_up(ctx)
     try:
         for name in STEPS:
@@ -697,6 +727,7 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
         _alert(ctx, "failed", {name: "failed"})
         raise
     finally:
+        ctx._kept_reads.clear()  # a step that failed before qualify leaves them
         warming.join()
     _alert(ctx, out["status"])
     return out

@@ -1,5 +1,6 @@
 """`leadflow run` against a real sandbox over HTTP: a line per step and the compact summary with
-exit 0; a wrong token names the failing step, says what to fix and exits 1."""
+exit 0; a wrong token names the failing step, says what to fix and exits 1; in one process the
+leads are read and the push diffed once, with the results of separate tasks."""
 
 from __future__ import annotations
 
@@ -82,3 +83,35 @@ def test_given_a_run_then_the_push_writes_the_diff_plan_push_made_without_diffin
     # Each changed record written, each value once.
     assert len({contact for contact, _ in written}) == summary["pushed"]
     assert len(set(written)) == len(written)
+
+
+def test_given_a_run_then_enrich_validate_and_qualify_read_the_leads_once_and_score_as_separate_tasks_do(
+        sandbox, monkeypatch, tmp_path):
+    from leadflow import pipeline
+
+    _connect(monkeypatch, sandbox, sandbox.token)
+    reads = {"open_leads": 0, "load_enrichment": 0}
+    for name in reads:
+        real = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, lambda *a, _real=real, _name=name, **k: reads.__setitem__(
+            _name, reads[_name] + 1) or _real(*a, **k))
+
+    assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-one-read", "--dry-run"]) == 0
+    assert reads == {"open_leads": 1, "load_enrichment": 1}
+
+    # The same steps as tasks of their own (a DAG run's), each reading from the warehouse, in a
+    # warehouse of their own: the same scores.
+    engine = get_engine()
+    one_process = repo.load_scores(engine, "hubspot").drop(columns=["run_id", "scored_at"])
+    engine.dispose()
+    separate_url = f"sqlite:///{tmp_path / 'separate.db'}"
+    started = pipeline.RunContext(crm="hubspot", run_id="separate").now
+    for step in ("extract", "enrich", "validate", "validate_gate", "qualify"):
+        task = pipeline.RunContext(crm="hubspot", run_id="separate", warehouse_url=separate_url, dry_run=True,
+                                   started=started)
+        getattr(pipeline, step)(task)
+    assert reads["open_leads"] == 4  # enrich, validate and qualify of the separate tasks read them again
+    separate = repo.load_scores(task.engine, "hubspot").drop(columns=["run_id", "scored_at"])
+    key = ["record_id"]
+    assert len(one_process) > 50
+    assert one_process.sort_values(key).reset_index(drop=True).equals(separate.sort_values(key).reset_index(drop=True))
