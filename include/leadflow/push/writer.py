@@ -519,11 +519,16 @@ class _Ledger:
 
     def logged_batches(self, updates: Sequence[RecordUpdate], size: int, group: int,
                        submit: Callable[..., Future[Any]]) -> Iterator[list[RecordUpdate]]:
-        """`updates` in batches of `size`. The entries of each `group` batches are logged (through
+        """`updates` in batches of `size`. The entries of each group of batches are logged (through
         `submit`, on the bookkeeping thread) while the group before is handed out, and waited
-        for before the first of them is."""
+        for before the first of them is. The groups grow 1, 2, 4, ... up to `group` batches: the
+        first call waits for one batch's entries, not a whole group's (a group took 0.3-0.9 s
+        on PostgreSQL, for every part of a push)."""
         batches = list(chunks(list(updates), size))
-        groups = [batches[start:start + group] for start in range(0, len(batches), group)]
+        groups, start, step = [], 0, 1
+        while start < len(batches):
+            groups.append(batches[start:start + step])
+            start, step = start + step, min(group, 2 * step)
 
         def records(k: int) -> list[str]:
             return [u.record_id for batch in groups[k] for u in batch]

@@ -234,3 +234,32 @@ def test_given_two_parts_prepared_before_the_first_is_sent_then_each_record_is_w
     assert (outcome.pushed, outcome.write_calls, outcome.changed_records) == (4, 2, 4)
     log = _log(sqlite_warehouse)
     assert sorted(log["record_id"]) == list("abcd") and set(log["status"]) == {"confirmed"}
+
+
+def test_given_many_batches_then_entries_are_logged_in_groups_growing_from_one_batch_each_before_its_calls():
+    from concurrent.futures import Future
+
+    from leadflow.crm.base import RecordUpdate
+    from leadflow.push.writer import _Ledger
+
+    logged: list[list[str]] = []
+    handed: list[tuple[int, list[str]]] = []  # (groups logged when the batch was handed out, batch)
+
+    class Ledger(_Ledger):
+        def log(self, records):
+            logged.append(list(records))
+
+    def submit(fn, *args):
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    updates = [RecordUpdate(record_id=str(i), values={"score": i}) for i in range(2_300)]
+    for batch in Ledger(None, [], dict).logged_batches(updates, 100, 8, submit):
+        handed.append((len(logged), [u.record_id for u in batch]))
+    # Batches of 100 in groups of 1, 2, 4, 8, 8: the first call waits for one batch's entries.
+    assert [len(g) // 100 for g in logged] == [1, 2, 4, 8, 8]
+    assert [r for g in logged for r in g] == [u.record_id for u in updates]
+    # A batch goes out only once its group is logged.
+    for groups_logged, batch in handed:
+        assert set(batch) <= {r for g in logged[:groups_logged] for r in g}
