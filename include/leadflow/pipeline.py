@@ -44,7 +44,7 @@ from leadflow.qualify import QualificationModel, score_leads
 from leadflow.qualify.accounts import account_figures, account_view
 from leadflow.qualify.engine import describe_fields
 from leadflow.qualify.frame import build_qualify_frame
-from leadflow.qualify.handoff import settle_handoffs
+from leadflow.qualify.handoff import PREVIOUS_COLUMNS, settle_handoffs
 from leadflow.quality.change_guard import ChangeGuard, ChangeGuardError
 from leadflow.quality.gx_runtime import get_runtime
 from leadflow.quality.gates import check_lead_rows, check_new_scores, gate_leads, score_check_columns
@@ -323,7 +323,8 @@ def qualify(ctx: RunContext) -> dict[str, Any]:
     with _timed(summary, "qualify"):
         rules = rules_for_run(engine, ctx.crm, ctx.model_path, publish=not ctx.dry_run)  # the published champion
         model = rules.model
-        previous = repo.load_scores(engine, ctx.crm, ctx.shard, ctx.shards)
+        # Only the columns read below: the handoffs' and the score (for the drift check).
+        previous = repo.load_scores(engine, ctx.crm, ctx.shard, ctx.shards, columns=[*PREVIOUS_COLUMNS, "score"])
         leads, _ = _open_leads(ctx)
         leads = leads[~leads["record_id"].isin(quarantined_ids(engine, ctx.crm))]
         if ctx.only_record_ids:

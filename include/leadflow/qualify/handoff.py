@@ -195,6 +195,10 @@ def crm_sales_ready_since(leads: pd.DataFrame) -> pd.Series | None:
     return ms[moments.notna().to_numpy()]
 
 
+# The columns of the previous score rows `settle_handoffs` reads: a caller loads only these.
+PREVIOUS_COLUMNS = ("record_id", "sales_ready", "sales_ready_since")
+
+
 def settle_handoffs(
     scores: pd.DataFrame, previous: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame,
     handoffs: pd.DataFrame, min_gain: float | None,

@@ -160,9 +160,10 @@ def test_given_previous_scores_then_they_win_over_the_crm():
 
 
 def test_given_a_rerun_the_same_day_then_leads_already_sales_ready_are_not_counted_as_handed_over_again():
-    from leadflow.qualify.handoff import settle_handoffs
+    from leadflow.qualify.handoff import PREVIOUS_COLUMNS, settle_handoffs
 
-    previous = _scores(["1", "2", "3"], [True, False, True], [500, None, 400])
+    # The previous scores as qualify loads them: their PREVIOUS_COLUMNS only.
+    previous = _scores(["1", "2", "3"], [True, False, True], [500, None, 400])[list(PREVIOUS_COLUMNS)]
     # The same day: the engine's "since" for a lead still sales-ready equals the one it holds.
     now = _scores(["1", "2", "3"], [True, True, True], [500, 500, 500])
     no_events = pd.DataFrame(columns=["record_id", "handed_over_at", "verdict", "decided_at"])
