@@ -25,7 +25,8 @@ def _plan(conn, statement) -> str:
 @pytest.fixture
 def lagging_statistics(new_pg_database):
     """A push log given 60,000 pending entries of one run, never analysed, then a group of entries
-    logged by the push (`_Ledger.log`)."""
+    logged by the push (`_Ledger.log`) and the statistics it refreshes before recording answers
+    (`_Ledger.analyse`)."""
     engine = get_engine(new_pg_database())
     ensure_schema(engine)
 
@@ -42,6 +43,7 @@ def lagging_statistics(new_pg_database):
     ledger = _Ledger(engine, [(str(first + n), f, None, "1", 0) for n in range(800) for f in FIELDS],
                      lambda item, status: _log_row("now", "hubspot", "v1", 0, item, status))
     ledger.log(str(first + n) for n in range(800))
+    ledger.analyse()
     assert len(ledger.by_field) == 800 * len(FIELDS)
     yield engine
     engine.dispose()

@@ -494,6 +494,7 @@ class _Ledger:
         self.by_record: dict[str, list[int]] = {}
         self.by_field: dict[tuple[str, str], int] = {}
         self._highest: int | None = None
+        self._analysed = False
 
     def log(self, records: Iterable[str]) -> None:
         """Write the pending entries of `records` not written yet, in one transaction."""
@@ -504,18 +505,24 @@ class _Ledger:
         # PostgreSQL.
         crm, run_id = rows[0]["crm"], rows[0]["run_id"]
         with self.engine.begin() as conn:
-            first = self._highest is None
-            if first:
+            if self._highest is None:
                 self._highest = conn.execute(select(func.max(push_log.c.id))).scalar() or 0
             highest = self._highest
             conn.execute(push_log.insert(), rows)
-            if first:
-                _refresh_statistics(conn)
             records = list(dict.fromkeys(row["record_id"] for row in rows))
             for chunk in chunks(records, LOG_IDS_PER_STATEMENT):
                 for log_id, rec, name in conn.execute(_logged_ids(crm, run_id, chunk, highest)):
                     self.by_record.setdefault(rec, []).append(log_id)
                     self.by_field[(rec, name)] = log_id
+
+    def analyse(self) -> None:
+        """Refresh the push log's statistics (`_refresh_statistics`) once this push has logged
+        entries; once per part of a push (a ledger)."""
+        if self._analysed or self._highest is None:
+            return
+        with self.engine.begin() as conn:
+            _refresh_statistics(conn)
+        self._analysed = True
 
     def logged_batches(self, updates: Sequence[RecordUpdate], size: int, group: int,
                        submit: Callable[..., Future[Any]]) -> Iterator[list[RecordUpdate]]:
@@ -523,7 +530,8 @@ class _Ledger:
         `submit`, on the bookkeeping thread) while the group before is handed out, and waited
         for before the first of them is. The groups grow 1, 2, 4, ... up to `group` batches: the
         first call waits for one batch's entries, not a whole group's (a group took 0.3-0.9 s
-        on PostgreSQL, for every part of a push)."""
+        on PostgreSQL, for every part of a push). The statistics are refreshed (`analyse`) behind
+        the second group's entries: after the first call is out, before any answer is recorded."""
         batches = list(chunks(list(updates), size))
         groups, start, step = [], 0, 1
         while start < len(batches):
@@ -538,6 +546,8 @@ class _Ledger:
             assert logged is not None
             logged.result()
             logged = submit(self.log, records(k + 1)) if k + 1 < len(groups) else None
+            if k == 0:
+                submit(self.analyse)
             yield from part
 
 

@@ -237,6 +237,7 @@ def test_given_two_parts_prepared_before_the_first_is_sent_then_each_record_is_w
 
 
 def test_given_many_batches_then_entries_are_logged_in_groups_growing_from_one_batch_each_before_its_calls():
+    # The bookkeeping thread's order: what `submit` is given, run at once here.
     from concurrent.futures import Future
 
     from leadflow.crm.base import RecordUpdate
@@ -245,11 +246,17 @@ def test_given_many_batches_then_entries_are_logged_in_groups_growing_from_one_b
     logged: list[list[str]] = []
     handed: list[tuple[int, list[str]]] = []  # (groups logged when the batch was handed out, batch)
 
+    submitted: list[str] = []
+
     class Ledger(_Ledger):
         def log(self, records):
             logged.append(list(records))
 
+        def analyse(self):
+            pass
+
     def submit(fn, *args):
+        submitted.append(fn.__name__)
         future: Future = Future()
         future.set_result(fn(*args))
         return future
@@ -260,6 +267,8 @@ def test_given_many_batches_then_entries_are_logged_in_groups_growing_from_one_b
     # Batches of 100 in groups of 1, 2, 4, 8, 8: the first call waits for one batch's entries.
     assert [len(g) // 100 for g in logged] == [1, 2, 4, 8, 8]
     assert [r for g in logged for r in g] == [u.record_id for u in updates]
+    # The statistics are refreshed once, behind the second group's entries (before any answer).
+    assert submitted == ["log", "log", "analyse", "log", "log", "log"]
     # A batch goes out only once its group is logged.
     for groups_logged, batch in handed:
         assert set(batch) <= {r for g in logged[:groups_logged] for r in g}
