@@ -54,30 +54,24 @@ def _logging_kept() -> Iterator[None]:
 
 
 def airflow_connection(conn_id: str) -> Any | None:
-    """Airflow's connection object for `conn_id`, None when Airflow knows none."""
+    """Airflow's connection object for `conn_id`, None when Airflow knows none. Only the imports
+    run with Airflow's logging set up (`_logging_kept`): what the lookup itself logs (a missing
+    Fernet key, say) goes where the process logs, not to stdout."""
     with _logging_kept():
         from airflow.sdk.exceptions import AirflowNotFoundException
 
-        try:
-            if in_task():
-                from airflow.sdk import BaseHook
+        if in_task():
+            from airflow.sdk import BaseHook
 
-                return BaseHook.get_connection(conn_id)
+            find = BaseHook.get_connection
+        else:
             from airflow.models.connection import Connection as CoreConnection
 
-            return CoreConnection.get_connection_from_secrets(conn_id)
-        except AirflowNotFoundException:
-            return None
-
-
-def load_connection_lookup() -> None:
-    """Import what `airflow_connection` needs (about 1.3 s of Airflow's imports), so that a process
-    can do it ahead of its first lookup, on a thread of its own."""
-    with _logging_kept():
-        import airflow.sdk.exceptions  # noqa: F401
-
-        if not in_task():
-            import airflow.models.connection  # noqa: F401
+            find = CoreConnection.get_connection_from_secrets
+    try:
+        return find(conn_id)
+    except AirflowNotFoundException:
+        return None
 
 
 def fail_task(exc: BaseException) -> NoReturn:

@@ -218,13 +218,6 @@ def default_resolver() -> Resolver:
     return airflow_lookup
 
 
-def load_default_resolver() -> None:
-    """Import what `default_resolver()`'s lookups need (Airflow's, when it is installed) ahead of
-    the first one."""
-    if default_resolver() is airflow_lookup:
-        airflow_adapter.load_connection_lookup()
-
-
 def get_connection(
     conn_id: str, environ: Mapping[str, str] | None = None, *, resolver: Resolver | None = None
 ) -> Connection:

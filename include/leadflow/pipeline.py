@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from leadflow import alerts, progress
 from leadflow.accounts.store import hold_for_committee, load_accounts, save_accounts
 from leadflow.accounts.write import push_accounts_view
-from leadflow.connections import get_connection, load_default_resolver
+from leadflow.connections import get_connection
 from leadflow.crm.base import CrmBudgetExhausted, CrmError
 from leadflow.crm.registry import get_connector
 from leadflow.enrich.leads import enrich_and_store
@@ -711,6 +711,7 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
     name = STEPS[0]
     ctx.one_process = ctx.shard is None
     ctx._kept_reads.clear()
+    _look_up_connection(ctx)
     warming = _warm_up(ctx)
     try:
         for name in STEPS:
@@ -734,16 +735,30 @@ def run_all(ctx: RunContext, on_step: Callable[[str, dict[str, Any]], None] | No
     return out
 
 
+def _look_up_connection(ctx: RunContext) -> None:
+    """The CRM's connection, looked up once for the run's steps before the warm-up thread starts:
+    the lookup imports Airflow, whose import points the process's logging at stdout for a moment
+    (`airflow_adapter`), and a line the warm-up logs then would land in `leadflow run`'s output.
+    A lookup that fails is left to extract, which looks it up again and fails the run with the
+    error."""
+    if ctx.connection is not None:
+        return
+    try:
+        ctx.connection = get_connection(ctx.conn_id)
+    except Exception:
+        log.debug("connection %s not found before the run; extract says why", ctx.conn_id, exc_info=True)
+
+
 def _warm_up(ctx: RunContext) -> threading.Thread:
     """Do, on a thread of its own while the pull waits on the CRM's rate limit, the one-off work
     of the steps after it, which they would otherwise do first: parse the enrichment reference
-    file and import Airflow's connection lookup (enrich; both kept per process), build the Great
-    Expectations context (validate; seconds of imports, `quality.gx_runtime`). A failure is left
-    for the step that needs the piece to raise."""
+    file (enrich; kept per process) and build the Great Expectations context (validate; seconds
+    of imports, `quality.gx_runtime`). A failure is left for the step that needs the piece to
+    raise. Not Airflow's imports: the main thread imports it at once for the CRM's connection,
+    and two threads importing Airflow at the same time saw a half-initialised module."""
     enrichment = ctx.settings.enrichment
     pieces: list[tuple[str, Callable[[], Any]]] = [
         ("the enrichment reference file", lambda: load_reference(enrichment.reference_path)),
-        ("the connection lookup", load_default_resolver),
         ("Great Expectations", get_runtime),
     ]
     if not enrichment.reference_enabled:

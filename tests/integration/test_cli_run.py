@@ -59,6 +59,20 @@ def test_given_a_wrong_token_then_run_names_the_step_and_the_fix_and_exits_1(san
     assert cli.main(["report", "--crm", "hubspot"]) == 1
 
 
+def test_given_no_crm_connection_then_run_fails_saying_where_to_define_it(sandbox, monkeypatch, capsys):
+    monkeypatch.delenv("AIRFLOW_CONN_LEADFLOW_HUBSPOT", raising=False)
+
+    assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-no-connection"]) == 2  # a configuration error
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "connection 'leadflow_hubspot' is not defined" in captured.err
+    assert "AIRFLOW_CONN_LEADFLOW_HUBSPOT" in captured.err
+    engine = get_engine()
+    assert repo.latest_runs(engine, "hubspot")[0]["status"] == "failed"
+    engine.dispose()
+
+
 def test_given_a_run_then_the_push_writes_the_diff_plan_push_made_without_diffing_again(sandbox, monkeypatch):
     from leadflow import pipeline
     from leadflow.sandbox.history import LEADFLOW_APP

@@ -1,6 +1,6 @@
-"""`run_all` does the later steps' one-off work (the enrichment reference file, Airflow's connection
-lookup, the Great Expectations context) on a thread of its own while the pull runs, and leaves a
-failure there for the step that needs the piece to raise."""
+"""`run_all` does the later steps' one-off work (the enrichment reference file, the Great
+Expectations context) on a thread of its own while the pull runs, and leaves a failure there for
+the step that needs the piece to raise."""
 
 from __future__ import annotations
 
@@ -26,19 +26,18 @@ def built_on(monkeypatch) -> dict[str, str]:
         return lambda *args: seen.__setitem__(name, threading.current_thread().name)
 
     monkeypatch.setattr(pipeline, "load_reference", recorder("reference"))
-    monkeypatch.setattr(pipeline, "load_default_resolver", recorder("lookup"))
     monkeypatch.setattr(pipeline, "get_runtime", recorder("gx"))
     return seen
 
 
 def test_given_a_run_then_the_later_steps_one_off_work_is_done_on_a_thread_of_its_own(built_on):
     pipeline._warm_up(_ctx()).join(timeout=10)
-    assert built_on == {"reference": "leadflow-warm-up", "lookup": "leadflow-warm-up", "gx": "leadflow-warm-up"}
+    assert built_on == {"reference": "leadflow-warm-up", "gx": "leadflow-warm-up"}
 
 
 def test_given_the_reference_file_is_off_then_it_is_not_parsed(built_on):
     pipeline._warm_up(_ctx(reference_enabled=False)).join(timeout=10)
-    assert set(built_on) == {"lookup", "gx"}
+    assert set(built_on) == {"gx"}
 
 
 def test_given_a_piece_fails_to_build_then_the_others_are_still_built_and_the_warm_up_ends(monkeypatch, built_on):
@@ -46,7 +45,6 @@ def test_given_a_piece_fails_to_build_then_the_others_are_still_built_and_the_wa
         raise ImportError("broken install")
 
     monkeypatch.setattr(pipeline, "load_reference", broken)
-    monkeypatch.setattr(pipeline, "get_runtime", broken)
     thread = pipeline._warm_up(_ctx())
     thread.join(timeout=10)
-    assert not thread.is_alive() and set(built_on) == {"lookup"}
+    assert not thread.is_alive() and set(built_on) == {"gx"}
