@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -266,7 +267,13 @@ def load_reference(path: str | os.PathLike[str] | None = None) -> ReferenceProvi
     file = Path(path).resolve() if path is not None else BUNDLED_REFERENCE
     if not file.exists():
         raise FileNotFoundError(f"enrichment reference file not found: {file}")
-    return _load_reference(str(file), file.stat().st_mtime_ns)
+    # One parse at a time: a second caller (enrich, while `leadflow run`'s warm-up thread parses
+    # the file) waits for the first's result instead of parsing it again.
+    with _LOADING:
+        return _load_reference(str(file), file.stat().st_mtime_ns)
+
+
+_LOADING = threading.Lock()
 
 
 @lru_cache(maxsize=4)

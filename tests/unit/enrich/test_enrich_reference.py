@@ -100,6 +100,30 @@ def test_given_replaced_file_then_reloaded(tmp_path: Path) -> None:
     assert len(load_reference(path)) == len(reference_frame())
 
 
+def test_given_a_file_being_parsed_then_a_second_caller_waits_for_it_instead_of_parsing_again(
+        tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from leadflow.enrich import reference
+
+    path = tmp_path / "ref.csv"
+    reference_frame().to_csv(path, index=False)
+    parses, second = [], []
+    real = ReferenceProvider.from_path
+
+    def parse(file):
+        parses.append(file)
+        # Mid-parse, another thread asks for the same file: it cannot start a parse of its own.
+        caller = threading.Thread(target=lambda: second.append(reference._LOADING.acquire(blocking=False)))
+        caller.start()
+        caller.join()
+        return real(file)
+
+    monkeypatch.setattr(reference.ReferenceProvider, "from_path", staticmethod(parse))
+    first = load_reference(path)
+    assert second == [False] and load_reference(path) is first and len(parses) == 1
+
+
 def test_given_seed_then_reference_is_deterministic_and_written(tmp_path: Path) -> None:
     first = sandbox_reference(seed=7, companies=300)
     again = sandbox_reference(seed=7, companies=300)
