@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS, lead_enrichment
-from leadflow.warehouse.repo import read_frame, shard_filter
+from leadflow.warehouse.repo import driver_values, read_frame, shard_filter
 from leadflow.warehouse.tables import leads
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,6 @@ def upsert_many(conn: Any, table: Table, columns: Mapping[str, Sequence[Any]]) -
     return count
 
 
-def _column_values(values: pd.Series, kind: str) -> list[Any]:
-    """A column as plain Python values with None for missing (what the DB drivers want)."""
-    if kind == "float":
-        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        return np.where(np.isnan(arr), None, arr).tolist()
-    if kind == "bool":
-        return [None if v is None or v != v else bool(v) for v in values.astype(object).tolist()]
-    return values.astype(object).where(values.notna(), None).tolist()
-
-
 def store_enrichment(
     engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, *, now_ms: int | None = None
 ) -> int:
@@ -87,7 +77,7 @@ def store_enrichment(
             data: dict[str, list[Any]] = {
                 "crm": [crm] * len(chunk),
                 "record_id": chunk["record_id"].astype(str).tolist(),
-                **{c: _column_values(chunk[c], LEAD_ENRICHMENT_COLUMNS[c]) for c in columns},
+                **{c: driver_values(chunk[c], LEAD_ENRICHMENT_COLUMNS[c]) for c in columns},
                 "run_id": [run_id] * len(chunk),
                 "enriched_at": [stamp] * len(chunk),
             }

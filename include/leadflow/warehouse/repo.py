@@ -512,19 +512,26 @@ def save_scores(
     return len(rows)
 
 
+def driver_values(values: pd.Series, kind: str) -> list[Any]:
+    """A column as plain Python values with None for missing (what the DB drivers bind: numpy's
+    types they refuse, PostgreSQL a float for BIGINT). `kind` as in `leadflow.schema`: "float",
+    "bool", "ts" (epoch ms, an integer), anything else as it is."""
+    if kind == "float":
+        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        return np.where(np.isnan(arr), None, arr).tolist()
+    plain = values.astype(object).where(values.notna(), None).tolist()
+    if kind == "bool":
+        return [None if v is None else bool(v) for v in plain]
+    if kind == "ts":
+        return [None if v is None else int(v) for v in plain]
+    return plain
+
+
 def _score_rows(frame: pd.DataFrame, cols: list[str], constants: dict[str, Any]) -> list[dict[str, Any]]:
-    """`frame`'s `cols` as rows of the Python types the drivers bind (PostgreSQL refuses a float for
-    BIGINT, a numpy bool for BOOLEAN), NULL for missing, with `constants` and the shard key. Built
-    from one list per column: `to_dict("records")` and a fix-up per row took seconds at 100,000."""
-    values: list[list[Any]] = []
-    for col in cols:
-        column = frame[col].astype(object).where(frame[col].notna(), None).tolist()
-        kind = SCORE_COLUMNS.get(col)
-        if kind == "bool":
-            column = [None if v is None else bool(v) for v in column]
-        elif kind == "ts":
-            column = [None if v is None else int(v) for v in column]
-        values.append(column)
+    """`frame`'s `cols` as rows of the Python types the drivers bind (`driver_values`), with
+    `constants` and the shard key. Built from one list per column: `to_dict("records")` and a
+    fix-up per row took seconds at 100,000."""
+    values = [driver_values(frame[col], SCORE_COLUMNS.get(col, "str")) for col in cols]
     keys = [*cols, *constants, "shard_key"]
     fixed = tuple(constants.values())
     keyed = [shard_key(record_id) for record_id in values[cols.index("record_id")]]
