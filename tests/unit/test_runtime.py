@@ -1,7 +1,9 @@
-"""leadflow.runtime: the allocator setting of the vectorised pipeline steps."""
+"""leadflow.runtime: the allocator setting of the vectorised pipeline steps, the garbage collector
+during the API-bound ones, the peak memory each step records."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -112,3 +114,77 @@ def test_each_recorded_step_carries_its_tasks_peak_memory(sqlite_warehouse, monk
     returned = pipeline._record(ctx, "push", {"pushed": 3}, shard=2)
     assert returned["peak_rss_mib"] == {"push[2]": 512.0}
     assert repo.get_run_summary(sqlite_warehouse, "hubspot", "r-1")["peak_rss_mib"] == {"push[2]": 512.0}
+
+
+@pytest.fixture
+def nothing_frozen() -> None:
+    gc.unfreeze()  # a test process freezes nothing of its own; start from that
+    yield
+    gc.unfreeze()
+
+
+def test_given_the_block_then_the_objects_made_before_it_are_out_of_the_collectors_passes_until_it_ends(
+        nothing_frozen: None) -> None:
+    plan = [[record] for record in range(10_000)]  # containers: what a full pass walks
+    with runtime.objects_frozen():
+        assert gc.get_freeze_count() >= len(plan)
+    assert gc.get_freeze_count() == 0
+
+
+def test_given_objects_made_in_the_block_then_its_freeze_adds_them(nothing_frozen: None) -> None:
+    with runtime.objects_frozen() as freeze:
+        before = gc.get_freeze_count()
+        second_part = [[record] for record in range(10_000)]
+        freeze()
+        assert gc.get_freeze_count() >= before + len(second_part)
+    assert gc.get_freeze_count() == 0
+
+
+def test_given_an_error_in_the_block_then_the_objects_are_given_back(nothing_frozen: None) -> None:
+    with pytest.raises(RuntimeError), runtime.objects_frozen():
+        raise RuntimeError("the push failed")
+    assert gc.get_freeze_count() == 0
+
+
+def test_given_a_process_that_froze_objects_before_then_they_stay_frozen_after_the_block(
+        nothing_frozen: None) -> None:
+    gc.freeze()  # a parent that froze before it forked
+    frozen = gc.get_freeze_count()
+    with runtime.objects_frozen():
+        pass
+    assert gc.get_freeze_count() >= frozen
+
+
+def test_given_a_push_then_its_calls_are_made_with_the_objects_frozen(
+        sqlite_warehouse, nothing_frozen: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow import pipeline
+    from leadflow.push.writer import PushOutcome
+    from leadflow.warehouse import repo
+
+    seen: list[int] = []
+
+    def send(_on_batch):
+        seen.append(gc.get_freeze_count())
+        return PushOutcome()
+
+    def parts(_ctx, _ready):
+        yield 1, 0, send
+        yield 1, 0, send
+
+    monkeypatch.setattr(pipeline, "_prepared", parts)
+    ctx = pipeline.RunContext(crm="hubspot", run_id="r-1", _engine=sqlite_warehouse, dry_run=True)
+    repo.start_run(sqlite_warehouse, "hubspot", "r-1", True)
+    pipeline.push(ctx)
+    assert len(seen) == 2 and all(count > 0 for count in seen)
+    assert gc.get_freeze_count() == 0
+
+
+def test_given_a_timed_step_then_it_runs_with_the_objects_frozen_and_records_its_duration(
+        nothing_frozen: None) -> None:
+    from leadflow import pipeline
+
+    summary: dict = {}
+    with pipeline._timed(summary, "enrich"):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    assert summary["durations_s"]["enrich"] >= 0
