@@ -491,7 +491,9 @@ class _Ledger:
         self._unlogged: dict[str, list[tuple[str, str, Any, Any, int]]] = {}
         for item in pending:
             self._unlogged.setdefault(item[0], []).append(item)
-        self.by_record: dict[str, list[int]] = {}
+        # Tuples of ints: the garbage collector stops walking them (a push of 100,000 records
+        # holds 100,000 of these for its whole length, and every full pass walked lists).
+        self.by_record: dict[str, tuple[int, ...]] = {}
         self.by_field: dict[tuple[str, str], int] = {}
         self._highest: int | None = None
         self._analysed = False
@@ -510,10 +512,13 @@ class _Ledger:
             highest = self._highest
             conn.execute(push_log.insert(), rows)
             records = list(dict.fromkeys(row["record_id"] for row in rows))
+            ids: dict[str, list[int]] = {}
             for chunk in chunks(records, LOG_IDS_PER_STATEMENT):
                 for log_id, rec, name in conn.execute(_logged_ids(crm, run_id, chunk, highest)):
-                    self.by_record.setdefault(rec, []).append(log_id)
+                    ids.setdefault(rec, []).append(log_id)
                     self.by_field[(rec, name)] = log_id
+        # A record's entries are all logged at once (`_unlogged` gives them up together).
+        self.by_record.update((rec, tuple(found)) for rec, found in ids.items())
 
     def analyse(self) -> None:
         """Refresh the push log's statistics (`_refresh_statistics`) once this push has logged
