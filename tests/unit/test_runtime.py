@@ -1,5 +1,5 @@
 """leadflow.runtime: the allocator setting of the vectorised pipeline steps, the garbage collector
-during the API-bound ones, the peak memory each step records."""
+while each step runs, the peak memory each step records."""
 
 from __future__ import annotations
 
