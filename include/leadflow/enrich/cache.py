@@ -28,7 +28,7 @@ from leadflow.enrich.providers import (
     coerce_records,
     empty_records,
 )
-from leadflow.enrich.store import upsert_many
+from leadflow.warehouse.db import upsert_many
 from leadflow.enrich.tables import enrichment_cache
 
 log = logging.getLogger(__name__)

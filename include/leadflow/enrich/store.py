@@ -1,23 +1,20 @@
 """Persist enrichment results in `lead_enrichment` (keyed by crm + record_id) and read them back.
 
-Writes are bulk upserts: one single-row `INSERT ... ON CONFLICT DO UPDATE` statement (SQLite and
-PostgreSQL dialects), compiled once and sent with the driver's executemany in chunks. Each
-execution binds one row's parameters, far below SQLite's 32,766 limit, and no giant multi-row
-VALUES statement has to be compiled (that costs seconds per few thousand rows).
+Writes are bulk upserts given column-wise (`leadflow.warehouse.db.upsert_many`), in chunks.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, and_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, and_, select
 
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS, lead_enrichment
+from leadflow.warehouse.db import upsert_many
 from leadflow.warehouse.repo import driver_values, read_frame, shard_filter
 from leadflow.warehouse.tables import leads
 
@@ -25,37 +22,6 @@ log = logging.getLogger(__name__)
 
 # Rows converted and sent per executemany; bounds memory for a million leads.
 WRITE_BATCH = 20_000
-
-
-def upsert_many(conn: Any, table: Table, columns: Mapping[str, Sequence[Any]]) -> int:
-    """Insert rows given column-wise (equal-length value lists, None for NULL), or update the
-    non-key columns of rows whose primary key exists. Returns the number of rows.
-
-    The statement is compiled once and handed to the driver's executemany with plain tuples:
-    SQLAlchemy's per-row parameter processing would otherwise dominate (several times slower).
-    """
-    names = list(columns)
-    count = len(columns[names[0]]) if names else 0
-    if not count:
-        return 0
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    insert = dialects.get(conn.dialect.name)
-    if insert is None:  # pragma: no cover - the warehouse only runs on these two
-        raise ValueError(f"unsupported warehouse dialect {conn.dialect.name!r}")
-    keys = [c.name for c in table.primary_key.columns]
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={c: stmt.excluded[c] for c in names if c not in keys},
-    )
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=names)
-    if compiled.positional:
-        order = list(compiled.positiontup or [])
-        params: list[Any] = list(zip(*(columns[name] for name in order)))
-    else:
-        params = [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
-    conn.exec_driver_sql(str(compiled), params)
-    return count
 
 
 def store_enrichment(

@@ -26,7 +26,7 @@ from leadflow.schema import (
     SCORE_COLUMNS,
     SCORE_PERSONA_COLUMNS,
 )
-from leadflow.warehouse.db import upsert
+from leadflow.warehouse.db import upsert, upsert_many
 from leadflow.warehouse.tables import (
     companies,
     lead_issues,
@@ -501,15 +501,12 @@ def save_scores(
     if missing:
         frame = frame.assign(**{c: None for c in missing})
     cols = [*SCORE_COLUMNS, *SCORE_PERSONA_COLUMNS, *(c for c in ("predictive_version", "rules_version") if c in frame)]
-    rows = _score_rows(frame, cols, {"crm": crm, "run_id": run_id, "scored_at": scored_at})
+    columns = _score_columns(frame, cols, {"crm": crm, "run_id": run_id, "scored_at": scored_at})
     with engine.begin() as conn:
         if replace:
             conn.execute(scores.delete().where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
-            if rows:
-                conn.execute(scores.insert(), rows)
-        elif rows:
-            upsert(conn, scores, rows)
-    return len(rows)
+        upsert_many(conn, scores, columns)
+    return len(frame)
 
 
 def driver_values(values: pd.Series, kind: str) -> list[Any]:
@@ -527,15 +524,13 @@ def driver_values(values: pd.Series, kind: str) -> list[Any]:
     return plain
 
 
-def _score_rows(frame: pd.DataFrame, cols: list[str], constants: dict[str, Any]) -> list[dict[str, Any]]:
-    """`frame`'s `cols` as rows of the Python types the drivers bind (`driver_values`), with
-    `constants` and the shard key. Built from one list per column: `to_dict("records")` and a
-    fix-up per row took seconds at 100,000."""
-    values = [driver_values(frame[col], SCORE_COLUMNS.get(col, "str")) for col in cols]
-    keys = [*cols, *constants, "shard_key"]
-    fixed = tuple(constants.values())
-    keyed = [shard_key(record_id) for record_id in values[cols.index("record_id")]]
-    return [dict(zip(keys, (*row, *fixed, key))) for row, key in zip(zip(*values), keyed)]
+def _score_columns(frame: pd.DataFrame, cols: list[str], constants: dict[str, Any]) -> dict[str, list[Any]]:
+    """`frame`'s `cols` as lists of the Python values the drivers bind (`driver_values`), with
+    `constants` and the shard key: what `upsert_many` takes."""
+    out = {col: driver_values(frame[col], SCORE_COLUMNS.get(col, "str")) for col in cols}
+    out.update({name: [value] * len(frame) for name, value in constants.items()})
+    out["shard_key"] = [shard_key(record_id) for record_id in out["record_id"]]
+    return out
 
 
 def load_scores(engine: Engine, crm: str, shard: int | None = None, shards: int = 1,

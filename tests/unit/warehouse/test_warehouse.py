@@ -107,6 +107,23 @@ def test_scores_replace_previous_scores_of_the_crm(warehouse):
     assert list(stored["record_id"]) == ["1"] and stored["run_id"].iloc[0] == "run-2"
 
 
+def test_given_some_leads_rescored_without_replace_then_theirs_are_updated_and_the_rest_kept(warehouse):
+    frame = pd.DataFrame({
+        "crm": "hubspot", "record_id": ["1", "2", "3"], "model_version": "v1", "score": [10.0, 20.0, 30.0],
+        "fit_score": 1.0, "engagement_score": 2.0, "grade": "A1", "bant_budget": True,
+        "bant_authority": False, "bant_need": True, "bant_timeline": None, "bant_count": 2.0,
+        "disqualification_reason": None, "stage": "lead", "lead_status": "open", "reasons": "+10 x",
+        "sales_ready": False, "sales_ready_since": None, "sales_ready_reason": None,
+    })
+    repo.save_scores(warehouse, "hubspot", "run-1", frame)
+    again = frame.iloc[1:2].assign(score=25.0, sales_ready=True, sales_ready_since=1_700_000_000_000)
+    assert repo.save_scores(warehouse, "hubspot", "run-2", again, replace=False) == 1
+    stored = repo.load_scores(warehouse, "hubspot").set_index("record_id")
+    assert stored["score"].to_dict() == {"1": 10.0, "2": 25.0, "3": 30.0}
+    assert stored["run_id"].to_dict() == {"1": "run-1", "2": "run-2", "3": "run-1"}
+    assert bool(stored.loc["2", "sales_ready"]) is True and int(stored.loc["2", "sales_ready_since"]) == 1_700_000_000_000
+
+
 def test_given_scores_with_numpy_values_and_gaps_then_each_is_stored_as_its_column_type(warehouse):
     # Object columns mixing numpy scalars, Python values and missing ones (as concatenated
     # frames hold them): the drivers bind none of numpy's types.
