@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 
 from leadflow.predict.tables import lead_versions
 from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS
+from leadflow.warehouse.db import insert_many
 from leadflow.warehouse import repo
 from leadflow.warehouse.repo import shard_filter, shard_key
 
@@ -111,7 +112,7 @@ def record_versions(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, 
              "run_id": run_id, "shard_key": shard_key(rid)}
             for rid, h, inputs in zip(ids[changed], hashes[changed], _json_rows(normalised[changed]))]
     with engine.begin() as conn:
-        conn.execute(lead_versions.insert(), rows)
+        insert_many(conn, lead_versions, rows)
     log.info("lead versions %s shard %s: %d of %d leads' inputs changed, stored", crm, shard, len(rows), len(frame))
     return len(rows)
 

@@ -22,6 +22,7 @@ from leadflow.ownership import SHARED_FIELDS, Writer
 from leadflow.push.lease import push_lease
 from leadflow.push.writer import same_value
 from leadflow.schema import PUSHED_FIELDS
+from leadflow.warehouse.db import insert_many
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
 
@@ -139,7 +140,7 @@ def _log_rollback(engine, crm, rollback_id, batch, results, by_record) -> None:
                 "attempts": 1, "error": res.error, "created_at": stamp, "updated_at": stamp,
             })
     with engine.begin() as conn:
-        conn.execute(push_log.insert(), rows)
+        insert_many(conn, push_log, rows)
         for upd, res in zip(batch, results):
             if res.status != "confirmed":
                 continue

@@ -41,6 +41,7 @@ from leadflow.push.lease import (
 )
 from leadflow.push.overrides import Finding, Settled, last_written, record_overrides, settle
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
+from leadflow.warehouse.db import insert_many
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
 
@@ -228,7 +229,7 @@ def prepare_push(
             conn.execute(update(push_log).where(_entries_still(chunk, ("pending",)))
                          .values(status="superseded", updated_at=stamp))
         if rows:
-            conn.execute(push_log.insert(), rows)
+            insert_many(conn, push_log, rows)
     # The pending entries are written as their records' batches come up (`_Ledger`), not all
     # before the first call: logging a first push of 100,000 records up front kept the CRM
     # waiting for tens of seconds.
@@ -510,7 +511,7 @@ class _Ledger:
             if self._highest is None:
                 self._highest = conn.execute(select(func.max(push_log.c.id))).scalar() or 0
             highest = self._highest
-            conn.execute(push_log.insert(), rows)
+            insert_many(conn, push_log, rows)
             records = list(dict.fromkeys(row["record_id"] for row in rows))
             ids: dict[str, list[int]] = {}
             for chunk in chunks(records, LOG_IDS_PER_STATEMENT):
@@ -749,7 +750,7 @@ def _record(
                     .values(status=status, attempts=push_log.c.attempts + increment, error=error, updated_at=stamp)
                 )
         if side_rows:
-            conn.execute(push_log.insert(), side_rows)
+            insert_many(conn, push_log, side_rows)
         for columns, params in lead_groups.items():
             lead_stmt = (
                 update(leads)

@@ -165,19 +165,38 @@ def upsert_many(conn: Any, table: Table, columns: Mapping[str, Sequence[Any]]) -
     statement to compile (seconds per few thousand rows).
     """
     names = list(columns)
-    count = len(columns[names[0]]) if names else 0
-    if not count:
+    if not names or not len(columns[names[0]]):
         return 0
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    insert = dialects.get(conn.dialect.name)
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = _dialect_insert(conn)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in names if c not in keys})
+    return _send(conn, stmt, columns)
+
+
+def insert_many(conn: Any, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Plain INSERT of `rows` (mappings with the same keys), sent as `upsert_many` sends its rows:
+    one compiled statement and the driver's executemany, so the values must be what the driver
+    binds as they are. A column the rows leave out gets its scalar default (as SQLAlchemy would
+    give it). Returns the number of rows."""
+    if not rows:
+        return 0
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    for column in table.columns:
+        if column.name not in columns and column.default is not None and column.default.is_scalar:
+            columns[column.name] = [column.default.arg] * len(rows)
+    return _send(conn, _dialect_insert(conn)(table), columns)
+
+
+def _dialect_insert(conn: Any) -> Any:
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(conn.dialect.name)
     if insert is None:  # pragma: no cover - the warehouse only runs on these two
         raise ValueError(f"unsupported warehouse dialect {conn.dialect.name!r}")
-    keys = [c.name for c in table.primary_key.columns]
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={c: stmt.excluded[c] for c in names if c not in keys},
-    )
+    return insert
+
+
+def _send(conn: Any, stmt: Any, columns: Mapping[str, Sequence[Any]]) -> int:
+    """`stmt` compiled once for `columns` and executed with their values, one row a set."""
+    names = list(columns)
     compiled = stmt.compile(dialect=conn.dialect, column_keys=names)
     if compiled.positional:
         order = list(compiled.positiontup or [])
@@ -185,7 +204,7 @@ def upsert_many(conn: Any, table: Table, columns: Mapping[str, Sequence[Any]]) -
     else:
         params = [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
     conn.exec_driver_sql(str(compiled), params)
-    return count
+    return len(params)
 
 
 def upsert(

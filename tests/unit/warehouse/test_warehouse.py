@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from leadflow.pulled import RecordIssue, Watermark
 from leadflow.warehouse import repo
-from leadflow.warehouse.db import upsert
-from leadflow.warehouse.tables import lead_issues, leads, watermarks
+from leadflow.warehouse.db import insert_many, upsert
+from leadflow.warehouse.tables import lead_issues, leads, push_log, watermarks
 
 
 def _lead(record_id: str, **values) -> dict:
@@ -60,6 +60,20 @@ def test_given_full_refresh_then_unseen_leads_are_marked_deleted(warehouse):
     assert repo.mark_unseen_deleted(warehouse, "hubspot", "run-2") == 1
     assert list(repo.load_leads(warehouse, "hubspot")["record_id"]) == ["1"]
     assert repo.count_leads(warehouse, "hubspot") == 1
+
+
+def test_insert_many_stores_every_row_as_given_and_a_left_out_column_gets_its_default(warehouse):
+    rows = [{"run_id": "r1", "crm": "hubspot", "record_id": str(i), "field": "score", "before": None,
+             "after": f"{i}.5", "model_version": "v1", "status": "pending", "error": None,
+             "created_at": 1_700_000_000_000 + i, "updated_at": 1_700_000_000_000 + i} for i in range(3)]
+    with warehouse.begin() as conn:
+        assert insert_many(conn, push_log, rows) == 3
+        assert insert_many(conn, push_log, []) == 0
+    with warehouse.connect() as conn:
+        stored = conn.execute(select(push_log.c.id, push_log.c.record_id, push_log.c.before, push_log.c.after,
+                                     push_log.c.attempts, push_log.c.created_at).order_by(push_log.c.id)).all()
+    assert [tuple(r)[1:] for r in stored] == [(str(i), None, f"{i}.5", 0, 1_700_000_000_000 + i) for i in range(3)]
+    assert len({r.id for r in stored}) == 3  # the database numbered them
 
 
 def test_given_more_rows_than_one_statement_allows_then_upsert_chunks(warehouse):
