@@ -245,8 +245,8 @@ def _open_leads(ctx: RunContext) -> tuple[pd.DataFrame, int]:
 
 
 def _with_enrichment(ctx: RunContext, leads: pd.DataFrame) -> pd.DataFrame:
-    """`leads` with the enrich step's firmographics (`with_enrichment`); in one process the stored
-    enrichment is read once, for validate and qualify."""
+    """`leads` with the enrich step's firmographics (`with_enrichment`); in one process the rows
+    enrich stored, as read back (`store_and_read_back`), for validate and qualify."""
     stored = _kept(ctx, "enrichment", lambda: load_enrichment(ctx.engine, ctx.crm, ctx.shard, ctx.shards))
     return apply_enrichment(leads, stored)
 
@@ -265,7 +265,9 @@ def enrich(ctx: RunContext) -> dict[str, Any]:
     with _timed(summary, "enrich"):
         leads, _ = _open_leads(ctx)
         result = enrich_and_store(ctx.engine, ctx.crm, ctx.run_id, leads, repo.load_companies(ctx.engine, ctx.crm),
-                                  ctx.settings.enrichment, ctx.now)
+                                  ctx.settings.enrichment, ctx.now, keep_stored=ctx.one_process)
+        if result.stored is not None:  # every open lead's row: what validate and qualify would read
+            ctx._kept_reads["enrichment"] = result.stored
     summary.update(result.summary(), enrichment_lookups=dict(result.lookups))
     if ctx.shard is not None:
         summary["coverage"] = _coverage_counts(summary["coverage"])

@@ -111,7 +111,8 @@ def test_given_a_run_then_enrich_validate_and_qualify_read_the_leads_once_and_sc
             _name, reads[_name] + 1) or _real(*a, **k))
 
     assert cli.main(["run", "--crm", "hubspot", "--run-id", "cli-one-read", "--dry-run"]) == 0
-    assert reads == {"open_leads": 1, "load_enrichment": 1}
+    # The enrichment is not read at all: enrich hands validate and qualify the rows it stored.
+    assert reads == {"open_leads": 1, "load_enrichment": 0}
 
     # The same steps as tasks of their own (a DAG run's), each reading from the warehouse, in a
     # warehouse of their own: the same scores.

@@ -32,7 +32,7 @@ from leadflow.enrich.providers import (
 )
 from leadflow.enrich.resolve import SOURCE_CRM, SOURCE_NONE, choose_sources
 from leadflow.enrich.settings import EnrichmentSettings, Precedence
-from leadflow.enrich.store import store_enrichment
+from leadflow.enrich.store import store_and_read_back, store_enrichment
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,13 @@ _NUMERIC_FIELDS = {"employees", "annual_revenue", "founded_year"}
 
 @dataclass
 class EnrichmentResult:
-    """One row per lead (`frame`), the run's coverage figures and the chain's lookup counts."""
+    """One row per lead (`frame`), the run's coverage figures and the chain's lookup counts;
+    `stored`: the rows as stored, read back (`enrich_and_store(keep_stored=True)`)."""
 
     frame: pd.DataFrame
     coverage: dict[str, Any]
     lookups: dict[str, int] = field(default_factory=dict)
+    stored: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """The part of the run summary this step owns (`enriched` and coverage)."""
@@ -68,9 +70,9 @@ class EnrichmentResult:
 
 
 def enrich_and_store(engine: Engine, crm: str, run_id: str, leads: pd.DataFrame, companies: pd.DataFrame,
-                     settings: EnrichmentSettings, now: datetime) -> EnrichmentResult:
+                     settings: EnrichmentSettings, now: datetime, *, keep_stored: bool = False) -> EnrichmentResult:
     """The run's enrich step: `enrich_leads` through the configured chain (closed after), the
-    result stored in `lead_enrichment`."""
+    result stored in `lead_enrichment` (and, `keep_stored`, kept as read back)."""
     chain = build_chain(engine, settings)
     try:
         result = enrich_leads(leads, companies, chain, settings, now=now)
@@ -78,7 +80,10 @@ def enrich_and_store(engine: Engine, crm: str, run_id: str, leads: pd.DataFrame,
         close = getattr(chain, "close", None)
         if close:
             close()
-    store_enrichment(engine, crm, run_id, result.frame)
+    if keep_stored:
+        result.stored = store_and_read_back(engine, crm, run_id, result.frame)
+    else:
+        store_enrichment(engine, crm, run_id, result.frame)
     return result
 
 

@@ -31,12 +31,23 @@ def store_enrichment(
 
     Rows of other CRMs in the frame are ignored. Returns the number of rows written.
     """
+    return _store(engine, crm, run_id, frame, now_ms, keep=False)[0]
+
+
+def store_and_read_back(
+    engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, *, now_ms: int | None = None
+) -> pd.DataFrame:
+    """`store_enrichment`, returning the rows stored as `load_enrichment` reads them back: a
+    run in one process hands them to validate and qualify instead of reading them again."""
+    return _store(engine, crm, run_id, frame, now_ms, keep=True)[1]
+
+
+def _store(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, now_ms: int | None,
+           keep: bool) -> tuple[int, pd.DataFrame]:
     part = frame[frame["crm"] == crm] if "crm" in frame else frame.iloc[0:0]
-    if part.empty:
-        return 0
     stamp = int(time.time() * 1000) if now_ms is None else int(now_ms)
     columns = list(LEAD_ENRICHMENT_COLUMNS)
-    written = 0
+    written, kept = 0, []
     with engine.begin() as conn:
         for start in range(0, len(part), WRITE_BATCH):
             chunk = part.iloc[start : start + WRITE_BATCH]
@@ -48,8 +59,14 @@ def store_enrichment(
                 "enriched_at": [stamp] * len(chunk),
             }
             written += upsert_many(conn, lead_enrichment, data)
-    log.info("lead_enrichment: %d rows upserted for %s (run %s)", written, crm, run_id)
-    return written
+            if keep:
+                kept.append(_typed(pd.DataFrame({c.name: data[c.name] for c in lead_enrichment.columns})))
+    if written:
+        log.info("lead_enrichment: %d rows upserted for %s (run %s)", written, crm, run_id)
+    if not keep:
+        return written, pd.DataFrame()
+    empty = pd.DataFrame({c.name: [] for c in lead_enrichment.columns})
+    return written, pd.concat(kept, ignore_index=True) if kept else _typed(empty)
 
 
 def load_enrichment(engine: Engine, crm: str, shard: int | None = None, shards: int = 1) -> pd.DataFrame:
@@ -61,7 +78,11 @@ def load_enrichment(engine: Engine, crm: str, shard: int | None = None, shards: 
         query = query.select_from(lead_enrichment.join(leads, and_(
             leads.c.crm == lead_enrichment.c.crm, leads.c.record_id == lead_enrichment.c.record_id,
         ))).where(shard_filter(leads, shard, shards))
-    frame = read_frame(engine, query)
+    return _typed(read_frame(engine, query))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """`lead_enrichment` rows with typed columns (str / float64 / bool), whether read or kept."""
     for name, kind in LEAD_ENRICHMENT_COLUMNS.items():
         if kind == "float":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")

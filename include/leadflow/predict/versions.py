@@ -61,7 +61,11 @@ def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             # Whatever the resolution (pandas 3 makes microseconds by default): epoch ms.
             stamps = pd.to_datetime(values, utc=True)
             out[column] = ((stamps - _EPOCH) // pd.Timedelta(milliseconds=1)).astype("float64")
-        elif pd.api.types.is_bool_dtype(values) or values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        elif isinstance(values.dtype, pd.StringDtype):
+            # Already text: as the other kinds end, without a call per value (a second of a
+            # 100,000-lead qualify).
+            out[column] = values.astype(object).where(values.notna(), None).astype("str")
+        elif pd.api.types.is_bool_dtype(values) or values.dtype == object:
             out[column] = values.astype(object).where(values.notna(), None).map(
                 lambda v: None if v is None else str(v))
         else:

@@ -11,7 +11,7 @@ from leadflow.enrich.chain import ProviderChain
 from leadflow.enrich.leads import enrich_leads
 from leadflow.enrich.resolve import is_empty, resolve_field
 from leadflow.enrich.settings import EnrichmentSettings
-from leadflow.enrich.store import load_enrichment, store_enrichment
+from leadflow.enrich.store import load_enrichment, store_and_read_back, store_enrichment
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS
 
 from enrich_fakes import as_list, make_companies, make_leads
@@ -187,6 +187,21 @@ def test_given_result_then_stored_and_loaded_back_typed(warehouse, chain) -> Non
     for column in LEAD_ENRICHMENT_COLUMNS:
         assert as_list(loaded[column]) == as_list(expected[column]), column
     assert set(loaded["run_id"]) == {"run-1"} and set(loaded["enriched_at"]) == {5}
+
+
+def test_the_rows_kept_when_stored_are_the_rows_read_back(warehouse, chain) -> None:
+    # Matched, free-mail, unmatched and empty leads: text, numbers and flags with gaps in each.
+    leads = make_leads([{"record_id": str(i), "email": e, "website": w} for i, (e, w) in enumerate(
+        [("a@acme.com", None), ("b@gmail.com", "https://initech.io"), ("c@nowhere.example", None), (None, None)])])
+    result = enrich_leads(leads, make_companies([]), chain, EnrichmentSettings(), NOW)
+    store_enrichment(warehouse, "hubspot", "run-0", result.frame.iloc[:1], now_ms=1)  # an earlier row, upserted
+    kept = store_and_read_back(warehouse, "hubspot", "run-1", result.frame, now_ms=5)
+    loaded = load_enrichment(warehouse, "hubspot")
+    assert len(kept) == 4 and kept["run_id"].eq("run-1").all()
+    pd.testing.assert_frame_equal(kept.sort_values("record_id").reset_index(drop=True),
+                                  loaded.sort_values("record_id").reset_index(drop=True))
+    nothing = store_and_read_back(warehouse, "salesforce", "run-1", result.frame, now_ms=5)
+    pd.testing.assert_frame_equal(nothing, load_enrichment(warehouse, "salesforce"), check_index_type=False)
 
 
 def test_given_rerun_then_upsert_replaces_rows(warehouse, chain) -> None:

@@ -347,3 +347,15 @@ def test_calibration_sets_the_score_at_handoff_beside_the_share_sales_converted(
     _seed(sqlite_warehouse, _rows(40, won=10, lost=20))  # every handoff scored 80
     assert page_calibration(sqlite_warehouse, "hubspot") == [
         {"band": "80-90", "handoffs": 30, "predicted": 0.8, "observed": 0.3333}]
+
+
+@pytest.mark.parametrize("dtype", [pd.StringDtype("pyarrow", na_value=np.nan), pd.StringDtype("python", na_value=np.nan),
+                                   pd.StringDtype("pyarrow"), object])
+def test_the_same_text_is_the_same_version_whatever_dtype_it_comes_in(sqlite_warehouse, dtype):
+    text = ["Énergie \"verte\" 東京", None, "", "nan"]
+    first = pd.DataFrame({"record_id": ["1", "2", "3", "4"], "industry": pd.Series(text, dtype=object)})
+    assert record_versions(sqlite_warehouse, "hubspot", "r1", first, ["industry"], T0) == 4
+    again = first.assign(industry=pd.Series(text, dtype=dtype))
+    assert record_versions(sqlite_warehouse, "hubspot", "r2", again, ["industry"], T0 + 1) == 0
+    changed = again.assign(industry=pd.Series(["x", None, "", "nan"], dtype=dtype))
+    assert record_versions(sqlite_warehouse, "hubspot", "r3", changed, ["industry"], T0 + 2) == 1
