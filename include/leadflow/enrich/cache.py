@@ -28,8 +28,8 @@ from leadflow.enrich.providers import (
     coerce_records,
     empty_records,
 )
-from leadflow.warehouse.db import upsert_many
 from leadflow.enrich.tables import enrichment_cache
+from leadflow.warehouse.db import upsert_many
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from sqlalchemy import Engine, func, select
 
 from leadflow.predict.tables import lead_versions
 from leadflow.schema import COMPANY_COLUMNS, LEAD_COLUMNS
-from leadflow.warehouse.db import insert_many
 from leadflow.warehouse import repo
+from leadflow.warehouse.db import insert_many
 from leadflow.warehouse.repo import shard_filter, shard_key
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             stamps = pd.to_datetime(values, utc=True)
             out[column] = ((stamps - _EPOCH) // pd.Timedelta(milliseconds=1)).astype("float64")
         elif isinstance(values.dtype, pd.StringDtype):
-            # Already text: as the other kinds end, without a call per value (a second of a
-            # 100,000-lead qualify).
+            # Already text: the same values as the branch below gives, without a Python call per
+            # value (1.2 million of them at 100,000 leads).
             out[column] = values.astype(object).where(values.notna(), None).astype("str")
         elif pd.api.types.is_bool_dtype(values) or values.dtype == object:
             out[column] = values.astype(object).where(values.notna(), None).map(
