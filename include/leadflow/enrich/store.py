@@ -59,8 +59,12 @@ def _store(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, now_ms: i
                 "enriched_at": [stamp] * len(chunk),
             }
             written += upsert_many(conn, lead_enrichment, data)
-            if keep:
-                kept.append(_typed(pd.DataFrame({c.name: data[c.name] for c in lead_enrichment.columns})))
+            if keep:  # from the frame's own columns: typing the lists sent took longer than a read
+                constants = {"crm": crm, "run_id": run_id, "enriched_at": stamp}
+                values = {**{c: chunk[c] for c in columns}, "record_id": chunk["record_id"].astype(str)}
+                kept.append(_typed(pd.DataFrame({c.name: constants[c.name] if c.name in constants else
+                                                 values[c.name].reset_index(drop=True)
+                                                 for c in lead_enrichment.columns})))
     if written:
         log.info("lead_enrichment: %d rows upserted for %s (run %s)", written, crm, run_id)
     if not keep:
