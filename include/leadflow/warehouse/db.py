@@ -160,7 +160,9 @@ def upsert_many(conn: Any, table: Table, columns: Mapping[str, Sequence[Any]]) -
     The statement is compiled once and handed to the driver's executemany with plain tuples:
     SQLAlchemy's per-row parameter processing would otherwise dominate (several times slower).
     So the values must be what the driver binds as they are (`repo.driver_values`: Python
-    str, int, float, bool or None), and every column without a server default must be given.
+    str, int, float, bool or None), and a column with a Python-side default must be given (the
+    compiled statement asks for its value); one left out otherwise gets the database's value
+    (NULL, a serial id).
     One statement binds one row: far below SQLite's 32,766 parameters, and no multi-row VALUES
     statement to compile (seconds per few thousand rows).
     """
