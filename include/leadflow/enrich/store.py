@@ -51,9 +51,10 @@ def _store(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, now_ms: i
     with engine.begin() as conn:
         for start in range(0, len(part), WRITE_BATCH):
             chunk = part.iloc[start : start + WRITE_BATCH]
+            record_ids = chunk["record_id"].astype(str)
             data: dict[str, list[Any]] = {
                 "crm": [crm] * len(chunk),
-                "record_id": chunk["record_id"].astype(str).tolist(),
+                "record_id": record_ids.tolist(),
                 **{c: driver_values(chunk[c], LEAD_ENRICHMENT_COLUMNS[c]) for c in columns},
                 "run_id": [run_id] * len(chunk),
                 "enriched_at": [stamp] * len(chunk),
@@ -61,7 +62,7 @@ def _store(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, now_ms: i
             written += upsert_many(conn, lead_enrichment, data)
             if keep:  # from the frame's own columns: typing the lists sent took longer than a read
                 constants = {"crm": crm, "run_id": run_id, "enriched_at": stamp}
-                values = {**{c: chunk[c] for c in columns}, "record_id": chunk["record_id"].astype(str)}
+                values = {**{c: chunk[c] for c in columns}, "record_id": record_ids}
                 kept.append(_typed(pd.DataFrame({c.name: constants[c.name] if c.name in constants else
                                                  values[c.name].reset_index(drop=True)
                                                  for c in lead_enrichment.columns})))
@@ -69,8 +70,9 @@ def _store(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, now_ms: i
         log.info("lead_enrichment: %d rows upserted for %s (run %s)", written, crm, run_id)
     if not keep:
         return written, pd.DataFrame()
-    empty = pd.DataFrame({c.name: [] for c in lead_enrichment.columns})
-    return written, pd.concat(kept, ignore_index=True) if kept else _typed(empty)
+    if not kept:  # no row of this CRM: the empty frame load_enrichment would read
+        kept.append(_typed(pd.DataFrame({c.name: [] for c in lead_enrichment.columns})))
+    return written, pd.concat(kept, ignore_index=True)
 
 
 def load_enrichment(engine: Engine, crm: str, shard: int | None = None, shards: int = 1) -> pd.DataFrame:
