@@ -64,7 +64,7 @@ def _normalised(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         elif isinstance(values.dtype, pd.StringDtype):
             # Already text: the same values as the branch below gives, without a Python call per
             # value (1.2 million of them at 100,000 leads).
-            out[column] = values.astype(object).where(values.notna(), None).astype("str")
+            out[column] = values.astype("str")
         elif pd.api.types.is_bool_dtype(values) or values.dtype == object:
             out[column] = values.astype(object).where(values.notna(), None).map(
                 lambda v: None if v is None else str(v))
