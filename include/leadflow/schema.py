@@ -134,6 +134,10 @@ COMPANY_OWNED_FIELDS: tuple[str, ...] = ("company_score", "buying_committee")
 # ("crm_score", "crm_grade", ...) so the push can diff desired against current.
 CRM_VALUE_PREFIX = "crm_"
 CRM_OWNED_VALUE_COLUMNS: dict[str, str] = {f"{CRM_VALUE_PREFIX}{f}": "str" for f in OWNED_FIELDS}
+# The same for the owned company fields, on the company row, with the time they were last known
+# (read with the company or written by leadflow); None: not known, read before writing.
+CRM_COMPANY_OWNED_COLUMNS: dict[str, str] = {f"{CRM_VALUE_PREFIX}{f}": "str" for f in COMPANY_OWNED_FIELDS}
+COMPANY_OWNED_KNOWN_AT = "crm_owned_known_at"
 # The CRM's own value of each shared field, mapped or not: a value outside the mapping has no
 # canonical `lifecycle_stage` / `lead_status`, and must still be seen as someone else's.
 CRM_RAW_PREFIX = "crm_raw_"

@@ -27,9 +27,12 @@ def _connection(sb) -> Connection:
     return Connection("leadflow_hubspot", host="127.0.0.1", port=sb.port, schema="http", password=sb.token)
 
 
-def _run(run_id: str, url: str, sb, now: datetime, model_path: str | None = None) -> dict:
+COMPANY_READS = "POST /crm/v3/objects/companies/batch/read"
+
+
+def _run(run_id: str, url: str, sb, now: datetime, model_path: str | None = None, on_step=None) -> dict:
     return run_all(RunContext(crm="hubspot", run_id=run_id, warehouse_url=url, connection=_connection(sb), now=now,
-                              model_path=model_path))
+                              model_path=model_path), on_step=on_step)
 
 
 def test_company_score_and_committee_land_in_leadflows_own_company_properties_only(tmp_path):
@@ -64,9 +67,16 @@ def test_company_score_and_committee_land_in_leadflows_own_company_properties_on
             committees = view[view["roles"].fillna("").str.contains(";")]
             assert len(committees) > 0  # the seeded world has companies with several engaged roles
 
-            # The same day again: nothing changed, nothing is written.
-            second = _run("second", url, sb, now)
+            # The same day again: nothing changed, nothing is written, and no company is read
+            # for it (the pull brought leadflow's values with the companies; the sandbox counts).
+            reads: dict[str, int] = {}
+
+            def count_reads(step: str, _summary: dict) -> None:
+                reads[step] = sb.context.stats.snapshot()["byEndpoint"].get(COMPANY_READS, 0)
+
+            second = _run("second", url, sb, now, on_step=count_reads)
             assert second["companies_written"] == 0 and second["companies_unchanged"] == len(view)
+            assert second["companies_read"] == 0 and reads["push_accounts"] == reads["push"]
             assert len(sb.store.writes(object_type="companies", since_seq=writes[-1].seq)) == 0
         finally:
             engine.dispose()

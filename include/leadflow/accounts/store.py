@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterable, Mapping
+
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select, update
 
 from leadflow.accounts.tables import accounts
+from leadflow.batching import chunks
+from leadflow.schema import COMPANY_OWNED_FIELDS, COMPANY_OWNED_KNOWN_AT, CRM_VALUE_PREFIX
+from leadflow.warehouse.tables import companies
 from leadflow.qualify.accounts import VIEW_COLUMNS, wait_for_committee
 from leadflow.qualify.config import QualificationModel
 from leadflow.warehouse import repo
@@ -31,6 +36,49 @@ def save_accounts(engine: Engine, crm: str, run_id: str, view: pd.DataFrame) -> 
 
 def load_accounts(engine: Engine, crm: str) -> pd.DataFrame:
     return repo.read_frame(engine, select(accounts).where(accounts.c.crm == crm).order_by(accounts.c.company_id))
+
+
+# --- leadflow's own company values as the CRM holds them ------------------------------------------
+_OWNED_VALUE_COLUMNS = {field: f"{CRM_VALUE_PREFIX}{field}" for field in COMPANY_OWNED_FIELDS}
+_IDS_PER_STATEMENT = 500
+
+
+def known_company_values(engine: Engine, crm: str) -> dict[str, dict[str, str | None]]:
+    """company_id -> owned company field -> the CRM's value as the warehouse knows it (read with
+    the company at its last pull, or written by leadflow since), for the companies whose values
+    are known (`COMPANY_OWNED_KNOWN_AT` set)."""
+    cols = [companies.c[c] for c in _OWNED_VALUE_COLUMNS.values()]
+    query = select(companies.c.company_id, *cols).where(
+        companies.c.crm == crm, companies.c[COMPANY_OWNED_KNOWN_AT].is_not(None))
+    with engine.connect() as conn:
+        return {str(row[0]): dict(zip(_OWNED_VALUE_COLUMNS, row[1:])) for row in conn.execute(query)}
+
+
+def remember_company_values(conn: Any, crm: str, values: Mapping[str, Mapping[str, str | None]],
+                            forget: Iterable[str], at_ms: int) -> None:
+    """In the transaction `conn`: the owned values leadflow just confirmed writing (`values`:
+    company_id -> field -> value) are the CRM's as of `at_ms`; the values of the companies in
+    `forget` are no longer known (a write whose outcome is not a confirmation: the next run
+    reads them before writing)."""
+    for fields, group in _by_fields(values).items():
+        stmt = (update(companies)
+                .where(companies.c.crm == bindparam("b_crm"), companies.c.company_id == bindparam("b_id"))
+                .values({_OWNED_VALUE_COLUMNS[f]: bindparam(f"v_{f}") for f in fields}
+                        | {COMPANY_OWNED_KNOWN_AT: bindparam("b_at")}))
+        conn.execute(stmt, [{"b_crm": crm, "b_id": cid, "b_at": at_ms, **{f"v_{f}": values[cid][f] for f in fields}}
+                            for cid in group])
+    for ids in chunks(sorted(set(forget)), _IDS_PER_STATEMENT):
+        conn.execute(update(companies).where(companies.c.crm == crm, companies.c.company_id.in_(ids))
+                     .values({COMPANY_OWNED_KNOWN_AT: None}))
+
+
+def _by_fields(values: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, ...], list[str]]:
+    """The companies grouped by which fields they have values for (one statement per group)."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    for cid, fields in values.items():
+        if fields:
+            out.setdefault(tuple(sorted(fields)), []).append(cid)
+    return out
 
 
 # What the account view and the wait for the committee read (`qualify.accounts`) and what a

@@ -28,7 +28,13 @@ from leadflow.crm.hubspot_meet import from_both_ends
 from leadflow.crm.hubspot_push import ForbiddenPropertyError, assert_writable, plan_update, results_from_batch
 from leadflow.crm.hubspot_session import GENERAL_BUCKET, SEARCH_BUCKET, HubSpotSession
 from leadflow.crm.hubspot_settings import HubSpotSettings
-from leadflow.crm.hubspot_values import company_to_row, contact_to_lead, merged_ids, observed_shared
+from leadflow.crm.hubspot_values import (
+    company_to_row,
+    contact_to_lead,
+    merged_ids,
+    observed_shared,
+    owned_company_values,
+)
 from leadflow.crm.hubspot_window import iter_pages
 from leadflow.crm.values import format_owned_value, parse_epoch_ms
 from leadflow.crm.write_core import (
@@ -306,7 +312,10 @@ class HubSpotConnector(SessionConnector):
         stored before the companies of the leads it covers. Input issues and merged-away records
         go out with the next page."""
         mapping = self.mapping
-        company_props = self._existing("companies", list(mapping.company_properties.values()))
+        # leadflow's own company properties come along (no extra call): the company write then
+        # compares with them instead of reading every company again (`accounts.write`).
+        company_props = self._existing("companies", [*mapping.company_properties.values(),
+                                                     *(p.name for p in mapping.owned_company_properties.values())])
         known: set[str] = set()  # read (found or not)
         missing_companies: set[str] = set()
         new_ids: dict[str, None] = {}
@@ -319,7 +328,8 @@ class HubSpotConnector(SessionConnector):
             nonlocal waiting, issues, removed
             ids = list(new_ids)
             now = ids if final else ids[: len(ids) - len(ids) % BATCH_READ]
-            companies, missing = self._company_rows(now, fetch(now, company_props) if now else [], issues)
+            read_at = int(self._wall_clock() * 1000)
+            companies, missing = self._company_rows(now, fetch(now, company_props) if now else [], issues, read_at)
             known.update(now)
             missing_companies.update(missing)
             for cid in now:
@@ -438,12 +448,13 @@ class HubSpotConnector(SessionConnector):
             found.extend((answer or {}).get("results") or [])
         return found
 
-    def _company_rows(self, ids: Sequence[str], found: Sequence[Mapping[str, Any]],
-                      issues: list[RecordIssue]) -> tuple[list[dict[str, Any]], set[str]]:
-        """(canonical companies found, ids not found) of the records `found` for `ids`."""
+    def _company_rows(self, ids: Sequence[str], found: Sequence[Mapping[str, Any]], issues: list[RecordIssue],
+                      read_at_ms: int) -> tuple[list[dict[str, Any]], set[str]]:
+        """(canonical companies found, ids not found) of the records `found` for `ids`, read with
+        the owned company properties at `read_at_ms`."""
         rows = []
         for record in found:
-            row, row_issues = company_to_row(record, self.mapping)
+            row, row_issues = company_to_row(record, self.mapping, read_at_ms)
             issues.extend(row_issues)
             if row["company_id"] is not None:
                 rows.append(row)
@@ -615,13 +626,10 @@ class HubSpotConnector(SessionConnector):
     def read_companies(self, company_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
         """company_id -> owned company field -> its current value as HubSpot renders it (None:
         empty), for the companies that exist."""
-        names = {f: p.name for f, p in self.mapping.owned_company_properties.items()}
-        found, _ = self._batch_read(COMPANIES, unique_ids(company_ids), list(names.values()))
-        out: dict[str, dict[str, str | None]] = {}
-        for record in found:
-            props = record.get("properties") or {}
-            out[str(record.get("id"))] = {f: (props.get(name) or None) for f, name in names.items()}
-        return out
+        names = [p.name for p in self.mapping.owned_company_properties.values()]
+        found, _ = self._batch_read(COMPANIES, unique_ids(company_ids), names)
+        return {str(record.get("id")): owned_company_values(record.get("properties") or {}, self.mapping)
+                for record in found}
 
     def push_companies(self, updates: Sequence[RecordUpdate]) -> list[RecordResult]:
         """Write one batch of owned company values (canonical `schema.COMPANY_OWNED_FIELDS` keys);

@@ -26,6 +26,7 @@ from leadflow.ownership import Observed, Writer
 from leadflow.pulled import RecordIssue
 from leadflow.schema import (
     COMPANY_COLUMNS,
+    COMPANY_OWNED_KNOWN_AT,
     CRM_RAW_VALUE_COLUMNS,
     CRM_VALUE_PREFIX,
     LEAD_COLUMNS,
@@ -80,8 +81,20 @@ def owned_values_from_properties(props: Mapping[str, Any], mapping: HubSpotMappi
             for field, spec in mapping.owned_properties.items()}
 
 
-def company_to_row(record: Mapping[str, Any], mapping: HubSpotMapping) -> tuple[dict[str, Any], list[RecordIssue]]:
-    """One HubSpot company -> (canonical company with every COMPANY_COLUMNS key, issues)."""
+def owned_company_values(props: Mapping[str, Any], mapping: HubSpotMapping) -> dict[str, str | None]:
+    """Owned company field -> its current value, rendered as `format_owned_value` writes it
+    (None when empty, as `owned_values_from_properties` for contacts)."""
+    return {field: render_current(spec.type, props.get(spec.name))
+            for field, spec in mapping.owned_company_properties.items()}
+
+
+def company_to_row(record: Mapping[str, Any], mapping: HubSpotMapping,
+                   owned_read_at_ms: int | None = None) -> tuple[dict[str, Any], list[RecordIssue]]:
+    """One HubSpot company -> (canonical company with every COMPANY_COLUMNS key, issues).
+
+    `owned_read_at_ms`: the record was read with every owned company property the portal has, at
+    that time: the row also carries their values (`crm_<field>`; a property the portal lacks is
+    empty everywhere) and that time as when they were known."""
     props: Mapping[str, Any] = record.get("properties") or {}
     company_id = record.get("id") or props.get("hs_object_id")
     company_id = None if blank(company_id) else str(company_id)
@@ -100,6 +113,9 @@ def company_to_row(record: Mapping[str, Any], mapping: HubSpotMapping) -> tuple[
         row["technologies"] = normalise_technologies(row["technologies"])
     if row.get("domain"):
         row["domain"] = row["domain"].lower()
+    if owned_read_at_ms is not None and mapping.owned_company_properties:
+        row.update({f"{CRM_VALUE_PREFIX}{f}": v for f, v in owned_company_values(props, mapping).items()})
+        row[COMPANY_OWNED_KNOWN_AT] = owned_read_at_ms
     return row, issues
 
 

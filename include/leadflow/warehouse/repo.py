@@ -19,6 +19,8 @@ from leadflow.pulled import RecordIssue, RemovedRecord, Watermark
 from leadflow.warehouse.quarantine_store import hold_unstorable
 from leadflow.schema import (
     COMPANY_COLUMNS,
+    COMPANY_OWNED_KNOWN_AT,
+    CRM_COMPANY_OWNED_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,
     CRM_RAW_VALUE_COLUMNS,
     LEAD_REMOVAL_COLUMNS,
@@ -255,6 +257,9 @@ def _json_default(value: Any) -> Any:
 # --- leads and companies ------------------------------------------------------------------------
 _LEAD_KINDS = {**LEAD_COLUMNS, **CRM_OWNED_VALUE_COLUMNS, **CRM_RAW_VALUE_COLUMNS, **LEAD_REMOVAL_COLUMNS}
 _LEAD_FIELDS = list(_LEAD_KINDS)
+_COMPANY_KINDS = {**COMPANY_COLUMNS, **CRM_COMPANY_OWNED_COLUMNS}
+# A connector that did not read the owned company values leaves them, and when they were known, None.
+_COMPANY_FIELDS = [*_COMPANY_KINDS, COMPANY_OWNED_KNOWN_AT]
 
 
 def _clean(value: Any) -> Any:
@@ -312,12 +317,12 @@ def land_page(
     upsert(conn, leads, lead_batch)
     company_batch = []
     for row in company_rows:
-        item = {name: _clean(row.get(name)) for name in COMPANY_COLUMNS}
+        item = {name: _clean(row.get(name)) for name in _COMPANY_FIELDS}
         item["crm"] = crm
         item["pulled_at"] = pulled_at
         # A company is not scored, so it is not quarantined: the field is cleared and reported.
         extra_issues.extend(_unstorable_issue(item["company_id"], p)
-                            for p in clear_unstorable(item, COMPANY_COLUMNS))
+                            for p in clear_unstorable(item, _COMPANY_KINDS))
         company_batch.append(item)
     upsert(conn, companies, company_batch)
     issue_rows = [
@@ -465,7 +470,9 @@ def load_leads(
 
 
 def load_companies(engine: Engine, crm: str) -> pd.DataFrame:
-    return read_frame(engine, select(companies).where(companies.c.crm == crm))
+    """The CRM's companies as pulled (COMPANY_COLUMNS and `pulled_at`; not leadflow's own values)."""
+    return read_frame(engine, select(*(companies.c[n] for n in (*COMPANY_COLUMNS, "pulled_at")))
+                      .where(companies.c.crm == crm))
 
 
 def count_leads(engine: Engine, crm: str) -> int:

@@ -22,6 +22,8 @@ from sqlalchemy import (
 
 from leadflow.schema import (
     COMPANY_COLUMNS,
+    COMPANY_OWNED_KNOWN_AT,
+    CRM_COMPANY_OWNED_COLUMNS,
     CRM_OWNED_VALUE_COLUMNS,
     CRM_RAW_VALUE_COLUMNS,
     LEAD_COLUMNS,
@@ -60,6 +62,8 @@ companies = Table(
     "companies",
     metadata,
     *_columns(COMPANY_COLUMNS, {"crm", "company_id"}),
+    *_columns(CRM_COMPANY_OWNED_COLUMNS, set()),
+    Column(COMPANY_OWNED_KNOWN_AT, BigInteger, nullable=True),
     Column("pulled_at", BigInteger, nullable=False),
 )
 

@@ -148,6 +148,18 @@ def test_company_maps_columns_and_normalises_technologies(mapping: HubSpotMappin
                    "updated_at": JAN_1_2024_MS}
 
 
+def test_given_a_company_read_with_leadflows_own_properties_then_the_row_knows_their_values(
+        mapping: HubSpotMapping) -> None:
+    record = {"id": "555", "properties": {"name": "Acme", "leadflow_company_score": "87.0",
+                                          "leadflow_buying_committee": ""}}
+    row, _ = company_to_row(record, mapping, owned_read_at_ms=JAN_1_2024_MS)
+    # Rendered as leadflow writes them, so an equal value is not sent again.
+    assert row["crm_company_score"] == "87" and row["crm_buying_committee"] is None
+    assert row["crm_owned_known_at"] == JAN_1_2024_MS
+    unread, _ = company_to_row(record, mapping)
+    assert "crm_owned_known_at" not in unread and "crm_company_score" not in unread
+
+
 def test_normalise_technologies_drops_empties() -> None:
     assert normalise_technologies(" ; ;") is None
 
