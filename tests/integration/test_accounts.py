@@ -16,7 +16,10 @@ from leadflow.crm.hubspot_mapping import DEFAULT_MAPPING_PATH, load_mapping
 from leadflow.pipeline import RunContext, run_all
 from leadflow.qualify.accounts import WAITING
 from leadflow.qualify.config import DEFAULT_MODEL_PATH
+from leadflow.sandbox.actors import actor_session
+from leadflow.sandbox.history import LEADFLOW_APP
 from leadflow.sandbox.server import running_sandbox
+from leadflow.sandbox.settings import generated_principals
 from leadflow.warehouse import repo
 from leadflow.warehouse.db import get_engine
 
@@ -80,6 +83,41 @@ def test_company_score_and_committee_land_in_leadflows_own_company_properties_on
             assert len(sb.store.writes(object_type="companies", since_seq=writes[-1].seq)) == 0
         finally:
             engine.dispose()
+
+
+def test_given_a_rep_edits_a_company_then_leadflow_sets_only_its_own_score_back_when_the_company_is_pulled_again(
+        tmp_path):
+    """leadflow owns its company properties as it owns its contact properties: a hand-made value
+    there is written over once the pull brings it (here the next run re-pulls every contact, its
+    own writes touched them); the rep's other edits stay. Judged from the sandbox's history."""
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    score_prop = load_mapping().owned_company_properties["company_score"].name
+    rep, workflow = generated_principals(1, 1, "accounts")
+    now = datetime.now(timezone.utc)
+    with running_sandbox(contacts=CONTACTS, seed=31, rate_limit="off", search_rate_limit="off",
+                         principals=[rep, workflow]) as sb:
+        _run("first", url, sb, now)
+        engine = get_engine(url)
+        try:
+            view = load_accounts(engine, "hubspot").set_index("company_id")
+        finally:
+            engine.dispose()
+        company = str(view.index[0])
+        session = actor_session(rep.token)
+        answer = session.patch(f"{sb.base_url}/crm/v3/objects/companies/{company}",
+                               json={"properties": {score_prop: "1", "name": "Renamed by a rep"}}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        edited = sb.store.writes(object_type="companies")[-1].seq
+
+        second = _run("second", url, sb, now)
+        assert second["companies_written"] == 1 and second["companies_read"] == 0
+        after = sb.store.writes(object_type="companies", since_seq=edited)
+        assert [(str(w.object_id), w.property, w.new) for w in after if w.property == score_prop] == [
+            (company, score_prop, str(view.loc[company, "company_score"]))]
+        assert all((w.source.source_type, w.source.source_id) == (LEADFLOW_APP.source_type, LEADFLOW_APP.source_id)
+                   for w in after if w.property == score_prop)
+        row = sb.store.get_rows("companies", [int(company)])[int(company)]
+        assert row.props["name"] == "Renamed by a rep"
 
 
 def test_given_the_wait_for_a_second_persona_then_lone_sales_ready_leads_wait_in_the_crm(tmp_path):
