@@ -5,9 +5,9 @@ else as well). The desired values are compared with the CRM's as the warehouse k
 the owned contact fields are (`push.diff`): read with the company at its last pull, or written
 by leadflow since. Only companies whose values the warehouse does not know (pulled by an earlier
 version, or whose last write was not confirmed) are read from the CRM first. So a value already
-there is not sent again, and the companies are not read again every run. Every value sent is recorded in
-`company_writes` with the CRM's answer. A company write is not retried within the run: the next
-run reads that company and sends the value again if it still differs.
+there is not sent again, and the companies are not read again every run. Every value sent is
+recorded in `company_writes` with the CRM's answer. A company write is not retried within the
+run: the next run reads that company and sends the value again if it still differs.
 """
 
 from __future__ import annotations
