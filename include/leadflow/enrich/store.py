@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from sqlalchemy import Engine, and_, select
 
 from leadflow.enrich.tables import LEAD_ENRICHMENT_COLUMNS, lead_enrichment
 from leadflow.warehouse.db import upsert_many
-from leadflow.warehouse.repo import driver_values, read_frame, shard_filter
+from leadflow.warehouse.repo import driver_columns, read_frame, shard_filter
 from leadflow.warehouse.tables import leads
 
 log = logging.getLogger(__name__)
@@ -52,16 +51,11 @@ def _store(engine: Engine, crm: str, run_id: str, frame: pd.DataFrame, now_ms: i
         for start in range(0, len(part), WRITE_BATCH):
             chunk = part.iloc[start : start + WRITE_BATCH]
             record_ids = chunk["record_id"].astype(str)
-            data: dict[str, list[Any]] = {
-                "crm": [crm] * len(chunk),
-                "record_id": record_ids.tolist(),
-                **{c: driver_values(chunk[c], LEAD_ENRICHMENT_COLUMNS[c]) for c in columns},
-                "run_id": [run_id] * len(chunk),
-                "enriched_at": [stamp] * len(chunk),
-            }
+            constants = {"crm": crm, "run_id": run_id, "enriched_at": stamp}
+            data = driver_columns(chunk, LEAD_ENRICHMENT_COLUMNS, constants)
+            data["record_id"] = record_ids.tolist()
             written += upsert_many(conn, lead_enrichment, data)
             if keep:  # from the frame's own columns: typing the lists sent took longer than a read
-                constants = {"crm": crm, "run_id": run_id, "enriched_at": stamp}
                 values = {**{c: chunk[c] for c in columns}, "record_id": record_ids}
                 kept.append(_typed(pd.DataFrame({c.name: constants[c.name] if c.name in constants else
                                                  values[c.name].reset_index(drop=True)

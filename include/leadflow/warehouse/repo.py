@@ -8,7 +8,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -508,7 +508,9 @@ def save_scores(
     if missing:
         frame = frame.assign(**{c: None for c in missing})
     cols = [*SCORE_COLUMNS, *SCORE_PERSONA_COLUMNS, *(c for c in ("predictive_version", "rules_version") if c in frame)]
-    columns = _score_columns(frame, cols, {"crm": crm, "run_id": run_id, "scored_at": scored_at})
+    columns = driver_columns(frame, {c: SCORE_COLUMNS.get(c, "str") for c in cols},
+                             {"crm": crm, "run_id": run_id, "scored_at": scored_at})
+    columns["shard_key"] = [shard_key(record_id) for record_id in columns["record_id"]]
     with engine.begin() as conn:
         if replace:
             conn.execute(scores.delete().where(scores.c.crm == crm, shard_filter(scores, shard, shards)))
@@ -531,12 +533,11 @@ def driver_values(values: pd.Series, kind: str) -> list[Any]:
     return plain
 
 
-def _score_columns(frame: pd.DataFrame, cols: list[str], constants: dict[str, Any]) -> dict[str, list[Any]]:
-    """`frame`'s `cols` as lists of the Python values the drivers bind (`driver_values`), with
-    `constants` and the shard key: what `upsert_many` takes."""
-    out = {col: driver_values(frame[col], SCORE_COLUMNS.get(col, "str")) for col in cols}
+def driver_columns(frame: pd.DataFrame, kinds: Mapping[str, str], constants: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The columns `kinds` names (column -> kind, as `driver_values`) of `frame` as lists of the
+    Python values the drivers bind, and one list per constant: what `upsert_many` takes."""
+    out = {col: driver_values(frame[col], kind) for col, kind in kinds.items()}
     out.update({name: [value] * len(frame) for name, value in constants.items()})
-    out["shard_key"] = [shard_key(record_id) for record_id in out["record_id"]]
     return out
 
 
