@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, select, update
 
 from leadflow.accounts.tables import accounts
 from leadflow.batching import chunks
 from leadflow.schema import COMPANY_OWNED_FIELDS, COMPANY_OWNED_KNOWN_AT, CRM_VALUE_PREFIX
+from leadflow.warehouse.db import update_by_key
 from leadflow.warehouse.tables import companies
 from leadflow.qualify.accounts import VIEW_COLUMNS, wait_for_committee
 from leadflow.qualify.config import QualificationModel
@@ -60,25 +61,13 @@ def remember_company_values(conn: Any, crm: str, values: Mapping[str, Mapping[st
     company_id -> field -> value) are the CRM's as of `at_ms`; the values of the companies in
     `forget` are no longer known (a write whose outcome is not a confirmation: the next run
     reads them before writing)."""
-    for fields, group in _by_fields(values).items():
-        stmt = (update(companies)
-                .where(companies.c.crm == bindparam("b_crm"), companies.c.company_id == bindparam("b_id"))
-                .values({_OWNED_VALUE_COLUMNS[f]: bindparam(f"v_{f}") for f in fields}
-                        | {COMPANY_OWNED_KNOWN_AT: bindparam("b_at")}))
-        conn.execute(stmt, [{"b_crm": crm, "b_id": cid, "b_at": at_ms, **{f"v_{f}": values[cid][f] for f in fields}}
-                            for cid in group])
+    update_by_key(conn, companies, ("crm", "company_id"), [
+        {"crm": crm, "company_id": cid, **{_OWNED_VALUE_COLUMNS[f]: v for f, v in fields.items()},
+         COMPANY_OWNED_KNOWN_AT: at_ms}
+        for cid, fields in values.items() if fields])
     for ids in chunks(sorted(set(forget)), _IDS_PER_STATEMENT):
         conn.execute(update(companies).where(companies.c.crm == crm, companies.c.company_id.in_(ids))
                      .values({COMPANY_OWNED_KNOWN_AT: None}))
-
-
-def _by_fields(values: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, ...], list[str]]:
-    """The companies grouped by which fields they have values for (one statement per group)."""
-    out: dict[tuple[str, ...], list[str]] = {}
-    for cid, fields in values.items():
-        if fields:
-            out.setdefault(tuple(sorted(fields)), []).append(cid)
-    return out
 
 
 # What the account view and the wait for the committee read (`qualify.accounts`) and what a

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, bindparam, func, select, text, update
+from sqlalchemy import Engine, Select, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -41,7 +41,7 @@ from leadflow.push.lease import (
 )
 from leadflow.push.overrides import Finding, Settled, last_written, record_overrides, settle
 from leadflow.schema import CRM_VALUE_PREFIX, OWNED_FIELDS, PUSHED_FIELDS
-from leadflow.warehouse.db import insert_many
+from leadflow.warehouse.db import insert_many, update_by_key
 from leadflow.warehouse.repo import now_ms
 from leadflow.warehouse.tables import leads, push_log
 
@@ -722,7 +722,6 @@ def _record(
     ids_by_error: dict[str | None, list[int]] = {}
     for upd, res in items:
         ids_by_error.setdefault(res.error, []).extend(log_ids.get(upd.record_id, ()))
-    lead_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     # What the connector wrote along with the values (a Salesforce Rating): logged as confirmed
     # writes of this run, so that checks and rollback see them like the others.
     side_rows = [
@@ -733,12 +732,8 @@ def _record(
         for upd, res in items if status == "confirmed"
         for field, before, after in res.side_writes
     ]
-    if status == "confirmed":
-        for upd, _ in items:
-            values = _lead_values(upd.values)
-            if values:
-                params = {"b_crm": crm, "b_rec": upd.record_id, **{f"v_{k}": v for k, v in values.items()}}
-                lead_groups.setdefault(tuple(sorted(values)), []).append(params)
+    lead_rows = [{"crm": crm, "record_id": upd.record_id, **values} for upd, _ in items
+                 if status == "confirmed" and (values := _lead_values(upd.values))]
     with engine.begin() as conn:
         for error, ids in ids_by_error.items():
             for chunk in chunks(ids, LOG_IDS_PER_STATEMENT):
@@ -751,13 +746,7 @@ def _record(
                 )
         if side_rows:
             insert_many(conn, push_log, side_rows)
-        for columns, params in lead_groups.items():
-            lead_stmt = (
-                update(leads)
-                .where(leads.c.crm == bindparam("b_crm"), leads.c.record_id == bindparam("b_rec"))
-                .values({col: bindparam(f"v_{col}") for col in columns})
-            )
-            conn.execute(lead_stmt, params)
+        update_by_key(conn, leads, ("crm", "record_id"), lead_rows)
     if status == "confirmed":
         outcome.pushed += len(items)
     elif status == "rejected":

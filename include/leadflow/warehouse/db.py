@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from sqlalchemy import URL, Engine, Table, create_engine, event, inspect, make_url, text
+from sqlalchemy import URL, Engine, Table, and_, bindparam, create_engine, event, inspect, make_url, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.batching import chunks
@@ -189,6 +189,21 @@ def insert_many(conn: Any, table: Table, rows: Sequence[Mapping[str, Any]]) -> i
     return _send(conn, _dialect_insert(conn)(table), columns)
 
 
+def update_by_key(conn: Any, table: Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
+    """UPDATE the row of each of `rows` found by its `keys` columns, setting its other columns.
+    Rows that set the same columns go in one executemany. Returns the number of rows given."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        sets = tuple(sorted(c for c in row if c not in keys))
+        if sets:  # bind names apart from the columns' own (SQLAlchemy reserves those in SET)
+            groups.setdefault(sets, []).append({f"k_{c}" if c in keys else f"v_{c}": v for c, v in row.items()})
+    for sets, params in groups.items():
+        stmt = (update(table).where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys)))
+                .values({c: bindparam(f"v_{c}") for c in sets}))
+        conn.execute(stmt, params)
+    return len(rows)
+
+
 def _dialect_insert(conn: Any) -> Any:
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(conn.dialect.name)
     if insert is None:  # pragma: no cover - the warehouse only runs on these two
@@ -228,13 +243,7 @@ def upsert(
     keys = list(keys or [c.name for c in table.primary_key.columns])
     columns = list(rows[0].keys())
     updates = [c for c in (columns if update_columns is None else update_columns) if c not in keys]
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    else:  # pragma: no cover - guarded by get_engine
-        raise ValueError(f"unsupported warehouse dialect {dialect!r}")
+    stmt = _dialect_insert(conn)(table)
     if updates:
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in updates})
     else:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from leadflow.pulled import RecordIssue, Watermark
 from leadflow.warehouse import repo
-from leadflow.warehouse.db import insert_many, upsert
+from leadflow.warehouse.db import insert_many, update_by_key, upsert
 from leadflow.warehouse.tables import lead_issues, leads, push_log, watermarks
 
 
@@ -74,6 +74,25 @@ def test_insert_many_stores_every_row_as_given_and_a_left_out_column_gets_its_de
                                      push_log.c.attempts, push_log.c.created_at).order_by(push_log.c.id)).all()
     assert [tuple(r)[1:] for r in stored] == [(str(i), None, f"{i}.5", 0, 1_700_000_000_000 + i) for i in range(3)]
     assert len({r.id for r in stored}) == 3  # the database numbered them
+
+
+def test_update_by_key_sets_each_rows_own_columns_and_touches_no_other_row(warehouse):
+    rows = [{"crm": crm, "stream": s, "modified_ms": 1, "last_id": "a", "updated_at": 0}
+            for crm in ("hubspot", "salesforce") for s in ("x", "y", "z")]
+    with warehouse.begin() as conn:
+        upsert(conn, watermarks, rows)
+        assert update_by_key(conn, watermarks, ("crm", "stream"), [
+            {"crm": "hubspot", "stream": "x", "modified_ms": 5},
+            {"crm": "hubspot", "stream": "y", "last_id": None, "updated_at": 9},
+            {"crm": "hubspot", "stream": "z"},  # nothing to set: left alone
+        ]) == 3
+    with warehouse.connect() as conn:
+        stored = {(r.crm, r.stream): (r.modified_ms, r.last_id, r.updated_at) for r in conn.execute(
+            select(watermarks.c.crm, watermarks.c.stream, watermarks.c.modified_ms, watermarks.c.last_id,
+                   watermarks.c.updated_at))}
+    assert stored.pop(("hubspot", "x")) == (5, "a", 0)
+    assert stored.pop(("hubspot", "y")) == (1, None, 9)
+    assert set(stored.values()) == {(1, "a", 0)}  # hubspot z and every salesforce row as they were
 
 
 def test_given_more_rows_than_one_statement_allows_then_upsert_chunks(warehouse):
