@@ -170,7 +170,7 @@ def upsert_many(conn: Any, table: Table, columns: Mapping[str, Sequence[Any]]) -
     if not names or not len(columns[names[0]]):
         return 0
     keys = [c.name for c in table.primary_key.columns]
-    stmt = _dialect_insert(conn)(table)
+    stmt = dialect_insert(conn)(table)
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in names if c not in keys})
     return _send(conn, stmt, columns)
 
@@ -186,7 +186,7 @@ def insert_many(conn: Any, table: Table, rows: Sequence[Mapping[str, Any]]) -> i
     for column in table.columns:
         if column.name not in columns and column.default is not None and column.default.is_scalar:
             columns[column.name] = [column.default.arg] * len(rows)
-    return _send(conn, _dialect_insert(conn)(table), columns)
+    return _send(conn, dialect_insert(conn)(table), columns)
 
 
 def update_by_key(conn: Any, table: Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
@@ -204,7 +204,8 @@ def update_by_key(conn: Any, table: Table, keys: Sequence[str], rows: Sequence[M
     return len(rows)
 
 
-def _dialect_insert(conn: Any) -> Any:
+def dialect_insert(conn: Any) -> Any:
+    """The INSERT construct of `conn`'s dialect (SQLite's or PostgreSQL's), which has ON CONFLICT."""
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(conn.dialect.name)
     if insert is None:  # pragma: no cover - the warehouse only runs on these two
         raise ValueError(f"unsupported warehouse dialect {conn.dialect.name!r}")
@@ -243,7 +244,7 @@ def upsert(
     keys = list(keys or [c.name for c in table.primary_key.columns])
     columns = list(rows[0].keys())
     updates = [c for c in (columns if update_columns is None else update_columns) if c not in keys]
-    stmt = _dialect_insert(conn)(table)
+    stmt = dialect_insert(conn)(table)
     if updates:
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in updates})
     else:

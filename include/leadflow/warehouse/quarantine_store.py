@@ -14,9 +14,9 @@ import logging
 from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import BigInteger, Column, Index, String, Table, Text, bindparam, case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from leadflow.batching import chunks
+from leadflow.warehouse.db import dialect_insert
 from leadflow.warehouse.tables import metadata
 from leadflow.warehouse.values import PROBLEM_CODES, Unstorable
 
@@ -117,13 +117,7 @@ def upsert_entries(conn: Any, rows: list[dict[str, Any]]) -> None:
     parameter limit."""
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        insert_fn = sqlite.insert
-    elif dialect == "postgresql":
-        insert_fn = postgresql.insert
-    else:
-        raise ValueError(f"unsupported warehouse dialect {dialect!r}")
+    insert_fn = dialect_insert(conn)
     per_chunk = max(1, _MAX_PARAMS // len(_UPSERT_COLUMNS))
     for chunk in chunks(rows, per_chunk):
         stmt = insert_fn(quarantine).values(list(chunk))
